@@ -1,0 +1,46 @@
+//! The one crate of what crosses a taskflow boundary: the order event that starts work, the status
+//! event every change of a task announces, and the work messages the state machine hands to each
+//! service with its task token.
+//!
+//! Versioning: every type here is version 1 (`schemaVersion: 1`). Adding an optional field is a v1
+//! change and old consumers keep working (unknown fields are ignored on purpose: no type here denies
+//! them). Removing or changing the meaning of a field is a v2.
+
+pub mod events;
+pub mod order;
+pub mod reasons;
+pub mod secret;
+pub mod status;
+pub mod work;
+
+pub use events::{EventEnvelope, TaskStatusChanged};
+pub use order::{Money, OrderItem, OrderKind, OrderSubmitted};
+pub use reasons::Reason;
+pub use secret::{PaymentToken, TaskToken};
+pub use status::TaskStatus;
+pub use work::{NotificationWork, Outcome, PurchaseResult, PurchaseWork, NotificationResult, StepFailure};
+
+/// The schema version of every v1 message and event.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// EventBridge `Source` of orders submitted to taskflow.
+pub const ORDER_SOURCE: &str = "taskflow.orders";
+/// EventBridge `DetailType` of an order submitted to taskflow.
+pub const ORDER_SUBMITTED: &str = "OrderSubmitted";
+/// EventBridge `Source` of the events taskflow publishes about its tasks.
+pub const TASK_SOURCE: &str = "taskflow.tasks";
+/// EventBridge `DetailType` of a task's status change.
+pub const TASK_STATUS_CHANGED: &str = "TaskStatusChanged";
+
+/// Error names the services answer a task token with. The state machine's Catch clauses match on
+/// these exact strings, so they are part of the contract.
+pub mod errors {
+    /// The payment provider declined the charge (a business outcome, never retried).
+    pub const PAYMENT_DECLINED: &str = "PaymentDeclined";
+    /// The payment provider kept failing transiently until the retry budget ran out.
+    pub const PAYMENT_UNAVAILABLE: &str = "PaymentUnavailable";
+    /// The work message carried a token but its payload could not be read.
+    pub const INVALID_WORK_MESSAGE: &str = "InvalidWorkMessage";
+    /// The task record the work refers to does not exist or is in an unexpected state.
+    pub const TASK_STATE_CONFLICT: &str = "TaskStateConflict";
+}

@@ -1,0 +1,109 @@
+//! `OrderSubmitted` v1: the event that starts work.
+
+use crate::secret::PaymentToken;
+use serde::{Deserialize, Serialize};
+
+/// An amount in the currency's minor units (cents), never floating point.
+pub type Money = u64;
+
+/// What an order asks taskflow to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OrderKind {
+    Purchase,
+    Refund,
+}
+
+impl OrderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderKind::Purchase => "purchase",
+            OrderKind::Refund => "refund",
+        }
+    }
+}
+
+/// One line of a purchase.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderItem {
+    pub sku: String,
+    pub quantity: u32,
+    /// Price of one unit in minor units.
+    pub unit_price: Money,
+}
+
+/// The `detail` of an `OrderSubmitted` event (source `taskflow.orders`).
+///
+/// A purchase carries `items` and a `paymentToken`; a refund carries `refundOf` (the order to
+/// refund) and optionally `amount` (absent means the whole order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderSubmitted {
+    pub schema_version: u32,
+    /// Chosen by the submitter and unique per order: it names the task and its execution, which is
+    /// what makes a re-published event harmless.
+    pub order_id: String,
+    pub owner: String,
+    pub kind: OrderKind,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<OrderItem>,
+    /// ISO 4217 code, upper case.
+    pub currency: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payment_token: Option<PaymentToken>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_of: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<Money>,
+}
+
+impl OrderSubmitted {
+    /// The purchase total, or `None` when it does not fit in `Money`.
+    pub fn items_total(&self) -> Option<Money> {
+        self.items.iter().try_fold(0u64, |total, item| {
+            item.unit_price
+                .checked_mul(u64::from(item.quantity))
+                .and_then(|line| total.checked_add(line))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn order(items: Vec<OrderItem>) -> OrderSubmitted {
+        OrderSubmitted {
+            schema_version: 1,
+            order_id: "o-1".into(),
+            owner: "alice".into(),
+            kind: OrderKind::Purchase,
+            items,
+            currency: "EUR".into(),
+            payment_token: Some(PaymentToken::new("tok_approve")),
+            refund_of: None,
+            amount: None,
+        }
+    }
+
+    #[test]
+    fn total_adds_lines_and_detects_overflow() {
+        let item = |q, p| OrderItem { sku: "A".into(), quantity: q, unit_price: p };
+        assert_eq!(order(vec![item(2, 1250), item(1, 99)]).items_total(), Some(2599));
+        assert_eq!(order(vec![item(2, u64::MAX / 2 + 1)]).items_total(), None);
+    }
+
+    #[test]
+    fn camel_case_wire_form_round_trips_and_ignores_unknown_fields() {
+        let json = r#"{"schemaVersion":1,"orderId":"o-9","owner":"bob","kind":"purchase",
+            "items":[{"sku":"BOOK","quantity":1,"unitPrice":500}],"currency":"EUR",
+            "paymentToken":"tok_approve","addedLater":true}"#;
+        let parsed: OrderSubmitted = serde_json::from_str(json).unwrap();
+        assert_eq!(parsed.order_id, "o-9");
+        assert_eq!(parsed.items[0].unit_price, 500);
+        let back = serde_json::to_value(&parsed).unwrap();
+        assert_eq!(back["paymentToken"], "tok_approve");
+        assert!(back.get("refundOf").is_none());
+    }
+}

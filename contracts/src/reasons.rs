@@ -1,0 +1,89 @@
+//! Named reasons a task is REJECTED or FAILED. They appear as `reason` on the task record and on
+//! `TaskStatusChanged`; consumers may branch on them. New reasons are additive (v1): a consumer
+//! must treat an unknown reason as "some other reason", which is why the event field is a string.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+macro_rules! reasons {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum Reason {
+            $($(#[$doc])* #[serde(rename = $name)] $variant,)*
+        }
+
+        impl Reason {
+            pub const ALL: &[Reason] = &[$(Reason::$variant,)*];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $(Reason::$variant => $name,)* }
+            }
+
+            pub fn parse(s: &str) -> Option<Reason> {
+                match s { $($name => Some(Reason::$variant),)* _ => None }
+            }
+        }
+    };
+}
+
+reasons! {
+    // Why an order is REJECTED (found by intake, before any work starts).
+    /// The detail is not an order: a field is missing or has the wrong type.
+    MalformedOrder => "MALFORMED_ORDER",
+    /// `schemaVersion` is not one this taskflow reads.
+    UnsupportedSchemaVersion => "UNSUPPORTED_SCHEMA_VERSION",
+    /// `orderId` is empty, too long or has characters an execution name cannot carry.
+    InvalidOrderId => "INVALID_ORDER_ID",
+    /// `owner` is empty or too long.
+    InvalidOwner => "INVALID_OWNER",
+    /// A purchase without items.
+    NoItems => "NO_ITEMS",
+    /// An item with quantity 0 or an empty sku.
+    InvalidItem => "INVALID_ITEM",
+    /// An item priced at 0.
+    InvalidPrice => "INVALID_PRICE",
+    /// The same sku on two lines.
+    DuplicateSku => "DUPLICATE_SKU",
+    /// The total does not fit the amount type or is above the per-order limit.
+    AmountTooLarge => "AMOUNT_TOO_LARGE",
+    /// A refund amount of 0.
+    InvalidAmount => "INVALID_AMOUNT",
+    /// A currency taskflow does not take.
+    UnsupportedCurrency => "UNSUPPORTED_CURRENCY",
+    /// A purchase without a payment token.
+    MissingPaymentToken => "MISSING_PAYMENT_TOKEN",
+    /// A refund that does not say which order it refunds.
+    MissingRefundOf => "MISSING_REFUND_OF",
+
+    // Why a task FAILED (after its workflow started).
+    /// The payment provider declined the charge.
+    PaymentDeclined => "PAYMENT_DECLINED",
+    /// The payment provider kept failing until the retry budget ran out.
+    PaymentUnavailable => "PAYMENT_UNAVAILABLE",
+    /// A step got no answer in time (its service was down or too slow).
+    TimedOut => "TIMED_OUT",
+    /// Refund orders are accepted but cannot be carried out by this version yet.
+    RefundNotAvailable => "REFUND_NOT_AVAILABLE",
+    /// Anything the workflow did not expect; the execution history has the details.
+    WorkflowError => "WORKFLOW_ERROR",
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_round_trips_by_name() {
+        for &reason in Reason::ALL {
+            assert_eq!(Reason::parse(reason.as_str()), Some(reason));
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+        }
+        assert_eq!(Reason::parse("NO_SUCH_REASON"), None);
+    }
+}

@@ -1,0 +1,77 @@
+//! The statuses a task goes through.
+//!
+//! ```text
+//! RECEIVED ──▶ CHARGING ──▶ COMPLETED
+//!    │             │
+//!    │             └──────▶ FAILED
+//!    └────────────────────▶ FAILED     (timed out, or a kind taskflow cannot run yet)
+//! (invalid order) ────────▶ REJECTED
+//! ```
+//! COMPLETED, FAILED and REJECTED are terminal.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum TaskStatus {
+    /// Accepted by intake; the workflow is started.
+    Received,
+    /// The purchase service is charging the payment method.
+    Charging,
+    /// Done: charged (and the owner is being told).
+    Completed,
+    /// Ended without doing what was asked; `reason` says why.
+    Failed,
+    /// Never started: the order was invalid; `reason` says why.
+    Rejected,
+}
+
+impl TaskStatus {
+    pub const ALL: [TaskStatus; 5] = [
+        TaskStatus::Received,
+        TaskStatus::Charging,
+        TaskStatus::Completed,
+        TaskStatus::Failed,
+        TaskStatus::Rejected,
+    ];
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Rejected)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Received => "RECEIVED",
+            TaskStatus::Charging => "CHARGING",
+            TaskStatus::Completed => "COMPLETED",
+            TaskStatus::Failed => "FAILED",
+            TaskStatus::Rejected => "REJECTED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TaskStatus> {
+        TaskStatus::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_match_as_str() {
+        for status in TaskStatus::ALL {
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(json, format!("\"{}\"", status.as_str()));
+            assert_eq!(TaskStatus::parse(status.as_str()), Some(status));
+        }
+        assert!(TaskStatus::Rejected.is_terminal() && !TaskStatus::Charging.is_terminal());
+    }
+}

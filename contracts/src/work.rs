@@ -1,0 +1,67 @@
+//! The work messages the state machine puts on each service's queue, each with the task token
+//! the service answers, and the results the services answer with.
+//!
+//! Their shape is fixed by the `MessageBody` of the matching state in
+//! `statemachine/order.asl.json`; a test in `services/shared` reads the ASL to keep them in step.
+
+use crate::order::{Money, OrderKind, OrderSubmitted};
+use crate::secret::TaskToken;
+use serde::{Deserialize, Serialize};
+
+/// On the purchase queue: charge this order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurchaseWork {
+    pub schema_version: u32,
+    pub task_token: TaskToken,
+    pub order: OrderSubmitted,
+}
+
+/// What the purchase service answers on success; the state machine keeps it at `$.purchase`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PurchaseResult {
+    pub charge_id: String,
+    pub amount: Money,
+    pub currency: String,
+}
+
+/// How the order ended, as far as the owner is to be told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Completed,
+    Failed,
+}
+
+/// A caught error as Step Functions hands it to the failure path (`$.failure`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepFailure {
+    #[serde(rename = "Error")]
+    pub error: String,
+    #[serde(rename = "Cause", default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<String>,
+}
+
+/// On the notification queue: tell the owner how the order ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationWork {
+    pub schema_version: u32,
+    pub task_token: TaskToken,
+    pub order_id: String,
+    pub owner: String,
+    pub kind: OrderKind,
+    pub outcome: Outcome,
+    /// Set when `outcome` is `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<StepFailure>,
+}
+
+/// What the notification service answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationResult {
+    /// Where the notice was stored (S3 key in the task bucket).
+    pub notice_key: String,
+}

@@ -1,0 +1,288 @@
+//! The SQS task-token driver every worker service runs on.
+//!
+//! A work message carries a Step Functions task token. For each message of a batch the driver
+//! runs the service's [`TaskWorker`] and answers the token:
+//! - success → `SendTaskSuccess` with the worker's output; a failure the worker calls final →
+//!   `SendTaskFailure` with its error name (the state machine's Catch matches on it);
+//! - a transient failure → the message stays on the queue (a partial batch failure) and comes back
+//!   after a backoff with jitter; on its last delivery (the queue's `maxReceiveCount`) the token is
+//!   answered with the failure instead, so the workflow moves on rather than waiting for a timeout;
+//! - a token already answered, timed out or of an ended execution → the message is done (deleted);
+//! - a message without a readable token cannot be answered → it is left to fail until SQS moves it
+//!   to the dead-letter queue; one with a token but an unreadable body → `InvalidWorkMessage`.
+//!
+//! Messages of a batch are independent: one failing never makes the others redeliver.
+
+use crate::callback::{CallbackError, TaskCallback};
+use async_trait::async_trait;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_lambda_events::sqs::BatchItemFailure;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use taskflow_contracts::{errors, NotificationWork, PurchaseWork, TaskToken};
+use tracing::{error, info, warn};
+
+/// A message a worker receives: it carries a task token and names its order.
+pub trait WorkMessage: DeserializeOwned + Send + Sync {
+    fn task_token(&self) -> &TaskToken;
+    fn order_id(&self) -> &str;
+}
+
+impl WorkMessage for PurchaseWork {
+    fn task_token(&self) -> &TaskToken {
+        &self.task_token
+    }
+    fn order_id(&self) -> &str {
+        &self.order.order_id
+    }
+}
+
+impl WorkMessage for NotificationWork {
+    fn task_token(&self) -> &TaskToken {
+        &self.task_token
+    }
+    fn order_id(&self) -> &str {
+        &self.order_id
+    }
+}
+
+/// Which delivery of a message this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    /// 1 for the first delivery.
+    pub number: u32,
+    /// No delivery follows this one: a transient failure now is answered as final.
+    pub last: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepError {
+    /// The step failed for good; `error` is the name the state machine matches on.
+    Failed { error: String, cause: String },
+    /// Something transient (a provider or the store unavailable): worth another delivery.
+    Retry { error: String, cause: String },
+}
+
+impl StepError {
+    pub fn failed(error: &str, cause: impl Into<String>) -> Self {
+        StepError::Failed { error: error.to_string(), cause: cause.into() }
+    }
+    pub fn retry(error: &str, cause: impl Into<String>) -> Self {
+        StepError::Retry { error: error.to_string(), cause: cause.into() }
+    }
+}
+
+/// What a service does with one work message.
+#[async_trait]
+pub trait TaskWorker: Send + Sync {
+    type Work: WorkMessage;
+    type Output: Serialize + Send + Sync;
+    async fn perform(&self, work: &Self::Work, attempt: Attempt) -> Result<Self::Output, StepError>;
+}
+
+/// Makes a message come back later than the queue's visibility timeout would.
+#[async_trait]
+pub trait Redelivery: Send + Sync {
+    async fn delay(&self, receipt_handle: &str, seconds: u32) -> Result<(), String>;
+}
+
+pub struct SqsRedelivery {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsRedelivery {
+    pub fn new(config: &aws_config::SdkConfig, queue_url: impl Into<String>) -> Self {
+        Self { client: aws_sdk_sqs::Client::new(config), queue_url: queue_url.into() }
+    }
+}
+
+#[async_trait]
+impl Redelivery for SqsRedelivery {
+    async fn delay(&self, receipt_handle: &str, seconds: u32) -> Result<(), String> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.queue_url)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(seconds as i32)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
+    }
+}
+
+/// How often and how far apart a message is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The queue's `maxReceiveCount`: deliveries before SQS moves a message to the DLQ.
+    pub max_attempts: u32,
+    pub base_delay_secs: u32,
+    pub max_delay_secs: u32,
+}
+
+impl RetryPolicy {
+    /// Exponential backoff with equal jitter: half the step fixed, half random.
+    pub fn delay_after(&self, attempt: u32) -> u32 {
+        let step = self
+            .base_delay_secs
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+            .min(self.max_delay_secs)
+            .max(1);
+        step / 2 + rand::random_range(0..=step - step / 2)
+    }
+
+    pub fn from_env() -> Result<Self, crate::config::ConfigError> {
+        Ok(RetryPolicy {
+            max_attempts: crate::config::number_or("MAX_RECEIVE_COUNT", 5)?,
+            base_delay_secs: crate::config::number_or("RETRY_BASE_DELAY_SECONDS", 1)?,
+            max_delay_secs: crate::config::number_or("RETRY_MAX_DELAY_SECONDS", 20)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Disposition {
+    /// Delete the message.
+    Done,
+    /// Report it as a batch item failure so SQS delivers it again (or dead-letters it).
+    Again,
+}
+
+pub struct Driver<W, C, R> {
+    pub worker: W,
+    pub callback: C,
+    pub redelivery: R,
+    pub policy: RetryPolicy,
+}
+
+#[derive(Deserialize)]
+struct TokenOnly {
+    #[serde(rename = "taskToken")]
+    task_token: TaskToken,
+}
+
+impl<W: TaskWorker, C: TaskCallback, R: Redelivery> Driver<W, C, R> {
+    pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        for message in &event.records {
+            if self.handle_message(message).await == Disposition::Again {
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = message.message_id.clone().unwrap_or_default();
+                response.batch_item_failures.push(failure);
+            }
+        }
+        response
+    }
+
+    async fn handle_message(&self, message: &SqsMessage) -> Disposition {
+        let number = message
+            .attributes
+            .get("ApproximateReceiveCount")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1u32);
+        let attempt = Attempt { number, last: number >= self.policy.max_attempts };
+        let body = message.body.as_deref().unwrap_or_default();
+        let message_id = message.message_id.as_deref().unwrap_or_default();
+
+        let token = match serde_json::from_str::<TokenOnly>(body) {
+            Ok(t) => t.task_token,
+            Err(e) => {
+                // Nobody can be answered: leave it to reach the dead-letter queue.
+                error!(message_id, attempt = number, error = "PoisonMessage", detail = %e, "work message has no task token; it will go to the dead-letter queue");
+                self.delay(message, attempt).await;
+                return Disposition::Again;
+            }
+        };
+        let work: W::Work = match serde_json::from_str(body) {
+            Ok(work) => work,
+            Err(e) => {
+                warn!(message_id, error = errors::INVALID_WORK_MESSAGE, detail = %e, "unreadable work message");
+                let answered = self.callback.fail(&token, errors::INVALID_WORK_MESSAGE, &e.to_string()).await;
+                return self.settle(message, attempt, answered).await;
+            }
+        };
+        let order_id = work.order_id();
+
+        if attempt.number > 1 {
+            // A retry: keep the step alive across the backoff, and stop early if it is over.
+            match self.callback.heartbeat(&token).await {
+                Err(CallbackError::TokenSpent(code)) => {
+                    info!(order_id, code, "step already over; redelivered message dropped");
+                    return Disposition::Done;
+                }
+                Err(CallbackError::Unavailable(e)) => warn!(order_id, error = %e, "heartbeat failed"),
+                Ok(()) => {}
+            }
+        }
+
+        let answered = match self.worker.perform(&work, attempt).await {
+            Ok(output) => {
+                let output = serde_json::to_string(&output).expect("outputs always serialise");
+                self.callback.succeed(&token, output).await
+            }
+            Err(StepError::Failed { error, cause }) => {
+                info!(order_id, error, cause, "step failed");
+                self.callback.fail(&token, &error, &cause).await
+            }
+            Err(StepError::Retry { error, cause }) if attempt.last => {
+                warn!(order_id, error, cause, attempt = number, "retries exhausted; failing the step");
+                self.callback.fail(&token, &error, &cause).await
+            }
+            Err(StepError::Retry { error, cause }) => {
+                warn!(order_id, error, cause, attempt = number, "transient failure; will retry");
+                self.delay(message, attempt).await;
+                return Disposition::Again;
+            }
+        };
+        self.settle(message, attempt, answered).await
+    }
+
+    async fn settle(&self, message: &SqsMessage, attempt: Attempt, answered: Result<(), CallbackError>) -> Disposition {
+        match answered {
+            Ok(()) => Disposition::Done,
+            Err(CallbackError::TokenSpent(code)) => {
+                info!(code, "task token already spent; message done");
+                Disposition::Done
+            }
+            Err(CallbackError::Unavailable(e)) => {
+                warn!(error = %e, "could not answer the task token; will retry");
+                self.delay(message, attempt).await;
+                Disposition::Again
+            }
+        }
+    }
+
+    async fn delay(&self, message: &SqsMessage, attempt: Attempt) {
+        if attempt.last {
+            return;
+        }
+        if let Some(receipt) = message.receipt_handle.as_deref() {
+            let seconds = self.policy.delay_after(attempt.number);
+            if let Err(e) = self.redelivery.delay(receipt, seconds).await {
+                // The queue's visibility timeout still brings it back, only later.
+                warn!(error = %e, "could not shorten the redelivery delay");
+            }
+        }
+    }
+}
+
+/// Runs `worker` as a Lambda function fed by an SQS queue with `ReportBatchItemFailures`.
+/// Reads `WORK_QUEUE_URL` and the retry policy from the environment.
+pub async fn run<W: TaskWorker + 'static>(worker: W, config: &aws_config::SdkConfig) -> Result<(), lambda_runtime::Error> {
+    let driver = Driver {
+        worker,
+        callback: crate::callback::StepFunctionsCallback::new(config),
+        redelivery: SqsRedelivery::new(config, crate::config::required("WORK_QUEUE_URL")?),
+        policy: RetryPolicy::from_env()?,
+    };
+    let driver = std::sync::Arc::new(driver);
+    lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
+        let driver = driver.clone();
+        async move { Ok::<_, lambda_runtime::Error>(driver.handle_batch(event.payload).await) }
+    }))
+    .await
+}
+
+#[cfg(test)]
+mod tests;

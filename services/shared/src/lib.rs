@@ -1,0 +1,16 @@
+//! What every taskflow service does the same way.
+//!
+//! - [`driver`]: the SQS task-token driver — reads a batch of work messages, runs the service's
+//!   [`driver::TaskWorker`] on each, answers the task token, and reports partial batch failures.
+//! - [`tasks`]: the task record and the [`tasks::TaskStore`] port every service records through.
+//! - [`callback`]: the [`callback::TaskCallback`] port (answering a task token).
+//! - [`config`], [`clients`], [`telemetry`]: environment, AWS client setup, logs.
+//! - [`fakes`]: in-memory ports for unit tests.
+
+pub mod callback;
+pub mod clients;
+pub mod config;
+pub mod driver;
+pub mod fakes;
+pub mod tasks;
+pub mod telemetry;

@@ -1,0 +1,304 @@
+//! The task record — one per order, keyed by order id — and the port every service records
+//! through. Status changes are conditional on the current status, so a duplicate or late message
+//! can never move a task backwards, and each change appends to the history the publisher turns
+//! into exactly one `TaskStatusChanged` event (the table is the outbox).
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use taskflow_contracts::{Money, OrderItem, OrderKind, Reason, TaskStatus};
+use thiserror::Error;
+
+/// One status change in a task's life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    pub status: TaskStatus,
+    pub at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+}
+
+/// A task as stored in the task table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskRecord {
+    pub order_id: String,
+    /// Empty only for a rejected order that named no owner.
+    pub owner: String,
+    /// `None` only for a rejected order whose kind could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<OrderKind>,
+    pub status: TaskStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// Free text beside the named reason (e.g. which field was malformed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason_detail: Option<String>,
+    #[serde(default)]
+    pub currency: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<OrderItem>,
+    /// Purchase total or refund amount, in minor units (0 when rejected before it was known).
+    #[serde(default)]
+    pub amount: Money,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund_of: Option<String>,
+    pub history: Vec<HistoryEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charge_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice_key: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TaskRecord {
+    /// A new task whose first status is `status`.
+    pub fn new(order_id: impl Into<String>, owner: impl Into<String>, status: TaskStatus, reason: Option<Reason>, at: DateTime<Utc>) -> Self {
+        TaskRecord {
+            order_id: order_id.into(),
+            owner: owner.into(),
+            kind: None,
+            status,
+            reason,
+            reason_detail: None,
+            currency: String::new(),
+            items: Vec::new(),
+            amount: 0,
+            refund_of: None,
+            history: vec![HistoryEntry { status, at, reason }],
+            execution_arn: None,
+            charge_id: None,
+            notice_key: None,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+}
+
+/// A status change and the facts recorded with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub to: TaskStatus,
+    pub reason: Option<Reason>,
+    pub reason_detail: Option<String>,
+    pub charge_id: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl Change {
+    pub fn to(to: TaskStatus, at: DateTime<Utc>) -> Self {
+        Change { to, reason: None, reason_detail: None, charge_id: None, at }
+    }
+    pub fn because(mut self, reason: Reason, detail: Option<String>) -> Self {
+        self.reason = Some(reason);
+        self.reason_detail = detail;
+        self
+    }
+    pub fn with_charge(mut self, charge_id: impl Into<String>) -> Self {
+        self.charge_id = Some(charge_id.into());
+        self
+    }
+
+    /// The change applied to a record (what the store does, written once for the fakes and tests).
+    pub fn apply(&self, record: &mut TaskRecord) {
+        record.status = self.to;
+        record.history.push(HistoryEntry { status: self.to, at: self.at, reason: self.reason });
+        record.updated_at = self.at;
+        if self.reason.is_some() {
+            record.reason = self.reason;
+            record.reason_detail = self.reason_detail.clone();
+        }
+        if let Some(charge_id) = &self.charge_id {
+            record.charge_id = Some(charge_id.clone());
+        }
+    }
+}
+
+/// A fact recorded on a task without changing its status (so no event is announced).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    Execution(String),
+    Notice(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    Created,
+    /// A task with this order id already exists (as it is now).
+    Exists(Box<TaskRecord>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transitioned {
+    Applied(Box<TaskRecord>),
+    /// The task was not in one of the expected statuses; here it is as it is.
+    Conflict(Box<TaskRecord>),
+    Missing,
+}
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("task store unavailable: {0}")]
+    Unavailable(String),
+    #[error("task record {order_id} cannot be read: {message}")]
+    Corrupt { order_id: String, message: String },
+}
+
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    async fn get(&self, order_id: &str) -> Result<Option<TaskRecord>, StoreError>;
+    /// Writes `task` unless a task with its order id exists.
+    async fn create(&self, task: &TaskRecord) -> Result<Created, StoreError>;
+    /// Applies `change` if the task's status is one of `from`.
+    async fn transition(&self, order_id: &str, from: &[TaskStatus], change: &Change) -> Result<Transitioned, StoreError>;
+    async fn note(&self, order_id: &str, note: &Note) -> Result<(), StoreError>;
+}
+
+/// The task table in DynamoDB (partition key `orderId`).
+pub struct DynamoTaskStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoTaskStore {
+    pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self { client: aws_sdk_dynamodb::Client::new(config), table: table.into() }
+    }
+
+    fn unavailable<E: std::error::Error + 'static>(err: aws_sdk_dynamodb::error::SdkError<E>) -> StoreError {
+        StoreError::Unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string())
+    }
+
+    fn decode(order_id: &str, item: HashMap<String, AttributeValue>) -> Result<TaskRecord, StoreError> {
+        serde_dynamo::from_item(item)
+            .map_err(|e| StoreError::Corrupt { order_id: order_id.to_string(), message: e.to_string() })
+    }
+
+    fn key(order_id: &str) -> (String, AttributeValue) {
+        ("orderId".to_string(), AttributeValue::S(order_id.to_string()))
+    }
+}
+
+fn to_attribute<T: Serialize>(value: &T) -> AttributeValue {
+    serde_dynamo::to_attribute_value(value).expect("task fields always serialise")
+}
+
+#[async_trait]
+impl TaskStore for DynamoTaskStore {
+    async fn get(&self, order_id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        let (k, v) = Self::key(order_id);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(k, v)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(Self::unavailable)?;
+        out.item.map(|item| Self::decode(order_id, item)).transpose()
+    }
+
+    async fn create(&self, task: &TaskRecord) -> Result<Created, StoreError> {
+        let item = serde_dynamo::to_item(task).expect("task records always serialise");
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(orderId)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Created::Created),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                match self.get(&task.order_id).await? {
+                    Some(existing) => Ok(Created::Exists(Box::new(existing))),
+                    None => Err(StoreError::Unavailable("task vanished after a conflicting write".into())),
+                }
+            }
+            Err(err) => Err(Self::unavailable(err)),
+        }
+    }
+
+    async fn transition(&self, order_id: &str, from: &[TaskStatus], change: &Change) -> Result<Transitioned, StoreError> {
+        let entry = HistoryEntry { status: change.to, at: change.at, reason: change.reason };
+        let mut sets = vec!["#status = :to", "history = list_append(history, :entry)", "updatedAt = :at"];
+        let (k, v) = Self::key(order_id);
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(k, v)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":to", to_attribute(&change.to))
+            .expression_attribute_values(":entry", AttributeValue::L(vec![to_attribute(&entry)]))
+            .expression_attribute_values(":at", to_attribute(&change.at))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if let Some(reason) = change.reason {
+            sets.push("reason = :reason");
+            request = request.expression_attribute_values(":reason", to_attribute(&reason));
+        }
+        if let Some(detail) = &change.reason_detail {
+            sets.push("reasonDetail = :detail");
+            request = request.expression_attribute_values(":detail", AttributeValue::S(detail.clone()));
+        }
+        if let Some(charge_id) = &change.charge_id {
+            sets.push("chargeId = :charge");
+            request = request.expression_attribute_values(":charge", AttributeValue::S(charge_id.clone()));
+        }
+        let mut allowed = Vec::with_capacity(from.len());
+        for (i, status) in from.iter().enumerate() {
+            let name = format!(":from{i}");
+            request = request.expression_attribute_values(&name, to_attribute(status));
+            allowed.push(name);
+        }
+        let result = request
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .condition_expression(format!("attribute_exists(orderId) AND #status IN ({})", allowed.join(", ")))
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let item = out.attributes.unwrap_or_default();
+                Ok(Transitioned::Applied(Box::new(Self::decode(order_id, item)?)))
+            }
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                // Read the current state rather than trusting the failure's payload: the emulator
+                // does not always return it.
+                match self.get(order_id).await? {
+                    Some(current) => Ok(Transitioned::Conflict(Box::new(current))),
+                    None => Ok(Transitioned::Missing),
+                }
+            }
+            Err(err) => Err(Self::unavailable(err)),
+        }
+    }
+
+    async fn note(&self, order_id: &str, note: &Note) -> Result<(), StoreError> {
+        let (field, value) = match note {
+            Note::Execution(arn) => ("executionArn", arn),
+            Note::Notice(key) => ("noticeKey", key),
+        };
+        let (k, v) = Self::key(order_id);
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(k, v)
+            .update_expression("SET #field = :value")
+            .condition_expression("attribute_exists(orderId)")
+            .expression_attribute_names("#field", field)
+            .expression_attribute_values(":value", AttributeValue::S(value.clone()))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(Self::unavailable)
+    }
+}
