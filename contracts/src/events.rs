@@ -29,7 +29,8 @@ pub struct TaskStatusChanged {
     pub event_id: String,
     pub order_id: String,
     pub owner: String,
-    pub kind: OrderKind,
+    /// `null` only for a rejected order whose kind could not be read.
+    pub kind: Option<OrderKind>,
     pub status: TaskStatus,
     /// `null` for the first status of a task.
     pub previous_status: Option<TaskStatus>,

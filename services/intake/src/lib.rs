@@ -1,0 +1,111 @@
+//! Intake: turns an `OrderSubmitted` event into a task and starts its workflow.
+//!
+//! - A valid order is recorded RECEIVED (a conditional write: the first event for an order id
+//!   wins) and its execution is started under the order id as name, so a re-published event can
+//!   neither create a second task nor start a second execution.
+//! - An invalid order is recorded REJECTED with a named [`Reason`]; it never starts a workflow.
+//! - An event that is not an order at all (not JSON, another detail-type, no order id) has nothing
+//!   to record: it fails by name and stays on the queue until SQS moves it to the dead-letter queue.
+
+pub mod validate;
+pub mod workflows;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use taskflow_contracts::{EventEnvelope, OrderSubmitted, Reason, TaskStatus, ORDER_SUBMITTED};
+use taskflow_shared::tasks::{Created, Note, StoreError, TaskRecord, TaskStore};
+use thiserror::Error;
+pub use validate::{validate, Rejection};
+pub use workflows::{Started, WorkflowError, Workflows};
+
+/// What became of one order event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// A new task; its execution is running.
+    Started { order_id: String, execution_arn: String },
+    /// The order was invalid and is recorded REJECTED.
+    Rejected { order_id: String, reason: Reason },
+    /// The order id was seen before; nothing new happened (beyond making sure its workflow runs).
+    Duplicate { order_id: String, status: TaskStatus },
+}
+
+#[derive(Debug, Error)]
+pub enum IntakeError {
+    /// Permanent: there is no order in this message to record or reject.
+    #[error("NotAnOrder: {0}")]
+    NotAnOrder(String),
+    #[error("TaskStoreUnavailable: {0}")]
+    Store(#[from] StoreError),
+    #[error("WorkflowUnavailable: {0}")]
+    Workflow(#[from] WorkflowError),
+}
+
+pub struct Intake<S, W> {
+    pub tasks: S,
+    pub workflows: W,
+}
+
+impl<S: TaskStore, W: Workflows> Intake<S, W> {
+    /// Handles one SQS message body: an EventBridge event delivered by the intake rule.
+    pub async fn accept(&self, body: &str, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
+        let event: EventEnvelope<Value> =
+            serde_json::from_str(body).map_err(|e| IntakeError::NotAnOrder(format!("not an EventBridge event: {e}")))?;
+        if event.detail_type != ORDER_SUBMITTED {
+            return Err(IntakeError::NotAnOrder(format!("detail-type {:?} is not {ORDER_SUBMITTED}", event.detail_type)));
+        }
+        let detail = &event.detail;
+        let order_id = match detail.get("orderId") {
+            Some(Value::String(id)) if !id.is_empty() && id.len() <= validate::MAX_KEY_BYTES => id.clone(),
+            _ => return Err(IntakeError::NotAnOrder("the order has no usable orderId to record it under".into())),
+        };
+
+        match validate(detail) {
+            Ok(order) => self.receive(order, now).await,
+            Err(rejection) => self.reject(&order_id, detail, rejection, now).await,
+        }
+    }
+
+    async fn receive(&self, order: OrderSubmitted, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
+        let mut task = TaskRecord::new(&order.order_id, &order.owner, TaskStatus::Received, None, now);
+        task.kind = Some(order.kind);
+        task.currency = order.currency.clone();
+        task.items = order.items.clone();
+        task.amount = order.amount.or_else(|| order.items_total()).unwrap_or(0);
+        task.refund_of = order.refund_of.clone();
+
+        match self.tasks.create(&task).await? {
+            Created::Created => {}
+            // RECEIVED means a previous attempt may have stopped before starting the execution:
+            // start it (again); the execution name makes that a no-op if it runs already.
+            Created::Exists(existing) if existing.status == TaskStatus::Received => {}
+            Created::Exists(existing) => {
+                return Ok(Accepted::Duplicate { order_id: order.order_id, status: existing.status });
+            }
+        }
+        let input = serde_json::to_string(&order).expect("orders always serialise");
+        let (execution_arn, new) = match self.workflows.start(&order.order_id, &input).await? {
+            Started::New(arn) => (arn, true),
+            Started::Existing(arn) => (arn, false),
+        };
+        self.tasks.note(&order.order_id, &Note::Execution(execution_arn.clone())).await?;
+        Ok(if new {
+            Accepted::Started { order_id: order.order_id, execution_arn }
+        } else {
+            Accepted::Duplicate { order_id: order.order_id, status: TaskStatus::Received }
+        })
+    }
+
+    async fn reject(&self, order_id: &str, detail: &Value, rejection: Rejection, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
+        let owner = detail.get("owner").and_then(Value::as_str).unwrap_or_default();
+        let mut task = TaskRecord::new(order_id, owner.chars().take(validate::MAX_OWNER_CHARS).collect::<String>(), TaskStatus::Rejected, Some(rejection.reason), now);
+        task.kind = detail.get("kind").and_then(|k| serde_json::from_value(k.clone()).ok());
+        task.reason_detail = Some(rejection.detail);
+        match self.tasks.create(&task).await? {
+            Created::Created => Ok(Accepted::Rejected { order_id: order_id.to_string(), reason: rejection.reason }),
+            Created::Exists(existing) => Ok(Accepted::Duplicate { order_id: order_id.to_string(), status: existing.status }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,1 +1,26 @@
-fn main() {}
+//! The publisher Lambda: task table stream → `TaskStatusChanged` events on the bus.
+
+use aws_lambda_events::event::dynamodb::Event as StreamEvent;
+use lambda_runtime::{service_fn, LambdaEvent};
+use std::sync::Arc;
+use taskflow_publisher::{bus::EventBridgeBus, Publisher};
+use taskflow_shared::{clients, config, telemetry};
+use tracing::info;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let aws = clients::load().await;
+    let publisher = Arc::new(Publisher { bus: EventBridgeBus::new(&aws, config::required("EVENT_BUS_NAME")?) });
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| {
+        let publisher = publisher.clone();
+        async move {
+            // An error fails the whole batch: the event source mapping retries it (bounded), and
+            // the same records announce the same event ids.
+            let published = publisher.relay(&event.payload).await?;
+            info!(records = event.payload.records.len(), published, "status events published");
+            Ok::<(), lambda_runtime::Error>(())
+        }
+    }))
+    .await
+}

@@ -1,0 +1,94 @@
+//! What makes an order valid. Every rule has a named [`Reason`]; the first broken rule wins.
+
+use serde_json::Value;
+use std::collections::HashSet;
+use taskflow_contracts::{Money, OrderKind, OrderSubmitted, Reason, SCHEMA_VERSION};
+
+/// Step Functions execution names: 1–80 characters of this alphabet.
+pub const MAX_ORDER_ID_CHARS: usize = 80;
+/// Beyond this even a rejection cannot be recorded under the id (DynamoDB key limit, with margin).
+pub const MAX_KEY_BYTES: usize = 1024;
+pub const MAX_OWNER_CHARS: usize = 128;
+pub const MAX_SKU_CHARS: usize = 64;
+/// The largest order taskflow takes, in minor units (one million in a two-decimal currency).
+pub const MAX_ORDER_AMOUNT: Money = 100_000_000;
+/// ISO 4217 codes taskflow takes.
+pub const CURRENCIES: [&str; 8] = ["EUR", "USD", "GBP", "CHF", "SEK", "NOK", "DKK", "PLN"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: Reason,
+    /// For people: which field and why.
+    pub detail: String,
+}
+
+fn reject(reason: Reason, detail: impl Into<String>) -> Rejection {
+    Rejection { reason, detail: detail.into() }
+}
+
+/// Reads and checks the `detail` of an `OrderSubmitted` event.
+pub fn validate(detail: &Value) -> Result<OrderSubmitted, Rejection> {
+    // Read the version first: a later version may not even have this version's shape.
+    match detail.get("schemaVersion") {
+        Some(v) if v.as_u64() == Some(u64::from(SCHEMA_VERSION)) => {}
+        Some(v) => return Err(reject(Reason::UnsupportedSchemaVersion, format!("schemaVersion {v} is not {SCHEMA_VERSION}"))),
+        None => return Err(reject(Reason::MalformedOrder, "missing field `schemaVersion`")),
+    }
+    let order: OrderSubmitted =
+        serde_json::from_value(detail.clone()).map_err(|e| reject(Reason::MalformedOrder, e.to_string()))?;
+
+    let id_ok = !order.order_id.is_empty()
+        && order.order_id.chars().count() <= MAX_ORDER_ID_CHARS
+        && order.order_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !id_ok {
+        return Err(reject(Reason::InvalidOrderId, format!("orderId must be 1-{MAX_ORDER_ID_CHARS} of [A-Za-z0-9_-]")));
+    }
+    if order.owner.trim().is_empty() || order.owner.chars().count() > MAX_OWNER_CHARS {
+        return Err(reject(Reason::InvalidOwner, format!("owner must be 1-{MAX_OWNER_CHARS} characters")));
+    }
+    if !CURRENCIES.contains(&order.currency.as_str()) {
+        return Err(reject(Reason::UnsupportedCurrency, format!("currency {:?} is not one of {CURRENCIES:?}", order.currency)));
+    }
+    match order.kind {
+        OrderKind::Purchase => check_purchase(&order)?,
+        OrderKind::Refund => check_refund(&order)?,
+    }
+    Ok(order)
+}
+
+fn check_purchase(order: &OrderSubmitted) -> Result<(), Rejection> {
+    if order.items.is_empty() {
+        return Err(reject(Reason::NoItems, "a purchase needs at least one item"));
+    }
+    let mut skus = HashSet::new();
+    for item in &order.items {
+        if item.sku.trim().is_empty() || item.sku.chars().count() > MAX_SKU_CHARS || item.quantity == 0 {
+            return Err(reject(Reason::InvalidItem, format!("item {:?}: sku must be 1-{MAX_SKU_CHARS} characters and quantity at least 1", item.sku)));
+        }
+        if item.unit_price == 0 {
+            return Err(reject(Reason::InvalidPrice, format!("item {:?}: unitPrice must be at least 1", item.sku)));
+        }
+        if !skus.insert(item.sku.as_str()) {
+            return Err(reject(Reason::DuplicateSku, format!("sku {:?} appears on more than one line", item.sku)));
+        }
+    }
+    match order.items_total() {
+        Some(total) if total <= MAX_ORDER_AMOUNT => {}
+        _ => return Err(reject(Reason::AmountTooLarge, format!("the total is above {MAX_ORDER_AMOUNT}"))),
+    }
+    match &order.payment_token {
+        Some(token) if !token.expose().trim().is_empty() => Ok(()),
+        _ => Err(reject(Reason::MissingPaymentToken, "a purchase needs a paymentToken")),
+    }
+}
+
+fn check_refund(order: &OrderSubmitted) -> Result<(), Rejection> {
+    if order.refund_of.as_deref().is_none_or(|id| id.trim().is_empty()) {
+        return Err(reject(Reason::MissingRefundOf, "a refund needs refundOf (the order to refund)"));
+    }
+    match order.amount {
+        Some(0) => Err(reject(Reason::InvalidAmount, "a refund amount must be at least 1")),
+        Some(amount) if amount > MAX_ORDER_AMOUNT => Err(reject(Reason::AmountTooLarge, format!("the amount is above {MAX_ORDER_AMOUNT}"))),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,59 @@
+//! Starting an order's workflow: the port and its Step Functions adapter.
+
+use async_trait::async_trait;
+use aws_sdk_sfn::error::ProvideErrorMetadata;
+use thiserror::Error;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    New(String),
+    /// An execution with this name exists (running with the same input, or ended).
+    Existing(String),
+}
+
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct WorkflowError(pub String);
+
+#[async_trait]
+pub trait Workflows: Send + Sync {
+    /// Starts the order workflow named `name` (the order id) with `input`, at most once per name.
+    async fn start(&self, name: &str, input: &str) -> Result<Started, WorkflowError>;
+}
+
+pub struct StepFunctionsWorkflows {
+    client: aws_sdk_sfn::Client,
+    state_machine_arn: String,
+}
+
+impl StepFunctionsWorkflows {
+    pub fn new(config: &aws_config::SdkConfig, state_machine_arn: impl Into<String>) -> Self {
+        Self { client: aws_sdk_sfn::Client::new(config), state_machine_arn: state_machine_arn.into() }
+    }
+
+    /// arn:…:stateMachine:M → arn:…:execution:M:NAME
+    fn execution_arn(&self, name: &str) -> String {
+        format!("{}:{name}", self.state_machine_arn.replacen(":stateMachine:", ":execution:", 1))
+    }
+}
+
+#[async_trait]
+impl Workflows for StepFunctionsWorkflows {
+    async fn start(&self, name: &str, input: &str) -> Result<Started, WorkflowError> {
+        let result = self
+            .client
+            .start_execution()
+            .state_machine_arn(&self.state_machine_arn)
+            .name(name)
+            .input(input)
+            .send()
+            .await;
+        match result {
+            Ok(out) => Ok(Started::New(out.execution_arn)),
+            Err(err) if err.as_service_error().and_then(|e| e.code()) == Some("ExecutionAlreadyExists") => {
+                Ok(Started::Existing(self.execution_arn(name)))
+            }
+            Err(err) => Err(WorkflowError(aws_sdk_sfn::error::DisplayErrorContext(&err).to_string())),
+        }
+    }
+}
