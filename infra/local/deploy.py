@@ -1,0 +1,215 @@
+#!/usr/bin/env python3
+"""Deploys infra/template.yaml onto a running moto server, the way `sam deploy` would on AWS.
+
+Called by `taskflow up`; prints one JSON document on stdout that tells the local host what to run:
+the stack outputs, each function (binary, environment, timeout) and each event source mapping.
+
+Steps (see ../shared/notes/local-emulator.md for why each workaround exists):
+1. aws-sam-translator turns the SAM template into plain CloudFormation, offline.
+2. Lambda functions, event source mappings and permissions are taken out: the local host runs the
+   real function binaries and feeds them itself (moto's own mappings would eat the messages).
+   Every value they need from the stack (queue ARNs, table names, ...) becomes a stack output,
+   so CloudFormation on moto resolves it exactly as it resolves everything else.
+3. create_stack on moto.
+4. The state machine is (re)created through the Step Functions API with DefinitionSubstitutions
+   applied, because moto ignores them and hides stack-made machines once real execution is on.
+"""
+
+import argparse
+import copy
+import json
+import re
+import sys
+import time
+
+import boto3
+from samtranslator.model.exceptions import InvalidDocumentException
+from samtranslator.parser.parser import Parser
+from samtranslator.translator.translator import Translator
+from samtranslator.yaml_helper import yaml_parse
+
+LAMBDA_TYPES = {"AWS::Lambda::Function", "AWS::Lambda::EventSourceMapping", "AWS::Lambda::Permission"}
+PLACEHOLDER_CODE = "s3://taskflow-local-placeholder/bootstrap.zip"
+
+
+def log(*args):
+    print("deploy:", *args, file=sys.stderr, flush=True)
+
+
+class Resolver:
+    """Collects intrinsic values to be resolved by CloudFormation as extra stack outputs."""
+
+    def __init__(self):
+        self.outputs = {}
+
+    def want(self, value):
+        """A plain value stays as it is; an intrinsic becomes a reference to an output."""
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            return {"literal": value}
+        name = f"LocalResolve{len(self.outputs)}"
+        self.outputs[name] = {"Value": value}
+        return {"output": name}
+
+    @staticmethod
+    def read(ref, outputs):
+        if "literal" in ref:
+            value = ref["literal"]
+            return value if isinstance(value, str) or value is None else str(value)
+        return outputs[ref["output"]]
+
+
+def translate(template_path, parameters, region):
+    with open(template_path) as f:
+        sam = yaml_parse(f.read())
+    base = template_path.rsplit("/", 1)[0] if "/" in template_path else "."
+    binaries = {}
+    definitions = {}
+    for logical_id, resource in sam.get("Resources", {}).items():
+        props = resource.setdefault("Properties", {})
+        if resource["Type"] == "AWS::Serverless::Function":
+            binaries[logical_id] = resource.get("Metadata", {}).get("BuildProperties", {}).get("Binary", logical_id)
+            props["CodeUri"] = PLACEHOLDER_CODE
+        elif resource["Type"] == "AWS::Serverless::StateMachine":
+            with open(f"{base}/{props.pop('DefinitionUri')}") as f:
+                definitions[logical_id] = {
+                    "text": f.read(),
+                    "substitutions": props.pop("DefinitionSubstitutions", {}),
+                    "name": props.get("Name"),
+                }
+            # A stand-in: the real definition is created after the stack, substituted.
+            props["Definition"] = {"StartAt": "Wait", "States": {"Wait": {"Type": "Pass", "End": True}}}
+    if "Globals" in sam and "Function" in sam["Globals"]:
+        sam["Globals"]["Function"]["CodeUri"] = PLACEHOLDER_CODE
+    session = boto3.session.Session(region_name=region)
+    try:
+        cfn = Translator(None, Parser(), boto_session=session).translate(
+            sam, parameter_values=dict(parameters), get_managed_policy_map=lambda: {}
+        )
+    except InvalidDocumentException as e:
+        raise SystemExit("template is not valid SAM: " + "; ".join(str(c) for c in e.causes))
+    return cfn, binaries, definitions
+
+
+def plan_local(cfn, binaries, definitions):
+    """Takes the Lambda parts out of the template and lists what to resolve for the host."""
+    resolver = Resolver()
+    resources = cfn["Resources"]
+    functions, mappings, machines = [], [], []
+    for logical_id, resource in resources.items():
+        props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::Lambda::Function":
+            env = props.get("Environment", {}).get("Variables", {})
+            functions.append({
+                "logicalId": logical_id,
+                "binary": binaries.get(logical_id, logical_id),
+                "name": resolver.want(props.get("FunctionName", logical_id)),
+                "timeout": props.get("Timeout", 3),
+                "memorySize": props.get("MemorySize", 128),
+                "environment": {k: resolver.want(v) for k, v in env.items()},
+            })
+        elif resource["Type"] == "AWS::Lambda::EventSourceMapping":
+            function_ref = props["FunctionName"]
+            on_failure = props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+            mappings.append({
+                "function": function_ref["Ref"] if isinstance(function_ref, dict) else function_ref,
+                "sourceArn": resolver.want(props["EventSourceArn"]),
+                "batchSize": props.get("BatchSize", 10),
+                "reportBatchItemFailures": "ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+                "startingPosition": props.get("StartingPosition"),
+                "maximumRetryAttempts": props.get("MaximumRetryAttempts", -1),
+                "onFailureArn": resolver.want(on_failure) if on_failure else None,
+            })
+        elif resource["Type"] == "AWS::StepFunctions::StateMachine" and logical_id in definitions:
+            spec = definitions[logical_id]
+            machines.append({
+                "logicalId": logical_id,
+                "name": resolver.want(spec["name"] or logical_id),
+                "roleArn": resolver.want(props["RoleArn"]),
+                "definition": spec["text"],
+                "substitutions": {k: resolver.want(v) for k, v in spec["substitutions"].items()},
+            })
+    for logical_id in [k for k, r in resources.items() if r["Type"] in LAMBDA_TYPES]:
+        del resources[logical_id]
+    cfn.setdefault("Outputs", {}).update(resolver.outputs)
+    return functions, mappings, machines
+
+
+def create_stack(cfn, stack_name, parameters, endpoint, region):
+    client = boto3.client("cloudformation", endpoint_url=endpoint, region_name=region)
+    client.create_stack(
+        StackName=stack_name,
+        TemplateBody=json.dumps(cfn),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters],
+        Capabilities=["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"],
+    )
+    deadline = time.time() + 60
+    while True:
+        stack = client.describe_stacks(StackName=stack_name)["Stacks"][0]
+        status = stack["StackStatus"]
+        if status == "CREATE_COMPLETE":
+            return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+        if status.endswith("FAILED") or "ROLLBACK" in status or time.time() > deadline:
+            events = client.describe_stack_events(StackName=stack_name)["StackEvents"]
+            reasons = [f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason')}" for e in events if "FAILED" in e["ResourceStatus"]]
+            raise SystemExit(f"stack {stack_name} ended {status}: {reasons}")
+        time.sleep(0.1)
+
+
+def create_state_machine(machine, outputs, endpoint, region):
+    sfn = boto3.client("stepfunctions", endpoint_url=endpoint, region_name=region)
+    values = {k: Resolver.read(v, outputs) for k, v in machine["substitutions"].items()}
+
+    def substitute(match):
+        key = match.group(1)
+        if key not in values:
+            raise SystemExit(f"state machine {machine['logicalId']}: no substitution for ${{{key}}}")
+        return values[key]
+
+    definition = re.sub(r"\$\{([A-Za-z0-9_]+)\}", substitute, machine["definition"])
+    json.loads(definition)  # a broken substitution must fail here, not at the first execution
+    name = Resolver.read(machine["name"], outputs)
+    role = Resolver.read(machine["roleArn"], outputs)
+    try:
+        return sfn.create_state_machine(name=name, definition=definition, roleArn=role, type="STANDARD")["stateMachineArn"]
+    except sfn.exceptions.StateMachineAlreadyExists:
+        arn = next(m["stateMachineArn"] for m in sfn.list_state_machines()["stateMachines"] if m["name"] == name)
+        sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role)
+        return arn
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--endpoint", required=True)
+    parser.add_argument("--region", default="us-east-1")
+    parser.add_argument("--template", required=True)
+    parser.add_argument("--stack-name", required=True)
+    parser.add_argument("--parameter", action="append", default=[], help="Key=Value")
+    args = parser.parse_args()
+    parameters = [tuple(p.split("=", 1)) for p in args.parameter]
+
+    started = time.time()
+    cfn, binaries, definitions = translate(args.template, parameters, args.region)
+    functions, mappings, machines = plan_local(cfn, binaries, definitions)
+    outputs = create_stack(cfn, args.stack_name, parameters, args.endpoint, args.region)
+    machine_arns = {m["logicalId"]: create_state_machine(m, outputs, args.endpoint, args.region) for m in machines}
+
+    for f in functions:
+        f["name"] = Resolver.read(f["name"], outputs)
+        f["environment"] = {k: Resolver.read(v, outputs) for k, v in f["environment"].items()}
+    for m in mappings:
+        m["sourceArn"] = Resolver.read(m["sourceArn"], outputs)
+        m["onFailureArn"] = Resolver.read(m["onFailureArn"], outputs) if m["onFailureArn"] else None
+    stack_outputs = {k: v for k, v in outputs.items() if not k.startswith("LocalResolve")}
+    log(f"stack {args.stack_name} deployed in {time.time() - started:.1f}s: {len(functions)} functions, {len(mappings)} event sources")
+    json.dump({
+        "stackName": args.stack_name,
+        "outputs": stack_outputs,
+        "stateMachines": machine_arns,
+        "functions": functions,
+        "eventSources": mappings,
+    }, sys.stdout, indent=2)
+    print()
+
+
+if __name__ == "__main__":
+    main()
