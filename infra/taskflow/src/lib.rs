@@ -1,0 +1,13 @@
+//! The taskflow command line's library: the local stack (a moto server, the template deployed
+//! onto it, and a host that runs the real function binaries over the Lambda Runtime API) and the
+//! client operations the CLI and the end-to-end tests use against any stack.
+
+pub mod client;
+pub mod emulator;
+pub mod host;
+pub mod local;
+pub mod paths;
+pub mod plan;
+pub mod process;
+pub mod sources;
+pub mod stack;

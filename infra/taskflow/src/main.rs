@@ -1,1 +1,262 @@
-fn main() {}
+//! `taskflow`: run the local stack, and talk to a stack.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::time::Duration;
+use taskflow::client::{Client, StatusFeed};
+use taskflow::local::{LocalStack, Options};
+use taskflow::stack::StackInfo;
+use taskflow_contracts::{OrderItem, OrderKind, OrderSubmitted, PaymentToken, TaskStatusChanged, SCHEMA_VERSION};
+
+mod demo;
+
+#[derive(Parser)]
+#[command(name = "taskflow", version, about = "Purchases and refunds as tracked tasks on AWS serverless — and on your machine.")]
+struct Cli {
+    /// Where the local stack keeps stack.json and logs [default: <repo>/.taskflow]
+    #[arg(long, global = true, env = "TASKFLOW_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the local stack and show status events live until Ctrl-C.
+    Up,
+    /// Start the local stack, run sample orders through it, print a summary; exit 0 only if
+    /// every order reached the status it should.
+    Demo,
+    /// Submit an order to a running stack (publishes OrderSubmitted on its bus).
+    Submit {
+        #[command(subcommand)]
+        order: SubmitOrder,
+    },
+    /// Show a task: its status, reason and history.
+    Status {
+        order_id: String,
+        /// Print the task record as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print TaskStatusChanged events as they arrive.
+    Events {
+        /// Keep following until Ctrl-C (otherwise stop after --wait seconds without events).
+        #[arg(long)]
+        follow: bool,
+        #[arg(long, default_value_t = 5)]
+        wait: u64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SubmitOrder {
+    /// A purchase: `taskflow submit purchase --owner alice --item BOOK-1:2:1250`
+    Purchase {
+        #[arg(long)]
+        owner: String,
+        /// SKU:QUANTITY:UNIT_PRICE (minor units); repeat for more lines.
+        #[arg(long = "item", required = true)]
+        items: Vec<String>,
+        #[arg(long, default_value = "EUR")]
+        currency: String,
+        /// A sandbox test token: tok_approve, tok_decline, tok_insufficient_funds, tok_flaky, tok_unavailable.
+        #[arg(long, default_value = "tok_approve")]
+        payment_token: String,
+        #[arg(long)]
+        order_id: Option<String>,
+    },
+    /// A refund of an earlier order.
+    Refund {
+        refund_of: String,
+        #[arg(long)]
+        owner: String,
+        /// In minor units; the whole order when absent.
+        #[arg(long)]
+        amount: Option<u64>,
+        #[arg(long, default_value = "EUR")]
+        currency: String,
+        #[arg(long)]
+        order_id: Option<String>,
+    },
+    /// The `detail` of an OrderSubmitted event from a JSON file, sent as it is.
+    File { path: PathBuf },
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    let state_dir = cli.state_dir.clone().unwrap_or_else(|| taskflow::paths::project_root().join(".taskflow"));
+    let result = match cli.command {
+        Command::Up => up(state_dir).await,
+        Command::Demo => demo::run(state_dir).await,
+        Command::Submit { order } => submit(&state_dir, order).await,
+        Command::Status { order_id, json } => status(&state_dir, &order_id, json).await,
+        Command::Events { follow, wait, json } => events(&state_dir, follow, wait, json).await,
+    };
+    if let Err(e) = result {
+        eprintln!("taskflow: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn stack_file(state_dir: &std::path::Path) -> PathBuf {
+    state_dir.join("stack.json")
+}
+
+async fn up(state_dir: PathBuf) -> Result<()> {
+    eprintln!("starting the local stack (moto server, template, functions)…");
+    let stack = LocalStack::start(Options::new(&state_dir)).await?;
+    let feed = StatusFeed::open(&stack.info).await?;
+    println!("taskflow local stack is up ({:.1} s)", stack.started_in.as_secs_f64());
+    println!("  endpoint  {}", stack.info.endpoint.as_deref().unwrap_or_default());
+    println!("  bus       {}   (publish OrderSubmitted here; TaskStatusChanged comes out here)", stack.info.output("EventBusName")?);
+    println!("  stack     {}", stack_file(&state_dir).display());
+    println!("  logs      {}", state_dir.join("logs").display());
+    println!();
+    println!("Point the aws CLI at it:");
+    println!("  {}", stack.cli_hint());
+    println!("  aws events put-events --entries file://contracts/examples/order-submitted.purchase.json");
+    println!();
+    println!("Status events (Ctrl-C to stop):");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    loop {
+        tokio::select! {
+            events = feed.next(Duration::from_secs(1)) => {
+                for event in events? {
+                    println!("{}", line(&event));
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+    eprintln!("stopping…");
+    feed.close().await;
+    stack.stop().await;
+    let _ = std::fs::remove_file(stack_file(&state_dir));
+    Ok(())
+}
+
+/// One status event as a line for people.
+pub fn line(event: &TaskStatusChanged) -> String {
+    let previous = event.previous_status.map(|s| s.as_str()).unwrap_or("—");
+    let reason = event.reason.as_deref().map(|r| format!("  reason={r}")).unwrap_or_default();
+    format!(
+        "{}  {:<24} {:<8} {:<9} → {:<9} (#{}){reason}",
+        event.occurred_at.format("%H:%M:%S%.3f"),
+        event.order_id,
+        event.owner,
+        previous,
+        event.status.as_str(),
+        event.sequence
+    )
+}
+
+fn parse_item(text: &str) -> Result<OrderItem> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let [sku, quantity, price] = parts.as_slice() else { bail!("--item {text:?}: expected SKU:QUANTITY:UNIT_PRICE") };
+    Ok(OrderItem {
+        sku: sku.to_string(),
+        quantity: quantity.parse().with_context(|| format!("--item {text:?}: quantity"))?,
+        unit_price: price.parse().with_context(|| format!("--item {text:?}: unit price in minor units"))?,
+    })
+}
+
+pub fn new_order_id() -> String {
+    format!("ord-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+}
+
+async fn submit(state_dir: &std::path::Path, order: SubmitOrder) -> Result<()> {
+    let client = Client::connect(&StackInfo::load(&stack_file(state_dir))?).await?;
+    let order = match order {
+        SubmitOrder::File { path } => {
+            let detail = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            client.submit_detail(&detail).await?;
+            println!("submitted {}", path.display());
+            return Ok(());
+        }
+        SubmitOrder::Purchase { owner, items, currency, payment_token, order_id } => OrderSubmitted {
+            schema_version: SCHEMA_VERSION,
+            order_id: order_id.unwrap_or_else(new_order_id),
+            owner,
+            kind: OrderKind::Purchase,
+            items: items.iter().map(|i| parse_item(i)).collect::<Result<_>>()?,
+            currency,
+            payment_token: Some(PaymentToken::new(payment_token)),
+            refund_of: None,
+            amount: None,
+        },
+        SubmitOrder::Refund { refund_of, owner, amount, currency, order_id } => OrderSubmitted {
+            schema_version: SCHEMA_VERSION,
+            order_id: order_id.unwrap_or_else(new_order_id),
+            owner,
+            kind: OrderKind::Refund,
+            items: Vec::new(),
+            currency,
+            payment_token: None,
+            refund_of: Some(refund_of),
+            amount,
+        },
+    };
+    client.submit(&order).await?;
+    println!("{}", order.order_id);
+    Ok(())
+}
+
+async fn status(state_dir: &std::path::Path, order_id: &str, json: bool) -> Result<()> {
+    let client = Client::connect(&StackInfo::load(&stack_file(state_dir))?).await?;
+    let Some(task) = client.task(order_id).await? else { bail!("no task for order {order_id}") };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&task)?);
+        return Ok(());
+    }
+    println!("order    {}", task.order_id);
+    println!("owner    {}", task.owner);
+    println!("kind     {}", task.kind.map_or("?", |k| k.as_str()));
+    println!("status   {}{}", task.status, task.reason.map(|r| format!(" ({r})")).unwrap_or_default());
+    if let Some(detail) = &task.reason_detail {
+        println!("detail   {detail}");
+    }
+    println!("amount   {} {} (minor units)", task.amount, task.currency);
+    if let Some(charge) = &task.charge_id {
+        println!("charge   {charge}");
+    }
+    if let Some(notice) = &task.notice_key {
+        println!("notice   {notice}");
+    }
+    println!("history");
+    for entry in &task.history {
+        let reason = entry.reason.map(|r| format!("  {r}")).unwrap_or_default();
+        println!("  {}  {}{reason}", entry.at.format("%Y-%m-%d %H:%M:%S%.3f"), entry.status);
+    }
+    Ok(())
+}
+
+async fn events(state_dir: &std::path::Path, follow: bool, wait: u64, json: bool) -> Result<()> {
+    let feed = StatusFeed::open(&StackInfo::load(&stack_file(state_dir))?).await?;
+    let mut quiet_since = tokio::time::Instant::now();
+    let result: Result<()> = async {
+        loop {
+            let events = tokio::select! {
+                events = feed.next(Duration::from_secs(1)) => events?,
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            };
+            if !events.is_empty() {
+                quiet_since = tokio::time::Instant::now();
+            }
+            for event in events {
+                println!("{}", if json { serde_json::to_string(&event)? } else { line(&event) });
+            }
+            if !follow && quiet_since.elapsed() >= Duration::from_secs(wait) {
+                return Ok(());
+            }
+        }
+    }
+    .await;
+    feed.close().await;
+    result
+}

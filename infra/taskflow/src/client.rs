@@ -1,0 +1,176 @@
+//! What an outside client does with a stack: submit orders to the bus, read tasks, and follow
+//! status events through a subscription of its own (a rule and a queue it creates and removes).
+
+use crate::stack::StackInfo;
+use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
+use std::time::Duration;
+use taskflow_contracts::{
+    EventEnvelope, OrderSubmitted, TaskStatusChanged, ORDER_SOURCE, ORDER_SUBMITTED, TASK_SOURCE, TASK_STATUS_CHANGED,
+};
+use taskflow_shared::tasks::{DynamoTaskStore, TaskRecord, TaskStore};
+
+pub struct Client {
+    pub aws: aws_config::SdkConfig,
+    events: aws_sdk_eventbridge::Client,
+    tasks: DynamoTaskStore,
+    bus: String,
+}
+
+impl Client {
+    pub async fn connect(stack: &StackInfo) -> Result<Client> {
+        let aws = stack.sdk_config().await;
+        Ok(Client {
+            events: aws_sdk_eventbridge::Client::new(&aws),
+            tasks: DynamoTaskStore::new(&aws, stack.output("TaskTableName")?),
+            bus: stack.output("EventBusName")?.to_string(),
+            aws,
+        })
+    }
+
+    /// Publishes an `OrderSubmitted` event, as any producer would.
+    pub async fn submit(&self, order: &OrderSubmitted) -> Result<()> {
+        self.submit_detail(&serde_json::to_string(order)?).await
+    }
+
+    /// Publishes a raw `OrderSubmitted` detail (for orders the types would not even let us build).
+    pub async fn submit_detail(&self, detail: &str) -> Result<()> {
+        let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+            .event_bus_name(&self.bus)
+            .source(ORDER_SOURCE)
+            .detail_type(ORDER_SUBMITTED)
+            .detail(detail)
+            .build();
+        let out = self.events.put_events().entries(entry).send().await.context("publishing the order")?;
+        if out.failed_entry_count > 0 {
+            bail!("the bus refused the order: {:?}", out.entries);
+        }
+        Ok(())
+    }
+
+    pub async fn task(&self, order_id: &str) -> Result<Option<TaskRecord>> {
+        Ok(self.tasks.get(order_id).await?)
+    }
+
+    /// Waits until the task has a terminal status (or `timeout` passes); returns it as it is.
+    pub async fn wait_terminal(&self, order_id: &str, timeout: Duration) -> Result<Option<TaskRecord>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let task = self.task(order_id).await?;
+            if task.as_ref().is_some_and(|t| t.status.is_terminal()) || tokio::time::Instant::now() >= deadline {
+                return Ok(task);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A subscription to `TaskStatusChanged`: its own rule on the bus, targeting its own queue.
+pub struct StatusFeed {
+    sqs: aws_sdk_sqs::Client,
+    events: aws_sdk_eventbridge::Client,
+    bus: String,
+    name: String,
+    queue_url: String,
+}
+
+impl StatusFeed {
+    pub async fn open(stack: &StackInfo) -> Result<StatusFeed> {
+        let aws = stack.sdk_config().await;
+        let sqs = aws_sdk_sqs::Client::new(&aws);
+        let events = aws_sdk_eventbridge::Client::new(&aws);
+        let bus = stack.output("EventBusName")?.to_string();
+        let name = format!("taskflow-watch-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let queue_url = sqs.create_queue().queue_name(&name).send().await?.queue_url.context("queue without URL")?;
+        let attrs = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await?;
+        let queue_arn = attrs
+            .attributes
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn).cloned())
+            .context("queue without ARN")?;
+        let pattern = serde_json::json!({ "source": [TASK_SOURCE], "detail-type": [TASK_STATUS_CHANGED] });
+        let rule_arn = events
+            .put_rule()
+            .name(&name)
+            .event_bus_name(&bus)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await?
+            .rule_arn
+            .unwrap_or_default();
+        // On AWS the bus may only deliver to a queue whose policy lets it.
+        let policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{ "Effect": "Allow", "Principal": { "Service": "events.amazonaws.com" },
+                "Action": "sqs:SendMessage", "Resource": queue_arn,
+                "Condition": { "ArnEquals": { "aws:SourceArn": rule_arn } } }]
+        });
+        sqs.set_queue_attributes()
+            .queue_url(&queue_url)
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::Policy, policy.to_string())
+            .send()
+            .await?;
+        let target = aws_sdk_eventbridge::types::Target::builder().id("feed").arn(queue_arn).build()?;
+        events.put_targets().rule(&name).event_bus_name(&bus).targets(target).send().await?;
+        Ok(StatusFeed { sqs, events, bus, name, queue_url })
+    }
+
+    /// The status events that arrive within `wait` (at most one long poll).
+    pub async fn next(&self, wait: Duration) -> Result<Vec<TaskStatusChanged>> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait.as_secs().clamp(0, 20) as i32)
+            .send()
+            .await?;
+        let mut events = Vec::new();
+        for message in out.messages.unwrap_or_default() {
+            if let Some(body) = &message.body {
+                match serde_json::from_str::<EventEnvelope<TaskStatusChanged>>(body) {
+                    Ok(event) => events.push(event.detail),
+                    Err(e) => eprintln!("unreadable status event ({e}): {body}"),
+                }
+            }
+            if let Some(handle) = &message.receipt_handle {
+                self.sqs.delete_message().queue_url(&self.queue_url).receipt_handle(handle).send().await?;
+            }
+        }
+        Ok(events)
+    }
+
+    /// Collects events until every order in `orders` has a terminal status event, or `timeout`.
+    /// Duplicates (same event id) are dropped, as the contract tells consumers to.
+    pub async fn collect_until_terminal(&self, orders: &[String], timeout: Duration) -> Result<HashMap<String, Vec<TaskStatusChanged>>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut seen: HashMap<String, Vec<TaskStatusChanged>> = orders.iter().map(|o| (o.clone(), Vec::new())).collect();
+        let done = |seen: &HashMap<String, Vec<TaskStatusChanged>>| {
+            seen.values().all(|events| events.iter().any(|e| e.status.is_terminal()))
+        };
+        while !done(&seen) && tokio::time::Instant::now() < deadline {
+            for event in self.next(Duration::from_secs(1)).await? {
+                if let Some(events) = seen.get_mut(&event.order_id) {
+                    if !events.iter().any(|e| e.event_id == event.event_id) {
+                        events.push(event);
+                    }
+                }
+            }
+        }
+        for events in seen.values_mut() {
+            events.sort_by_key(|e| e.sequence);
+        }
+        Ok(seen)
+    }
+
+    /// Removes the rule and the queue.
+    pub async fn close(self) {
+        let _ = self.events.remove_targets().rule(&self.name).event_bus_name(&self.bus).ids("feed").send().await;
+        let _ = self.events.delete_rule().name(&self.name).event_bus_name(&self.bus).send().await;
+        let _ = self.sqs.delete_queue().queue_url(&self.queue_url).send().await;
+    }
+}

@@ -1,0 +1,73 @@
+//! The local AWS emulator: a pinned moto server process on a free loopback port, with real ASL
+//! execution switched on before anything is created.
+
+use crate::process;
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Child;
+
+pub struct Emulator {
+    pub endpoint: String,
+    pub port: u16,
+    child: Child,
+}
+
+impl Emulator {
+    pub async fn start(root: &Path, log: &Path) -> Result<Emulator> {
+        let moto = crate::paths::venv_bin(root, "moto_server");
+        if !moto.is_file() {
+            bail!("{} not found: run `make setup` first (it installs the pinned moto into .venv)", moto.display());
+        }
+        let port = process::free_port()?;
+        let mut cmd = process::command(&moto);
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        process::log_to(&mut cmd, log)?;
+        let child = cmd.spawn().with_context(|| format!("starting {}", moto.display()))?;
+        let mut emulator = Emulator { endpoint: format!("http://127.0.0.1:{port}"), port, child };
+
+        let started = Instant::now();
+        loop {
+            if let Some(status) = emulator.child.try_wait()? {
+                bail!("moto server exited at start ({status}); see {}", log.display());
+            }
+            if http(port, "GET", "/moto-api/", "").await.is_ok() {
+                break;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!("moto server did not answer within 30 s; see {}", log.display());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Without this, executions stay RUNNING forever; it must precede any state machine.
+        let (status, body) = http(port, "POST", "/moto-api/config", r#"{"stepfunctions": {"execute_state_machine": true}}"#).await?;
+        if !(200..300).contains(&status) {
+            bail!("moto refused to enable state machine execution: {status} {body}");
+        }
+        Ok(emulator)
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A minimal HTTP/1.1 exchange with the emulator's own API (not an AWS API, so no SDK).
+pub async fn http(port: u16, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("no HTTP status from moto")?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}

@@ -1,0 +1,264 @@
+//! The local Lambda host: each function binary runs as an OS process that polls a Lambda Runtime
+//! API served here, exactly as it polls the one Lambda provides on AWS, so the binaries have no
+//! local mode. One process per function (Lambda's concurrency of one execution environment);
+//! a process that exits or crashes is restarted, and its in-flight invocation fails.
+
+use crate::plan::FunctionSpec;
+use crate::process;
+use anyhow::{Context, Result};
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+
+/// How an invocation ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler's response body.
+    Response(Vec<u8>),
+    /// The handler returned an error (its JSON error document).
+    Error(String),
+    /// The process died or did not answer within the function's timeout.
+    Crashed(String),
+}
+
+struct Invocation {
+    id: String,
+    payload: Vec<u8>,
+    deadline_ms: u64,
+    reply: oneshot::Sender<Outcome>,
+}
+
+struct Shared {
+    function_arn: String,
+    queue: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
+    in_flight: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+}
+
+/// Counts per function, for figures and tests.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub invocations: AtomicU64,
+    pub errors: AtomicU64,
+    pub restarts: AtomicU64,
+}
+
+/// A running function: invoke it, and it is restarted if it dies.
+pub struct Function {
+    pub spec: FunctionSpec,
+    sender: mpsc::Sender<Invocation>,
+    kill: Arc<Notify>,
+    next_id: AtomicU64,
+    pub counters: Arc<Counters>,
+}
+
+pub struct HostConfig {
+    pub bin_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub region: String,
+    pub endpoint: String,
+    /// Set on every function on top of the template's environment.
+    pub extra_env: BTreeMap<String, String>,
+}
+
+impl Function {
+    /// Serves the Runtime API for `spec` and starts its process under a supervisor.
+    pub async fn start(spec: FunctionSpec, config: &HostConfig, shutdown: watch::Receiver<bool>) -> Result<Arc<Function>> {
+        let binary = config.bin_dir.join(&spec.binary);
+        if !binary.is_file() {
+            anyhow::bail!("function binary {} not found: build it first (`cargo build --workspace`)", binary.display());
+        }
+        let (sender, receiver) = mpsc::channel(16);
+        let shared = Arc::new(Shared {
+            function_arn: format!("arn:aws:lambda:{}:123456789012:function:{}", config.region, spec.name),
+            queue: tokio::sync::Mutex::new(receiver),
+            in_flight: Mutex::new(HashMap::new()),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let runtime_api = listener.local_addr()?.to_string();
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(next))
+            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .with_state(shared.clone());
+        let mut server_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    crate::process::stopped(&mut server_shutdown).await;
+                })
+                .await;
+        });
+
+        let mut env = spec.environment.clone();
+        env.extend(config.extra_env.clone());
+        for (key, value) in [
+            ("AWS_LAMBDA_RUNTIME_API", runtime_api.as_str()),
+            ("AWS_ENDPOINT_URL", config.endpoint.as_str()),
+            ("AWS_REGION", config.region.as_str()),
+            ("AWS_DEFAULT_REGION", config.region.as_str()),
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_LAMBDA_FUNCTION_NAME", spec.name.as_str()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+            ("AWS_LAMBDA_LOG_STREAM_NAME", "local"),
+        ] {
+            env.insert(key.to_string(), value.to_string());
+        }
+        env.insert("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), spec.memory_size.to_string());
+        env.insert("AWS_LAMBDA_LOG_GROUP_NAME".into(), format!("/aws/lambda/{}", spec.name));
+
+        let function = Arc::new(Function {
+            spec,
+            sender,
+            kill: Arc::new(Notify::new()),
+            next_id: AtomicU64::new(1),
+            counters: Arc::new(Counters::default()),
+        });
+        let log = config.log_dir.join(format!("{}.log", function.spec.binary));
+        tokio::spawn(supervise(binary, env, log, shared, function.kill.clone(), function.counters.clone(), shutdown));
+        Ok(function)
+    }
+
+    /// Invokes the function with `payload` and waits for the outcome (at most its timeout).
+    pub async fn invoke(&self, payload: Vec<u8>) -> Outcome {
+        self.counters.invocations.fetch_add(1, Ordering::Relaxed);
+        let timeout = Duration::from_secs(self.spec.timeout);
+        let (reply, outcome) = oneshot::channel();
+        let id = format!("{}-{:08}", self.spec.binary, self.next_id.fetch_add(1, Ordering::Relaxed));
+        let deadline_ms = (chrono::Utc::now() + timeout).timestamp_millis() as u64;
+        if self.sender.send(Invocation { id, payload, deadline_ms, reply }).await.is_err() {
+            return Outcome::Crashed("host is shutting down".into());
+        }
+        // Waiting for a process to pick it up is not part of the timeout, as on Lambda; but a
+        // dead host must not hang the caller forever, hence the outer bound.
+        let outcome = match tokio::time::timeout(timeout + Duration::from_secs(30), outcome).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Outcome::Crashed("process exited during the invocation".into()),
+            Err(_) => {
+                self.kill.notify_one();
+                Outcome::Crashed(format!("timed out after {} s", self.spec.timeout))
+            }
+        };
+        if !matches!(outcome, Outcome::Response(_)) {
+            self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        outcome
+    }
+}
+
+async fn supervise(
+    binary: PathBuf,
+    env: BTreeMap<String, String>,
+    log: PathBuf,
+    shared: Arc<Shared>,
+    kill: Arc<Notify>,
+    counters: Arc<Counters>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let mut child = match spawn(&binary, &env, &log) {
+            Ok(child) => child,
+            Err(e) => {
+                eprintln!("host: cannot start {}: {e:#}", binary.display());
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        let started = std::time::Instant::now();
+        let status = tokio::select! {
+            status = child.wait() => status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
+            _ = kill.notified() => {
+                let _ = child.kill().await;
+                "killed after a timeout".to_string()
+            }
+            _ = crate::process::stopped(&mut shutdown) => {
+                let _ = child.kill().await;
+                return;
+            }
+        };
+        // Whatever it was doing will never be answered.
+        for (_, reply) in shared.in_flight.lock().unwrap().drain() {
+            let _ = reply.send(Outcome::Crashed(format!("process ended: {status}")));
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+        counters.restarts.fetch_add(1, Ordering::Relaxed);
+        append_line(&log, &format!("host: {} ended ({status}); restarting", binary.display()));
+        if started.elapsed() > Duration::from_secs(10) {
+            backoff = Duration::from_millis(100);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn spawn(binary: &Path, env: &BTreeMap<String, String>, log: &Path) -> Result<tokio::process::Child> {
+    let mut cmd = process::command(binary);
+    // A clean environment, as on Lambda: only what the template and the host set.
+    cmd.env_clear().envs(env);
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    process::log_to(&mut cmd, log)?;
+    cmd.spawn().with_context(|| format!("spawning {}", binary.display()))
+}
+
+fn append_line(path: &Path, line: &str) {
+    use std::io::Write;
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+async fn next(State(shared): State<Arc<Shared>>) -> Response {
+    let invocation = {
+        let mut queue = shared.queue.lock().await;
+        match queue.recv().await {
+            Some(invocation) => invocation,
+            None => return StatusCode::GONE.into_response(),
+        }
+    };
+    shared.in_flight.lock().unwrap().insert(invocation.id.clone(), invocation.reply);
+    let mut headers = HeaderMap::new();
+    let header = |v: &str| HeaderValue::from_str(v).expect("header values are ASCII");
+    headers.insert("Lambda-Runtime-Aws-Request-Id", header(&invocation.id));
+    headers.insert("Lambda-Runtime-Deadline-Ms", header(&invocation.deadline_ms.to_string()));
+    headers.insert("Lambda-Runtime-Invoked-Function-Arn", header(&shared.function_arn));
+    headers.insert("Content-Type", header("application/json"));
+    (StatusCode::OK, headers, invocation.payload).into_response()
+}
+
+fn finish(shared: &Shared, id: &str, outcome: Outcome) -> StatusCode {
+    match shared.in_flight.lock().unwrap().remove(id) {
+        Some(reply) => {
+            let _ = reply.send(outcome);
+            StatusCode::ACCEPTED
+        }
+        None => StatusCode::BAD_REQUEST,
+    }
+}
+
+async fn response(State(shared): State<Arc<Shared>>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
+    finish(&shared, &id, Outcome::Response(body.to_vec()))
+}
+
+async fn error(State(shared): State<Arc<Shared>>, UrlPath(id): UrlPath<String>, body: Bytes) -> StatusCode {
+    finish(&shared, &id, Outcome::Error(String::from_utf8_lossy(&body).into_owned()))
+}
+
+async fn init_error(body: Bytes) -> StatusCode {
+    eprintln!("host: a function failed to initialise: {}", String::from_utf8_lossy(&body));
+    StatusCode::ACCEPTED
+}

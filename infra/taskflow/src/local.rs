@@ -1,0 +1,120 @@
+//! The local stack in one piece: emulator → template deployed → functions running and fed.
+
+use crate::emulator::Emulator;
+use crate::host::{Function, HostConfig};
+use crate::plan::{self, DeployPlan};
+use crate::sources::{self, Clients};
+use crate::stack::StackInfo;
+use anyhow::{Context, Result};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::watch;
+
+pub const REGION: &str = "us-east-1";
+pub const STAGE: &str = "local";
+pub const STACK_NAME: &str = "taskflow-local";
+
+pub struct Options {
+    pub root: PathBuf,
+    pub bin_dir: PathBuf,
+    /// Logs go to `state_dir/logs`, and `stack.json` is written here.
+    pub state_dir: PathBuf,
+    /// Added to every function's environment.
+    pub extra_env: BTreeMap<String, String>,
+}
+
+impl Options {
+    pub fn new(state_dir: impl Into<PathBuf>) -> Options {
+        Options {
+            root: crate::paths::project_root(),
+            bin_dir: crate::paths::bin_dir(),
+            state_dir: state_dir.into(),
+            extra_env: BTreeMap::new(),
+        }
+    }
+}
+
+pub struct LocalStack {
+    pub info: StackInfo,
+    pub plan: DeployPlan,
+    pub functions: HashMap<String, Arc<Function>>,
+    pub started_in: std::time::Duration,
+    emulator: Emulator,
+    shutdown: watch::Sender<bool>,
+}
+
+impl LocalStack {
+    pub async fn start(options: Options) -> Result<LocalStack> {
+        let started = Instant::now();
+        let logs = options.state_dir.join("logs");
+        std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+        let emulator = Emulator::start(&options.root, &logs.join("moto.log")).await?;
+        let plan = match plan::deploy(&options.root, &emulator.endpoint, REGION, STACK_NAME, STAGE).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                emulator.stop().await;
+                return Err(e);
+            }
+        };
+        let info = StackInfo {
+            endpoint: Some(emulator.endpoint.clone()),
+            region: REGION.into(),
+            stack_name: plan.stack_name.clone(),
+            outputs: plan.outputs.clone(),
+        };
+        info.save(&options.state_dir.join("stack.json"))?;
+
+        let (shutdown, watcher) = watch::channel(false);
+        let host = HostConfig {
+            bin_dir: options.bin_dir.clone(),
+            log_dir: logs,
+            region: REGION.into(),
+            endpoint: emulator.endpoint.clone(),
+            extra_env: options.extra_env.clone(),
+        };
+        let mut functions = HashMap::new();
+        for spec in &plan.functions {
+            match Function::start(spec.clone(), &host, watcher.clone()).await {
+                Ok(function) => {
+                    functions.insert(spec.logical_id.clone(), function);
+                }
+                Err(e) => {
+                    let _ = shutdown.send(true);
+                    emulator.stop().await;
+                    return Err(e);
+                }
+            }
+        }
+        let aws = info.sdk_config().await;
+        let clients = Arc::new(Clients {
+            sqs: aws_sdk_sqs::Client::new(&aws),
+            streams: aws_sdk_dynamodbstreams::Client::new(&aws),
+            region: REGION.into(),
+        });
+        for mapping in &plan.event_sources {
+            let function = functions
+                .get(&mapping.function)
+                .with_context(|| format!("event source for unknown function {}", mapping.function))?;
+            sources::start(mapping.clone(), function.clone(), clients.clone(), watcher.clone());
+        }
+        Ok(LocalStack { info, plan, functions, started_in: started.elapsed(), emulator, shutdown })
+    }
+
+    /// Stops the functions, their feeds and the emulator.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        // Give supervisors a moment to kill their processes before the emulator goes.
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        self.emulator.stop().await;
+    }
+
+    /// How to point the aws CLI at this stack.
+    pub fn cli_hint(&self) -> String {
+        format!(
+            "export AWS_ENDPOINT_URL={} AWS_REGION={REGION} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test",
+            self.info.endpoint.as_deref().unwrap_or_default()
+        )
+    }
+}

@@ -1,0 +1,61 @@
+//! What the deploy step hands the local host: the stack's outputs, the functions to run and the
+//! event sources to feed them from — all read from `infra/template.yaml` by `infra/local/deploy.py`.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployPlan {
+    pub stack_name: String,
+    pub outputs: BTreeMap<String, String>,
+    pub functions: Vec<FunctionSpec>,
+    pub event_sources: Vec<EventSourceSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionSpec {
+    pub logical_id: String,
+    pub binary: String,
+    pub name: String,
+    pub timeout: u64,
+    pub memory_size: u64,
+    pub environment: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventSourceSpec {
+    /// Logical id of the function fed.
+    pub function: String,
+    pub source_arn: String,
+    pub batch_size: u32,
+    pub report_batch_item_failures: bool,
+    pub starting_position: Option<String>,
+    /// -1: retry until the record expires (AWS); the host caps it.
+    pub maximum_retry_attempts: i64,
+    pub on_failure_arn: Option<String>,
+}
+
+/// Runs the deploy script against the emulator at `endpoint`.
+pub async fn deploy(root: &Path, endpoint: &str, region: &str, stack_name: &str, stage: &str) -> Result<DeployPlan> {
+    let python = crate::paths::venv_bin(root, "python");
+    let output = crate::process::command(&python)
+        .arg(root.join("infra/local/deploy.py"))
+        .args(["--endpoint", endpoint, "--region", region, "--stack-name", stack_name])
+        .arg("--template")
+        .arg(root.join("infra/template.yaml"))
+        .arg(format!("--parameter=Stage={stage}"))
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .await
+        .with_context(|| format!("running {}", python.display()))?;
+    if !output.status.success() {
+        bail!("deploying the template failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    }
+    serde_json::from_slice(&output.stdout).context("reading the deploy plan")
+}

@@ -1,0 +1,53 @@
+//! A stack the CLI talks to: where it is and what it is made of. For the local stack this is
+//! `.taskflow/stack.json`, written by `taskflow up`.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StackInfo {
+    /// The emulator's endpoint; `None` for a stack on AWS.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub stack_name: String,
+    /// Every output of the stack (EventBusName, TaskTableName, queue URLs, ...).
+    pub outputs: BTreeMap<String, String>,
+}
+
+impl StackInfo {
+    pub fn output(&self, key: &str) -> Result<&str> {
+        self.outputs.get(key).map(String::as_str).with_context(|| format!("the stack has no output {key}"))
+    }
+
+    pub fn load(path: &Path) -> Result<StackInfo> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {} (is `taskflow up` running?)", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(path, serde_json::to_string_pretty(self)? + "\n")?;
+        Ok(())
+    }
+
+    /// SDK configuration for this stack: the emulator with dummy credentials, or AWS with the
+    /// standard credential chain.
+    pub async fn sdk_config(&self) -> aws_config::SdkConfig {
+        let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(self.region.clone()));
+        match &self.endpoint {
+            Some(endpoint) => loader
+                .endpoint_url(endpoint)
+                .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "taskflow-local"))
+                .load()
+                .await,
+            None => loader.load().await,
+        }
+    }
+}
