@@ -1,0 +1,48 @@
+//! Every file in contracts/examples is a valid PutEvents entry list whose Detail reads as today's
+//! types, so the examples cannot drift from the contracts.
+
+use serde::Deserialize;
+use taskflow_contracts::*;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct Entry {
+    source: String,
+    detail_type: String,
+    event_bus_name: String,
+    /// PutEvents takes the detail as a JSON string.
+    detail: String,
+}
+
+#[test]
+fn every_example_is_a_put_events_entry_of_a_contract_type() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut checked = 0;
+    for file in std::fs::read_dir(&dir).unwrap() {
+        let path = file.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let entries: Vec<Entry> = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(entries.len(), 1, "{}", path.display());
+        let entry = &entries[0];
+        assert_eq!(entry.event_bus_name, "taskflow-local");
+        match (entry.source.as_str(), entry.detail_type.as_str()) {
+            (ORDER_SOURCE, ORDER_SUBMITTED) => {
+                let order: OrderSubmitted = serde_json::from_str(&entry.detail).unwrap();
+                assert_eq!(order.schema_version, SCHEMA_VERSION);
+            }
+            (TASK_SOURCE, TASK_STATUS_CHANGED) => {
+                let event: TaskStatusChanged = serde_json::from_str(&entry.detail).unwrap();
+                assert_eq!(event.event_id, TaskStatusChanged::event_id_for(&event.order_id, event.sequence));
+                if let Some(reason) = &event.reason {
+                    assert!(Reason::parse(reason).is_some(), "{reason} is a named reason");
+                }
+            }
+            other => panic!("{}: unexpected {other:?}", path.display()),
+        }
+        checked += 1;
+    }
+    assert!(checked >= 4, "found only {checked} examples");
+}
