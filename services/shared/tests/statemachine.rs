@@ -1,0 +1,112 @@
+//! The state machine and the services agree: the work messages its callback steps send read as
+//! the contract types, every callback step is bounded in time and never ASL-retried, and the error
+//! names it branches on are the ones the services emit.
+
+use serde_json::{json, Map, Value};
+use std::collections::BTreeSet;
+use taskflow_contracts::{NotificationWork, Outcome, PurchaseWork};
+
+fn definition() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../statemachine/order.asl.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn states(def: &Value) -> &Map<String, Value> {
+    def["States"].as_object().unwrap()
+}
+
+/// Resolves a JSONPath-style `Parameters` object the way Step Functions does, for the paths the
+/// definition uses (`$`, `$.field`, `$$.Task.Token`).
+fn render(params: &Value, input: &Value) -> Value {
+    match params {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| match k.strip_suffix(".$") {
+                    Some(key) => {
+                        let path = v.as_str().unwrap();
+                        let value = match path {
+                            "$$.Task.Token" => json!("token-123"),
+                            "$" => input.clone(),
+                            p => input[p.strip_prefix("$.").unwrap()].clone(),
+                        };
+                        (key.to_string(), value)
+                    }
+                    None => (k.clone(), render(v, input)),
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn order() -> Value {
+    json!({"schemaVersion": 1, "orderId": "o-1", "owner": "alice", "kind": "purchase",
+           "items": [{"sku": "A", "quantity": 1, "unitPrice": 100}], "currency": "EUR", "paymentToken": "tok_approve"})
+}
+
+#[test]
+fn callback_steps_send_the_contract_work_messages() {
+    let def = definition();
+    let s = states(&def);
+    let body = |state: &str, input: &Value| render(&s[state]["Parameters"]["MessageBody"], input);
+
+    let purchase: PurchaseWork = serde_json::from_value(body("Purchase", &order())).unwrap();
+    assert_eq!(purchase.order.order_id, "o-1");
+    assert_eq!(purchase.task_token.expose(), "token-123");
+
+    let owner: NotificationWork = serde_json::from_value(body("NotifyOwner", &order())).unwrap();
+    assert_eq!(owner.outcome, Outcome::Completed);
+
+    let mut failed_input = order();
+    failed_input["failure"] = json!({"Error": "PaymentDeclined", "Cause": "card_declined"});
+    let failure: NotificationWork = serde_json::from_value(body("NotifyFailure", &failed_input)).unwrap();
+    assert_eq!(failure.outcome, Outcome::Failed);
+    assert_eq!(failure.failure.unwrap().error, taskflow_contracts::errors::PAYMENT_DECLINED);
+}
+
+#[test]
+fn every_callback_step_is_bounded_and_caught_but_never_asl_retried() {
+    let def = definition();
+    for (name, state) in states(&def) {
+        if state["Resource"].as_str().is_some_and(|r| r.ends_with(".waitForTaskToken")) {
+            assert!(state["HeartbeatSeconds"].as_u64().is_some(), "{name} has HeartbeatSeconds");
+            let timeout = state["TimeoutSeconds"].as_u64().expect("TimeoutSeconds");
+            assert!(timeout > state["HeartbeatSeconds"].as_u64().unwrap(), "{name}: timeout above heartbeat");
+            assert!(state.get("Retry").is_none(), "{name}: a Retry would reuse a spent task token");
+            let catches = state["Catch"].as_array().expect("Catch");
+            assert!(catches.iter().any(|c| c["ErrorEquals"] == json!(["States.ALL"])), "{name} catches everything");
+        }
+    }
+}
+
+#[test]
+fn every_transition_lands_on_a_state_and_every_state_is_reachable() {
+    let def = definition();
+    let s = states(&def);
+    let mut targets = BTreeSet::from([def["StartAt"].as_str().unwrap().to_string()]);
+    for state in s.values() {
+        for next in [&state["Next"], &state["Default"]] {
+            if let Some(n) = next.as_str() {
+                targets.insert(n.to_string());
+            }
+        }
+        for branch in state["Choices"].as_array().into_iter().chain(state["Catch"].as_array()).flatten() {
+            targets.insert(branch["Next"].as_str().unwrap().to_string());
+        }
+        let ends = state["End"] == json!(true) || matches!(state["Type"].as_str(), Some("Fail" | "Succeed" | "Choice"));
+        assert!(ends || state["Next"].is_string(), "{state}: no Next and no End");
+    }
+    let names: BTreeSet<String> = s.keys().cloned().collect();
+    assert_eq!(targets, names, "transitions and states differ");
+}
+
+#[test]
+fn the_placeholders_are_exactly_the_templates_substitutions() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../statemachine/order.asl.json")).unwrap();
+    let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/template.yaml")).unwrap();
+    let placeholders: BTreeSet<&str> = text.split("${").skip(1).map(|rest| rest.split('}').next().unwrap()).collect();
+    assert_eq!(placeholders, BTreeSet::from(["NotificationQueueUrl", "PurchaseQueueUrl"]));
+    for p in placeholders {
+        assert!(template.contains(&format!("        {p}: ")), "template substitutes {p}");
+    }
+}
