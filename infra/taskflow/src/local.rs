@@ -113,7 +113,7 @@ impl LocalStack {
     /// How to point the aws CLI at this stack.
     pub fn cli_hint(&self) -> String {
         format!(
-            "export AWS_ENDPOINT_URL={} AWS_REGION={REGION} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test",
+            "export AWS_ENDPOINT_URL={} AWS_REGION={REGION} AWS_DEFAULT_REGION={REGION} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test",
             self.info.endpoint.as_deref().unwrap_or_default()
         )
     }

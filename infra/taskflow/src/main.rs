@@ -119,7 +119,7 @@ async fn up(state_dir: PathBuf) -> Result<()> {
     println!();
     println!("Point the aws CLI at it:");
     println!("  {}", stack.cli_hint());
-    println!("  aws events put-events --entries file://contracts/examples/order-submitted.purchase.json");
+    println!("  aws --endpoint-url \"$AWS_ENDPOINT_URL\" events put-events --entries file://contracts/examples/order-submitted.purchase.json");
     println!();
     println!("Status events (Ctrl-C to stop):");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
