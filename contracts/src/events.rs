@@ -4,10 +4,11 @@
 use crate::order::OrderKind;
 use crate::status::TaskStatus;
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// An EventBridge event as a rule delivers it to a target (e.g. an SQS message body).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct EventEnvelope<D> {
     #[serde(default)]
     pub id: String,
@@ -20,7 +21,7 @@ pub struct EventEnvelope<D> {
 }
 
 /// The `detail` of a `TaskStatusChanged` event (source `taskflow.tasks`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskStatusChanged {
     pub schema_version: u32,

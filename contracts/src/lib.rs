@@ -2,15 +2,18 @@
 //! event every change of a task announces, and the work messages the state machine hands to each
 //! service with its task token.
 //!
-//! Versioning: every type here is version 1 (`schemaVersion: 1`). Adding an optional field is a v1
-//! change and old consumers keep working (unknown fields are ignored on purpose: no type here denies
-//! them). Removing or changing the meaning of a field is a v2.
+//! Versioning (VERSIONING.md): every type here is version 1 (`schemaVersion: 1`). Adding an
+//! optional field is a v1 change and old consumers keep working (unknown fields are ignored on
+//! purpose: no type here denies them). Removing or changing the meaning of a field is a v2, read
+//! by consumers through an upcaster ([`v2`] sketches one).
 
 pub mod events;
 pub mod order;
 pub mod reasons;
+pub mod schemas;
 pub mod secret;
 pub mod status;
+pub mod v2;
 pub mod work;
 
 pub use events::{EventEnvelope, TaskStatusChanged};
@@ -18,7 +21,9 @@ pub use order::{Money, OrderItem, OrderKind, OrderSubmitted};
 pub use reasons::Reason;
 pub use secret::{PaymentToken, TaskToken};
 pub use status::TaskStatus;
-pub use work::{NotificationWork, Outcome, PurchaseResult, PurchaseWork, NotificationResult, StepFailure};
+pub use work::{
+    NotificationResult, NotificationWork, Outcome, PurchaseResult, PurchaseWork, RefundPurpose, RefundResult, RefundWork, StepFailure,
+};
 
 /// The schema version of every v1 message and event.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -41,6 +46,10 @@ pub mod errors {
     pub const PAYMENT_UNAVAILABLE: &str = "PaymentUnavailable";
     /// The work message carried a token but its payload could not be read.
     pub const INVALID_WORK_MESSAGE: &str = "InvalidWorkMessage";
+    /// The stock could not be reserved after the charge: the state machine compensates.
+    pub const OUT_OF_STOCK: &str = "OutOfStock";
+    /// The refund failed its checks; the task is REJECTED with the reason.
+    pub const REFUND_REJECTED: &str = "RefundRejected";
     /// The task record the work refers to does not exist or is in an unexpected state.
     pub const TASK_STATE_CONFLICT: &str = "TaskStateConflict";
 }

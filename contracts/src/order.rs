@@ -1,13 +1,14 @@
 //! `OrderSubmitted` v1: the event that starts work.
 
 use crate::secret::PaymentToken;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// An amount in the currency's minor units (cents), never floating point.
 pub type Money = u64;
 
 /// What an order asks taskflow to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OrderKind {
     Purchase,
@@ -24,7 +25,7 @@ impl OrderKind {
 }
 
 /// One line of a purchase.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderItem {
     pub sku: String,
@@ -37,7 +38,7 @@ pub struct OrderItem {
 ///
 /// A purchase carries `items` and a `paymentToken`; a refund carries `refundOf` (the order to
 /// refund) and optionally `amount` (absent means the whole order).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderSubmitted {
     pub schema_version: u32,

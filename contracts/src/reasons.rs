@@ -2,12 +2,13 @@
 //! `TaskStatusChanged`; consumers may branch on them. New reasons are additive (v1): a consumer
 //! must treat an unknown reason as "some other reason", which is why the event field is a string.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
 macro_rules! reasons {
     ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
         pub enum Reason {
             $($(#[$doc])* #[serde(rename = $name)] $variant,)*
         }
@@ -38,6 +39,8 @@ reasons! {
     InvalidOwner => "INVALID_OWNER",
     /// A purchase without items.
     NoItems => "NO_ITEMS",
+    /// More lines than one order may have.
+    TooManyItems => "TOO_MANY_ITEMS",
     /// An item with quantity 0 or an empty sku.
     InvalidItem => "INVALID_ITEM",
     /// An item priced at 0.
@@ -62,8 +65,24 @@ reasons! {
     PaymentUnavailable => "PAYMENT_UNAVAILABLE",
     /// A step got no answer in time (its service was down or too slow).
     TimedOut => "TIMED_OUT",
-    /// Refund orders are accepted but cannot be carried out by this version yet.
-    RefundNotAvailable => "REFUND_NOT_AVAILABLE",
+    /// The stock could not be reserved after the charge; the charge was refunded.
+    OutOfStock => "OUT_OF_STOCK",
+
+    // Why a refund is REJECTED (checked against the ledger by the refund service).
+    /// The order to refund is not in the ledger.
+    OrderNotFound => "ORDER_NOT_FOUND",
+    /// The order to refund belongs to another owner.
+    NotOwner => "NOT_OWNER",
+    /// The order to refund did not complete (or was already compensated).
+    NotRefundable => "NOT_REFUNDABLE",
+    /// The order to refund completed longer ago than the refund window.
+    WindowExpired => "WINDOW_EXPIRED",
+    /// The amount is more than what is still refundable on the order.
+    AmountExceedsRefundable => "AMOUNT_EXCEEDS_REFUNDABLE",
+    /// The refund's currency is not the order's.
+    CurrencyMismatch => "CURRENCY_MISMATCH",
+    /// A kind of order the workflow has no path for.
+    UnsupportedKind => "UNSUPPORTED_KIND",
     /// Anything the workflow did not expect; the execution history has the details.
     WorkflowError => "WORKFLOW_ERROR",
 }

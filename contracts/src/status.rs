@@ -1,25 +1,29 @@
 //! The statuses a task goes through.
 //!
 //! ```text
-//! RECEIVED ──▶ CHARGING ──▶ COMPLETED
-//!    │             │
-//!    │             └──────▶ FAILED
-//!    └────────────────────▶ FAILED     (timed out, or a kind taskflow cannot run yet)
-//! (invalid order) ────────▶ REJECTED
+//! purchase:  RECEIVED ──▶ CHARGING ──▶ COMPLETED
+//!                            ├──────▶ FAILED                 (declined, provider unavailable)
+//!                            └──────▶ REFUNDING ──▶ FAILED   (OUT_OF_STOCK after the charge: refunded)
+//! refund:    RECEIVED ──▶ REFUNDING ──▶ COMPLETED
+//!               └────────────┴──────▶ REJECTED               (checks against the ledger)
+//! any:       (invalid order) ───────▶ REJECTED;  RECEIVED/CHARGING/REFUNDING ──▶ FAILED (timed out)
 //! ```
 //! COMPLETED, FAILED and REJECTED are terminal.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TaskStatus {
     /// Accepted by intake; the workflow is started.
     Received,
-    /// The purchase service is charging the payment method.
+    /// The purchase service is charging the payment method and reserving the stock.
     Charging,
-    /// Done: charged (and the owner is being told).
+    /// Money is going back: a refund order, or a purchase compensated after its charge.
+    Refunding,
+    /// Done: charged and reserved, or refunded.
     Completed,
     /// Ended without doing what was asked; `reason` says why.
     Failed,
@@ -28,9 +32,10 @@ pub enum TaskStatus {
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 5] = [
+    pub const ALL: [TaskStatus; 6] = [
         TaskStatus::Received,
         TaskStatus::Charging,
+        TaskStatus::Refunding,
         TaskStatus::Completed,
         TaskStatus::Failed,
         TaskStatus::Rejected,
@@ -44,6 +49,7 @@ impl TaskStatus {
         match self {
             TaskStatus::Received => "RECEIVED",
             TaskStatus::Charging => "CHARGING",
+            TaskStatus::Refunding => "REFUNDING",
             TaskStatus::Completed => "COMPLETED",
             TaskStatus::Failed => "FAILED",
             TaskStatus::Rejected => "REJECTED",

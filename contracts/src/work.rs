@@ -6,10 +6,11 @@
 
 use crate::order::{Money, OrderKind, OrderSubmitted};
 use crate::secret::TaskToken;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// On the purchase queue: charge this order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PurchaseWork {
     pub schema_version: u32,
@@ -18,7 +19,7 @@ pub struct PurchaseWork {
 }
 
 /// What the purchase service answers on success; the state machine keeps it at `$.purchase`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PurchaseResult {
     pub charge_id: String,
@@ -26,8 +27,38 @@ pub struct PurchaseResult {
     pub currency: String,
 }
 
+/// Why the refund service is asked to give money back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RefundPurpose {
+    /// A refund order (`order.kind` is refund): checked against the ledger first.
+    Refund,
+    /// A purchase that was charged but could not be completed (`order` is the purchase): its
+    /// whole charge goes back and its stock is released.
+    Compensation,
+}
+
+/// On the refund queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundWork {
+    pub schema_version: u32,
+    pub task_token: TaskToken,
+    pub purpose: RefundPurpose,
+    pub order: OrderSubmitted,
+}
+
+/// What the refund service answers on success; the state machine keeps it at `$.refund`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefundResult {
+    pub refund_id: String,
+    pub amount: Money,
+    pub currency: String,
+}
+
 /// How the order ended, as far as the owner is to be told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     Completed,
@@ -35,7 +66,7 @@ pub enum Outcome {
 }
 
 /// A caught error as Step Functions hands it to the failure path (`$.failure`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StepFailure {
     #[serde(rename = "Error")]
     pub error: String,
@@ -44,7 +75,7 @@ pub struct StepFailure {
 }
 
 /// On the notification queue: tell the owner how the order ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationWork {
     pub schema_version: u32,
@@ -59,9 +90,9 @@ pub struct NotificationWork {
 }
 
 /// What the notification service answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NotificationResult {
-    /// Where the notice was stored (S3 key in the task bucket).
-    pub notice_key: String,
+    /// Where the receipt is stored (S3 key in the task bucket).
+    pub receipt_key: String,
 }

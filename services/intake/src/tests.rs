@@ -97,6 +97,7 @@ async fn every_broken_rule_rejects_with_its_own_reason_and_starts_nothing() {
         ("empty", Box::new(|d| d["items"] = json!([])), Reason::NoItems),
         ("zero qty", Box::new(|d| d["items"][0]["quantity"] = json!(0)), Reason::InvalidItem),
         ("zero price", Box::new(|d| d["items"][0]["unitPrice"] = json!(0)), Reason::InvalidPrice),
+        ("too many", Box::new(|d| d["items"] = json!((0..51).map(|i| json!({"sku": format!("S{i}"), "quantity": 1, "unitPrice": 1})).collect::<Vec<_>>())), Reason::TooManyItems),
         ("dup sku", Box::new(|d| d["items"][1]["sku"] = json!("BOOK-1")), Reason::DuplicateSku),
         ("overflow", Box::new(|d| d["items"][0]["unitPrice"] = json!(u64::MAX)), Reason::AmountTooLarge),
         ("too large", Box::new(|d| d["items"][0]["unitPrice"] = json!(MAX_ORDER_AMOUNT)), Reason::AmountTooLarge),

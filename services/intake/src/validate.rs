@@ -10,6 +10,8 @@ pub const MAX_ORDER_ID_CHARS: usize = 80;
 pub const MAX_KEY_BYTES: usize = 1024;
 pub const MAX_OWNER_CHARS: usize = 128;
 pub const MAX_SKU_CHARS: usize = 64;
+/// Lines of one purchase: its stock is reserved in one DynamoDB transaction (100 operations).
+pub const MAX_ITEMS: usize = 50;
 /// The largest order taskflow takes, in minor units (one million in a two-decimal currency).
 pub const MAX_ORDER_AMOUNT: Money = 100_000_000;
 /// ISO 4217 codes taskflow takes.
@@ -59,6 +61,9 @@ pub fn validate(detail: &Value) -> Result<OrderSubmitted, Rejection> {
 fn check_purchase(order: &OrderSubmitted) -> Result<(), Rejection> {
     if order.items.is_empty() {
         return Err(reject(Reason::NoItems, "a purchase needs at least one item"));
+    }
+    if order.items.len() > MAX_ITEMS {
+        return Err(reject(Reason::TooManyItems, format!("at most {MAX_ITEMS} lines, got {}", order.items.len())));
     }
     let mut skus = HashSet::new();
     for item in &order.items {

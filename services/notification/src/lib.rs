@@ -1,21 +1,28 @@
 //! Notification: tells the owner how an order ended, and closes the failure path.
 //!
-//! On the failure path the task may not have a terminal status yet (a step timed out, the payment
-//! provider stayed unavailable): the notification records FAILED with the reason named by the
-//! caught error first, so every order ends with a clear status even if the notice cannot be sent.
-//! The notice itself is stored under an owner-scoped key; sending it again writes the same key.
+//! 1. On the failure path the task may not have a terminal status yet (a step timed out, the
+//!    payment provider stayed unavailable): FAILED is recorded first, with the reason named by
+//!    the caught error, so every order ends with a clear status even if no notice can be sent.
+//!    A task still REFUNDING is left as it is: its money has not come back, which an operator must
+//!    see, not a FAILED that hides it.
+//! 2. The receipt (purchase, refund, or failure notice) is rendered from the task and stored
+//!    under an owner-scoped key; the notice goes out through the notifier; the receipt's key is
+//!    recorded on the task. Each of these is repeatable, so a retry never sends a different one,
+//!    and none of them changes the business outcome.
 
 pub mod notifier;
+pub mod receipt;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use notifier::{Notice, Notifier};
+use notifier::{Notice, Notifier, ReceiptStore};
 use taskflow_contracts::{errors, NotificationResult, NotificationWork, Outcome, Reason, StepFailure, TaskStatus};
 use taskflow_shared::driver::{Attempt, StepError, TaskWorker};
 use taskflow_shared::tasks::{Change, Note, StoreError, TaskStore, Transitioned};
 
-pub struct Notification<S, N> {
+pub struct Notification<S, R, N> {
     pub tasks: S,
+    pub receipts: R,
     pub notifier: N,
 }
 
@@ -24,21 +31,23 @@ pub fn reason_for(failure: Option<&StepFailure>) -> Reason {
     match failure.map(|f| f.error.as_str()) {
         Some(errors::PAYMENT_DECLINED) => Reason::PaymentDeclined,
         Some(errors::PAYMENT_UNAVAILABLE) => Reason::PaymentUnavailable,
+        Some(errors::OUT_OF_STOCK) => Reason::OutOfStock,
         // The emulator reports an expired heartbeat as States.Timeout, AWS as HeartbeatTimeout.
         Some("States.Timeout" | "States.HeartbeatTimeout") => Reason::TimedOut,
-        Some("RefundNotAvailable") => Reason::RefundNotAvailable,
+        Some("UnsupportedKind") => Reason::UnsupportedKind,
         _ => Reason::WorkflowError,
     }
 }
 
-const OPEN: [TaskStatus; 2] = [TaskStatus::Received, TaskStatus::Charging];
+/// Statuses the failure path may close as FAILED.
+const CLOSABLE: [TaskStatus; 2] = [TaskStatus::Received, TaskStatus::Charging];
 
 fn store_error(e: StoreError) -> StepError {
     StepError::retry("TaskStoreUnavailable", e.to_string())
 }
 
 #[async_trait]
-impl<S: TaskStore, N: Notifier> TaskWorker for Notification<S, N> {
+impl<S: TaskStore, R: ReceiptStore, N: Notifier> TaskWorker for Notification<S, R, N> {
     type Work = NotificationWork;
     type Output = NotificationResult;
 
@@ -46,28 +55,33 @@ impl<S: TaskStore, N: Notifier> TaskWorker for Notification<S, N> {
         let Some(mut task) = self.tasks.get(&work.order_id).await.map_err(store_error)? else {
             return Err(StepError::failed(errors::TASK_STATE_CONFLICT, "no task for this order"));
         };
-        if work.outcome == Outcome::Failed && !task.status.is_terminal() {
+        if work.outcome == Outcome::Failed && CLOSABLE.contains(&task.status) {
             let reason = reason_for(work.failure.as_ref());
             let detail = work.failure.as_ref().map(|f| match &f.cause {
                 Some(cause) => format!("{}: {cause}", f.error),
                 None => f.error.clone(),
             });
             let change = Change::to(TaskStatus::Failed, Utc::now()).because(reason, detail);
-            task = match self.tasks.transition(&work.order_id, &OPEN, &change).await.map_err(store_error)? {
+            task = match self.tasks.transition(&work.order_id, &CLOSABLE, &change).await.map_err(store_error)? {
                 Transitioned::Applied(task) | Transitioned::Conflict(task) => *task,
                 Transitioned::Missing => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, "task vanished")),
             };
         }
-        let notice = Notice::for_task(&task);
-        let notice_key = self
-            .notifier
-            .send(&notice)
-            .await
-            .map_err(|e| StepError::retry("NotificationUnavailable", e.to_string()))?;
-        if task.notice_key.as_deref() != Some(notice_key.as_str()) {
-            self.tasks.note(&work.order_id, &Note::Notice(notice_key.clone())).await.map_err(store_error)?;
+        let receipt = receipt::render(&task);
+        let undelivered = |e: notifier::DeliveryError| StepError::retry("NotificationUnavailable", e.to_string());
+        self.receipts.store(&receipt).await.map_err(undelivered)?;
+        let notice = Notice {
+            to: task.owner.clone(),
+            order_id: task.order_id.clone(),
+            subject: receipt.subject.clone(),
+            receipt_key: receipt.key.clone(),
+            body: receipt.body.clone(),
+        };
+        self.notifier.send(&notice).await.map_err(undelivered)?;
+        if !task.receipts.contains(&receipt.key) {
+            self.tasks.note(&work.order_id, &Note::Receipt(receipt.key.clone())).await.map_err(store_error)?;
         }
-        Ok(NotificationResult { notice_key })
+        Ok(NotificationResult { receipt_key: receipt.key })
     }
 }
 

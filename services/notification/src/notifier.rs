@@ -1,96 +1,77 @@
-//! The notice an owner gets, and the port that delivers it. The S3 adapter stores it in the task
-//! bucket under `notices/{owner}/{orderId}/{status}.json` with server-side encryption; an email
-//! adapter would send the same notice.
+//! Where receipts and notices go: the ports, and their S3 adapters. Receipts are stored in the
+//! task bucket with server-side encryption; the notice (the email an owner would get) goes
+//! through the notifier port — an email provider on AWS, and locally the bucket's `outbox/`
+//! prefix, where it can be read like a mailbox.
 
+use crate::receipt::Receipt;
 use async_trait::async_trait;
 use serde::Serialize;
-use taskflow_contracts::{Money, OrderKind, TaskStatus};
-use taskflow_shared::tasks::TaskRecord;
 use thiserror::Error;
 
+#[derive(Debug, Error)]
+#[error("not delivered: {0}")]
+pub struct DeliveryError(pub String);
+
+#[async_trait]
+pub trait ReceiptStore: Send + Sync {
+    /// Stores the receipt at its key (the same receipt twice is the same object).
+    async fn store(&self, receipt: &Receipt) -> Result<(), DeliveryError>;
+}
+
+/// The message an owner receives.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notice {
+    pub to: String,
     pub order_id: String,
-    pub owner: String,
-    pub kind: Option<OrderKind>,
-    pub status: TaskStatus,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    pub amount: Money,
-    pub currency: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub charge_id: Option<String>,
     pub subject: String,
+    pub receipt_key: String,
+    pub body: String,
 }
-
-impl Notice {
-    pub fn for_task(task: &TaskRecord) -> Notice {
-        let what = task.kind.map_or("order", |k| k.as_str());
-        let subject = match task.status {
-            TaskStatus::Completed => format!("Your {what} {} is complete", task.order_id),
-            TaskStatus::Failed | TaskStatus::Rejected => format!(
-                "Your {what} {} could not be completed ({})",
-                task.order_id,
-                task.reason.map_or("unknown reason", |r| r.as_str())
-            ),
-            status => format!("Your {what} {} is {status}", task.order_id),
-        };
-        Notice {
-            order_id: task.order_id.clone(),
-            owner: task.owner.clone(),
-            kind: task.kind,
-            status: task.status,
-            reason: task.reason.map(|r| r.as_str().to_string()),
-            amount: task.amount,
-            currency: task.currency.clone(),
-            charge_id: task.charge_id.clone(),
-            subject,
-        }
-    }
-
-    /// Owner first, so access can be granted per owner by prefix.
-    pub fn key(&self) -> String {
-        format!("notices/{}/{}/{}.json", self.owner, self.order_id, self.status)
-    }
-}
-
-#[derive(Debug, Error)]
-#[error("notice not delivered: {0}")]
-pub struct NotifyError(pub String);
 
 #[async_trait]
 pub trait Notifier: Send + Sync {
-    /// Delivers the notice; returns where it is kept.
-    async fn send(&self, notice: &Notice) -> Result<String, NotifyError>;
+    async fn send(&self, notice: &Notice) -> Result<(), DeliveryError>;
 }
 
-pub struct BucketNotifier {
+/// The task bucket: receipts under `receipts/`, notices under `outbox/`.
+pub struct Bucket {
     client: aws_sdk_s3::Client,
     bucket: String,
 }
 
-impl BucketNotifier {
+impl Bucket {
     pub fn new(config: &aws_config::SdkConfig, bucket: impl Into<String>) -> Self {
         Self { client: aws_sdk_s3::Client::new(config), bucket: bucket.into() }
     }
-}
 
-#[async_trait]
-impl Notifier for BucketNotifier {
-    async fn send(&self, notice: &Notice) -> Result<String, NotifyError> {
-        let key = notice.key();
-        let body = serde_json::to_vec_pretty(notice).expect("notices always serialise");
+    async fn put(&self, key: &str, content_type: &str, body: Vec<u8>) -> Result<(), DeliveryError> {
         self.client
             .put_object()
             .bucket(&self.bucket)
-            .key(&key)
-            .content_type("application/json")
+            .key(key)
+            .content_type(content_type)
             .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
             .body(body.into())
             .send()
             .await
-            .map_err(|e| NotifyError(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;
-        Ok(key)
+            .map(|_| ())
+            .map_err(|e| DeliveryError(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))
+    }
+}
+
+#[async_trait]
+impl ReceiptStore for Bucket {
+    async fn store(&self, receipt: &Receipt) -> Result<(), DeliveryError> {
+        self.put(&receipt.key, "text/plain; charset=utf-8", receipt.body.clone().into_bytes()).await
+    }
+}
+
+#[async_trait]
+impl Notifier for Bucket {
+    async fn send(&self, notice: &Notice) -> Result<(), DeliveryError> {
+        let name = notice.receipt_key.rsplit('/').next().unwrap_or("notice").replace(".txt", ".json");
+        let key = format!("outbox/{}/{}/{name}", notice.to, notice.order_id);
+        self.put(&key, "application/json", serde_json::to_vec_pretty(notice).expect("notices serialise")).await
     }
 }

@@ -1,4 +1,6 @@
 use super::*;
+use notifier::DeliveryError;
+use receipt::Receipt;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use taskflow_contracts::{OrderKind, TaskToken};
@@ -6,19 +8,28 @@ use taskflow_shared::fakes::InMemoryTaskStore;
 use taskflow_shared::tasks::TaskRecord;
 
 #[derive(Default)]
-struct FakeNotifier {
+struct FakeMail {
+    stored: Mutex<Vec<Receipt>>,
     sent: Mutex<Vec<Notice>>,
     down: AtomicBool,
 }
 
 #[async_trait]
-impl Notifier for FakeNotifier {
-    async fn send(&self, notice: &Notice) -> Result<String, notifier::NotifyError> {
+impl ReceiptStore for &FakeMail {
+    async fn store(&self, receipt: &Receipt) -> Result<(), DeliveryError> {
+        self.stored.lock().unwrap().push(receipt.clone());
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Notifier for &FakeMail {
+    async fn send(&self, notice: &Notice) -> Result<(), DeliveryError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(notifier::NotifyError("smtp down".into()));
+            return Err(DeliveryError("smtp down".into()));
         }
         self.sent.lock().unwrap().push(notice.clone());
-        Ok(notice.key())
+        Ok(())
     }
 }
 
@@ -47,15 +58,26 @@ fn work(outcome: Outcome, error: Option<&str>) -> NotificationWork {
 
 const FIRST: Attempt = Attempt { number: 1, last: false };
 
+fn subject(mail: &FakeMail, t: TaskRecord) -> Notification<InMemoryTaskStore, &FakeMail, &FakeMail> {
+    Notification { tasks: InMemoryTaskStore::with([t]), receipts: mail, notifier: mail }
+}
+
 #[tokio::test]
-async fn a_completed_order_gets_an_owner_scoped_notice_recorded_on_its_task() {
-    let n = Notification { tasks: InMemoryTaskStore::with([task(TaskStatus::Completed)]), notifier: FakeNotifier::default() };
+async fn a_completed_order_gets_a_receipt_and_a_notice_recorded_on_its_task() {
+    let mail = FakeMail::default();
+    let n = subject(&mail, task(TaskStatus::Completed));
     let result = n.perform(&work(Outcome::Completed, None), FIRST).await.unwrap();
-    assert_eq!(result.notice_key, "notices/alice/o-1/COMPLETED.json");
+    assert_eq!(result.receipt_key, "receipts/alice/o-1/COMPLETED.txt");
     let stored = n.tasks.snapshot("o-1").unwrap();
-    assert_eq!(stored.notice_key.as_deref(), Some("notices/alice/o-1/COMPLETED.json"));
+    assert_eq!(stored.receipts, vec!["receipts/alice/o-1/COMPLETED.txt".to_string()]);
     assert_eq!(stored.status, TaskStatus::Completed, "notifying never changes the outcome");
-    assert!(n.notifier.sent.lock().unwrap()[0].subject.contains("complete"));
+    let sent = mail.sent.lock().unwrap().clone();
+    assert_eq!((sent[0].to.as_str(), sent[0].receipt_key.as_str()), ("alice", "receipts/alice/o-1/COMPLETED.txt"));
+    // Again (a duplicate delivery): the same receipt, recorded once.
+    n.perform(&work(Outcome::Completed, None), FIRST).await.unwrap();
+    assert_eq!(n.tasks.snapshot("o-1").unwrap().receipts.len(), 1);
+    let stored = mail.stored.lock().unwrap().clone();
+    assert_eq!(stored[0], stored[1]);
 }
 
 #[tokio::test]
@@ -64,38 +86,46 @@ async fn the_failure_path_records_failed_with_the_reason_of_the_caught_error() {
         ("States.Timeout", Reason::TimedOut),
         ("States.HeartbeatTimeout", Reason::TimedOut),
         (errors::PAYMENT_UNAVAILABLE, Reason::PaymentUnavailable),
-        ("RefundNotAvailable", Reason::RefundNotAvailable),
+        ("UnsupportedKind", Reason::UnsupportedKind),
         ("Something.Unexpected", Reason::WorkflowError),
     ] {
-        let n = Notification { tasks: InMemoryTaskStore::with([task(TaskStatus::Charging)]), notifier: FakeNotifier::default() };
+        let mail = FakeMail::default();
+        let n = subject(&mail, task(TaskStatus::Charging));
         n.perform(&work(Outcome::Failed, Some(error)), FIRST).await.unwrap();
         let stored = n.tasks.snapshot("o-1").unwrap();
         assert_eq!((stored.status, stored.reason), (TaskStatus::Failed, Some(reason)), "{error}");
-        assert_eq!(n.notifier.sent.lock().unwrap()[0].reason.as_deref(), Some(reason.as_str()));
+        assert!(mail.sent.lock().unwrap()[0].subject.contains(reason.as_str()));
     }
 }
 
 #[tokio::test]
-async fn a_failure_already_recorded_is_kept_not_overwritten() {
+async fn a_failure_already_recorded_is_kept_and_money_still_going_back_is_not_hidden() {
     let mut declined = task(TaskStatus::Charging);
     Change::to(TaskStatus::Failed, Utc::now()).because(Reason::PaymentDeclined, Some("card_declined".into())).apply(&mut declined);
-    let n = Notification { tasks: InMemoryTaskStore::with([declined]), notifier: FakeNotifier::default() };
+    let mail = FakeMail::default();
+    let n = subject(&mail, declined);
     n.perform(&work(Outcome::Failed, Some(errors::PAYMENT_DECLINED)), FIRST).await.unwrap();
     let stored = n.tasks.snapshot("o-1").unwrap();
-    assert_eq!(stored.reason, Some(Reason::PaymentDeclined));
-    assert_eq!(stored.history.len(), 3);
+    assert_eq!((stored.reason, stored.history.len()), (Some(Reason::PaymentDeclined), 3));
+
+    let mut refunding = task(TaskStatus::Charging);
+    Change::to(TaskStatus::Refunding, Utc::now()).because(Reason::OutOfStock, None).apply(&mut refunding);
+    let n = subject(&mail, refunding);
+    n.perform(&work(Outcome::Failed, Some("States.Timeout")), FIRST).await.unwrap();
+    assert_eq!(n.tasks.snapshot("o-1").unwrap().status, TaskStatus::Refunding);
 }
 
 #[tokio::test]
 async fn a_notifier_outage_is_retried_and_the_failure_is_recorded_first() {
-    let n = Notification { tasks: InMemoryTaskStore::with([task(TaskStatus::Received)]), notifier: FakeNotifier::default() };
-    n.notifier.down.store(true, Ordering::SeqCst);
+    let mail = FakeMail::default();
+    let n = subject(&mail, task(TaskStatus::Received));
+    mail.down.store(true, Ordering::SeqCst);
     let err = n.perform(&work(Outcome::Failed, Some("States.Timeout")), FIRST).await.unwrap_err();
     assert!(matches!(err, StepError::Retry { .. }));
     assert_eq!(n.tasks.snapshot("o-1").unwrap().status, TaskStatus::Failed);
-    n.notifier.down.store(false, Ordering::SeqCst);
+    mail.down.store(false, Ordering::SeqCst);
     n.perform(&work(Outcome::Failed, Some("States.Timeout")), Attempt { number: 2, last: false }).await.unwrap();
     let stored = n.tasks.snapshot("o-1").unwrap();
     assert_eq!(stored.history.len(), 2, "the retry adds no second FAILED");
-    assert_eq!(n.notifier.sent.lock().unwrap().len(), 1);
+    assert_eq!(mail.sent.lock().unwrap().len(), 1);
 }

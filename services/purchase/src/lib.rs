@@ -1,34 +1,38 @@
-//! Purchase: charges an order through the payment port and records the outcome on its task.
+//! Purchase: charges an order, reserves its stock, and records both.
 //!
 //! What a purchase does, in order:
 //! 1. Read the task. Already COMPLETED → answer with the stored charge (a duplicate delivery);
-//!    already FAILED → answer with the recorded failure. Nothing is charged again.
+//!    already FAILED or REFUNDING → answer with the recorded failure. Nothing is charged again.
 //! 2. RECEIVED → CHARGING (conditional: only one delivery moves it).
-//! 3. Charge the order total with the order id as idempotency key: the provider returns the same
-//!    charge for the same key, so a retry after a crash never charges twice.
-//! 4. Approved → COMPLETED with the charge id. Declined → FAILED `PAYMENT_DECLINED`, answered as
-//!    `PaymentDeclined`. Provider unavailable → retried by redelivery; when retries run out the
-//!    step fails as `PaymentUnavailable` and the failure path records it.
-
-pub mod payments;
+//! 3. Charge the order total, keyed by the order id: the provider returns the same charge for the
+//!    same key, so a retry after a crash never charges twice. Declined → FAILED
+//!    `PAYMENT_DECLINED`; provider unavailable → retried by redelivery, and when the retries run
+//!    out the step fails as `PaymentUnavailable` and the failure path records it.
+//! 4. Write the ledger entry of the charge.
+//! 5. Reserve the stock, all lines or none. Out of stock → REFUNDING (`OUT_OF_STOCK`), answered
+//!    as `OutOfStock`: the state machine sends the order to the refund service, which refunds the
+//!    charge and ends the task FAILED.
+//! 6. Ledger entry completed; task COMPLETED with the charge id.
 
 use async_trait::async_trait;
 use chrono::Utc;
-use payments::{ChargeRequest, PaymentError, PaymentProvider};
 use taskflow_contracts::{errors, PurchaseResult, PurchaseWork, Reason, TaskStatus};
 use taskflow_shared::driver::{Attempt, StepError, TaskWorker};
-use taskflow_shared::tasks::{Change, StoreError, TaskRecord, TaskStore, Transitioned};
+use taskflow_shared::inventory::{Inventory, Reserved};
+use taskflow_shared::ledger::{EntryStatus, Ledger, LedgerEntry};
+use taskflow_shared::payments::{ChargeRequest, PaymentError, PaymentProvider};
+use taskflow_shared::tasks::{Change, TaskRecord, TaskStore, Transitioned};
 use tracing::info;
 
-pub struct Purchase<S, P> {
+pub struct Purchase<S, P, L, I> {
     pub tasks: S,
     pub payments: P,
+    pub ledger: L,
+    pub inventory: I,
 }
 
-const STORE_UNAVAILABLE: &str = "TaskStoreUnavailable";
-
-fn store_error(e: StoreError) -> StepError {
-    StepError::retry(STORE_UNAVAILABLE, e.to_string())
+fn unavailable(what: &str) -> impl Fn(&dyn std::fmt::Display) -> StepError + '_ {
+    move |e| StepError::retry(what, e.to_string())
 }
 
 /// The idempotency key of an order's charge: derived from the task, never from the message.
@@ -36,76 +40,98 @@ pub fn charge_key(order_id: &str) -> String {
     format!("{order_id}/charge")
 }
 
-impl<S: TaskStore, P: PaymentProvider> Purchase<S, P> {
-    /// The answer for a task that is already past charging.
-    fn settled(task: &TaskRecord) -> Result<PurchaseResult, StepError> {
-        match (task.status, task.reason) {
-            (TaskStatus::Completed, _) => Ok(PurchaseResult {
-                charge_id: task.charge_id.clone().unwrap_or_default(),
-                amount: task.amount,
-                currency: task.currency.clone(),
-            }),
-            (TaskStatus::Failed, Some(Reason::PaymentDeclined)) => Err(StepError::failed(
-                errors::PAYMENT_DECLINED,
-                task.reason_detail.clone().unwrap_or_default(),
-            )),
-            (status, _) => Err(StepError::failed(errors::TASK_STATE_CONFLICT, format!("task is {status}"))),
+/// The answer for a task that is already past charging.
+fn settled(task: &TaskRecord) -> Result<PurchaseResult, StepError> {
+    let detail = task.reason_detail.clone().unwrap_or_default();
+    match (task.status, task.reason) {
+        (TaskStatus::Completed, _) => Ok(PurchaseResult {
+            charge_id: task.charge_id.clone().unwrap_or_default(),
+            amount: task.amount,
+            currency: task.currency.clone(),
+        }),
+        (TaskStatus::Failed, Some(Reason::PaymentDeclined)) => Err(StepError::failed(errors::PAYMENT_DECLINED, detail)),
+        (TaskStatus::Refunding | TaskStatus::Failed, Some(Reason::OutOfStock)) => Err(StepError::failed(errors::OUT_OF_STOCK, detail)),
+        (status, _) => Err(StepError::failed(errors::TASK_STATE_CONFLICT, format!("task is {status}"))),
+    }
+}
+
+impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Purchase<S, P, L, I> {
+    async fn step(&self, order_id: &str, from: TaskStatus, change: Change) -> Result<(), StepError> {
+        let store = unavailable("TaskStoreUnavailable");
+        match self.tasks.transition(order_id, &[from], &change).await.map_err(|e| store(&e))? {
+            Transitioned::Applied(_) => Ok(()),
+            Transitioned::Conflict(current) if current.status == change.to => Ok(()),
+            Transitioned::Conflict(current) => settled(&current).map(|_| ()),
+            Transitioned::Missing => Err(StepError::failed(errors::TASK_STATE_CONFLICT, "task vanished")),
         }
     }
 }
 
 #[async_trait]
-impl<S: TaskStore, P: PaymentProvider> TaskWorker for Purchase<S, P> {
+impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for Purchase<S, P, L, I> {
     type Work = PurchaseWork;
     type Output = PurchaseResult;
 
     async fn perform(&self, work: &PurchaseWork, _attempt: Attempt) -> Result<PurchaseResult, StepError> {
         let order = &work.order;
-        let task = match self.tasks.get(&order.order_id).await.map_err(store_error)? {
+        let id = order.order_id.as_str();
+        let task = match self.tasks.get(id).await.map_err(|e| unavailable("TaskStoreUnavailable")(&e))? {
             Some(task) => task,
             None => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, "no task for this order")),
         };
         match task.status {
-            TaskStatus::Received => {
-                let change = Change::to(TaskStatus::Charging, Utc::now());
-                match self.tasks.transition(&order.order_id, &[TaskStatus::Received], &change).await.map_err(store_error)? {
-                    Transitioned::Applied(_) => {}
-                    // Another delivery got there first; if it is still charging, carry on with
-                    // the same idempotency key, else answer what it recorded.
-                    Transitioned::Conflict(current) if current.status == TaskStatus::Charging => {}
-                    Transitioned::Conflict(current) => return Self::settled(&current),
-                    Transitioned::Missing => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, "task vanished")),
-                }
-            }
-            TaskStatus::Charging => info!(order_id = %order.order_id, "resuming a charge that did not finish"),
-            _ => return Self::settled(&task),
+            TaskStatus::Received => self.step(id, TaskStatus::Received, Change::to(TaskStatus::Charging, Utc::now())).await?,
+            TaskStatus::Charging => info!(order_id = id, "resuming a purchase that did not finish"),
+            _ => return settled(&task),
         }
 
-        let amount = task.amount;
         let request = ChargeRequest {
-            idempotency_key: charge_key(&order.order_id),
-            order_id: order.order_id.clone(),
-            amount,
+            idempotency_key: charge_key(id),
+            order_id: id.to_string(),
+            amount: task.amount,
             currency: task.currency.clone(),
             payment_token: order.payment_token.clone().unwrap_or_else(|| taskflow_contracts::PaymentToken::new("")),
         };
-        match self.payments.charge(&request).await {
-            Ok(charge) => {
-                let change = Change::to(TaskStatus::Completed, Utc::now()).with_charge(&charge.charge_id);
-                match self.tasks.transition(&order.order_id, &[TaskStatus::Charging], &change).await.map_err(store_error)? {
-                    Transitioned::Applied(_) => {}
-                    Transitioned::Conflict(current) => return Self::settled(&current),
-                    Transitioned::Missing => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, "task vanished")),
-                }
-                Ok(PurchaseResult { charge_id: charge.charge_id, amount, currency: task.currency })
-            }
+        let charge = match self.payments.charge(&request).await {
+            Ok(charge) => charge,
             Err(PaymentError::Declined { code }) => {
                 let change = Change::to(TaskStatus::Failed, Utc::now()).because(Reason::PaymentDeclined, Some(code.clone()));
-                self.tasks.transition(&order.order_id, &[TaskStatus::Charging], &change).await.map_err(store_error)?;
-                Err(StepError::failed(errors::PAYMENT_DECLINED, code))
+                self.step(id, TaskStatus::Charging, change).await?;
+                return Err(StepError::failed(errors::PAYMENT_DECLINED, code));
             }
-            Err(PaymentError::Unavailable(cause)) => Err(StepError::retry(errors::PAYMENT_UNAVAILABLE, cause)),
+            Err(PaymentError::Unavailable(cause)) => return Err(StepError::retry(errors::PAYMENT_UNAVAILABLE, cause)),
+        };
+
+        let entry = LedgerEntry {
+            order_id: id.to_string(),
+            owner: task.owner.clone(),
+            currency: task.currency.clone(),
+            charge_id: charge.charge_id.clone(),
+            charged: task.amount,
+            refunded: 0,
+            refunds: Default::default(),
+            items: order.items.clone(),
+            status: EntryStatus::Charged,
+            stock: None,
+            charged_at: Utc::now(),
+            completed_at: None,
+        };
+        self.ledger.record_charge(&entry).await.map_err(|e| unavailable("LedgerUnavailable")(&e))?;
+
+        match self.inventory.reserve(id, &order.items).await.map_err(|e| unavailable("InventoryUnavailable")(&e))? {
+            Reserved::Reserved => {}
+            Reserved::OutOfStock { sku } => {
+                let detail = format!("not enough {sku} in stock after the charge");
+                let change = Change::to(TaskStatus::Refunding, Utc::now())
+                    .because(Reason::OutOfStock, Some(detail.clone()))
+                    .with_charge(&charge.charge_id);
+                self.step(id, TaskStatus::Charging, change).await?;
+                return Err(StepError::failed(errors::OUT_OF_STOCK, detail));
+            }
         }
+        self.ledger.complete(id, Utc::now()).await.map_err(|e| unavailable("LedgerUnavailable")(&e))?;
+        self.step(id, TaskStatus::Charging, Change::to(TaskStatus::Completed, Utc::now()).with_charge(&charge.charge_id)).await?;
+        Ok(PurchaseResult { charge_id: charge.charge_id, amount: task.amount, currency: task.currency })
     }
 }
 

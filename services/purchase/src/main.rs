@@ -1,7 +1,7 @@
-//! The purchase Lambda: the purchase queue's work messages → charges.
+//! The purchase Lambda: the purchase queue's work messages → charges and reservations.
 
-use taskflow_purchase::{payments::SandboxPayments, Purchase};
-use taskflow_shared::{clients, config, driver, tasks::DynamoTaskStore, telemetry};
+use taskflow_purchase::Purchase;
+use taskflow_shared::{clients, config, driver, inventory::DynamoInventory, ledger::DynamoLedger, payments::SandboxPayments, tasks::DynamoTaskStore, telemetry};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -11,9 +11,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     if provider != "sandbox" {
         return Err(format!("PAYMENT_PROVIDER {provider:?}: only \"sandbox\" is available in this version").into());
     }
+    let ledger_table = config::required("LEDGER_TABLE")?;
     let purchase = Purchase {
         tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
         payments: SandboxPayments::new(&aws, config::required("SANDBOX_CHARGES_TABLE")?),
+        inventory: DynamoInventory::new(&aws, config::required("INVENTORY_TABLE")?, &ledger_table),
+        ledger: DynamoLedger::new(&aws, ledger_table),
     };
     driver::run(purchase, &aws).await
 }

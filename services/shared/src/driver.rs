@@ -19,7 +19,7 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_lambda_events::sqs::BatchItemFailure;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use taskflow_contracts::{errors, NotificationWork, PurchaseWork, TaskToken};
+use taskflow_contracts::{errors, NotificationWork, PurchaseWork, RefundWork, TaskToken};
 use tracing::{error, info, warn};
 
 /// A message a worker receives: it carries a task token and names its order.
@@ -29,6 +29,15 @@ pub trait WorkMessage: DeserializeOwned + Send + Sync {
 }
 
 impl WorkMessage for PurchaseWork {
+    fn task_token(&self) -> &TaskToken {
+        &self.task_token
+    }
+    fn order_id(&self) -> &str {
+        &self.order.order_id
+    }
+}
+
+impl WorkMessage for RefundWork {
     fn task_token(&self) -> &TaskToken {
         &self.task_token
     }

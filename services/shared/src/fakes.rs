@@ -60,7 +60,8 @@ impl TaskStore for InMemoryTaskStore {
         let task = tasks.get_mut(order_id).ok_or_else(|| StoreError::Unavailable("no such task".into()))?;
         match note {
             Note::Execution(arn) => task.execution_arn = Some(arn.clone()),
-            Note::Notice(key) => task.notice_key = Some(key.clone()),
+            Note::Receipt(key) if !task.receipts.contains(key) => task.receipts.push(key.clone()),
+            Note::Receipt(_) => {}
         }
         Ok(())
     }
@@ -113,5 +114,143 @@ impl TaskCallback for RecordingCallback {
     }
     async fn heartbeat(&self, token: &TaskToken) -> Result<(), CallbackError> {
         self.answer(token, Answer::Heartbeat)
+    }
+}
+
+/// The sandbox provider's rules with its charges and refunds in memory.
+#[derive(Default)]
+pub struct InMemoryPayments {
+    /// key → (requests, issued id, amount)
+    pub ledger: Mutex<HashMap<String, (u32, Option<String>, taskflow_contracts::Money)>>,
+}
+
+impl InMemoryPayments {
+    /// Ids issued for keys ending in `suffix` (`/charge`, `/refund`, …).
+    pub fn issued(&self, suffix: &str) -> usize {
+        self.ledger.lock().unwrap().iter().filter(|(k, v)| k.ends_with(suffix) && v.1.is_some()).count()
+    }
+    pub fn requests(&self, key: &str) -> u32 {
+        self.ledger.lock().unwrap().get(key).map_or(0, |v| v.0)
+    }
+}
+
+#[async_trait]
+impl crate::payments::PaymentProvider for InMemoryPayments {
+    async fn charge(&self, request: &crate::payments::ChargeRequest) -> Result<crate::payments::Charge, crate::payments::PaymentError> {
+        let mut ledger = self.ledger.lock().unwrap();
+        let entry = ledger.entry(request.idempotency_key.clone()).or_insert((0, None, request.amount));
+        entry.0 += 1;
+        if let Some(id) = &entry.1 {
+            return Ok(crate::payments::Charge { charge_id: id.clone() });
+        }
+        crate::payments::sandbox_outcome(&request.payment_token, entry.0)?;
+        let id = format!("ch_{}", request.order_id);
+        entry.1 = Some(id.clone());
+        Ok(crate::payments::Charge { charge_id: id })
+    }
+
+    async fn refund(&self, request: &crate::payments::RefundRequest) -> Result<crate::payments::Refund, crate::payments::PaymentError> {
+        let mut ledger = self.ledger.lock().unwrap();
+        let entry = ledger.entry(request.idempotency_key.clone()).or_insert((0, None, request.amount));
+        entry.0 += 1;
+        let id = entry.1.get_or_insert_with(|| format!("re_{}", request.idempotency_key.replace('/', "_"))).clone();
+        Ok(crate::payments::Refund { refund_id: id })
+    }
+}
+
+/// The ledger with the adapter's rules, in memory.
+#[derive(Default)]
+pub struct InMemoryLedger {
+    pub entries: Mutex<HashMap<String, crate::ledger::LedgerEntry>>,
+}
+
+#[async_trait]
+impl crate::ledger::Ledger for InMemoryLedger {
+    async fn get(&self, order_id: &str) -> Result<Option<crate::ledger::LedgerEntry>, crate::ledger::LedgerError> {
+        Ok(self.entries.lock().unwrap().get(order_id).cloned())
+    }
+    async fn record_charge(&self, entry: &crate::ledger::LedgerEntry) -> Result<(), crate::ledger::LedgerError> {
+        self.entries.lock().unwrap().entry(entry.order_id.clone()).or_insert_with(|| entry.clone());
+        Ok(())
+    }
+    async fn complete(&self, order_id: &str, at: chrono::DateTime<chrono::Utc>) -> Result<(), crate::ledger::LedgerError> {
+        if let Some(e) = self.entries.lock().unwrap().get_mut(order_id) {
+            if e.status == crate::ledger::EntryStatus::Charged {
+                e.status = crate::ledger::EntryStatus::Completed;
+                e.completed_at = Some(at);
+            }
+        }
+        Ok(())
+    }
+    async fn apply_refund(
+        &self,
+        order_id: &str,
+        refund_id: &str,
+        amount: taskflow_contracts::Money,
+        allowed: crate::ledger::EntryStatus,
+        then: crate::ledger::EntryStatus,
+    ) -> Result<crate::ledger::Applied, crate::ledger::LedgerError> {
+        use crate::ledger::Applied;
+        let mut entries = self.entries.lock().unwrap();
+        let Some(e) = entries.get_mut(order_id) else { return Ok(Applied::Missing) };
+        if e.refunds.contains_key(refund_id) {
+            return Ok(Applied::AlreadyApplied);
+        }
+        if amount > e.refundable() || e.status != allowed {
+            return Ok(Applied::Exceeds { refundable: e.refundable() });
+        }
+        e.refunded += amount;
+        e.refunds.insert(refund_id.to_string(), amount);
+        e.status = then;
+        Ok(Applied::Applied)
+    }
+}
+
+/// Stock in memory, with reservations remembered per order like the adapter's ledger mark.
+#[derive(Default)]
+pub struct InMemoryInventory {
+    pub available: Mutex<HashMap<String, u64>>,
+    pub reservations: Mutex<HashMap<String, bool>>,
+}
+
+impl InMemoryInventory {
+    pub fn with(stock: &[(&str, u64)]) -> Self {
+        let inventory = Self::default();
+        inventory.available.lock().unwrap().extend(stock.iter().map(|(s, n)| (s.to_string(), *n)));
+        inventory
+    }
+    pub fn available(&self, sku: &str) -> u64 {
+        self.available.lock().unwrap().get(sku).copied().unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl crate::inventory::Inventory for InMemoryInventory {
+    async fn reserve(&self, order_id: &str, items: &[taskflow_contracts::OrderItem]) -> Result<crate::inventory::Reserved, crate::inventory::InventoryError> {
+        let mut reservations = self.reservations.lock().unwrap();
+        if reservations.contains_key(order_id) {
+            return Ok(crate::inventory::Reserved::Reserved);
+        }
+        let mut available = self.available.lock().unwrap();
+        if let Some(short) = items.iter().find(|i| available.get(&i.sku).copied().unwrap_or(0) < u64::from(i.quantity)) {
+            return Ok(crate::inventory::Reserved::OutOfStock { sku: short.sku.clone() });
+        }
+        for item in items {
+            *available.get_mut(&item.sku).unwrap() -= u64::from(item.quantity);
+        }
+        reservations.insert(order_id.to_string(), true);
+        Ok(crate::inventory::Reserved::Reserved)
+    }
+
+    async fn release(&self, order_id: &str, items: &[taskflow_contracts::OrderItem]) -> Result<(), crate::inventory::InventoryError> {
+        let mut reservations = self.reservations.lock().unwrap();
+        if reservations.get(order_id) == Some(&true) {
+            let mut available = self.available.lock().unwrap();
+            for item in items {
+                *available.entry(item.sku.clone()).or_default() += u64::from(item.quantity);
+            }
+            reservations.insert(order_id.to_string(), false);
+        }
+        Ok(())
     }
 }

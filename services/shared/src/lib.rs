@@ -4,6 +4,8 @@
 //!   [`driver::TaskWorker`] on each, answers the task token, and reports partial batch failures.
 //! - [`tasks`]: the task record and the [`tasks::TaskStore`] port every service records through.
 //! - [`callback`]: the [`callback::TaskCallback`] port (answering a task token).
+//! - [`payments`], [`ledger`], [`inventory`]: the money and stock ports the purchase and refund
+//!   services share, with their DynamoDB adapters (and the sandbox payment provider).
 //! - [`config`], [`clients`], [`telemetry`]: environment, AWS client setup, logs.
 //! - [`fakes`]: in-memory ports for unit tests.
 
@@ -12,5 +14,8 @@ pub mod clients;
 pub mod config;
 pub mod driver;
 pub mod fakes;
+pub mod inventory;
+pub mod ledger;
+pub mod payments;
 pub mod tasks;
 pub mod telemetry;

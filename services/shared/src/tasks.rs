@@ -51,8 +51,14 @@ pub struct TaskRecord {
     pub execution_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub charge_id: Option<String>,
+    /// Money sent back on this task: a refund order's refund, or a compensated purchase's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notice_key: Option<String>,
+    pub refund_id: Option<String>,
+    #[serde(default)]
+    pub refunded: Money,
+    /// Receipts and notices stored for the owner (S3 keys in the task bucket).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub receipts: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -74,7 +80,9 @@ impl TaskRecord {
             history: vec![HistoryEntry { status, at, reason }],
             execution_arn: None,
             charge_id: None,
-            notice_key: None,
+            refund_id: None,
+            refunded: 0,
+            receipts: Vec::new(),
             created_at: at,
             updated_at: at,
         }
@@ -88,12 +96,16 @@ pub struct Change {
     pub reason: Option<Reason>,
     pub reason_detail: Option<String>,
     pub charge_id: Option<String>,
+    /// A refund sent with this change, and how much.
+    pub refund: Option<(String, Money)>,
+    /// The task's amount, when this change settles it (a full refund's amount, say).
+    pub amount: Option<Money>,
     pub at: DateTime<Utc>,
 }
 
 impl Change {
     pub fn to(to: TaskStatus, at: DateTime<Utc>) -> Self {
-        Change { to, reason: None, reason_detail: None, charge_id: None, at }
+        Change { to, reason: None, reason_detail: None, charge_id: None, refund: None, amount: None, at }
     }
     pub fn because(mut self, reason: Reason, detail: Option<String>) -> Self {
         self.reason = Some(reason);
@@ -102,6 +114,14 @@ impl Change {
     }
     pub fn with_charge(mut self, charge_id: impl Into<String>) -> Self {
         self.charge_id = Some(charge_id.into());
+        self
+    }
+    pub fn with_refund(mut self, refund_id: impl Into<String>, amount: Money) -> Self {
+        self.refund = Some((refund_id.into(), amount));
+        self
+    }
+    pub fn with_amount(mut self, amount: Money) -> Self {
+        self.amount = Some(amount);
         self
     }
 
@@ -117,6 +137,13 @@ impl Change {
         if let Some(charge_id) = &self.charge_id {
             record.charge_id = Some(charge_id.clone());
         }
+        if let Some((refund_id, amount)) = &self.refund {
+            record.refund_id = Some(refund_id.clone());
+            record.refunded = *amount;
+        }
+        if let Some(amount) = self.amount {
+            record.amount = amount;
+        }
     }
 }
 
@@ -124,7 +151,8 @@ impl Change {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Note {
     Execution(String),
-    Notice(String),
+    /// A receipt or notice stored for the owner; recorded once however often it is noted.
+    Receipt(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -254,6 +282,16 @@ impl TaskStore for DynamoTaskStore {
             sets.push("chargeId = :charge");
             request = request.expression_attribute_values(":charge", AttributeValue::S(charge_id.clone()));
         }
+        if let Some((refund_id, refunded)) = &change.refund {
+            sets.push("refundId = :refund, refunded = :refunded");
+            request = request
+                .expression_attribute_values(":refund", AttributeValue::S(refund_id.clone()))
+                .expression_attribute_values(":refunded", to_attribute(refunded));
+        }
+        if let Some(amount) = change.amount {
+            sets.push("amount = :amount");
+            request = request.expression_attribute_values(":amount", to_attribute(&amount));
+        }
         let mut allowed = Vec::with_capacity(from.len());
         for (i, status) in from.iter().enumerate() {
             let name = format!(":from{i}");
@@ -283,22 +321,56 @@ impl TaskStore for DynamoTaskStore {
     }
 
     async fn note(&self, order_id: &str, note: &Note) -> Result<(), StoreError> {
-        let (field, value) = match note {
-            Note::Execution(arn) => ("executionArn", arn),
-            Note::Notice(key) => ("noticeKey", key),
-        };
         let (k, v) = Self::key(order_id);
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key(k, v)
-            .update_expression("SET #field = :value")
-            .condition_expression("attribute_exists(orderId)")
-            .expression_attribute_names("#field", field)
-            .expression_attribute_values(":value", AttributeValue::S(value.clone()))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(Self::unavailable)
+        let request = self.client.update_item().table_name(&self.table).key(k, v);
+        let request = match note {
+            Note::Execution(arn) => request
+                .update_expression("SET executionArn = :arn")
+                .condition_expression("attribute_exists(orderId)")
+                .expression_attribute_values(":arn", AttributeValue::S(arn.clone())),
+            Note::Receipt(key) => request
+                .update_expression("SET receipts = list_append(if_not_exists(receipts, :none), :key)")
+                .condition_expression("attribute_exists(orderId) AND NOT contains(receipts, :one)")
+                .expression_attribute_values(":none", AttributeValue::L(vec![]))
+                .expression_attribute_values(":key", AttributeValue::L(vec![AttributeValue::S(key.clone())]))
+                .expression_attribute_values(":one", AttributeValue::S(key.clone())),
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            // Already noted (or no such task, which the caller found out before).
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => Ok(()),
+            Err(err) => Err(Self::unavailable(err)),
+        }
+    }
+}
+
+impl DynamoTaskStore {
+    /// An owner's tasks, newest first (the `byOwner` index).
+    pub async fn list_by_owner(&self, owner: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut tasks = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("byOwner")
+                .key_condition_expression("#owner = :owner")
+                .expression_attribute_names("#owner", "owner")
+                .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
+                .scan_index_forward(false)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(Self::unavailable)?;
+            for item in out.items.unwrap_or_default() {
+                let id = item.get("orderId").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                tasks.push(Self::decode(&id, item)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(tasks);
+            }
+        }
     }
 }

@@ -4,7 +4,7 @@
 
 use serde_json::{json, Map, Value};
 use std::collections::BTreeSet;
-use taskflow_contracts::{NotificationWork, Outcome, PurchaseWork};
+use taskflow_contracts::{NotificationWork, Outcome, PurchaseWork, RefundPurpose, RefundWork};
 
 fn definition() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../statemachine/order.asl.json");
@@ -53,6 +53,16 @@ fn callback_steps_send_the_contract_work_messages() {
     let purchase: PurchaseWork = serde_json::from_value(body("Purchase", &order())).unwrap();
     assert_eq!(purchase.order.order_id, "o-1");
     assert_eq!(purchase.task_token.expose(), "token-123");
+
+    let refund: RefundWork = serde_json::from_value(body("Refund", &order())).unwrap();
+    assert_eq!(refund.purpose, RefundPurpose::Refund);
+    let mut out_of_stock = order();
+    out_of_stock["failure"] = json!({"Error": "OutOfStock"});
+    let compensation: RefundWork = serde_json::from_value(body("Compensate", &out_of_stock)).unwrap();
+    assert_eq!((compensation.purpose, compensation.order.order_id.as_str()), (RefundPurpose::Compensation, "o-1"));
+    let purchase_catches = &s["Purchase"]["Catch"];
+    assert_eq!(purchase_catches[0]["ErrorEquals"], json!([taskflow_contracts::errors::OUT_OF_STOCK]));
+    assert_eq!(purchase_catches[0]["Next"], "Compensate");
 
     let owner: NotificationWork = serde_json::from_value(body("NotifyOwner", &order())).unwrap();
     assert_eq!(owner.outcome, Outcome::Completed);
@@ -105,7 +115,7 @@ fn the_placeholders_are_exactly_the_templates_substitutions() {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../statemachine/order.asl.json")).unwrap();
     let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/template.yaml")).unwrap();
     let placeholders: BTreeSet<&str> = text.split("${").skip(1).map(|rest| rest.split('}').next().unwrap()).collect();
-    assert_eq!(placeholders, BTreeSet::from(["NotificationQueueUrl", "PurchaseQueueUrl"]));
+    assert_eq!(placeholders, BTreeSet::from(["NotificationQueueUrl", "PurchaseQueueUrl", "RefundQueueUrl"]));
     for p in placeholders {
         assert!(template.contains(&format!("        {p}: ")), "template substitutes {p}");
     }

@@ -1,8 +1,9 @@
 //! The payment port, and the sandbox provider taskflow ships for development and tests.
 //!
-//! The sandbox behaves like a card sandbox: the payment token decides the outcome, and charges are
-//! idempotent by key (the same key returns the same charge, as real providers do), kept in a
-//! DynamoDB table so they survive restarts and can be counted.
+//! The sandbox behaves like a card sandbox: the payment token decides the outcome, and charges and
+//! refunds are idempotent by key (the same key returns the same charge or refund, as real
+//! providers do), kept in a DynamoDB table so they survive restarts and can be counted: one item
+//! per key, with `kind` (charge or refund), `orderId`, `amount` and how many `requests` it got.
 //!
 //! | payment token              | outcome                                                      |
 //! |----------------------------|--------------------------------------------------------------|
@@ -33,6 +34,21 @@ pub struct Charge {
     pub charge_id: String,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefundRequest {
+    pub idempotency_key: String,
+    /// The order whose charge is refunded.
+    pub order_id: String,
+    pub charge_id: String,
+    pub amount: Money,
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refund {
+    pub refund_id: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PaymentError {
     #[error("declined: {code}")]
@@ -44,6 +60,7 @@ pub enum PaymentError {
 #[async_trait]
 pub trait PaymentProvider: Send + Sync {
     async fn charge(&self, request: &ChargeRequest) -> Result<Charge, PaymentError>;
+    async fn refund(&self, request: &RefundRequest) -> Result<Refund, PaymentError>;
 }
 
 /// What the sandbox decides for a token, on the `attempt`-th request for a key.
@@ -76,49 +93,68 @@ fn unavailable<E: std::error::Error + 'static>(e: aws_sdk_dynamodb::error::SdkEr
     PaymentError::Unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
 }
 
-#[async_trait]
-impl PaymentProvider for SandboxPayments {
-    async fn charge(&self, request: &ChargeRequest) -> Result<Charge, PaymentError> {
-        // Count every request for the key; the first approved one creates the charge id and the
-        // same id is returned to every later request.
+impl SandboxPayments {
+    /// Counts a request for `key` and returns the id already issued for it, if any.
+    async fn request(&self, key: &str, kind: &str, order_id: &str, amount: Money, currency: &str) -> Result<(u32, Option<String>), PaymentError> {
         let out = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("idempotencyKey", AttributeValue::S(request.idempotency_key.clone()))
-            .update_expression("ADD requests :one SET orderId = :order, amount = :amount, currency = :currency")
+            .key("idempotencyKey", AttributeValue::S(key.to_string()))
+            .update_expression("ADD requests :one SET kind = :kind, orderId = :order, amount = :amount, currency = :currency")
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(":order", AttributeValue::S(request.order_id.clone()))
-            .expression_attribute_values(":amount", AttributeValue::N(request.amount.to_string()))
-            .expression_attribute_values(":currency", AttributeValue::S(request.currency.clone()))
+            .expression_attribute_values(":kind", AttributeValue::S(kind.to_string()))
+            .expression_attribute_values(":order", AttributeValue::S(order_id.to_string()))
+            .expression_attribute_values(":amount", AttributeValue::N(amount.to_string()))
+            .expression_attribute_values(":currency", AttributeValue::S(currency.to_string()))
             .return_values(ReturnValue::AllNew)
             .send()
             .await
             .map_err(unavailable)?;
         let item = out.attributes.unwrap_or_default();
-        if let Some(AttributeValue::S(existing)) = item.get("chargeId") {
-            return Ok(Charge { charge_id: existing.clone() });
-        }
-        let requests = match item.get("requests") {
-            Some(AttributeValue::N(n)) => n.parse().unwrap_or(1),
-            _ => 1,
-        };
-        sandbox_outcome(&request.payment_token, requests)?;
-        let charge_id = format!("ch_{}", uuid::Uuid::new_v4().simple());
-        let created = self
+        let requests = item.get("requests").and_then(|n| n.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(1);
+        Ok((requests, item.get("id").and_then(|v| v.as_s().ok()).cloned()))
+    }
+
+    /// Issues `id` for `key` unless one was issued first; returns the one that holds.
+    async fn issue(&self, key: &str, id: String) -> Result<String, PaymentError> {
+        let out = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key("idempotencyKey", AttributeValue::S(request.idempotency_key.clone()))
-            .update_expression("SET chargeId = if_not_exists(chargeId, :id)")
-            .expression_attribute_values(":id", AttributeValue::S(charge_id))
+            .key("idempotencyKey", AttributeValue::S(key.to_string()))
+            .update_expression("SET id = if_not_exists(id, :id)")
+            .expression_attribute_values(":id", AttributeValue::S(id))
             .return_values(ReturnValue::AllNew)
             .send()
             .await
             .map_err(unavailable)?;
-        match created.attributes.as_ref().and_then(|a| a.get("chargeId")) {
-            Some(AttributeValue::S(id)) => Ok(Charge { charge_id: id.clone() }),
-            _ => Err(PaymentError::Unavailable("sandbox: charge id not stored".into())),
+        out.attributes
+            .and_then(|a| a.get("id").and_then(|v| v.as_s().ok()).cloned())
+            .ok_or_else(|| PaymentError::Unavailable("sandbox: id not stored".into()))
+    }
+}
+
+#[async_trait]
+impl PaymentProvider for SandboxPayments {
+    async fn charge(&self, request: &ChargeRequest) -> Result<Charge, PaymentError> {
+        let key = &request.idempotency_key;
+        let (requests, issued) = self.request(key, "charge", &request.order_id, request.amount, &request.currency).await?;
+        if let Some(charge_id) = issued {
+            return Ok(Charge { charge_id });
         }
+        sandbox_outcome(&request.payment_token, requests)?;
+        let charge_id = self.issue(key, format!("ch_{}", uuid::Uuid::new_v4().simple())).await?;
+        Ok(Charge { charge_id })
+    }
+
+    async fn refund(&self, request: &RefundRequest) -> Result<Refund, PaymentError> {
+        let key = &request.idempotency_key;
+        let (_, issued) = self.request(key, "refund", &request.order_id, request.amount, &request.currency).await?;
+        if let Some(refund_id) = issued {
+            return Ok(Refund { refund_id });
+        }
+        let refund_id = self.issue(key, format!("re_{}", uuid::Uuid::new_v4().simple())).await?;
+        Ok(Refund { refund_id })
     }
 }

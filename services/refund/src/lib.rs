@@ -1,0 +1,211 @@
+//! Refund: gives money back, for two reasons (`RefundWork.purpose`).
+//!
+//! **A refund order** (a customer asks for money back on an earlier order):
+//! 1. The refund task RECEIVED is checked against the original order's ledger entry: it must exist
+//!    (`ORDER_NOT_FOUND`), belong to the same owner (`NOT_OWNER`), have completed and not been
+//!    compensated (`NOT_REFUNDABLE`), lie inside the refund window (`WINDOW_EXPIRED`), be in the same
+//!    currency (`CURRENCY_MISMATCH`), and still have the amount refundable
+//!    (`AMOUNT_EXCEEDS_REFUNDABLE`). A failed check → REJECTED with that reason, answered as
+//!    `RefundRejected`. No amount means "all that is left".
+//! 2. RECEIVED → REFUNDING; the amount is taken from the ledger entry by a conditional write, so
+//!    concurrent refunds of one order can never add up to more than it was charged (the loser is
+//!    REJECTED `AMOUNT_EXCEEDS_REFUNDABLE`).
+//! 3. The provider refunds the original charge, keyed by the refund order id (once per refund).
+//! 4. REFUNDING → COMPLETED with the refund id.
+//!
+//! **A compensation** (a purchase charged but out of stock, task REFUNDING `OUT_OF_STOCK`):
+//! the stock it may hold is released, its whole charge refunded, its ledger entry marked
+//! compensated, and the task ends FAILED `OUT_OF_STOCK` with the refund recorded.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use taskflow_contracts::{errors, Money, OrderSubmitted, Reason, RefundPurpose, RefundResult, RefundWork, TaskStatus};
+use taskflow_shared::driver::{Attempt, StepError, TaskWorker};
+use taskflow_shared::inventory::Inventory;
+use taskflow_shared::ledger::{Applied, EntryStatus, Ledger, LedgerEntry};
+use taskflow_shared::payments::{PaymentError, PaymentProvider, RefundRequest};
+use taskflow_shared::tasks::{Change, TaskRecord, TaskStore, Transitioned};
+
+pub struct Refunds<S, P, L, I> {
+    pub tasks: S,
+    pub payments: P,
+    pub ledger: L,
+    pub inventory: I,
+    /// How long after completion an order can be refunded.
+    pub window: Duration,
+}
+
+/// The key under which a compensation is applied to the ledger and sent to the provider.
+pub const COMPENSATION: &str = "compensation";
+
+fn retry(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StepError {
+    move |e| StepError::retry(what, e.to_string())
+}
+
+/// Why a refund order may not go ahead, if it may not.
+pub fn check(order: &OrderSubmitted, original: Option<&LedgerEntry>, window: Duration, now: DateTime<Utc>) -> Result<Money, Reason> {
+    let entry = original.ok_or(Reason::OrderNotFound)?;
+    if entry.owner != order.owner {
+        return Err(Reason::NotOwner);
+    }
+    if entry.status != EntryStatus::Completed {
+        return Err(Reason::NotRefundable);
+    }
+    if entry.completed_at.is_none_or(|at| at + window < now) {
+        return Err(Reason::WindowExpired);
+    }
+    if entry.currency != order.currency {
+        return Err(Reason::CurrencyMismatch);
+    }
+    let amount = order.amount.unwrap_or(entry.refundable());
+    if amount == 0 {
+        return Err(Reason::NotRefundable);
+    }
+    if amount > entry.refundable() {
+        return Err(Reason::AmountExceedsRefundable);
+    }
+    Ok(amount)
+}
+
+fn result_of(task: &TaskRecord) -> RefundResult {
+    RefundResult { refund_id: task.refund_id.clone().unwrap_or_default(), amount: task.refunded, currency: task.currency.clone() }
+}
+
+impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L, I> {
+    async fn task(&self, order_id: &str) -> Result<TaskRecord, StepError> {
+        self.tasks
+            .get(order_id)
+            .await
+            .map_err(|e| retry("TaskStoreUnavailable")(&e))?
+            .ok_or_else(|| StepError::failed(errors::TASK_STATE_CONFLICT, "no task for this order"))
+    }
+
+    async fn step(&self, order_id: &str, from: &[TaskStatus], change: Change) -> Result<TaskRecord, StepError> {
+        match self.tasks.transition(order_id, from, &change).await.map_err(|e| retry("TaskStoreUnavailable")(&e))? {
+            Transitioned::Applied(task) => Ok(*task),
+            Transitioned::Conflict(task) if task.status == change.to => Ok(*task),
+            Transitioned::Conflict(task) => Err(StepError::failed(errors::TASK_STATE_CONFLICT, format!("task is {}", task.status))),
+            Transitioned::Missing => Err(StepError::failed(errors::TASK_STATE_CONFLICT, "task vanished")),
+        }
+    }
+
+    async fn reject(&self, order_id: &str, from: TaskStatus, reason: Reason, detail: String) -> StepError {
+        let change = Change::to(TaskStatus::Rejected, Utc::now()).because(reason, Some(detail.clone()));
+        match self.step(order_id, &[from], change).await {
+            Ok(_) => StepError::failed(errors::REFUND_REJECTED, format!("{reason}: {detail}")),
+            Err(e) => e,
+        }
+    }
+
+    async fn pay_back(&self, key: String, entry: &LedgerEntry, amount: Money) -> Result<String, StepError> {
+        let request = RefundRequest {
+            idempotency_key: key,
+            order_id: entry.order_id.clone(),
+            charge_id: entry.charge_id.clone(),
+            amount,
+            currency: entry.currency.clone(),
+        };
+        match self.payments.refund(&request).await {
+            Ok(refund) => Ok(refund.refund_id),
+            Err(PaymentError::Unavailable(cause)) => Err(StepError::retry(errors::PAYMENT_UNAVAILABLE, cause)),
+            // A provider refusing to refund its own charge is not something a retry fixes.
+            Err(PaymentError::Declined { code }) => Err(StepError::failed("RefundDeclined", code)),
+        }
+    }
+
+    async fn refund_order(&self, order: &OrderSubmitted) -> Result<RefundResult, StepError> {
+        let id = order.order_id.as_str();
+        let task = self.task(id).await?;
+        let original_id = order.refund_of.clone().unwrap_or_default();
+        match (task.status, task.reason) {
+            (TaskStatus::Completed, _) => return Ok(result_of(&task)),
+            (TaskStatus::Rejected, reason) => {
+                let reason = reason.map_or("REJECTED", |r| r.as_str());
+                return Err(StepError::failed(errors::REFUND_REJECTED, reason));
+            }
+            (TaskStatus::Received | TaskStatus::Refunding, _) => {}
+            (status, _) => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, format!("task is {status}"))),
+        }
+        let original = self.ledger.get(&original_id).await.map_err(|e| retry("LedgerUnavailable")(&e))?;
+
+        let amount = if task.status == TaskStatus::Received {
+            let amount = match check(order, original.as_ref(), self.window, Utc::now()) {
+                Ok(amount) => amount,
+                Err(reason) => return Err(self.reject(id, TaskStatus::Received, reason, format!("refund of {original_id}")).await),
+            };
+            self.step(id, &[TaskStatus::Received], Change::to(TaskStatus::Refunding, Utc::now()).with_amount(amount)).await?;
+            amount
+        } else {
+            task.amount
+        };
+        let entry = original.ok_or_else(|| StepError::failed(errors::TASK_STATE_CONFLICT, "original vanished"))?;
+
+        match self
+            .ledger
+            .apply_refund(&original_id, id, amount, EntryStatus::Completed, EntryStatus::Completed)
+            .await
+            .map_err(|e| retry("LedgerUnavailable")(&e))?
+        {
+            Applied::Applied | Applied::AlreadyApplied => {}
+            Applied::Exceeds { refundable } => {
+                let detail = format!("{amount} asked, {refundable} still refundable on {original_id}");
+                return Err(self.reject(id, TaskStatus::Refunding, Reason::AmountExceedsRefundable, detail).await);
+            }
+            Applied::Missing => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, "original vanished")),
+        }
+        let refund_id = self.pay_back(format!("{id}/refund"), &entry, amount).await?;
+        let done = self
+            .step(id, &[TaskStatus::Refunding], Change::to(TaskStatus::Completed, Utc::now()).with_refund(&refund_id, amount))
+            .await?;
+        Ok(result_of(&done))
+    }
+
+    async fn compensate(&self, order: &OrderSubmitted) -> Result<RefundResult, StepError> {
+        let id = order.order_id.as_str();
+        let task = self.task(id).await?;
+        match (task.status, task.reason) {
+            (TaskStatus::Failed, Some(Reason::OutOfStock)) => return Ok(result_of(&task)),
+            (TaskStatus::Refunding, _) => {}
+            (status, _) => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, format!("task is {status}"))),
+        }
+        let entry = self
+            .ledger
+            .get(id)
+            .await
+            .map_err(|e| retry("LedgerUnavailable")(&e))?
+            .ok_or_else(|| StepError::failed(errors::TASK_STATE_CONFLICT, "no ledger entry for a charged order"))?;
+        self.inventory.release(id, &entry.items).await.map_err(|e| retry("InventoryUnavailable")(&e))?;
+        let amount = entry.refunds.get(COMPENSATION).copied().unwrap_or(entry.refundable());
+        match self
+            .ledger
+            .apply_refund(id, COMPENSATION, amount, EntryStatus::Charged, EntryStatus::Compensated)
+            .await
+            .map_err(|e| retry("LedgerUnavailable")(&e))?
+        {
+            Applied::Applied | Applied::AlreadyApplied => {}
+            other => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, format!("cannot compensate: {other:?}"))),
+        }
+        let refund_id = self.pay_back(format!("{id}/{COMPENSATION}"), &entry, amount).await?;
+        let change = Change::to(TaskStatus::Failed, Utc::now())
+            .because(Reason::OutOfStock, task.reason_detail.clone())
+            .with_refund(&refund_id, amount);
+        let done = self.step(id, &[TaskStatus::Refunding], change).await?;
+        Ok(result_of(&done))
+    }
+}
+
+#[async_trait]
+impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for Refunds<S, P, L, I> {
+    type Work = RefundWork;
+    type Output = RefundResult;
+
+    async fn perform(&self, work: &RefundWork, _attempt: Attempt) -> Result<RefundResult, StepError> {
+        match work.purpose {
+            RefundPurpose::Refund => self.refund_order(&work.order).await,
+            RefundPurpose::Compensation => self.compensate(&work.order).await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

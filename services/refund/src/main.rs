@@ -1,0 +1,19 @@
+//! The refund Lambda: the refund queue's work messages → refunds and compensations.
+
+use taskflow_refund::Refunds;
+use taskflow_shared::{clients, config, driver, inventory::DynamoInventory, ledger::DynamoLedger, payments::SandboxPayments, tasks::DynamoTaskStore, telemetry};
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    telemetry::init();
+    let aws = clients::load().await;
+    let ledger_table = config::required("LEDGER_TABLE")?;
+    let refunds = Refunds {
+        tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
+        payments: SandboxPayments::new(&aws, config::required("SANDBOX_CHARGES_TABLE")?),
+        inventory: DynamoInventory::new(&aws, config::required("INVENTORY_TABLE")?, &ledger_table),
+        ledger: DynamoLedger::new(&aws, ledger_table),
+        window: chrono::Duration::days(config::number_or("REFUND_WINDOW_DAYS", 30)?),
+    };
+    driver::run(refunds, &aws).await
+}

@@ -1,0 +1,180 @@
+use super::*;
+use taskflow_contracts::{OrderItem, OrderKind, PaymentToken, TaskToken};
+use taskflow_shared::fakes::{InMemoryInventory, InMemoryLedger, InMemoryPayments, InMemoryTaskStore};
+
+type Subject = Refunds<InMemoryTaskStore, InMemoryPayments, InMemoryLedger, InMemoryInventory>;
+
+fn entry(order_id: &str, owner: &str, status: EntryStatus, completed_days_ago: i64) -> LedgerEntry {
+    LedgerEntry {
+        order_id: order_id.into(),
+        owner: owner.into(),
+        currency: "EUR".into(),
+        charge_id: format!("ch_{order_id}"),
+        charged: 10_000,
+        refunded: 0,
+        refunds: Default::default(),
+        items: vec![OrderItem { sku: "BOOK-1".into(), quantity: 2, unit_price: 5_000 }],
+        status,
+        stock: None,
+        charged_at: Utc::now() - Duration::days(completed_days_ago),
+        completed_at: (status == EntryStatus::Completed).then(|| Utc::now() - Duration::days(completed_days_ago)),
+    }
+}
+
+fn refund_order(id: &str, owner: &str, of: &str, amount: Option<Money>) -> OrderSubmitted {
+    OrderSubmitted {
+        schema_version: 1,
+        order_id: id.into(),
+        owner: owner.into(),
+        kind: OrderKind::Refund,
+        items: vec![],
+        currency: "EUR".into(),
+        payment_token: None,
+        refund_of: Some(of.into()),
+        amount,
+    }
+}
+
+fn received(order: &OrderSubmitted) -> TaskRecord {
+    let mut t = TaskRecord::new(&order.order_id, &order.owner, TaskStatus::Received, None, Utc::now());
+    t.kind = Some(order.kind);
+    t.currency = "EUR".into();
+    t.amount = order.amount.unwrap_or(0);
+    t
+}
+
+fn subject(orders: &[&OrderSubmitted], entries: Vec<LedgerEntry>) -> Subject {
+    let ledger = InMemoryLedger::default();
+    ledger.entries.lock().unwrap().extend(entries.into_iter().map(|e| (e.order_id.clone(), e)));
+    Refunds {
+        tasks: InMemoryTaskStore::with(orders.iter().map(|o| received(o))),
+        payments: InMemoryPayments::default(),
+        ledger,
+        inventory: InMemoryInventory::with(&[("BOOK-1", 10)]),
+        window: Duration::days(30),
+    }
+}
+
+fn work(order: &OrderSubmitted, purpose: RefundPurpose) -> RefundWork {
+    RefundWork { schema_version: 1, task_token: TaskToken::new("t"), purpose, order: order.clone() }
+}
+
+const FIRST: Attempt = Attempt { number: 1, last: false };
+
+#[tokio::test]
+async fn a_full_refund_completes_once_and_uses_up_the_order() {
+    let r = refund_order("r-1", "alice", "p-1", None);
+    let s = subject(&[&r], vec![entry("p-1", "alice", EntryStatus::Completed, 1)]);
+    let result = s.perform(&work(&r, RefundPurpose::Refund), FIRST).await.unwrap();
+    assert_eq!(result.amount, 10_000);
+    let again = s.perform(&work(&r, RefundPurpose::Refund), FIRST).await.unwrap();
+    assert_eq!(again, result, "a duplicate answers the stored refund");
+    assert_eq!(s.payments.issued("/refund"), 1);
+    let task = s.tasks.snapshot("r-1").unwrap();
+    assert_eq!(task.history.iter().map(|h| h.status).collect::<Vec<_>>(), [TaskStatus::Received, TaskStatus::Refunding, TaskStatus::Completed]);
+    assert_eq!((task.amount, task.refunded), (10_000, 10_000));
+    assert_eq!(s.ledger.entries.lock().unwrap()["p-1"].refunded, 10_000);
+}
+
+#[tokio::test]
+async fn partial_refunds_add_up_and_the_one_that_does_not_fit_is_rejected() {
+    let a = refund_order("r-a", "alice", "p-1", Some(3_000));
+    let b = refund_order("r-b", "alice", "p-1", Some(6_000));
+    let c = refund_order("r-c", "alice", "p-1", Some(2_000));
+    let s = subject(&[&a, &b, &c], vec![entry("p-1", "alice", EntryStatus::Completed, 1)]);
+    s.perform(&work(&a, RefundPurpose::Refund), FIRST).await.unwrap();
+    s.perform(&work(&b, RefundPurpose::Refund), FIRST).await.unwrap();
+    let err = s.perform(&work(&c, RefundPurpose::Refund), FIRST).await.unwrap_err();
+    assert!(matches!(err, StepError::Failed { ref error, .. } if error == errors::REFUND_REJECTED));
+    let rejected = s.tasks.snapshot("r-c").unwrap();
+    assert_eq!((rejected.status, rejected.reason), (TaskStatus::Rejected, Some(Reason::AmountExceedsRefundable)));
+    let e = s.ledger.entries.lock().unwrap()["p-1"].clone();
+    assert_eq!((e.refunded, e.refundable()), (9_000, 1_000));
+    assert_eq!(s.payments.issued("/refund"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refunds_never_exceed_the_order() {
+    let orders: Vec<_> = (0..6).map(|i| refund_order(&format!("r-{i}"), "alice", "p-1", Some(4_000))).collect();
+    let s = std::sync::Arc::new(subject(&orders.iter().collect::<Vec<_>>(), vec![entry("p-1", "alice", EntryStatus::Completed, 1)]));
+    let handles: Vec<_> = orders
+        .iter()
+        .map(|o| {
+            let (s, w) = (s.clone(), work(o, RefundPurpose::Refund));
+            tokio::spawn(async move { s.perform(&w, FIRST).await })
+        })
+        .collect();
+    let mut completed = 0;
+    for h in handles {
+        completed += usize::from(h.await.unwrap().is_ok());
+    }
+    assert_eq!(completed, 2, "4000 fits twice into 10000");
+    assert_eq!(s.ledger.entries.lock().unwrap()["p-1"].refunded, 8_000);
+    assert_eq!(s.payments.issued("/refund"), 2);
+}
+
+#[test]
+fn each_broken_rule_has_its_reason() {
+    let now = Utc::now();
+    let window = Duration::days(30);
+    let order = refund_order("r", "alice", "p", Some(500));
+    let done = entry("p", "alice", EntryStatus::Completed, 1);
+    assert_eq!(check(&order, Some(&done), window, now), Ok(500));
+    assert_eq!(check(&order, None, window, now), Err(Reason::OrderNotFound));
+    assert_eq!(check(&order, Some(&entry("p", "bob", EntryStatus::Completed, 1)), window, now), Err(Reason::NotOwner));
+    assert_eq!(check(&order, Some(&entry("p", "alice", EntryStatus::Charged, 1)), window, now), Err(Reason::NotRefundable));
+    assert_eq!(check(&order, Some(&entry("p", "alice", EntryStatus::Compensated, 1)), window, now), Err(Reason::NotRefundable));
+    assert_eq!(check(&order, Some(&entry("p", "alice", EntryStatus::Completed, 31)), window, now), Err(Reason::WindowExpired));
+    let mut dollars = order.clone();
+    dollars.currency = "USD".into();
+    assert_eq!(check(&dollars, Some(&done), window, now), Err(Reason::CurrencyMismatch));
+    let too_much = refund_order("r", "alice", "p", Some(10_001));
+    assert_eq!(check(&too_much, Some(&done), window, now), Err(Reason::AmountExceedsRefundable));
+    let mut used_up = done.clone();
+    used_up.refunded = used_up.charged;
+    assert_eq!(check(&refund_order("r", "alice", "p", None), Some(&used_up), window, now), Err(Reason::NotRefundable));
+}
+
+#[tokio::test]
+async fn a_refund_of_someone_elses_order_is_rejected_and_pays_nothing() {
+    let r = refund_order("r-x", "mallory", "p-1", None);
+    let s = subject(&[&r], vec![entry("p-1", "alice", EntryStatus::Completed, 1)]);
+    let err = s.perform(&work(&r, RefundPurpose::Refund), FIRST).await.unwrap_err();
+    assert!(matches!(err, StepError::Failed { ref error, .. } if error == errors::REFUND_REJECTED));
+    assert_eq!(s.tasks.snapshot("r-x").unwrap().reason, Some(Reason::NotOwner));
+    assert_eq!(s.payments.issued("/refund"), 0);
+    assert_eq!(s.ledger.entries.lock().unwrap()["p-1"].refunded, 0);
+}
+
+#[tokio::test]
+async fn compensation_refunds_the_whole_charge_releases_stock_and_fails_the_purchase() {
+    let purchase = OrderSubmitted {
+        kind: OrderKind::Purchase,
+        items: vec![OrderItem { sku: "BOOK-1".into(), quantity: 2, unit_price: 5_000 }],
+        payment_token: Some(PaymentToken::new("tok_approve")),
+        refund_of: None,
+        amount: None,
+        ..refund_order("p-9", "alice", "", None)
+    };
+    let s = subject(&[], vec![entry("p-9", "alice", EntryStatus::Charged, 0)]);
+    let mut task = received(&purchase);
+    task.amount = 10_000;
+    Change::to(TaskStatus::Charging, Utc::now()).apply(&mut task);
+    Change::to(TaskStatus::Refunding, Utc::now()).because(Reason::OutOfStock, Some("BOOK-1".into())).with_charge("ch_p-9").apply(&mut task);
+    let s = Refunds { tasks: InMemoryTaskStore::with([task]), ..s };
+    // Say a reservation did happen before (a partial failure elsewhere): it must come back.
+    s.inventory.reserve("p-9", &purchase.items).await.unwrap();
+    assert_eq!(s.inventory.available("BOOK-1"), 8);
+
+    let result = s.perform(&work(&purchase, RefundPurpose::Compensation), FIRST).await.unwrap();
+    assert_eq!(result.amount, 10_000);
+    assert_eq!(s.inventory.available("BOOK-1"), 10);
+    let done = s.tasks.snapshot("p-9").unwrap();
+    assert_eq!((done.status, done.reason, done.refunded), (TaskStatus::Failed, Some(Reason::OutOfStock), 10_000));
+    let e = s.ledger.entries.lock().unwrap()["p-9"].clone();
+    assert_eq!((e.status, e.refunded), (EntryStatus::Compensated, 10_000));
+    // Delivered again: nothing moves twice.
+    assert_eq!(s.perform(&work(&purchase, RefundPurpose::Compensation), FIRST).await.unwrap(), result);
+    assert_eq!(s.inventory.available("BOOK-1"), 10);
+    assert_eq!(s.payments.issued("/compensation"), 1);
+}

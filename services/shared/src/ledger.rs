@@ -1,0 +1,204 @@
+//! The ledger: one entry per charged order — what was charged, what has been refunded, and the
+//! state of its stock. Refunds are checked against it, and it is what makes two concurrent
+//! refunds unable to exceed an order's total: the refunded amount only grows through a
+//! conditional write that compares it with the charge.
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use taskflow_contracts::{Money, OrderItem};
+use thiserror::Error;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum EntryStatus {
+    /// Charged; the purchase has not completed (yet).
+    Charged,
+    /// The purchase completed: refundable within the window.
+    Completed,
+    /// Charged, then refunded in full because the purchase could not complete.
+    Compensated,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum StockState {
+    Reserved,
+    Released,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LedgerEntry {
+    pub order_id: String,
+    pub owner: String,
+    pub currency: String,
+    pub charge_id: String,
+    pub charged: Money,
+    #[serde(default)]
+    pub refunded: Money,
+    /// Refunds applied, by the refund's id (a refund order id, or `compensation`).
+    #[serde(default)]
+    pub refunds: BTreeMap<String, Money>,
+    pub items: Vec<OrderItem>,
+    pub status: EntryStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stock: Option<StockState>,
+    pub charged_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl LedgerEntry {
+    pub fn refundable(&self) -> Money {
+        self.charged.saturating_sub(self.refunded)
+    }
+}
+
+/// What applying a refund did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    Applied,
+    /// This refund id was applied before (a retry): nothing changed.
+    AlreadyApplied,
+    /// It does not fit: only `refundable` is left.
+    Exceeds { refundable: Money },
+    Missing,
+}
+
+#[derive(Debug, Error)]
+#[error("ledger unavailable: {0}")]
+pub struct LedgerError(pub String);
+
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    async fn get(&self, order_id: &str) -> Result<Option<LedgerEntry>, LedgerError>;
+    /// Writes the entry of a fresh charge; a second write for the same order keeps the first.
+    async fn record_charge(&self, entry: &LedgerEntry) -> Result<(), LedgerError>;
+    /// Marks the purchase completed (idempotent).
+    async fn complete(&self, order_id: &str, at: DateTime<Utc>) -> Result<(), LedgerError>;
+    /// Adds `amount` to the refunded total under `refund_id`, unless that would exceed the charge
+    /// or the entry is not `allowed` (completed, for refunds; charged, for compensation).
+    async fn apply_refund(&self, order_id: &str, refund_id: &str, amount: Money, allowed: EntryStatus, then: EntryStatus) -> Result<Applied, LedgerError>;
+}
+
+pub struct DynamoLedger {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoLedger {
+    pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self { client: aws_sdk_dynamodb::Client::new(config), table: table.into() }
+    }
+}
+
+fn unavailable<E: std::error::Error + 'static>(e: aws_sdk_dynamodb::error::SdkError<E>) -> LedgerError {
+    LedgerError(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
+}
+
+fn attr<T: Serialize>(value: &T) -> AttributeValue {
+    serde_dynamo::to_attribute_value(value).expect("ledger fields serialise")
+}
+
+fn conditional_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &aws_sdk_dynamodb::error::SdkError<E>) -> bool {
+    e.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+}
+
+#[async_trait]
+impl Ledger for DynamoLedger {
+    async fn get(&self, order_id: &str) -> Result<Option<LedgerEntry>, LedgerError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("orderId", AttributeValue::S(order_id.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.item
+            .map(|item| serde_dynamo::from_item(item).map_err(|e| LedgerError(format!("entry {order_id} unreadable: {e}"))))
+            .transpose()
+    }
+
+    async fn record_charge(&self, entry: &LedgerEntry) -> Result<(), LedgerError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(serde_dynamo::to_item(entry).expect("entries serialise")))
+            .condition_expression("attribute_not_exists(orderId)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if conditional_failed(&e) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn complete(&self, order_id: &str, at: DateTime<Utc>) -> Result<(), LedgerError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("orderId", AttributeValue::S(order_id.into()))
+            .update_expression("SET #status = :completed, completedAt = :at")
+            .condition_expression("#status = :charged")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":completed", attr(&EntryStatus::Completed))
+            .expression_attribute_values(":charged", attr(&EntryStatus::Charged))
+            .expression_attribute_values(":at", attr(&at))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if conditional_failed(&e) => Ok(()),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn apply_refund(&self, order_id: &str, refund_id: &str, amount: Money, allowed: EntryStatus, then: EntryStatus) -> Result<Applied, LedgerError> {
+        let Some(entry) = self.get(order_id).await? else { return Ok(Applied::Missing) };
+        if entry.refunds.contains_key(refund_id) {
+            return Ok(Applied::AlreadyApplied);
+        }
+        if amount > entry.refundable() {
+            return Ok(Applied::Exceeds { refundable: entry.refundable() });
+        }
+        // The check above is advisory; this condition is what holds under concurrency:
+        // refunded may only grow while it stays within the charge.
+        let limit = entry.charged - amount;
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("orderId", AttributeValue::S(order_id.into()))
+            .update_expression("SET refunded = refunded + :amount, refunds.#id = :amount, #status = :then")
+            .condition_expression("refunded <= :limit AND #status = :allowed AND attribute_not_exists(refunds.#id)")
+            .expression_attribute_names("#id", refund_id)
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":amount", attr(&amount))
+            .expression_attribute_values(":limit", attr(&limit))
+            .expression_attribute_values(":allowed", attr(&allowed))
+            .expression_attribute_values(":then", attr(&then))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Applied::Applied),
+            Err(e) if conditional_failed(&e) => {
+                // Someone else moved it: tell which way.
+                let now = self.get(order_id).await?.ok_or_else(|| LedgerError("entry vanished".into()))?;
+                if now.refunds.contains_key(refund_id) {
+                    Ok(Applied::AlreadyApplied)
+                } else {
+                    Ok(Applied::Exceeds { refundable: now.refundable() })
+                }
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
