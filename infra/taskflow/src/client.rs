@@ -15,6 +15,7 @@ pub struct Client {
     events: aws_sdk_eventbridge::Client,
     tasks: DynamoTaskStore,
     bus: String,
+    bucket: String,
 }
 
 impl Client {
@@ -24,6 +25,7 @@ impl Client {
             events: aws_sdk_eventbridge::Client::new(&aws),
             tasks: DynamoTaskStore::new(&aws, stack.output("TaskTableName")?),
             bus: stack.output("EventBusName")?.to_string(),
+            bucket: stack.output("TaskBucketName")?.to_string(),
             aws,
         })
     }
@@ -50,6 +52,20 @@ impl Client {
 
     pub async fn task(&self, order_id: &str) -> Result<Option<TaskRecord>> {
         Ok(self.tasks.get(order_id).await?)
+    }
+
+    /// An owner's tasks, newest first.
+    pub async fn tasks_of(&self, owner: &str) -> Result<Vec<TaskRecord>> {
+        Ok(self.tasks.list_by_owner(owner).await?)
+    }
+
+    /// The latest receipt of a task: its key and content.
+    pub async fn receipt(&self, order_id: &str) -> Result<(String, Vec<u8>)> {
+        let task = self.task(order_id).await?.with_context(|| format!("no task for order {order_id}"))?;
+        let key = task.receipts.last().with_context(|| format!("order {order_id} has no receipt yet ({})", task.status))?.clone();
+        let object = aws_sdk_s3::Client::new(&self.aws).get_object().bucket(&self.bucket).key(&key).send().await?;
+        let body = object.body.collect().await?.into_bytes().to_vec();
+        Ok((key, body))
     }
 
     /// Waits until the task has a terminal status (or `timeout` passes); returns it as it is.

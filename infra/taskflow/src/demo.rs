@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 use taskflow::client::{Client, StatusFeed};
 use taskflow::local::{LocalStack, Options};
-use taskflow_contracts::{OrderItem, OrderKind, OrderSubmitted, PaymentToken, Reason, TaskStatus, SCHEMA_VERSION};
+use std::collections::HashMap;
+use taskflow_contracts::{OrderItem, OrderKind, OrderSubmitted, PaymentToken, Reason, TaskStatus, TaskStatusChanged, SCHEMA_VERSION};
 
 struct Sample {
     order_id: String,
@@ -32,34 +33,48 @@ fn purchase(order_id: &str, owner: &str, items: &[(&str, u32, u64)], token: &str
     }
 }
 
-fn samples() -> Vec<Sample> {
-    let id = |_| new_order_id();
-    let ids: Vec<String> = (0..6).map(id).collect();
-    let json = |o: &OrderSubmitted| serde_json::to_string(o).expect("orders serialise");
-    let mut invalid = purchase(&ids[4], "erin", &[("MUG-1", 1, 900)], "tok_approve");
-    invalid.currency = "XXX".into();
-    let refund = OrderSubmitted {
+fn refund(order_id: &str, owner: &str, of: &str, amount: Option<u64>) -> OrderSubmitted {
+    OrderSubmitted {
         kind: OrderKind::Refund,
         items: vec![],
         payment_token: None,
-        refund_of: Some(ids[0].clone()),
-        amount: Some(500),
-        ..purchase(&ids[5], "alice", &[], "")
+        refund_of: Some(of.into()),
+        amount,
+        ..purchase(order_id, owner, &[], "")
+    }
+}
+
+fn json(order: &OrderSubmitted) -> String {
+    serde_json::to_string(order).expect("orders serialise")
+}
+
+/// The purchases, and then the refunds of some of them (a refund needs its order completed).
+fn samples() -> (Vec<Sample>, Vec<Sample>) {
+    let ids: Vec<String> = (0..10).map(|_| new_order_id()).collect();
+    let mut invalid = purchase(&ids[4], "erin", &[("MUG-1", 1, 900)], "tok_approve");
+    invalid.currency = "XXX".into();
+    let sample = |i: usize, owner: &'static str, what: &'static str, expect: (TaskStatus, Option<Reason>), order: &OrderSubmitted| Sample {
+        order_id: ids[i].clone(),
+        owner,
+        what,
+        expect,
+        detail: json(order),
     };
-    vec![
-        Sample { order_id: ids[0].clone(), owner: "alice", what: "purchase, approved", expect: (TaskStatus::Completed, None),
-            detail: json(&purchase(&ids[0], "alice", &[("BOOK-1", 2, 1250)], "tok_approve")) },
-        Sample { order_id: ids[1].clone(), owner: "bob", what: "purchase, two lines", expect: (TaskStatus::Completed, None),
-            detail: json(&purchase(&ids[1], "bob", &[("BOOK-1", 1, 1250), ("PEN-1", 3, 199)], "tok_approve")) },
-        Sample { order_id: ids[2].clone(), owner: "carol", what: "purchase, provider flaky once", expect: (TaskStatus::Completed, None),
-            detail: json(&purchase(&ids[2], "carol", &[("LAMP-1", 1, 4599)], "tok_flaky")) },
-        Sample { order_id: ids[3].clone(), owner: "dave", what: "purchase, card declined", expect: (TaskStatus::Failed, Some(Reason::PaymentDeclined)),
-            detail: json(&purchase(&ids[3], "dave", &[("BOOK-1", 1, 1250)], "tok_decline")) },
-        Sample { order_id: ids[4].clone(), owner: "erin", what: "invalid: unknown currency", expect: (TaskStatus::Rejected, Some(Reason::UnsupportedCurrency)),
-            detail: json(&invalid) },
-        Sample { order_id: ids[5].clone(), owner: "alice", what: "refund (not in this version)", expect: (TaskStatus::Failed, Some(Reason::RefundNotAvailable)),
-            detail: json(&refund) },
-    ]
+    let purchases = vec![
+        sample(0, "alice", "purchase, approved", (TaskStatus::Completed, None), &purchase(&ids[0], "alice", &[("BOOK-1", 2, 1250)], "tok_approve")),
+        sample(1, "bob", "purchase, two lines", (TaskStatus::Completed, None), &purchase(&ids[1], "bob", &[("BOOK-1", 1, 1250), ("PEN-1", 3, 199)], "tok_approve")),
+        sample(2, "carol", "purchase, provider flaky once", (TaskStatus::Completed, None), &purchase(&ids[2], "carol", &[("LAMP-1", 1, 4599)], "tok_flaky")),
+        sample(3, "dave", "purchase, card declined", (TaskStatus::Failed, Some(Reason::PaymentDeclined)), &purchase(&ids[3], "dave", &[("BOOK-1", 1, 1250)], "tok_decline")),
+        sample(4, "erin", "invalid: unknown currency", (TaskStatus::Rejected, Some(Reason::UnsupportedCurrency)), &invalid),
+        sample(5, "frank", "out of stock after charge", (TaskStatus::Failed, Some(Reason::OutOfStock)), &purchase(&ids[5], "frank", &[("RARE-1", 2, 25000)], "tok_approve")),
+    ];
+    let refunds = vec![
+        sample(6, "alice", "refund 10.00 of alice's", (TaskStatus::Completed, None), &refund(&ids[6], "alice", &ids[0], Some(1000))),
+        sample(7, "bob", "refund all of bob's", (TaskStatus::Completed, None), &refund(&ids[7], "bob", &ids[1], None)),
+        sample(8, "mallory", "refund of alice's by mallory", (TaskStatus::Rejected, Some(Reason::NotOwner)), &refund(&ids[8], "mallory", &ids[0], None)),
+        sample(9, "alice", "refund 99.00 of alice's", (TaskStatus::Rejected, Some(Reason::AmountExceedsRefundable)), &refund(&ids[9], "alice", &ids[0], Some(9900))),
+    ];
+    (purchases, refunds)
 }
 
 pub async fn run(state_dir: PathBuf) -> Result<()> {
@@ -79,38 +94,27 @@ pub async fn run(state_dir: PathBuf) -> Result<()> {
 async fn drive(stack: &LocalStack) -> Result<bool> {
     let client = Client::connect(&stack.info).await?;
     let feed = StatusFeed::open(&stack.info).await?;
-    let samples = samples();
-    for sample in &samples {
-        client.submit_detail(&sample.detail).await?;
-        println!("submitted {:<18} {:<6} {}", sample.order_id, sample.owner, sample.what);
-    }
-    println!("\nstatus events as they arrive:");
-    let ids: Vec<String> = samples.iter().map(|s| s.order_id.clone()).collect();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    let mut seen: std::collections::HashMap<String, Vec<taskflow_contracts::TaskStatusChanged>> = Default::default();
-    while tokio::time::Instant::now() < deadline {
-        for event in feed.next(Duration::from_secs(1)).await? {
-            if ids.contains(&event.order_id) && !seen.get(&event.order_id).is_some_and(|v| v.iter().any(|e| e.event_id == event.event_id)) {
-                println!("{}", line(&event));
-                seen.entry(event.order_id.clone()).or_default().push(event);
-            }
+    let (purchases, refunds) = samples();
+    let mut seen = HashMap::new();
+    println!("status events as they arrive:");
+    for phase in [&purchases, &refunds] {
+        for sample in phase.iter() {
+            client.submit_detail(&sample.detail).await?;
+            println!("submitted {:<18} {:<7} {}", sample.order_id, sample.owner, sample.what);
         }
-        if ids.iter().all(|id| seen.get(id).is_some_and(|v| v.iter().any(|e| e.status.is_terminal()))) {
-            break;
-        }
+        follow(&feed, phase, &mut seen).await?;
     }
     feed.close().await;
 
-    println!("\n{:<18} {:<6} {:<30} {:<30} {:<30} {}", "ORDER", "OWNER", "WHAT", "EXPECTED", "GOT", "STATUS EVENTS");
+    println!("\n{:<18} {:<7} {:<30} {:<32} {:<32} {}", "ORDER", "OWNER", "WHAT", "EXPECTED", "GOT", "STATUS EVENTS");
     let mut all_ok = true;
-    for sample in &samples {
+    for sample in purchases.iter().chain(&refunds) {
         let task = client.task(&sample.order_id).await?;
         let got = task.as_ref().map(|t| (t.status, t.reason));
-        let mut events = seen.remove(&sample.order_id).unwrap_or_default();
+        let mut events: Vec<TaskStatusChanged> = seen.remove(&sample.order_id).unwrap_or_default();
         events.sort_by_key(|e| e.sequence);
         let trail: Vec<&str> = events.iter().map(|e| e.status.as_str()).collect();
-        let announced_end = events.last().map(|e| e.status);
-        let ok = got == Some(sample.expect) && announced_end == Some(sample.expect.0);
+        let ok = got == Some(sample.expect) && events.last().map(|e| e.status) == Some(sample.expect.0);
         all_ok &= ok;
         let show = |s: Option<(TaskStatus, Option<Reason>)>| match s {
             Some((status, Some(reason))) => format!("{status} {reason}"),
@@ -118,11 +122,29 @@ async fn drive(stack: &LocalStack) -> Result<bool> {
             None => "no task".into(),
         };
         println!(
-            "{:<18} {:<6} {:<30} {:<30} {:<30} {} {}",
+            "{:<18} {:<7} {:<30} {:<32} {:<32} {} {}",
             sample.order_id, sample.owner, sample.what, show(Some(sample.expect)), show(got), trail.join("→"),
             if ok { "ok" } else { "MISMATCH" }
         );
     }
     println!("\n{}", if all_ok { "demo passed: every order reached the status it should" } else { "demo FAILED" });
     Ok(all_ok)
+}
+
+/// Prints status events until every sample of `phase` has a terminal one (or 90 s pass).
+async fn follow(feed: &StatusFeed, phase: &[Sample], seen: &mut HashMap<String, Vec<TaskStatusChanged>>) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let done = |seen: &HashMap<String, Vec<TaskStatusChanged>>| {
+        phase.iter().all(|s| seen.get(&s.order_id).is_some_and(|v| v.iter().any(|e| e.status.is_terminal())))
+    };
+    while !done(seen) && tokio::time::Instant::now() < deadline {
+        for event in feed.next(Duration::from_secs(1)).await? {
+            let events = seen.entry(event.order_id.clone()).or_default();
+            if !events.iter().any(|e| e.event_id == event.event_id) {
+                println!("{}", line(&event));
+                events.push(event);
+            }
+        }
+    }
+    Ok(())
 }

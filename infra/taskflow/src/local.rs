@@ -65,6 +65,11 @@ impl LocalStack {
             outputs: plan.outputs.clone(),
         };
         info.save(&options.state_dir.join("stack.json"))?;
+        let aws = info.sdk_config().await;
+        if let Err(e) = seed_inventory(&aws, &info, &options.root.join("infra/local/catalogue.json")).await {
+            emulator.stop().await;
+            return Err(e);
+        }
 
         let (shutdown, watcher) = watch::channel(false);
         let host = HostConfig {
@@ -87,7 +92,6 @@ impl LocalStack {
                 }
             }
         }
-        let aws = info.sdk_config().await;
         let clients = Arc::new(Clients {
             sqs: aws_sdk_sqs::Client::new(&aws),
             streams: aws_sdk_dynamodbstreams::Client::new(&aws),
@@ -117,4 +121,36 @@ impl LocalStack {
             self.info.endpoint.as_deref().unwrap_or_default()
         )
     }
+}
+
+/// One line of `infra/local/catalogue.json`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogueItem {
+    pub sku: String,
+    pub name: String,
+    pub unit_price: u64,
+    pub available: u64,
+}
+
+/// Puts the catalogue's stock into the inventory table, as an operator would.
+pub async fn seed_inventory(aws: &aws_config::SdkConfig, info: &StackInfo, catalogue: &std::path::Path) -> Result<()> {
+    let text = std::fs::read_to_string(catalogue).with_context(|| format!("reading {}", catalogue.display()))?;
+    let items: Vec<CatalogueItem> = serde_json::from_str(&text).with_context(|| format!("reading {}", catalogue.display()))?;
+    let dynamodb = aws_sdk_dynamodb::Client::new(aws);
+    let table = info.output("InventoryTableName")?;
+    for item in items {
+        use aws_sdk_dynamodb::types::AttributeValue::{N, S};
+        dynamodb
+            .put_item()
+            .table_name(table)
+            .item("sku", S(item.sku))
+            .item("name", S(item.name))
+            .item("unitPrice", N(item.unit_price.to_string()))
+            .item("available", N(item.available.to_string()))
+            .send()
+            .await
+            .context("seeding the inventory")?;
+    }
+    Ok(())
 }

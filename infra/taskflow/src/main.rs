@@ -40,6 +40,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List an owner's tasks, newest first.
+    Tasks {
+        #[arg(long)]
+        owner: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a task's receipt (the latest, to stdout unless --out).
+    Receipt {
+        order_id: String,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Print TaskStatusChanged events as they arrive.
     Events {
         /// Keep following until Ctrl-C (otherwise stop after --wait seconds without events).
@@ -96,6 +109,8 @@ async fn main() {
         Command::Submit { order } => submit(&state_dir, order).await,
         Command::Status { order_id, json } => status(&state_dir, &order_id, json).await,
         Command::Events { follow, wait, json } => events(&state_dir, follow, wait, json).await,
+        Command::Tasks { owner, json } => tasks(&state_dir, &owner, json).await,
+        Command::Receipt { order_id, out } => receipt(&state_dir, &order_id, out).await,
     };
     if let Err(e) = result {
         eprintln!("taskflow: {e:#}");
@@ -225,13 +240,58 @@ async fn status(state_dir: &std::path::Path, order_id: &str, json: bool) -> Resu
     if let Some(charge) = &task.charge_id {
         println!("charge   {charge}");
     }
-    if let Some(notice) = &task.notice_key {
-        println!("notice   {notice}");
+    if let Some(refund) = &task.refund_id {
+        println!("refund   {refund} ({} {} refunded)", task.refunded, task.currency);
+    }
+    if let Some(of) = &task.refund_of {
+        println!("refunds  {of}");
+    }
+    for receipt in &task.receipts {
+        println!("receipt  {receipt}");
+    }
+    if let Some(execution) = &task.execution_arn {
+        println!("workflow {execution}");
     }
     println!("history");
     for entry in &task.history {
         let reason = entry.reason.map(|r| format!("  {r}")).unwrap_or_default();
         println!("  {}  {}{reason}", entry.at.format("%Y-%m-%d %H:%M:%S%.3f"), entry.status);
+    }
+    Ok(())
+}
+
+async fn tasks(state_dir: &std::path::Path, owner: &str, json: bool) -> Result<()> {
+    let client = Client::connect(&StackInfo::load(&stack_file(state_dir))?).await?;
+    let tasks = client.tasks_of(owner).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&tasks)?);
+        return Ok(());
+    }
+    println!("{:<24} {:<8} {:<10} {:<28} {:>12} {}", "ORDER", "KIND", "STATUS", "REASON", "AMOUNT", "CREATED");
+    for t in &tasks {
+        println!(
+            "{:<24} {:<8} {:<10} {:<28} {:>12} {}",
+            t.order_id,
+            t.kind.map_or("?", |k| k.as_str()),
+            t.status.as_str(),
+            t.reason.map_or("", |r| r.as_str()),
+            format!("{} {}", t.amount, t.currency),
+            t.created_at.format("%Y-%m-%d %H:%M:%S")
+        );
+    }
+    eprintln!("{} task(s) of {owner}", tasks.len());
+    Ok(())
+}
+
+async fn receipt(state_dir: &std::path::Path, order_id: &str, out: Option<PathBuf>) -> Result<()> {
+    let client = Client::connect(&StackInfo::load(&stack_file(state_dir))?).await?;
+    let (key, body) = client.receipt(order_id).await?;
+    match out {
+        Some(path) => {
+            std::fs::write(&path, &body).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("{key} → {}", path.display());
+        }
+        None => print!("{}", String::from_utf8_lossy(&body)),
     }
     Ok(())
 }
