@@ -81,3 +81,147 @@ pub async fn publish(aws: &aws_config::SdkConfig, entry: aws_sdk_eventbridge::ty
     let out = aws_sdk_eventbridge::Client::new(aws).put_events().entries(entry).send().await.unwrap();
     assert_eq!(out.failed_entry_count, 0, "{:?}", out.entries);
 }
+
+use taskflow::client::StatusFeed;
+use taskflow_contracts::TaskStatusChanged;
+use taskflow_shared::ledger::{DynamoLedger, Ledger, LedgerEntry};
+use taskflow_shared::tasks::{DynamoTaskStore, TaskRecord, TaskStore};
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// One test's view of the stack: an SDK config and its own status subscription.
+pub struct Run {
+    pub aws: aws_config::SdkConfig,
+    pub feed: StatusFeed,
+}
+
+impl Run {
+    pub async fn new() -> Run {
+        let info = stack();
+        Run { aws: info.sdk_config().await, feed: StatusFeed::open(info).await.unwrap() }
+    }
+
+    /// Publishes a raw `OrderSubmitted` detail as an outside producer would.
+    pub async fn submit(&self, detail: serde_json::Value) {
+        let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+            .source("taskflow.orders")
+            .detail_type("OrderSubmitted")
+            .event_bus_name(stack().output("EventBusName").unwrap())
+            .detail(detail.to_string())
+            .build();
+        publish(&self.aws, entry).await;
+    }
+
+    pub async fn events_until_terminal(&self, order_id: &str) -> Vec<TaskStatusChanged> {
+        self.all_until_terminal(&[order_id.to_string()]).await.remove(order_id).unwrap()
+    }
+
+    pub async fn all_until_terminal(&self, order_ids: &[String]) -> std::collections::HashMap<String, Vec<TaskStatusChanged>> {
+        let all = self.feed.collect_until_terminal(order_ids, WAIT).await.unwrap();
+        for (id, events) in &all {
+            assert!(events.last().is_some_and(|e| e.status.is_terminal()), "{id} did not end within {WAIT:?}: {events:?}");
+        }
+        all
+    }
+
+    pub async fn task(&self, order_id: &str) -> TaskRecord {
+        DynamoTaskStore::new(&self.aws, stack().output("TaskTableName").unwrap())
+            .get(order_id)
+            .await
+            .unwrap()
+            .expect("the task is recorded")
+    }
+
+    pub async fn ledger(&self, order_id: &str) -> Option<LedgerEntry> {
+        DynamoLedger::new(&self.aws, stack().output("LedgerTableName").unwrap()).get(order_id).await.unwrap()
+    }
+
+    /// Adds a sku of this test's own, so its stock figures are not shared with other tests.
+    pub async fn new_sku(&self, label: &str, available: u64) -> String {
+        let sku = format!("{label}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]).to_uppercase();
+        aws_sdk_dynamodb::Client::new(&self.aws)
+            .put_item()
+            .table_name(stack().output("InventoryTableName").unwrap())
+            .item("sku", aws_sdk_dynamodb::types::AttributeValue::S(sku.clone()))
+            .item("available", aws_sdk_dynamodb::types::AttributeValue::N(available.to_string()))
+            .send()
+            .await
+            .unwrap();
+        sku
+    }
+
+    pub async fn available(&self, sku: &str) -> u64 {
+        let item = aws_sdk_dynamodb::Client::new(&self.aws)
+            .get_item()
+            .table_name(stack().output("InventoryTableName").unwrap())
+            .key("sku", aws_sdk_dynamodb::types::AttributeValue::S(sku.into()))
+            .consistent_read(true)
+            .send()
+            .await
+            .unwrap()
+            .item
+            .expect("sku exists");
+        item["available"].as_n().unwrap().parse().unwrap()
+    }
+
+    /// What the payment provider did for an order: (charges, charged, refunds, refunded).
+    pub async fn provider(&self, order_id: &str) -> (usize, u64, usize, u64) {
+        let items = aws_sdk_dynamodb::Client::new(&self.aws)
+            .scan()
+            .table_name(stack().output("SandboxChargesTableName").unwrap())
+            .filter_expression("orderId = :id AND attribute_exists(id)")
+            .expression_attribute_values(":id", aws_sdk_dynamodb::types::AttributeValue::S(order_id.into()))
+            .send()
+            .await
+            .unwrap()
+            .items
+            .unwrap_or_default();
+        let mut figures = (0, 0, 0, 0);
+        for item in items {
+            let amount: u64 = item["amount"].as_n().unwrap().parse().unwrap();
+            match item["kind"].as_s().unwrap().as_str() {
+                "charge" => (figures.0, figures.1) = (figures.0 + 1, figures.1 + amount),
+                _ => (figures.2, figures.3) = (figures.2 + 1, figures.3 + amount),
+            }
+        }
+        figures
+    }
+
+    /// The ledger and the payment provider agree on an order's money, and the ledger adds up.
+    pub async fn assert_balanced(&self, order_id: &str) {
+        let (charges, charged, _, refunded) = self.provider(order_id).await;
+        match self.ledger(order_id).await {
+            Some(entry) => {
+                assert_eq!(charges, 1, "{order_id}: one charge");
+                assert_eq!((entry.charged, entry.refunded), (charged, refunded), "{order_id}: ledger = provider");
+                assert_eq!(entry.refunds.values().sum::<u64>(), entry.refunded, "{order_id}: refunds add up");
+                assert!(entry.refunded <= entry.charged, "{order_id}: never more back than was charged");
+            }
+            None => assert_eq!((charges, refunded), (0, 0), "{order_id}: no ledger entry, no money moved"),
+        }
+    }
+
+    pub async fn close(self) {
+        self.feed.close().await;
+    }
+}
+
+pub fn purchase(order_id: &str, owner: &str, items: &[(&str, u32, u64)], token: &str) -> serde_json::Value {
+    serde_json::json!({
+        "schemaVersion": 1, "orderId": order_id, "owner": owner, "kind": "purchase", "currency": "EUR",
+        "items": items.iter().map(|(sku, q, p)| serde_json::json!({"sku": sku, "quantity": q, "unitPrice": p})).collect::<Vec<_>>(),
+        "paymentToken": token,
+    })
+}
+
+pub fn refund(order_id: &str, owner: &str, of: &str, amount: Option<u64>) -> serde_json::Value {
+    let mut detail = serde_json::json!({"schemaVersion": 1, "orderId": order_id, "owner": owner, "kind": "refund", "currency": "EUR", "refundOf": of});
+    if let Some(amount) = amount {
+        detail["amount"] = amount.into();
+    }
+    detail
+}
+
+pub fn statuses(events: &[TaskStatusChanged]) -> Vec<taskflow_contracts::TaskStatus> {
+    events.iter().map(|e| e.status).collect()
+}

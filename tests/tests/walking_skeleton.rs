@@ -3,37 +3,14 @@
 //! rule and queue.
 
 use std::time::Duration;
-use taskflow::client::StatusFeed;
 use taskflow_contracts::{TaskStatus, TaskStatusChanged};
-use taskflow_e2e::{example_entry, order_id, publish, stack};
-use taskflow_shared::tasks::{DynamoTaskStore, TaskRecord, TaskStore};
+use taskflow_e2e::{example_entry, order_id, publish, stack, statuses, Run, WAIT};
 
-const WAIT: Duration = Duration::from_secs(60);
-
-struct Run {
-    aws: aws_config::SdkConfig,
-    feed: StatusFeed,
+trait Execution {
+    async fn execution_status(&self, order_id: &str) -> Option<String>;
 }
 
-impl Run {
-    async fn new() -> Run {
-        let info = stack();
-        Run { aws: info.sdk_config().await, feed: StatusFeed::open(info).await.unwrap() }
-    }
-
-    async fn events_until_terminal(&self, order_id: &str) -> Vec<TaskStatusChanged> {
-        let mut all = self.feed.collect_until_terminal(&[order_id.to_string()], WAIT).await.unwrap();
-        all.remove(order_id).unwrap()
-    }
-
-    async fn task(&self, order_id: &str) -> TaskRecord {
-        DynamoTaskStore::new(&self.aws, stack().output("TaskTableName").unwrap())
-            .get(order_id)
-            .await
-            .unwrap()
-            .expect("the task is recorded")
-    }
-
+impl Execution for Run {
     /// The execution's final status, once it has one (None when there is no execution).
     async fn execution_status(&self, order_id: &str) -> Option<String> {
         let sfn = aws_sdk_sfn::Client::new(&self.aws);
@@ -52,19 +29,6 @@ impl Run {
             }
         }
     }
-
-    async fn notice_exists(&self, key: &str) -> bool {
-        let s3 = aws_sdk_s3::Client::new(&self.aws);
-        s3.head_object().bucket(stack().output("TaskBucketName").unwrap()).key(key).send().await.is_ok()
-    }
-
-    async fn close(self) {
-        self.feed.close().await;
-    }
-}
-
-fn statuses(events: &[TaskStatusChanged]) -> Vec<TaskStatus> {
-    events.iter().map(|e| e.status).collect()
 }
 
 fn assert_chained(events: &[TaskStatusChanged], order_id: &str) {
@@ -92,11 +56,10 @@ async fn a_purchase_completes_with_its_status_events_charge_and_notice() {
     assert_eq!(task.amount, 2 * 1250 + 199);
     assert!(task.charge_id.as_deref().is_some_and(|c| c.starts_with("ch_")));
     assert_eq!(run.execution_status(&id).await.as_deref(), Some("SUCCEEDED"));
-    // The notice is recorded on the task once the last step ran.
+    // The receipt is recorded on the task once the last step ran.
     let task = run.task(&id).await;
-    let notice = task.notice_key.expect("the owner was notified");
-    assert_eq!(notice, format!("notices/alice/{id}/COMPLETED.json"));
-    assert!(run.notice_exists(&notice).await);
+    assert_eq!(task.receipts, vec![format!("receipts/alice/{id}/COMPLETED.txt")]);
+    run.assert_balanced(&id).await;
     run.close().await;
 }
 
@@ -115,7 +78,8 @@ async fn a_declined_payment_ends_failed_with_its_reason() {
     assert!(task.charge_id.is_none());
     assert_eq!(run.execution_status(&id).await.as_deref(), Some("FAILED"));
     let task = run.task(&id).await;
-    assert_eq!(task.notice_key, Some(format!("notices/bob/{id}/FAILED.json")), "the failure path still notifies");
+    assert_eq!(task.receipts, vec![format!("receipts/bob/{id}/FAILED.txt")], "the failure path still notifies");
+    run.assert_balanced(&id).await;
     run.close().await;
 }
 
@@ -177,6 +141,7 @@ async fn the_same_order_event_published_twice_gives_one_task_one_execution_one_c
         .unwrap_or_default();
     assert_eq!(charges.len(), 1, "one charge for the order");
     assert_eq!(charges[0].get("requests").and_then(|r| r.as_n().ok()).map(String::as_str), Some("1"), "the provider was asked once");
-    assert_eq!(charges[0].get("chargeId").and_then(|c| c.as_s().ok()), task.charge_id.as_ref());
+    assert_eq!(charges[0].get("id").and_then(|c| c.as_s().ok()), task.charge_id.as_ref());
+    run.assert_balanced(&id).await;
     run.close().await;
 }

@@ -11,7 +11,8 @@
 //! - a message without a readable token cannot be answered → it is left to fail until SQS moves it
 //!   to the dead-letter queue; one with a token but an unreadable body → `InvalidWorkMessage`.
 //!
-//! Messages of a batch are independent: one failing never makes the others redeliver.
+//! Messages of a batch are independent and handled concurrently: one failing never makes the
+//! others redeliver, and one slow message does not hold up the rest.
 
 use crate::callback::{CallbackError, TaskCallback};
 use async_trait::async_trait;
@@ -174,8 +175,9 @@ struct TokenOnly {
 impl<W: TaskWorker, C: TaskCallback, R: Redelivery> Driver<W, C, R> {
     pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
         let mut response = SqsBatchResponse::default();
-        for message in &event.records {
-            if self.handle_message(message).await == Disposition::Again {
+        let dispositions = futures::future::join_all(event.records.iter().map(|m| self.handle_message(m))).await;
+        for (message, disposition) in event.records.iter().zip(dispositions) {
+            if disposition == Disposition::Again {
                 let mut failure = BatchItemFailure::default();
                 failure.item_identifier = message.message_id.clone().unwrap_or_default();
                 response.batch_item_failures.push(failure);
