@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed-$(shell sha1sum infra/local/requirements.txt | cut
 CARGO   ?= cargo
 TASKFLOW := ./target/debug/taskflow
 
-.PHONY: setup build demo up test lint unit e2e clean
+.PHONY: setup build demo up test lint schemas clean
 
 # The pinned Python tools (moto server, SAM translator, cfn-lint) in a project venv.
 $(STAMP): infra/local/requirements.txt
@@ -33,6 +33,10 @@ lint: setup
 
 test: setup build lint
 	$(CARGO) test --locked --workspace
+
+# Regenerate contracts/schemas from the Rust types after a deliberate contract change.
+schemas:
+	TASKFLOW_WRITE_SCHEMAS=1 $(CARGO) test --locked -p taskflow-contracts --test schemas
 
 clean:
 	rm -rf .taskflow

@@ -46,3 +46,33 @@ fn every_example_is_a_put_events_entry_of_a_contract_type() {
     }
     assert!(checked >= 4, "found only {checked} examples");
 }
+
+#[test]
+fn every_work_message_and_result_has_an_example_that_reads_as_its_type() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/messages");
+    let mut seen = std::collections::BTreeSet::new();
+    for file in std::fs::read_dir(&dir).unwrap() {
+        let path = file.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let type_name = name.split('.').next().unwrap().to_string();
+        let parsed = match type_name.as_str() {
+            "PurchaseWork" => serde_json::from_str::<PurchaseWork>(&text).map(|_| ()),
+            "PurchaseResult" => serde_json::from_str::<PurchaseResult>(&text).map(|_| ()),
+            "RefundWork" => serde_json::from_str::<RefundWork>(&text).map(|_| ()),
+            "RefundResult" => serde_json::from_str::<RefundResult>(&text).map(|_| ()),
+            "NotificationWork" => serde_json::from_str::<NotificationWork>(&text).map(|_| ()),
+            "NotificationResult" => serde_json::from_str::<NotificationResult>(&text).map(|_| ()),
+            other => panic!("{name}: no type {other}"),
+        };
+        parsed.unwrap_or_else(|e| panic!("{name}: {e}"));
+        seen.insert(type_name);
+    }
+    // Every schema'd type has an example (events are covered by the PutEvents entries).
+    for (schema, _) in taskflow_contracts::schemas::all() {
+        let type_name = schema.split('.').next().unwrap();
+        if !matches!(type_name, "OrderSubmitted" | "TaskStatusChanged") {
+            assert!(seen.contains(type_name), "no example of {type_name}");
+        }
+    }
+}
