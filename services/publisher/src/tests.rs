@@ -63,7 +63,7 @@ fn each_new_history_entry_is_one_event_with_a_deterministic_id() {
 fn a_write_that_changes_no_status_announces_nothing() {
     let task = received();
     let mut noted = task.clone();
-    noted.notice_key = Some("notices/alice/o-1/RECEIVED.json".into());
+    noted.receipts.push("receipts/alice/o-1/RECEIVED.txt".into());
     assert!(announcements(Some(&task), &noted).is_empty());
 }
 

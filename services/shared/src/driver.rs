@@ -132,14 +132,15 @@ pub struct RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// Exponential backoff with equal jitter: half the step fixed, half random.
+    /// Exponential backoff with equal jitter: half the step fixed, half random; never under a
+    /// second, which would be an immediate redelivery.
     pub fn delay_after(&self, attempt: u32) -> u32 {
         let step = self
             .base_delay_secs
             .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
             .min(self.max_delay_secs)
             .max(1);
-        step / 2 + rand::random_range(0..=step - step / 2)
+        (step / 2 + rand::random_range(0..=step - step / 2)).max(1)
     }
 
     pub fn from_env() -> Result<Self, crate::config::ConfigError> {

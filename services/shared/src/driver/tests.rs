@@ -172,7 +172,8 @@ fn backoff_grows_is_jittered_and_bounded() {
         let step = (1u32 << (attempt - 1)).min(8);
         for _ in 0..50 {
             let d = POLICY.delay_after(attempt);
-            assert!(d >= step / 2 && d <= step, "attempt {attempt}: {d} outside {}..={step}", step / 2);
+            let floor = (step / 2).max(1);
+            assert!(d >= floor && d <= step, "attempt {attempt}: {d} outside {floor}..={step}");
         }
     }
 }
