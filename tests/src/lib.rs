@@ -201,6 +201,22 @@ impl Run {
         }
     }
 
+    /// The notices sent to `owner` about `order_id` (one object per send).
+    pub async fn outbox(&self, owner: &str, order_id: &str) -> Vec<String> {
+        aws_sdk_s3::Client::new(&self.aws)
+            .list_objects_v2()
+            .bucket(stack().output("TaskBucketName").unwrap())
+            .prefix(format!("outbox/{owner}/{order_id}/"))
+            .send()
+            .await
+            .unwrap()
+            .contents
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|o| o.key)
+            .collect()
+    }
+
     pub async fn close(self) {
         self.feed.close().await;
     }

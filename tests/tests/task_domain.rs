@@ -52,7 +52,10 @@ async fn a_purchase_completes_reserves_its_stock_and_leaves_a_receipt_and_a_noti
     let receipt = read_object(&run, &key).await;
     assert!(receipt.contains(&id) && receipt.contains(&sku), "{receipt}");
     assert!(receipt.contains("39.49 EUR"), "the total 3 × 12.50 + 1.99: {receipt}");
-    let notice = read_object(&run, &format!("outbox/alice/{id}/COMPLETED.json")).await;
+    let notices = run.outbox("alice", &id).await;
+    assert_eq!(notices.len(), 1, "one notice: {notices:?}");
+    assert!(notices[0].starts_with(&format!("outbox/alice/{id}/COMPLETED-")));
+    let notice = read_object(&run, &notices[0]).await;
     assert!(notice.contains(&key), "the notice points at the receipt: {notice}");
 
     let entry = run.ledger(&id).await.unwrap();

@@ -18,12 +18,15 @@ use chrono::Utc;
 use notifier::{Notice, Notifier, ReceiptStore};
 use taskflow_contracts::{errors, NotificationResult, NotificationWork, Outcome, Reason, StepFailure, TaskStatus};
 use taskflow_shared::driver::{Attempt, StepError, TaskWorker};
+use taskflow_shared::idempotency::{once, Idempotency};
 use taskflow_shared::tasks::{Change, Note, StoreError, TaskStore, Transitioned};
 
 pub struct Notification<S, R, N> {
     pub tasks: S,
     pub receipts: R,
     pub notifier: N,
+    /// Guards the notice: an owner is told once per status, however often the step is delivered.
+    pub once: Box<dyn Idempotency>,
 }
 
 /// The task's reason for a failure the state machine caught.
@@ -77,7 +80,10 @@ impl<S: TaskStore, R: ReceiptStore, N: Notifier> TaskWorker for Notification<S, 
             receipt_key: receipt.key.clone(),
             body: receipt.body.clone(),
         };
-        self.notifier.send(&notice).await.map_err(undelivered)?;
+        let key = format!("{}/notice/{}", task.order_id, task.status);
+        once(&*self.once, &key, self.notifier.send(&notice))
+            .await
+            .map_err(|e| StepError::from_once(e, undelivered))?;
         if !task.receipts.contains(&receipt.key) {
             self.tasks.note(&work.order_id, &Note::Receipt(receipt.key.clone())).await.map_err(store_error)?;
         }

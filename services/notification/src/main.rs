@@ -1,6 +1,7 @@
 //! The notification Lambda: the notification queue's work messages → receipts and notices.
 
 use taskflow_notification::{notifier::Bucket, Notification};
+use taskflow_shared::idempotency::DynamoIdempotency;
 use taskflow_shared::{clients, config, driver, tasks::DynamoTaskStore, telemetry};
 
 #[tokio::main]
@@ -16,6 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
         receipts: Bucket::new(&aws, &bucket),
         notifier: Bucket::new(&aws, bucket),
+        once: Box::new(DynamoIdempotency::new(&aws, config::required("IDEMPOTENCY_TABLE")?)),
     };
     driver::run(notification, &aws).await
 }

@@ -1,7 +1,7 @@
 //! Where receipts and notices go: the ports, and their S3 adapters. Receipts are stored in the
 //! task bucket with server-side encryption; the notice (the email an owner would get) goes
 //! through the notifier port — an email provider on AWS, and locally the bucket's `outbox/`
-//! prefix, where it can be read like a mailbox.
+//! prefix (`outbox/{owner}/{orderId}/{STATUS}-{id}.json`), where it can be read like a mailbox.
 
 use crate::receipt::Receipt;
 use async_trait::async_trait;
@@ -70,8 +70,10 @@ impl ReceiptStore for Bucket {
 #[async_trait]
 impl Notifier for Bucket {
     async fn send(&self, notice: &Notice) -> Result<(), DeliveryError> {
-        let name = notice.receipt_key.rsplit('/').next().unwrap_or("notice").replace(".txt", ".json");
-        let key = format!("outbox/{}/{}/{name}", notice.to, notice.order_id);
+        // Every send is a new message in the outbox, as every email is: a notice sent twice
+        // would show as two objects (the idempotency record is what prevents that).
+        let status = notice.receipt_key.rsplit('/').next().unwrap_or("notice").trim_end_matches(".txt");
+        let key = format!("outbox/{}/{}/{status}-{}.json", notice.to, notice.order_id, uuid::Uuid::new_v4().simple());
         self.put(&key, "application/json", serde_json::to_vec_pretty(notice).expect("notices serialise")).await
     }
 }

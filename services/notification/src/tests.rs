@@ -59,7 +59,12 @@ fn work(outcome: Outcome, error: Option<&str>) -> NotificationWork {
 const FIRST: Attempt = Attempt { number: 1, last: false };
 
 fn subject(mail: &FakeMail, t: TaskRecord) -> Notification<InMemoryTaskStore, &FakeMail, &FakeMail> {
-    Notification { tasks: InMemoryTaskStore::with([t]), receipts: mail, notifier: mail }
+    Notification {
+        tasks: InMemoryTaskStore::with([t]),
+        receipts: mail,
+        notifier: mail,
+        once: Box::new(taskflow_shared::idempotency::InMemoryIdempotency::default()),
+    }
 }
 
 #[tokio::test]
@@ -73,9 +78,10 @@ async fn a_completed_order_gets_a_receipt_and_a_notice_recorded_on_its_task() {
     assert_eq!(stored.status, TaskStatus::Completed, "notifying never changes the outcome");
     let sent = mail.sent.lock().unwrap().clone();
     assert_eq!((sent[0].to.as_str(), sent[0].receipt_key.as_str()), ("alice", "receipts/alice/o-1/COMPLETED.txt"));
-    // Again (a duplicate delivery): the same receipt, recorded once.
+    // Again (a duplicate delivery): the same receipt, recorded once, and no second notice.
     n.perform(&work(Outcome::Completed, None), FIRST).await.unwrap();
     assert_eq!(n.tasks.snapshot("o-1").unwrap().receipts.len(), 1);
+    assert_eq!(mail.sent.lock().unwrap().len(), 1, "the owner is told once");
     let stored = mail.stored.lock().unwrap().clone();
     assert_eq!(stored[0], stored[1]);
 }

@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use taskflow_contracts::{errors, PurchaseResult, PurchaseWork, Reason, TaskStatus};
 use taskflow_shared::driver::{Attempt, StepError, TaskWorker};
+use taskflow_shared::idempotency::{once, Idempotency};
 use taskflow_shared::inventory::{Inventory, Reserved};
 use taskflow_shared::ledger::{EntryStatus, Ledger, LedgerEntry};
 use taskflow_shared::payments::{ChargeRequest, PaymentError, PaymentProvider};
@@ -29,6 +30,8 @@ pub struct Purchase<S, P, L, I> {
     pub payments: P,
     pub ledger: L,
     pub inventory: I,
+    /// Guards the charge and the reservation: each happens once per order.
+    pub once: Box<dyn Idempotency>,
 }
 
 fn unavailable(what: &str) -> impl Fn(&dyn std::fmt::Display) -> StepError + '_ {
@@ -92,14 +95,14 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for P
             currency: task.currency.clone(),
             payment_token: order.payment_token.clone().unwrap_or_else(|| taskflow_contracts::PaymentToken::new("")),
         };
-        let charge = match self.payments.charge(&request).await {
+        let charge = match once(&*self.once, &charge_key(id), self.payments.charge(&request)).await {
             Ok(charge) => charge,
-            Err(PaymentError::Declined { code }) => {
+            Err(taskflow_shared::idempotency::Once::Effect(PaymentError::Declined { code })) => {
                 let change = Change::to(TaskStatus::Failed, Utc::now()).because(Reason::PaymentDeclined, Some(code.clone()));
                 self.step(id, TaskStatus::Charging, change).await?;
                 return Err(StepError::failed(errors::PAYMENT_DECLINED, code));
             }
-            Err(PaymentError::Unavailable(cause)) => return Err(StepError::retry(errors::PAYMENT_UNAVAILABLE, cause)),
+            Err(e) => return Err(StepError::from_once(e, |e| StepError::retry(errors::PAYMENT_UNAVAILABLE, e.to_string()))),
         };
 
         let entry = LedgerEntry {
@@ -118,7 +121,10 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for P
         };
         self.ledger.record_charge(&entry).await.map_err(|e| unavailable("LedgerUnavailable")(&e))?;
 
-        match self.inventory.reserve(id, &order.items).await.map_err(|e| unavailable("InventoryUnavailable")(&e))? {
+        let reserved = once(&*self.once, &format!("{id}/reserve"), self.inventory.reserve(id, &order.items))
+            .await
+            .map_err(|e| StepError::from_once(e, |e| unavailable("InventoryUnavailable")(&e)))?;
+        match reserved {
             Reserved::Reserved => {}
             Reserved::OutOfStock { sku } => {
                 let detail = format!("not enough {sku} in stock after the charge");

@@ -1,6 +1,7 @@
 //! The purchase Lambda: the purchase queue's work messages → charges and reservations.
 
 use taskflow_purchase::Purchase;
+use taskflow_shared::idempotency::DynamoIdempotency;
 use taskflow_shared::{clients, config, driver, inventory::DynamoInventory, ledger::DynamoLedger, payments::SandboxPayments, tasks::DynamoTaskStore, telemetry};
 
 #[tokio::main]
@@ -17,6 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         payments: SandboxPayments::new(&aws, config::required("SANDBOX_CHARGES_TABLE")?),
         inventory: DynamoInventory::new(&aws, config::required("INVENTORY_TABLE")?, &ledger_table),
         ledger: DynamoLedger::new(&aws, ledger_table),
+        once: Box::new(DynamoIdempotency::new(&aws, config::required("IDEMPOTENCY_TABLE")?)),
     };
     driver::run(purchase, &aws).await
 }

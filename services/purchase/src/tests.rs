@@ -1,7 +1,7 @@
 use super::*;
 use taskflow_contracts::{OrderItem, OrderKind, OrderSubmitted, PaymentToken, TaskToken};
 use taskflow_shared::fakes::{InMemoryInventory, InMemoryLedger, InMemoryPayments, InMemoryTaskStore};
-use taskflow_shared::inventory::Inventory as _;
+use taskflow_shared::idempotency::InMemoryIdempotency;
 
 type Subject = Purchase<InMemoryTaskStore, InMemoryPayments, InMemoryLedger, InMemoryInventory>;
 
@@ -33,6 +33,7 @@ fn purchase_of(order: &OrderSubmitted, stock: u64) -> Subject {
         payments: InMemoryPayments::default(),
         ledger: InMemoryLedger::default(),
         inventory: InMemoryInventory::with(&[("BOOK-1", stock)]),
+        once: Box::new(InMemoryIdempotency::default()),
     }
 }
 
@@ -144,6 +145,7 @@ async fn work_for_an_unknown_task_is_a_named_conflict() {
         payments: InMemoryPayments::default(),
         ledger: InMemoryLedger::default(),
         inventory: InMemoryInventory::default(),
+        once: Box::new(InMemoryIdempotency::default()),
     };
     let err = p.perform(&work(&o), FIRST).await.unwrap_err();
     assert!(matches!(err, StepError::Failed { ref error, .. } if error == errors::TASK_STATE_CONFLICT));

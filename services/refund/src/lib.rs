@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use taskflow_contracts::{errors, Money, OrderSubmitted, Reason, RefundPurpose, RefundResult, RefundWork, TaskStatus};
 use taskflow_shared::driver::{Attempt, StepError, TaskWorker};
+use taskflow_shared::idempotency::{once, Idempotency};
 use taskflow_shared::inventory::Inventory;
 use taskflow_shared::ledger::{Applied, EntryStatus, Ledger, LedgerEntry};
 use taskflow_shared::payments::{PaymentError, PaymentProvider, RefundRequest};
@@ -33,6 +34,8 @@ pub struct Refunds<S, P, L, I> {
     pub inventory: I,
     /// How long after completion an order can be refunded.
     pub window: Duration,
+    /// Guards each refund and each release of stock: once per key.
+    pub once: Box<dyn Idempotency>,
 }
 
 /// The key under which a compensation is applied to the ledger and sent to the provider.
@@ -105,12 +108,14 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
             amount,
             currency: entry.currency.clone(),
         };
-        match self.payments.refund(&request).await {
-            Ok(refund) => Ok(refund.refund_id),
-            Err(PaymentError::Unavailable(cause)) => Err(StepError::retry(errors::PAYMENT_UNAVAILABLE, cause)),
-            // A provider refusing to refund its own charge is not something a retry fixes.
-            Err(PaymentError::Declined { code }) => Err(StepError::failed("RefundDeclined", code)),
-        }
+        let refund = once(&*self.once, &request.idempotency_key, self.payments.refund(&request)).await;
+        refund.map(|r| r.refund_id).map_err(|e| {
+            StepError::from_once(e, |e| match e {
+                PaymentError::Unavailable(cause) => StepError::retry(errors::PAYMENT_UNAVAILABLE, cause),
+                // A provider refusing to refund its own charge is not something a retry fixes.
+                PaymentError::Declined { code } => StepError::failed("RefundDeclined", code),
+            })
+        })
     }
 
     async fn refund_order(&self, order: &OrderSubmitted) -> Result<RefundResult, StepError> {
@@ -174,7 +179,9 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
             .await
             .map_err(|e| retry("LedgerUnavailable")(&e))?
             .ok_or_else(|| StepError::failed(errors::TASK_STATE_CONFLICT, "no ledger entry for a charged order"))?;
-        self.inventory.release(id, &entry.items).await.map_err(|e| retry("InventoryUnavailable")(&e))?;
+        once(&*self.once, &format!("{id}/release"), self.inventory.release(id, &entry.items))
+            .await
+            .map_err(|e| StepError::from_once(e, |e| retry("InventoryUnavailable")(&e)))?;
         let amount = entry.refunds.get(COMPENSATION).copied().unwrap_or(entry.refundable());
         match self
             .ledger

@@ -1,6 +1,7 @@
 //! The refund Lambda: the refund queue's work messages → refunds and compensations.
 
 use taskflow_refund::Refunds;
+use taskflow_shared::idempotency::DynamoIdempotency;
 use taskflow_shared::{clients, config, driver, inventory::DynamoInventory, ledger::DynamoLedger, payments::SandboxPayments, tasks::DynamoTaskStore, telemetry};
 
 #[tokio::main]
@@ -14,6 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         inventory: DynamoInventory::new(&aws, config::required("INVENTORY_TABLE")?, &ledger_table),
         ledger: DynamoLedger::new(&aws, ledger_table),
         window: chrono::Duration::days(config::number_or("REFUND_WINDOW_DAYS", 30)?),
+        once: Box::new(DynamoIdempotency::new(&aws, config::required("IDEMPOTENCY_TABLE")?)),
     };
     driver::run(refunds, &aws).await
 }

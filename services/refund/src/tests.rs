@@ -52,6 +52,7 @@ fn subject(orders: &[&OrderSubmitted], entries: Vec<LedgerEntry>) -> Subject {
         ledger,
         inventory: InMemoryInventory::with(&[("BOOK-1", 10)]),
         window: Duration::days(30),
+        once: Box::new(taskflow_shared::idempotency::InMemoryIdempotency::default()),
     }
 }
 

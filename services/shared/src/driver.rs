@@ -74,6 +74,16 @@ pub enum StepError {
 }
 
 impl StepError {
+    /// A side effect guarded by [`crate::idempotency::once`]: busy or store trouble is worth a
+    /// retry; the effect's own error is mapped by `effect`.
+    pub fn from_once<E>(e: crate::idempotency::Once<E>, effect: impl FnOnce(E) -> StepError) -> StepError {
+        match e {
+            crate::idempotency::Once::Busy(key) => StepError::retry("StepInProgress", key),
+            crate::idempotency::Once::Store(e) => StepError::retry("IdempotencyStoreUnavailable", e.to_string()),
+            crate::idempotency::Once::Effect(e) => effect(e),
+        }
+    }
+
     pub fn failed(error: &str, cause: impl Into<String>) -> Self {
         StepError::Failed { error: error.to_string(), cause: cause.into() }
     }

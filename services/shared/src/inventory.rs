@@ -10,7 +10,7 @@ use serde::Serialize;
 use taskflow_contracts::OrderItem;
 use thiserror::Error;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Reserved {
     Reserved,
     /// Not enough of `sku` (or no such sku): nothing was reserved.

@@ -6,6 +6,7 @@
 //! - [`callback`]: the [`callback::TaskCallback`] port (answering a task token).
 //! - [`payments`], [`ledger`], [`inventory`]: the money and stock ports the purchase and refund
 //!   services share, with their DynamoDB adapters (and the sandbox payment provider).
+//! - [`idempotency`]: side effects done once whatever the deliveries (the Powertools pattern).
 //! - [`config`], [`clients`], [`telemetry`]: environment, AWS client setup, logs.
 //! - [`fakes`]: in-memory ports for unit tests.
 
@@ -14,6 +15,7 @@ pub mod clients;
 pub mod config;
 pub mod driver;
 pub mod fakes;
+pub mod idempotency;
 pub mod inventory;
 pub mod ledger;
 pub mod payments;

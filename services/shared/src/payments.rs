@@ -29,7 +29,7 @@ pub struct ChargeRequest {
     pub payment_token: PaymentToken,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Charge {
     pub charge_id: String,
 }
@@ -44,7 +44,7 @@ pub struct RefundRequest {
     pub currency: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Refund {
     pub refund_id: String,
 }
