@@ -54,6 +54,7 @@ pub struct Counters {
 /// A running function: invoke it, and it is restarted if it dies.
 pub struct Function {
     pub spec: FunctionSpec,
+    kill_rate: f64,
     sender: mpsc::Sender<Invocation>,
     kill: Arc<Notify>,
     next_id: AtomicU64,
@@ -67,6 +68,8 @@ pub struct HostConfig {
     pub endpoint: String,
     /// Set on every function on top of the template's environment.
     pub extra_env: BTreeMap<String, String>,
+    /// The chance that a process is killed in the middle of an invocation (fault injection).
+    pub kill_rate: f64,
 }
 
 impl Function {
@@ -119,6 +122,7 @@ impl Function {
 
         let function = Arc::new(Function {
             spec,
+            kill_rate: config.kill_rate,
             sender,
             kill: Arc::new(Notify::new()),
             next_id: AtomicU64::new(1),
@@ -138,6 +142,15 @@ impl Function {
         let deadline_ms = (chrono::Utc::now() + timeout).timestamp_millis() as u64;
         if self.sender.send(Invocation { id, payload, deadline_ms, reply }).await.is_err() {
             return Outcome::Crashed("host is shutting down".into());
+        }
+        if self.kill_rate > 0.0 && rand::random::<f64>() < self.kill_rate {
+            // Somewhere in the middle of the batch, as a crash or an out-of-memory kill would.
+            let kill = self.kill.clone();
+            let after = Duration::from_millis(rand::random_range(0..40));
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                kill.notify_one();
+            });
         }
         // Waiting for a process to pick it up is not part of the timeout, as on Lambda; but a
         // dead host must not hang the caller forever, hence the outer bound.
@@ -180,7 +193,7 @@ async fn supervise(
             status = child.wait() => status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
             _ = kill.notified() => {
                 let _ = child.kill().await;
-                "killed after a timeout".to_string()
+                "killed (timeout or injected fault)".to_string()
             }
             _ = crate::process::stopped(&mut shutdown) => {
                 let _ = child.kill().await;

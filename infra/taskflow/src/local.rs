@@ -23,6 +23,29 @@ pub struct Options {
     pub state_dir: PathBuf,
     /// Added to every function's environment.
     pub extra_env: BTreeMap<String, String>,
+    /// Template parameters besides `Stage` (e.g. `QueueVisibilityTimeout`).
+    pub parameters: BTreeMap<String, String>,
+    pub faults: Faults,
+}
+
+/// Faults the local stack injects, all off by default: what at-least-once delivery, crashes and
+/// a flaky provider do to a real deployment, on demand.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Faults {
+    /// Every SQS batch is delivered to its function twice.
+    pub duplicate_deliveries: bool,
+    /// The chance (0–1) that a function process is killed in the middle of an invocation.
+    pub kill_rate: f64,
+    /// The chance (0–1) that the sandbox payment provider fails a request transiently.
+    pub payment_fault_rate: f64,
+    /// Extra time every payment request takes.
+    pub payment_latency_ms: u64,
+}
+
+impl Faults {
+    pub fn any(&self) -> bool {
+        *self != Faults::default()
+    }
 }
 
 impl Options {
@@ -32,6 +55,8 @@ impl Options {
             bin_dir: crate::paths::bin_dir(),
             state_dir: state_dir.into(),
             extra_env: BTreeMap::new(),
+            parameters: BTreeMap::new(),
+            faults: Faults::default(),
         }
     }
 }
@@ -51,7 +76,9 @@ impl LocalStack {
         let logs = options.state_dir.join("logs");
         std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
         let emulator = Emulator::start(&options.root, &logs.join("moto.log")).await?;
-        let plan = match plan::deploy(&options.root, &emulator.endpoint, REGION, STACK_NAME, STAGE).await {
+        let mut parameters = options.parameters.clone();
+        parameters.insert("Stage".into(), STAGE.into());
+        let plan = match plan::deploy(&options.root, &emulator.endpoint, REGION, STACK_NAME, &parameters).await {
             Ok(plan) => plan,
             Err(e) => {
                 emulator.stop().await;
@@ -72,12 +99,21 @@ impl LocalStack {
         }
 
         let (shutdown, watcher) = watch::channel(false);
+        let mut extra_env = options.extra_env.clone();
+        let faults = &options.faults;
+        if faults.payment_fault_rate > 0.0 {
+            extra_env.insert("SANDBOX_FAULT_RATE".into(), faults.payment_fault_rate.to_string());
+        }
+        if faults.payment_latency_ms > 0 {
+            extra_env.insert("SANDBOX_LATENCY_MS".into(), faults.payment_latency_ms.to_string());
+        }
         let host = HostConfig {
             bin_dir: options.bin_dir.clone(),
             log_dir: logs,
             region: REGION.into(),
             endpoint: emulator.endpoint.clone(),
-            extra_env: options.extra_env.clone(),
+            extra_env,
+            kill_rate: faults.kill_rate,
         };
         let mut functions = HashMap::new();
         for spec in &plan.functions {
@@ -96,6 +132,7 @@ impl LocalStack {
             sqs: aws_sdk_sqs::Client::new(&aws),
             streams: aws_sdk_dynamodbstreams::Client::new(&aws),
             region: REGION.into(),
+            duplicate_deliveries: faults.duplicate_deliveries,
         });
         for mapping in &plan.event_sources {
             let function = functions

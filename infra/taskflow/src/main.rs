@@ -24,7 +24,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start the local stack and show status events live until Ctrl-C.
-    Up,
+    Up {
+        #[command(flatten)]
+        faults: FaultArgs,
+    },
     /// Start the local stack, run sample orders through it, print a summary; exit 0 only if
     /// every order reached the status it should.
     Demo,
@@ -53,6 +56,11 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Inspect and replay dead-letter queues.
+    Dlq {
+        #[command(subcommand)]
+        command: Dlq,
+    },
     /// Print TaskStatusChanged events as they arrive.
     Events {
         /// Keep following until Ctrl-C (otherwise stop after --wait seconds without events).
@@ -62,6 +70,56 @@ enum Command {
         wait: u64,
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// Fault injection for the local stack, all off by default.
+#[derive(clap::Args, Default)]
+struct FaultArgs {
+    /// Deliver every SQS batch to its function twice.
+    #[arg(long, env = "TASKFLOW_DUPLICATE_DELIVERIES")]
+    duplicate_deliveries: bool,
+    /// Chance (0-1) that a function process is killed in the middle of an invocation.
+    #[arg(long, env = "TASKFLOW_KILL_RATE", default_value_t = 0.0)]
+    kill_rate: f64,
+    /// Chance (0-1) that the sandbox payment provider fails a request transiently.
+    #[arg(long, env = "TASKFLOW_PAYMENT_FAULT_RATE", default_value_t = 0.0)]
+    payment_fault_rate: f64,
+    /// Extra milliseconds every payment request takes.
+    #[arg(long, env = "TASKFLOW_PAYMENT_LATENCY_MS", default_value_t = 0)]
+    payment_latency_ms: u64,
+    /// Queue visibility timeout in seconds (how soon a crashed batch comes back; template default 60).
+    #[arg(long, env = "TASKFLOW_VISIBILITY_TIMEOUT")]
+    visibility_timeout: Option<u32>,
+}
+
+impl FaultArgs {
+    fn apply(&self, options: &mut Options) {
+        options.faults = taskflow::local::Faults {
+            duplicate_deliveries: self.duplicate_deliveries,
+            kill_rate: self.kill_rate,
+            payment_fault_rate: self.payment_fault_rate,
+            payment_latency_ms: self.payment_latency_ms,
+        };
+        if let Some(seconds) = self.visibility_timeout {
+            options.parameters.insert("QueueVisibilityTimeout".into(), seconds.to_string());
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Dlq {
+    /// How many messages each dead-letter queue holds (--show N prints up to N of each).
+    List {
+        #[arg(long, default_value_t = 0)]
+        show: usize,
+    },
+    /// Send a dead-letter queue's messages back to their queue (intake, purchase, refund, notification).
+    Redrive {
+        queue: String,
+        /// Show what would be sent back, and leave it where it is.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -104,7 +162,8 @@ async fn main() {
     let cli = Cli::parse();
     let state_dir = cli.state_dir.clone().unwrap_or_else(|| taskflow::paths::project_root().join(".taskflow"));
     let result = match cli.command {
-        Command::Up => up(state_dir).await,
+        Command::Up { faults } => up(state_dir, faults).await,
+        Command::Dlq { command } => dlq(&state_dir, command).await,
         Command::Demo => demo::run(state_dir).await,
         Command::Submit { order } => submit(&state_dir, order).await,
         Command::Status { order_id, json } => status(&state_dir, &order_id, json).await,
@@ -122,9 +181,14 @@ fn stack_file(state_dir: &std::path::Path) -> PathBuf {
     state_dir.join("stack.json")
 }
 
-async fn up(state_dir: PathBuf) -> Result<()> {
+async fn up(state_dir: PathBuf, faults: FaultArgs) -> Result<()> {
     eprintln!("starting the local stack (moto server, template, functions)…");
-    let stack = LocalStack::start(Options::new(&state_dir)).await?;
+    let mut options = Options::new(&state_dir);
+    faults.apply(&mut options);
+    if options.faults.any() {
+        eprintln!("fault injection on: {:?}", options.faults);
+    }
+    let stack = LocalStack::start(options).await?;
     let feed = StatusFeed::open(&stack.info).await?;
     println!("taskflow local stack is up ({:.1} s)", stack.started_in.as_secs_f64());
     println!("  endpoint  {}", stack.info.endpoint.as_deref().unwrap_or_default());
@@ -292,6 +356,40 @@ async fn receipt(state_dir: &std::path::Path, order_id: &str, out: Option<PathBu
             eprintln!("{key} → {}", path.display());
         }
         None => print!("{}", String::from_utf8_lossy(&body)),
+    }
+    Ok(())
+}
+
+async fn dlq(state_dir: &std::path::Path, command: Dlq) -> Result<()> {
+    let stack = StackInfo::load(&stack_file(state_dir))?;
+    match command {
+        Dlq::List { show } => {
+            let sqs = aws_sdk_sqs::Client::new(&stack.sdk_config().await);
+            for queue in taskflow::dlq::queues(&stack) {
+                let depth = taskflow::dlq::depth(&sqs, &queue.url).await?;
+                println!("{:<14} {depth:>6} message(s)  {}", queue.name, queue.url);
+                if show > 0 && depth > 0 {
+                    let mut shown = 0;
+                    taskflow::dlq::drain(&sqs, &queue.url, false, |dead, _| {
+                        if shown < show {
+                            let body: String = dead.body.chars().take(160).collect();
+                            println!("    {} (received {}×): {body}", dead.message_id, dead.receive_count);
+                            shown += 1;
+                        }
+                        async { Ok(()) }
+                    })
+                    .await?;
+                }
+            }
+        }
+        Dlq::Redrive { queue, dry_run } => {
+            let moved = taskflow::dlq::redrive(&stack, &queue, dry_run, |dead| {
+                let body: String = dead.body.chars().take(160).collect();
+                println!("{} {}: {body}", if dry_run { "would send back" } else { "sent back" }, dead.message_id);
+            })
+            .await?;
+            println!("{moved} message(s) {}", if dry_run { "would be sent back (dry run: nothing moved)" } else { "sent back" });
+        }
     }
     Ok(())
 }

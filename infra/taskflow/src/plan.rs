@@ -41,14 +41,17 @@ pub struct EventSourceSpec {
 }
 
 /// Runs the deploy script against the emulator at `endpoint`.
-pub async fn deploy(root: &Path, endpoint: &str, region: &str, stack_name: &str, stage: &str) -> Result<DeployPlan> {
+pub async fn deploy(root: &Path, endpoint: &str, region: &str, stack_name: &str, parameters: &BTreeMap<String, String>) -> Result<DeployPlan> {
     let python = crate::paths::venv_bin(root, "python");
-    let output = crate::process::command(&python)
-        .arg(root.join("infra/local/deploy.py"))
+    let mut cmd = crate::process::command(&python);
+    cmd.arg(root.join("infra/local/deploy.py"));
+    for (key, value) in parameters {
+        cmd.arg(format!("--parameter={key}={value}"));
+    }
+    let output = cmd
         .args(["--endpoint", endpoint, "--region", region, "--stack-name", stack_name])
         .arg("--template")
         .arg(root.join("infra/template.yaml"))
-        .arg(format!("--parameter=Stage={stage}"))
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .output()

@@ -20,6 +20,8 @@ pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     pub streams: aws_sdk_dynamodbstreams::Client,
     pub region: String,
+    /// Fault injection: deliver every SQS batch twice.
+    pub duplicate_deliveries: bool,
 }
 
 /// Starts the poller for one mapping.
@@ -71,7 +73,12 @@ async fn poll_queue(spec: EventSourceSpec, function: Arc<Function>, clients: Arc
             continue;
         }
         let event = json!({ "Records": messages.iter().map(|m| sqs_record(m, &spec.source_arn, &clients.region)).collect::<Vec<_>>() });
-        let outcome = function.invoke(serde_json::to_vec(&event).expect("events serialise")).await;
+        let payload = serde_json::to_vec(&event).expect("events serialise");
+        let outcome = function.invoke(payload.clone()).await;
+        if clients.duplicate_deliveries {
+            // At-least-once, made visible: the same messages again, before they are deleted.
+            function.invoke(payload).await;
+        }
         let keep: Vec<String> = match &outcome {
             Outcome::Response(body) if spec.report_batch_item_failures => match failed_items(body) {
                 Some(ids) => ids,

@@ -4,7 +4,8 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use aws_lambda_events::sqs::BatchItemFailure;
 use lambda_runtime::{service_fn, LambdaEvent};
 use std::sync::Arc;
-use taskflow_intake::{workflows::StepFunctionsWorkflows, Intake};
+use taskflow_intake::{workflows::StepFunctionsWorkflows, Intake, IntakeError};
+use taskflow_shared::driver::{Redelivery, RetryPolicy, SqsRedelivery};
 use taskflow_shared::{clients, config, tasks::DynamoTaskStore, telemetry};
 use tracing::{error, info};
 
@@ -16,8 +17,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
         workflows: StepFunctionsWorkflows::new(&aws, config::required("ORDER_WORKFLOW_ARN")?),
     });
+    let redelivery = Arc::new(SqsRedelivery::new(&aws, config::required("INTAKE_QUEUE_URL")?));
+    let policy = RetryPolicy::from_env()?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let intake = intake.clone();
+        let (intake, redelivery) = (intake.clone(), redelivery.clone());
         async move {
             let mut response = SqsBatchResponse::default();
             for message in event.payload.records {
@@ -25,8 +28,19 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 match intake.accept(body, chrono::Utc::now()).await {
                     Ok(accepted) => info!(outcome = ?accepted, "order event handled"),
                     Err(e) => {
-                        // Left on the queue: redelivered if transient, dead-lettered if not.
+                        // Left on the queue: redelivered after a backoff if transient; at once if
+                        // there is no order in it, so it reaches the dead-letter queue quickly.
                         error!(error = %e, message_id = message.message_id.as_deref().unwrap_or_default(), "order event not handled");
+                        let attempt = message.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
+                        let seconds = match e {
+                            IntakeError::NotAnOrder(_) => 0,
+                            _ => policy.delay_after(attempt),
+                        };
+                        if let Some(receipt) = message.receipt_handle.as_deref() {
+                            if let Err(e) = redelivery.delay(receipt, seconds).await {
+                                error!(error = %e, "could not set the redelivery delay");
+                            }
+                        }
                         let mut failure = BatchItemFailure::default();
                         failure.item_identifier = message.message_id.clone().unwrap_or_default();
                         response.batch_item_failures.push(failure);

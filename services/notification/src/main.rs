@@ -17,7 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
         receipts: Bucket::new(&aws, &bucket),
         notifier: Bucket::new(&aws, bucket),
-        once: Box::new(DynamoIdempotency::new(&aws, config::required("IDEMPOTENCY_TABLE")?)),
+        once: Box::new(DynamoIdempotency::from_env(&aws)?),
     };
     driver::run(notification, &aws).await
 }

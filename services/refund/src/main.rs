@@ -11,11 +11,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let ledger_table = config::required("LEDGER_TABLE")?;
     let refunds = Refunds {
         tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
-        payments: SandboxPayments::new(&aws, config::required("SANDBOX_CHARGES_TABLE")?),
+        payments: SandboxPayments::from_env(&aws, config::required("SANDBOX_CHARGES_TABLE")?)?,
         inventory: DynamoInventory::new(&aws, config::required("INVENTORY_TABLE")?, &ledger_table),
         ledger: DynamoLedger::new(&aws, ledger_table),
         window: chrono::Duration::days(config::number_or("REFUND_WINDOW_DAYS", 30)?),
-        once: Box::new(DynamoIdempotency::new(&aws, config::required("IDEMPOTENCY_TABLE")?)),
+        once: Box::new(DynamoIdempotency::from_env(&aws)?),
     };
     driver::run(refunds, &aws).await
 }

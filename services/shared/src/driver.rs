@@ -175,6 +175,8 @@ pub struct Driver<W, C, R> {
     pub callback: C,
     pub redelivery: R,
     pub policy: RetryPolicy,
+    /// While a worker runs, the step is kept alive this often (well under `HeartbeatSeconds`).
+    pub heartbeat_every: std::time::Duration,
 }
 
 #[derive(Deserialize)]
@@ -212,7 +214,10 @@ impl<W: TaskWorker, C: TaskCallback, R: Redelivery> Driver<W, C, R> {
             Err(e) => {
                 // Nobody can be answered: leave it to reach the dead-letter queue.
                 error!(message_id, attempt = number, error = "PoisonMessage", detail = %e, "work message has no task token; it will go to the dead-letter queue");
-                self.delay(message, attempt).await;
+                // No backoff: nothing will change, so let it reach the dead-letter queue quickly.
+                if let Some(receipt) = message.receipt_handle.as_deref() {
+                    let _ = self.redelivery.delay(receipt, 0).await;
+                }
                 return Disposition::Again;
             }
         };
@@ -238,7 +243,7 @@ impl<W: TaskWorker, C: TaskCallback, R: Redelivery> Driver<W, C, R> {
             }
         }
 
-        let answered = match self.worker.perform(&work, attempt).await {
+        let answered = match self.perform_alive(&work, &token, attempt).await {
             Ok(output) => {
                 let output = serde_json::to_string(&output).expect("outputs always serialise");
                 self.callback.succeed(&token, output).await
@@ -258,6 +263,25 @@ impl<W: TaskWorker, C: TaskCallback, R: Redelivery> Driver<W, C, R> {
             }
         };
         self.settle(message, attempt, answered).await
+    }
+
+    /// Runs the worker, sending a heartbeat every `heartbeat_every` while it works, so long work
+    /// (a slow provider, say) is not mistaken for a dead worker.
+    async fn perform_alive(&self, work: &W::Work, token: &TaskToken, attempt: Attempt) -> Result<W::Output, StepError> {
+        let perform = self.worker.perform(work, attempt);
+        tokio::pin!(perform);
+        let start = tokio::time::Instant::now() + self.heartbeat_every;
+        let mut beat = tokio::time::interval_at(start, self.heartbeat_every);
+        loop {
+            tokio::select! {
+                result = &mut perform => return result,
+                _ = beat.tick() => {
+                    if let Err(e) = self.callback.heartbeat(token).await {
+                        warn!(order_id = work.order_id(), error = %e, "heartbeat failed");
+                    }
+                }
+            }
+        }
     }
 
     async fn settle(&self, message: &SqsMessage, attempt: Attempt, answered: Result<(), CallbackError>) -> Disposition {
@@ -297,6 +321,7 @@ pub async fn run<W: TaskWorker + 'static>(worker: W, config: &aws_config::SdkCon
         callback: crate::callback::StepFunctionsCallback::new(config),
         redelivery: SqsRedelivery::new(config, crate::config::required("WORK_QUEUE_URL")?),
         policy: RetryPolicy::from_env()?,
+        heartbeat_every: std::time::Duration::from_secs(crate::config::number_or("HEARTBEAT_INTERVAL_SECONDS", 20)?),
     };
     let driver = std::sync::Arc::new(driver);
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| {

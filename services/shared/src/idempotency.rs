@@ -33,6 +33,10 @@ pub struct IdempotencyError(pub String);
 
 #[async_trait]
 pub trait Idempotency: Send + Sync {
+    /// How long a claim holds before another delivery may take it over.
+    fn hold(&self) -> Duration {
+        HOLD
+    }
     async fn claim(&self, key: &str, now: DateTime<Utc>, hold: Duration) -> Result<Claim, IdempotencyError>;
     async fn complete(&self, key: &str, result: &str, now: DateTime<Utc>) -> Result<(), IdempotencyError>;
     async fn release(&self, key: &str) -> Result<(), IdempotencyError>;
@@ -48,9 +52,10 @@ pub enum Once<E> {
     Effect(E),
 }
 
-/// How long a claim holds before another delivery may take it over: longer than any function
-/// runs (Lambda's maximum is 15 minutes; ours are far shorter).
-pub const HOLD: Duration = Duration::minutes(2);
+/// How long a claim holds before another delivery may take it over, unless configured: a little
+/// longer than the function timeout, after which its holder is surely gone. Longer would make the
+/// redeliveries after a crash find it busy until their retries run out.
+pub const HOLD: Duration = Duration::seconds(15);
 /// How long a completed record is kept (TTL): longer than any redelivery can come.
 pub const KEEP: Duration = Duration::days(7);
 
@@ -60,7 +65,7 @@ where
     T: Serialize + DeserializeOwned,
     F: Future<Output = Result<T, E>>,
 {
-    match store.claim(key, Utc::now(), HOLD).await? {
+    match store.claim(key, Utc::now(), store.hold()).await? {
         Claim::Done(stored) => {
             return serde_json::from_str(&stored).map_err(|e| Once::Store(IdempotencyError(format!("{key}: stored result unreadable: {e}"))));
         }
@@ -84,11 +89,18 @@ where
 pub struct DynamoIdempotency {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    hold: Duration,
 }
 
 impl DynamoIdempotency {
-    pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
-        Self { client: aws_sdk_dynamodb::Client::new(config), table: table.into() }
+    pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>, hold: Duration) -> Self {
+        Self { client: aws_sdk_dynamodb::Client::new(config), table: table.into(), hold }
+    }
+
+    /// From `IDEMPOTENCY_TABLE` and `IDEMPOTENCY_HOLD_SECONDS`.
+    pub fn from_env(config: &aws_config::SdkConfig) -> Result<Self, crate::config::ConfigError> {
+        let hold = crate::config::number_or("IDEMPOTENCY_HOLD_SECONDS", HOLD.num_seconds())?;
+        Ok(Self::new(config, crate::config::required("IDEMPOTENCY_TABLE")?, Duration::seconds(hold)))
     }
 }
 
@@ -106,6 +118,10 @@ fn epoch(at: DateTime<Utc>) -> AttributeValue {
 
 #[async_trait]
 impl Idempotency for DynamoIdempotency {
+    fn hold(&self) -> Duration {
+        self.hold
+    }
+
     async fn claim(&self, key: &str, now: DateTime<Utc>, hold: Duration) -> Result<Claim, IdempotencyError> {
         let result = self
             .client

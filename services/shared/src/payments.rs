@@ -78,14 +78,39 @@ pub fn sandbox_outcome(token: &PaymentToken, attempt: u32) -> Result<(), Payment
 }
 
 /// The sandbox provider, its charges in a DynamoDB table keyed by `idempotencyKey`.
+///
+/// Like a provider's sandbox it can simulate a bad day, off by default: `SANDBOX_FAULT_RATE`
+/// (0–1) of requests fail transiently before doing anything, and every request takes at least
+/// `SANDBOX_LATENCY_MS`.
 pub struct SandboxPayments {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    fault_rate: f64,
+    latency: std::time::Duration,
 }
 
 impl SandboxPayments {
     pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
-        Self { client: aws_sdk_dynamodb::Client::new(config), table: table.into() }
+        Self { client: aws_sdk_dynamodb::Client::new(config), table: table.into(), fault_rate: 0.0, latency: std::time::Duration::ZERO }
+    }
+
+    /// With the simulated faults read from the environment.
+    pub fn from_env(config: &aws_config::SdkConfig, table: impl Into<String>) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self {
+            fault_rate: crate::config::number_or("SANDBOX_FAULT_RATE", 0.0)?,
+            latency: std::time::Duration::from_millis(crate::config::number_or("SANDBOX_LATENCY_MS", 0)?),
+            ..Self::new(config, table)
+        })
+    }
+
+    async fn bad_day(&self) -> Result<(), PaymentError> {
+        if !self.latency.is_zero() {
+            tokio::time::sleep(self.latency).await;
+        }
+        if self.fault_rate > 0.0 && rand::random::<f64>() < self.fault_rate {
+            return Err(PaymentError::Unavailable("sandbox: injected outage (SANDBOX_FAULT_RATE)".into()));
+        }
+        Ok(())
     }
 }
 
@@ -138,6 +163,7 @@ impl SandboxPayments {
 #[async_trait]
 impl PaymentProvider for SandboxPayments {
     async fn charge(&self, request: &ChargeRequest) -> Result<Charge, PaymentError> {
+        self.bad_day().await?;
         let key = &request.idempotency_key;
         let (requests, issued) = self.request(key, "charge", &request.order_id, request.amount, &request.currency).await?;
         if let Some(charge_id) = issued {
@@ -149,6 +175,7 @@ impl PaymentProvider for SandboxPayments {
     }
 
     async fn refund(&self, request: &RefundRequest) -> Result<Refund, PaymentError> {
+        self.bad_day().await?;
         let key = &request.idempotency_key;
         let (_, issued) = self.request(key, "refund", &request.order_id, request.amount, &request.currency).await?;
         if let Some(refund_id) = issued {

@@ -40,7 +40,13 @@ impl Redelivery for Delays {
 const POLICY: RetryPolicy = RetryPolicy { max_attempts: 3, base_delay_secs: 1, max_delay_secs: 8 };
 
 fn driver(results: Vec<Result<String, StepError>>) -> Driver<Scripted, RecordingCallback, Delays> {
-    Driver { worker: Scripted::new(results), callback: RecordingCallback::default(), redelivery: Delays::default(), policy: POLICY }
+    Driver {
+        worker: Scripted::new(results),
+        callback: RecordingCallback::default(),
+        redelivery: Delays::default(),
+        policy: POLICY,
+        heartbeat_every: std::time::Duration::from_secs(60),
+    }
 }
 
 fn work_body(token: &str) -> String {
@@ -176,4 +182,33 @@ fn backoff_grows_is_jittered_and_bounded() {
             assert!(d >= floor && d <= step, "attempt {attempt}: {d} outside {floor}..={step}");
         }
     }
+}
+
+/// A worker that takes its time.
+struct Slow(std::time::Duration);
+
+#[async_trait]
+impl TaskWorker for Slow {
+    type Work = NotificationWork;
+    type Output = String;
+    async fn perform(&self, _work: &NotificationWork, _attempt: Attempt) -> Result<String, StepError> {
+        tokio::time::sleep(self.0).await;
+        Ok("slow".into())
+    }
+}
+
+#[tokio::test]
+async fn long_work_keeps_its_step_alive_with_heartbeats() {
+    let d = Driver {
+        worker: Slow(std::time::Duration::from_millis(250)),
+        callback: RecordingCallback::default(),
+        redelivery: Delays::default(),
+        policy: POLICY,
+        heartbeat_every: std::time::Duration::from_millis(60),
+    };
+    d.handle_batch(batch(vec![message("m1", &work_body("t1"), 1)])).await;
+    let answers = d.callback.answers();
+    let beats = answers.iter().filter(|(_, a)| *a == Answer::Heartbeat).count();
+    assert!((3..=4).contains(&beats), "{beats} heartbeats in 250 ms at one per 60 ms");
+    assert_eq!(answers.last().unwrap().1, Answer::Success("\"slow\"".into()));
 }
