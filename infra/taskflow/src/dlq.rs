@@ -61,20 +61,22 @@ pub struct Dead {
     pub receive_count: String,
 }
 
-/// Reads every message once (each is hidden while it is read, then shown again unless `take`).
-/// With `take`, each is handed to `handle` and deleted only when `handle` succeeds.
-pub async fn drain<F, Fut>(sqs: &aws_sdk_sqs::Client, url: &str, take: bool, mut handle: F) -> Result<usize>
+/// Reads every message once, at most `limit` (each is hidden while it is read, then shown again
+/// unless `take`). With `take`, each is handed to `handle` and deleted only when `handle`
+/// succeeds. The limit matters when redriving: a message sent back that fails again returns to
+/// the queue under a new id, and must not be read again in the same pass.
+pub async fn drain<F, Fut>(sqs: &aws_sdk_sqs::Client, url: &str, take: bool, limit: usize, mut handle: F) -> Result<usize>
 where
     F: FnMut(Dead, aws_sdk_sqs::types::Message) -> Fut,
     Fut: std::future::Future<Output = Result<()>>,
 {
     let mut seen = HashSet::new();
     let mut handles = Vec::new();
-    loop {
+    while seen.len() < limit {
         let out = sqs
             .receive_message()
             .queue_url(url)
-            .max_number_of_messages(10)
+            .max_number_of_messages((limit - seen.len()).clamp(1, 10) as i32)
             .visibility_timeout(30)
             .wait_time_seconds(1)
             .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
@@ -120,7 +122,9 @@ pub async fn redrive(stack: &StackInfo, name: &str, dry_run: bool, mut report: i
     };
     let sqs = aws_sdk_sqs::Client::new(&stack.sdk_config().await);
     let target = sqs.clone();
-    drain(&sqs, &queue.url, !dry_run, |dead, message| {
+    // What is there now, and no more.
+    let limit = depth(&sqs, &queue.url).await? as usize;
+    drain(&sqs, &queue.url, !dry_run, limit, |dead, message| {
         report(&dead);
         let (target, source) = (target.clone(), source.clone());
         async move {

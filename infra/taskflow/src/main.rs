@@ -370,7 +370,7 @@ async fn dlq(state_dir: &std::path::Path, command: Dlq) -> Result<()> {
                 println!("{:<14} {depth:>6} message(s)  {}", queue.name, queue.url);
                 if show > 0 && depth > 0 {
                     let mut shown = 0;
-                    taskflow::dlq::drain(&sqs, &queue.url, false, |dead, _| {
+                    taskflow::dlq::drain(&sqs, &queue.url, false, show, |dead, _| {
                         if shown < show {
                             let body: String = dead.body.chars().take(160).collect();
                             println!("    {} (received {}×): {body}", dead.message_id, dead.receive_count);

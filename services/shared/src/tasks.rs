@@ -26,7 +26,9 @@ pub struct HistoryEntry {
 #[serde(rename_all = "camelCase")]
 pub struct TaskRecord {
     pub order_id: String,
-    /// Empty only for a rejected order that named no owner.
+    /// Empty only for a rejected order that named no owner; then not stored at all, because an
+    /// index key (the `byOwner` index) may not be an empty string.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub owner: String,
     /// `None` only for a rejected order whose kind could not be read.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,0 +1,121 @@
+//! The bad-input corpus: every kind of bad order and bad message ends somewhere named — a REJECTED
+//! task with its reason (and its status event) where there is an order to reject, a dead-letter
+//! queue entry where there is not. Nothing is silently dropped.
+
+use serde_json::{json, Value};
+use std::time::Duration;
+use taskflow_contracts::TaskStatus;
+use taskflow_e2e::{order_id, purchase, refund, stack, Run};
+
+fn base(id: &str) -> Value {
+    purchase(id, "alice", &[("BOOK-1", 1, 1250), ("PEN-1", 2, 199)], "tok_approve")
+}
+
+type Edit = fn(&mut Value);
+
+/// (kind, how to break a valid order, expected status, expected reason)
+fn corpus() -> Vec<(&'static str, Edit, TaskStatus, &'static str)> {
+    use TaskStatus::{Failed, Rejected};
+    vec![
+        ("missing schemaVersion", |d| { d.as_object_mut().unwrap().remove("schemaVersion"); }, Rejected, "MALFORMED_ORDER"),
+        ("unknown schemaVersion", |d| d["schemaVersion"] = json!(2), Rejected, "UNSUPPORTED_SCHEMA_VERSION"),
+        ("schemaVersion as text", |d| d["schemaVersion"] = json!("1"), Rejected, "UNSUPPORTED_SCHEMA_VERSION"),
+        ("missing owner", |d| { d.as_object_mut().unwrap().remove("owner"); }, Rejected, "MALFORMED_ORDER"),
+        ("owner not a string", |d| d["owner"] = json!(42), Rejected, "MALFORMED_ORDER"),
+        ("blank owner", |d| d["owner"] = json!("   "), Rejected, "INVALID_OWNER"),
+        ("owner too long", |d| d["owner"] = json!("o".repeat(200)), Rejected, "INVALID_OWNER"),
+        ("orderId with spaces", |d| d["orderId"] = json!(format!("{} x", d["orderId"].as_str().unwrap())), Rejected, "INVALID_ORDER_ID"),
+        ("unknown kind", |d| d["kind"] = json!("gift"), Rejected, "MALFORMED_ORDER"),
+        ("missing currency", |d| { d.as_object_mut().unwrap().remove("currency"); }, Rejected, "MALFORMED_ORDER"),
+        ("unknown currency", |d| d["currency"] = json!("XXX"), Rejected, "UNSUPPORTED_CURRENCY"),
+        ("lower-case currency", |d| d["currency"] = json!("eur"), Rejected, "UNSUPPORTED_CURRENCY"),
+        ("empty items", |d| d["items"] = json!([]), Rejected, "NO_ITEMS"),
+        ("items not a list", |d| d["items"] = json!({"sku": "BOOK-1"}), Rejected, "MALFORMED_ORDER"),
+        ("zero quantity", |d| d["items"][0]["quantity"] = json!(0), Rejected, "INVALID_ITEM"),
+        ("negative quantity", |d| d["items"][0]["quantity"] = json!(-1), Rejected, "MALFORMED_ORDER"),
+        ("quantity as text", |d| d["items"][0]["quantity"] = json!("2"), Rejected, "MALFORMED_ORDER"),
+        ("quantity beyond u32", |d| d["items"][0]["quantity"] = json!(5_000_000_000u64), Rejected, "MALFORMED_ORDER"),
+        ("zero price", |d| d["items"][0]["unitPrice"] = json!(0), Rejected, "INVALID_PRICE"),
+        ("fractional price", |d| d["items"][0]["unitPrice"] = json!(12.5), Rejected, "MALFORMED_ORDER"),
+        ("negative price", |d| d["items"][0]["unitPrice"] = json!(-1250), Rejected, "MALFORMED_ORDER"),
+        ("total overflows", |d| d["items"][0]["unitPrice"] = json!(u64::MAX), Rejected, "AMOUNT_TOO_LARGE"),
+        ("duplicate sku", |d| d["items"][1]["sku"] = json!("BOOK-1"), Rejected, "DUPLICATE_SKU"),
+        ("empty sku", |d| d["items"][0]["sku"] = json!(""), Rejected, "INVALID_ITEM"),
+        ("oversized field (100 KiB sku)", |d| d["items"][0]["sku"] = json!("S".repeat(100 * 1024)), Rejected, "INVALID_ITEM"),
+        ("too many lines", |d| d["items"] = json!((0..51).map(|i| json!({"sku": format!("S{i}"), "quantity": 1, "unitPrice": 1})).collect::<Vec<_>>()), Rejected, "TOO_MANY_ITEMS"),
+        ("missing payment token", |d| { d.as_object_mut().unwrap().remove("paymentToken"); }, Rejected, "MISSING_PAYMENT_TOKEN"),
+        ("blank payment token", |d| d["paymentToken"] = json!(" "), Rejected, "MISSING_PAYMENT_TOKEN"),
+        ("unknown payment token", |d| d["paymentToken"] = json!("tok_bogus"), Failed, "PAYMENT_DECLINED"),
+        ("refund without refundOf", |d| { *d = refund(d["orderId"].as_str().unwrap(), "alice", "x", None); d.as_object_mut().unwrap().remove("refundOf"); }, Rejected, "MISSING_REFUND_OF"),
+        ("refund of zero", |d| *d = refund(d["orderId"].as_str().unwrap(), "alice", "some-order", Some(0)), Rejected, "INVALID_AMOUNT"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_kind_of_bad_order_is_recorded_and_announced_with_its_reason() {
+    let run = Run::new().await;
+    let cases = corpus();
+    assert!(cases.len() >= 25);
+    let mut ids = Vec::new();
+    for (i, (_, edit, _, _)) in cases.iter().enumerate() {
+        let mut detail = base(&order_id(&format!("bad{i}")));
+        edit(&mut detail);
+        ids.push(detail["orderId"].as_str().unwrap().to_string());
+        run.submit(detail).await;
+    }
+    let all = run.all_until_terminal(&ids).await;
+    for ((kind, _, status, reason), id) in cases.iter().zip(&ids) {
+        let last = all[id].last().unwrap();
+        assert_eq!((last.status, last.reason.as_deref()), (*status, Some(*reason)), "{kind}");
+        let task = run.task(id).await;
+        assert_eq!(task.reason.map(|r| r.as_str()), Some(*reason), "{kind}: recorded");
+    }
+    run.close().await;
+}
+
+/// Messages with no order in them: each ends in its queue's dead-letter queue, named in the logs.
+#[tokio::test(flavor = "multi_thread")]
+async fn messages_with_no_order_in_them_end_in_a_dead_letter_queue() {
+    let run = Run::new().await;
+    let sqs = aws_sdk_sqs::Client::new(&run.aws);
+    let marker = order_id("poison");
+    let url = |key: &str| stack().output(key).unwrap().to_string();
+    let poison = [
+        ("IntakeQueueUrl", "intake", format!("not json {marker}")),
+        ("IntakeQueueUrl", "intake", json!({"detail-type": "SomethingElse", "source": "x", "detail": {"marker": marker}}).to_string()),
+        ("IntakeQueueUrl", "intake", json!({"detail-type": "OrderSubmitted", "source": "taskflow.orders", "detail": {"owner": marker}}).to_string()),
+        ("IntakeQueueUrl", "intake", json!({"detail-type": "OrderSubmitted", "source": "taskflow.orders", "detail": {"orderId": 7, "m": marker}}).to_string()),
+        ("PurchaseQueueUrl", "purchase", json!({"order": {"orderId": marker}}).to_string()),
+        ("PurchaseQueueUrl", "purchase", format!("{{{{{marker}")),
+        ("NotificationQueueUrl", "notification", json!({"taskToken": 5, "m": marker}).to_string()),
+        ("RefundQueueUrl", "refund", format!("\u{0}binary{marker}")),
+    ];
+    for (queue, _, body) in &poison {
+        sqs.send_message().queue_url(url(queue)).message_body(body).send().await.unwrap();
+    }
+    // An order event without an order id, published as a producer would.
+    run.submit(json!({"schemaVersion": 1, "owner": marker})).await;
+
+    let expected = |dlq: &str| poison.iter().filter(|(_, d, _)| *d == dlq).count() + usize::from(dlq == "intake");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut found = std::collections::BTreeMap::new();
+        for dlq in taskflow::dlq::queues(stack()) {
+            let mut n = 0;
+            taskflow::dlq::drain(&sqs, &dlq.url, false, 1000, |dead, _| {
+                n += usize::from(dead.body.contains(&marker));
+                async { Ok(()) }
+            })
+            .await
+            .unwrap();
+            found.insert(dlq.name.clone(), n);
+        }
+        let done = ["intake", "purchase", "notification", "refund"].iter().all(|q| found[*q] == expected(q));
+        if done {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not all poison reached a DLQ: {found:?}");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    run.close().await;
+}
