@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed-$(shell sha1sum infra/local/requirements.txt | cut
 CARGO   ?= cargo
 TASKFLOW := ./target/debug/taskflow
 
-.PHONY: setup build demo up test lint schemas clean
+.PHONY: setup build demo up test lint schemas chaos clean
 
 # The pinned Python tools (moto server, SAM translator, cfn-lint) in a project venv.
 $(STAMP): infra/local/requirements.txt
@@ -33,6 +33,10 @@ lint: setup
 
 test: setup build lint
 	$(CARGO) test --locked --workspace
+
+# 1000 orders under every fault at once; prints one line of figures (see tests/tests/chaos.rs).
+chaos: setup build
+	CHAOS_ORDERS=$${CHAOS_ORDERS:-1000} $(CARGO) test --locked -p taskflow-e2e --test chaos -- --ignored --nocapture
 
 # Regenerate contracts/schemas from the Rust types after a deliberate contract change.
 schemas:

@@ -15,9 +15,16 @@ static STACK: OnceLock<StackInfo> = OnceLock::new();
 
 /// The shared stack, started on first use.
 pub fn stack() -> &'static StackInfo {
+    stack_with(|_| {})
+}
+
+/// The shared stack, started on first use with `configure` applied to its options (fault
+/// injection, template parameters); a later call gets the stack as first started.
+pub fn stack_with(configure: impl FnOnce(&mut Options)) -> &'static StackInfo {
     STACK.get_or_init(|| {
         let state_dir = std::env::temp_dir().join(format!("taskflow-e2e-{}", std::process::id()));
         let mut options = Options::new(&state_dir);
+        configure(&mut options);
         // Tests run from the test binary in target/*/deps; the functions are built beside it.
         for binary in ["intake", "purchase", "notification", "publisher"] {
             assert!(
@@ -130,6 +137,36 @@ impl Run {
             .await
             .unwrap()
             .expect("the task is recorded")
+    }
+
+    /// The task, if it is recorded yet.
+    pub async fn try_task(&self, order_id: &str) -> Option<TaskRecord> {
+        DynamoTaskStore::new(&self.aws, stack().output("TaskTableName").unwrap()).get(order_id).await.unwrap()
+    }
+
+    /// Notices sent, per `outbox/{owner}/{order}/{STATUS}` (one object per send).
+    pub async fn outbox_counts(&self) -> std::collections::HashMap<String, usize> {
+        let s3 = aws_sdk_s3::Client::new(&self.aws);
+        let mut counts = std::collections::HashMap::new();
+        let mut token = None;
+        loop {
+            let out = s3
+                .list_objects_v2()
+                .bucket(stack().output("TaskBucketName").unwrap())
+                .prefix("outbox/")
+                .set_continuation_token(token)
+                .send()
+                .await
+                .unwrap();
+            for key in out.contents.unwrap_or_default().into_iter().filter_map(|o| o.key) {
+                let status = key.rsplit_once('-').map_or(key.as_str(), |(head, _)| head).to_string();
+                *counts.entry(status).or_insert(0) += 1;
+            }
+            token = out.next_continuation_token;
+            if token.is_none() {
+                return counts;
+            }
+        }
     }
 
     pub async fn ledger(&self, order_id: &str) -> Option<LedgerEntry> {

@@ -1,0 +1,127 @@
+//! Chaos: orders under every fault at once — every SQS batch delivered twice, function processes
+//! killed mid-batch, 30 % transient payment failures, malformed messages in every queue — and
+//! still no order lost, nothing charged, refunded or notified twice, stock and ledger balanced.
+//! Prints one line of figures. `CHAOS_ORDERS` sets the count (300 by default; `make chaos` runs
+//! 1000). Not in `make test` yet: see the ignore reason and the README's known gaps.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+use taskflow::local::Faults;
+use taskflow_contracts::TaskStatus;
+use taskflow_e2e::{order_id, purchase, stack, stack_with, Run};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "run by `make chaos`: one 300-order run of three ended with the stock off, cause not found yet"]
+async fn no_order_is_lost_and_nothing_happens_twice_under_faults() {
+    let orders: usize = std::env::var("CHAOS_ORDERS").ok().and_then(|n| n.parse().ok()).unwrap_or(300);
+    stack_with(|options| {
+        options.faults = Faults { duplicate_deliveries: true, kill_rate: 0.05, payment_fault_rate: 0.3, payment_latency_ms: 0 };
+        // Crashed batches come back after this, not after a minute.
+        options.parameters.insert("QueueVisibilityTimeout".into(), "10".into());
+    });
+    let run = Run::new().await;
+    let started = Instant::now();
+    let sku = run.new_sku("CHAOS", 10 * orders as u64).await;
+    let initial = 10 * orders as u64;
+
+    // The orders, in PutEvents calls of 10 as a busy producer would send them, with malformed
+    // messages thrown into every queue along the way.
+    let sqs = aws_sdk_sqs::Client::new(&run.aws);
+    let events = aws_sdk_eventbridge::Client::new(&run.aws);
+    let mut ids = Vec::new();
+    let mut quantities = HashMap::new();
+    let mut malformed = 0;
+    for chunk in 0..orders.div_ceil(10) {
+        let mut entries = Vec::new();
+        for i in chunk * 10..((chunk + 1) * 10).min(orders) {
+            let id = order_id(&format!("chaos{i}"));
+            let quantity = (i % 3 + 1) as u32;
+            quantities.insert(id.clone(), u64::from(quantity));
+            entries.push(
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .source("taskflow.orders")
+                    .detail_type("OrderSubmitted")
+                    .event_bus_name(stack().output("EventBusName").unwrap())
+                    .detail(purchase(&id, &format!("owner{}", i % 7), &[(&sku, quantity, 1000)], "tok_approve").to_string())
+                    .build(),
+            );
+            ids.push(id);
+        }
+        let out = events.put_events().set_entries(Some(entries)).send().await.unwrap();
+        assert_eq!(out.failed_entry_count, 0);
+        if chunk % 5 == 0 {
+            for queue in ["IntakeQueueUrl", "PurchaseQueueUrl", "NotificationQueueUrl", "RefundQueueUrl"] {
+                sqs.send_message().queue_url(stack().output(queue).unwrap()).message_body(format!("malformed {chunk}")).send().await.unwrap();
+                malformed += 1;
+            }
+        }
+    }
+
+    // Wait for every task to reach a terminal status (from the table: the truth).
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let mut tasks = HashMap::new();
+    loop {
+        for id in &ids {
+            if !tasks.get(id).is_some_and(|t: &taskflow_shared::tasks::TaskRecord| t.status.is_terminal()) {
+                if let Some(task) = run.try_task(id).await {
+                    tasks.insert(id.clone(), task);
+                }
+            }
+        }
+        let open = ids.iter().filter(|id| !tasks.get(*id).is_some_and(|t| t.status.is_terminal())).count();
+        if open == 0 || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    // Let late duplicates and redeliveries run out before counting effects.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+
+    let terminal = tasks.values().filter(|t| t.status.is_terminal()).count();
+    let completed: Vec<&String> = ids.iter().filter(|id| tasks.get(*id).is_some_and(|t| t.status == TaskStatus::Completed)).collect();
+    let mut by_status = BTreeMap::new();
+    for t in tasks.values() {
+        *by_status.entry(format!("{}{}", t.status, t.reason.map(|r| format!("/{r}")).unwrap_or_default())).or_insert(0) += 1;
+    }
+
+    // Money, from the provider's own records.
+    let mut double_charges = 0;
+    let mut double_refunds = 0;
+    let mut unbalanced = 0;
+    for id in &ids {
+        let (charges, charged, refunds, refunded) = run.provider(id).await;
+        double_charges += usize::from(charges > 1);
+        double_refunds += usize::from(refunds > 1 || refunded > charged);
+        let ledger = run.ledger(id).await;
+        let ok = match (&ledger, tasks.get(id).map(|t| t.status)) {
+            (Some(e), Some(TaskStatus::Completed)) => charges == 1 && e.charged == charged && e.refunded == refunded && refunded == 0,
+            (Some(e), _) => e.charged == charged && e.refunded == refunded && charged == refunded,
+            (None, _) => charges == 0 && refunds == 0,
+        };
+        unbalanced += usize::from(!ok);
+    }
+    // Notices, one object per send: more than one per order and status is a double.
+    let notices = run.outbox_counts().await;
+    let double_notifications = notices.values().filter(|n| **n > 1).count();
+    let mut dlq = 0;
+    for queue in taskflow::dlq::queues(stack()) {
+        dlq += taskflow::dlq::depth(&sqs, &queue.url).await.unwrap();
+    }
+    let sold: u64 = completed.iter().map(|id| quantities[*id]).sum();
+    let available = run.available(&sku).await;
+    let stock_balanced = available + sold == initial;
+
+    let lost = orders - terminal;
+    println!(
+        "chaos: orders={orders} terminal={terminal} lost={lost} completed={} double_charges={double_charges} double_refunds={double_refunds} double_notifications={double_notifications} dlq_entries={dlq} malformed_injected={malformed} stock_balanced={stock_balanced} (sold {sold}, {} taken) ledger_unbalanced={unbalanced} seconds={:.0} outcomes={by_status:?}",
+        completed.len(),
+        initial - available,
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(lost, 0, "orders lost");
+    assert_eq!((double_charges, double_refunds, double_notifications), (0, 0, 0), "something happened twice");
+    assert!(stock_balanced, "stock does not add up");
+    assert_eq!(unbalanced, 0, "ledger and provider disagree");
+    assert!(dlq >= malformed as u64 / 2, "malformed messages went somewhere other than a DLQ");
+    run.close().await;
+}
