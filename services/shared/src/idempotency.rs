@@ -105,11 +105,7 @@ impl DynamoIdempotency {
 }
 
 fn unavailable<E: std::error::Error + 'static>(e: aws_sdk_dynamodb::error::SdkError<E>) -> IdempotencyError {
-    IdempotencyError(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
-}
-
-fn conditional_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &aws_sdk_dynamodb::error::SdkError<E>) -> bool {
-    e.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
+    IdempotencyError(crate::dynamo::describe(&e))
 }
 
 fn epoch(at: DateTime<Utc>) -> AttributeValue {
@@ -139,7 +135,7 @@ impl Idempotency for DynamoIdempotency {
             .await;
         match result {
             Ok(_) => Ok(Claim::Proceed),
-            Err(e) if conditional_failed(&e) => {
+            Err(e) if crate::dynamo::conditional_failed(&e) => {
                 let item = self
                     .client
                     .get_item()
@@ -189,7 +185,7 @@ impl Idempotency for DynamoIdempotency {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if conditional_failed(&e) => Ok(()),
+            Err(e) if crate::dynamo::conditional_failed(&e) => Ok(()),
             Err(e) => Err(unavailable(e)),
         }
     }

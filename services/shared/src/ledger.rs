@@ -96,15 +96,11 @@ impl DynamoLedger {
 }
 
 fn unavailable<E: std::error::Error + 'static>(e: aws_sdk_dynamodb::error::SdkError<E>) -> LedgerError {
-    LedgerError(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
+    LedgerError(crate::dynamo::describe(&e))
 }
 
 fn attr<T: Serialize>(value: &T) -> AttributeValue {
     serde_dynamo::to_attribute_value(value).expect("ledger fields serialise")
-}
-
-fn conditional_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &aws_sdk_dynamodb::error::SdkError<E>) -> bool {
-    e.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
 
 #[async_trait]
@@ -135,7 +131,7 @@ impl Ledger for DynamoLedger {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if conditional_failed(&e) => Ok(()),
+            Err(e) if crate::dynamo::conditional_failed(&e) => Ok(()),
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -156,7 +152,7 @@ impl Ledger for DynamoLedger {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if conditional_failed(&e) => Ok(()),
+            Err(e) if crate::dynamo::conditional_failed(&e) => Ok(()),
             Err(e) => Err(unavailable(e)),
         }
     }
@@ -189,7 +185,7 @@ impl Ledger for DynamoLedger {
             .await;
         match result {
             Ok(_) => Ok(Applied::Applied),
-            Err(e) if conditional_failed(&e) => {
+            Err(e) if crate::dynamo::conditional_failed(&e) => {
                 // Someone else moved it: tell which way.
                 let now = self.get(order_id).await?.ok_or_else(|| LedgerError("entry vanished".into()))?;
                 if now.refunds.contains_key(refund_id) {

@@ -14,6 +14,7 @@ pub mod callback;
 pub mod clients;
 pub mod config;
 pub mod driver;
+pub mod dynamo;
 pub mod fakes;
 pub mod idempotency;
 pub mod inventory;
