@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed-$(shell sha1sum infra/local/requirements.txt | cut
 CARGO   ?= cargo
 TASKFLOW := ./target/debug/taskflow
 
-.PHONY: setup build demo up test lint schemas chaos clean
+.PHONY: setup build demo up test lint schemas chaos fuzz clean
 
 # The pinned Python tools (moto server, SAM translator, cfn-lint) in a project venv.
 $(STAMP): infra/local/requirements.txt
@@ -37,6 +37,10 @@ test: setup build lint
 # 1000 orders under every fault at once; prints one line of figures (see tests/tests/chaos.rs).
 chaos: setup build
 	CHAOS_ORDERS=$${CHAOS_ORDERS:-1000} $(CARGO) test --locked -p taskflow-e2e --test chaos -- --ignored --nocapture
+
+# The in-repo fuzz harness (tests/src/fuzz.rs) for FUZZ_SECONDS (default 60); make test runs a short pass.
+fuzz: build
+	./target/debug/fuzz $${FUZZ_SECONDS:-60}
 
 # Regenerate contracts/schemas from the Rust types after a deliberate contract change.
 schemas:

@@ -5,6 +5,8 @@
 //!
 //! Tests talk to it only as an outside client would: the AWS SDK against `StackInfo`.
 
+pub mod fuzz;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
