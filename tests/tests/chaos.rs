@@ -111,6 +111,16 @@ async fn no_order_is_lost_and_nothing_happens_twice_under_faults() {
     let available = run.available(&sku).await;
     let stock_balanced = available + sold == initial;
 
+    if !stock_balanced {
+        // Which completed orders have no reservation mark on their ledger entry?
+        let mut unmarked = Vec::new();
+        for id in &completed {
+            if run.ledger(id).await.and_then(|e| e.stock) != Some(taskflow_shared::ledger::StockState::Reserved) {
+                unmarked.push((*id).clone());
+            }
+        }
+        println!("chaos: completed orders without a reservation mark: {unmarked:?}");
+    }
     let lost = orders - terminal;
     println!(
         "chaos: orders={orders} terminal={terminal} lost={lost} completed={} double_charges={double_charges} double_refunds={double_refunds} double_notifications={double_notifications} dlq_entries={dlq} malformed_injected={malformed} stock_balanced={stock_balanced} (sold {sold}, {} taken) ledger_unbalanced={unbalanced} seconds={:.0} outcomes={by_status:?}",
