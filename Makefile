@@ -36,7 +36,7 @@ test: setup build lint
 
 # 1000 orders under every fault at once; prints one line of figures (see tests/tests/chaos.rs).
 chaos: setup build
-	CHAOS_ORDERS=$${CHAOS_ORDERS:-1000} $(CARGO) test --locked -p taskflow-e2e --test chaos -- --ignored --nocapture
+	CHAOS_ORDERS=$${CHAOS_ORDERS:-1000} $(CARGO) test --locked -p taskflow-e2e --test chaos -- --nocapture
 
 # The in-repo fuzz harness (tests/src/fuzz.rs) for FUZZ_SECONDS (default 60); make test runs a short pass.
 fuzz: build

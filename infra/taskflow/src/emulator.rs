@@ -1,5 +1,7 @@
 //! The local AWS emulator: a pinned moto server process on a free loopback port, with real ASL
-//! execution switched on before anything is created.
+//! execution switched on before anything is created. It is started through
+//! `infra/local/emulator.py`, which serialises moto's DynamoDB operations: moto's cancelled
+//! transactions otherwise roll back concurrent writes of other requests (see that file).
 
 use crate::process;
 use anyhow::{bail, Context, Result};
@@ -16,15 +18,15 @@ pub struct Emulator {
 
 impl Emulator {
     pub async fn start(root: &Path, log: &Path) -> Result<Emulator> {
-        let moto = crate::paths::venv_bin(root, "moto_server");
-        if !moto.is_file() {
-            bail!("{} not found: run `make setup` first (it installs the pinned moto into .venv)", moto.display());
+        let python = crate::paths::venv_bin(root, "python");
+        if !crate::paths::venv_bin(root, "moto_server").is_file() {
+            bail!("{} not found: run `make setup` first (it installs the pinned moto into .venv)", python.display());
         }
         let port = process::free_port()?;
-        let mut cmd = process::command(&moto);
-        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()]);
+        let mut cmd = process::command(&python);
+        cmd.arg(root.join("infra/local/emulator.py")).args(["-H", "127.0.0.1", "-p", &port.to_string()]);
         process::log_to(&mut cmd, log)?;
-        let child = cmd.spawn().with_context(|| format!("starting {}", moto.display()))?;
+        let child = cmd.spawn().with_context(|| format!("starting the emulator with {}", python.display()))?;
         let mut emulator = Emulator { endpoint: format!("http://127.0.0.1:{port}"), port, child };
 
         let started = Instant::now();
