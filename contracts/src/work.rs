@@ -16,6 +16,10 @@ pub struct PurchaseWork {
     pub schema_version: u32,
     pub task_token: TaskToken,
     pub order: OrderSubmitted,
+    /// The order's X-Ray trace header (`Root=…;Parent=…;Sampled=…`), so the service's work joins
+    /// the order's one trace. Absent (older producers): the service starts a new trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_header: Option<String>,
 }
 
 /// What the purchase service answers on success; the state machine keeps it at `$.purchase`.
@@ -46,6 +50,10 @@ pub struct RefundWork {
     pub task_token: TaskToken,
     pub purpose: RefundPurpose,
     pub order: OrderSubmitted,
+    /// The order's X-Ray trace header (`Root=…;Parent=…;Sampled=…`), so the service's work joins
+    /// the order's one trace. Absent (older producers): the service starts a new trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_header: Option<String>,
 }
 
 /// What the refund service answers on success; the state machine keeps it at `$.refund`.
@@ -87,6 +95,10 @@ pub struct NotificationWork {
     /// Set when `outcome` is `failed`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<StepFailure>,
+    /// The order's X-Ray trace header (`Root=…;Parent=…;Sampled=…`), so the service's work joins
+    /// the order's one trace. Absent (older producers): the service starts a new trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_header: Option<String>,
 }
 
 /// What the notification service answers.

@@ -29,6 +29,9 @@ from samtranslator.translator.translator import Translator
 from samtranslator.yaml_helper import yaml_parse
 
 LAMBDA_TYPES = {"AWS::Lambda::Function", "AWS::Lambda::EventSourceMapping", "AWS::Lambda::Permission"}
+# CloudWatch watches AWS's own metrics of the functions (which run in the local host, not in the
+# emulator) and the emulator does not implement it: these are checked by cfn-lint, not deployed.
+MONITORING_TYPES = {"AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard"}
 PLACEHOLDER_CODE = "s3://taskflow-local-placeholder/bootstrap.zip"
 
 
@@ -128,10 +131,27 @@ def plan_local(cfn, binaries, definitions):
                 "definition": spec["text"],
                 "substitutions": {k: resolver.want(v) for k, v in spec["substitutions"].items()},
             })
-    for logical_id in [k for k, r in resources.items() if r["Type"] in LAMBDA_TYPES]:
+    for logical_id in [k for k, r in resources.items() if r["Type"] in LAMBDA_TYPES | MONITORING_TYPES]:
         del resources[logical_id]
+    known = set(resources) | set(cfn.get("Parameters", {}))
+    for name in [k for k, o in cfn.get("Outputs", {}).items() if refers_to_missing(o, known)]:
+        del cfn["Outputs"][name]
     cfn.setdefault("Outputs", {}).update(resolver.outputs)
     return functions, mappings, machines
+
+
+def refers_to_missing(value, known):
+    """Whether a template value refers (Ref / GetAtt) to a resource or parameter not in `known`."""
+    if isinstance(value, dict):
+        if "Ref" in value and isinstance(value["Ref"], str):
+            return not value["Ref"].startswith("AWS::") and value["Ref"] not in known
+        if "Fn::GetAtt" in value:
+            target = value["Fn::GetAtt"]
+            return (target[0] if isinstance(target, list) else target.split(".")[0]) not in known
+        return any(refers_to_missing(v, known) for v in value.values())
+    if isinstance(value, list):
+        return any(refers_to_missing(v, known) for v in value)
+    return False
 
 
 def create_stack(cfn, stack_name, parameters, endpoint, region):

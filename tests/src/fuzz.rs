@@ -103,7 +103,7 @@ struct Workflows(Mutex<Vec<String>>);
 
 #[async_trait]
 impl taskflow_intake::Workflows for Workflows {
-    async fn start(&self, name: &str, _input: &str) -> Result<taskflow_intake::Started, taskflow_intake::WorkflowError> {
+    async fn start(&self, name: &str, _input: &str, _trace_header: Option<&str>) -> Result<taskflow_intake::Started, taskflow_intake::WorkflowError> {
         let mut started = self.0.lock().unwrap();
         if started.iter().any(|n| n == name) {
             return Ok(taskflow_intake::Started::Existing(name.into()));
@@ -168,6 +168,7 @@ pub async fn exercise(input: &[u8]) {
 
     // The task-token driver: every message is answered, done, or reported — never dropped.
     let driver = Driver {
+        name: "test",
         worker: Echo,
         callback: RecordingCallback::default(),
         redelivery: NoDelay,

@@ -15,6 +15,16 @@ use taskflow::stack::StackInfo;
 
 static STACK: OnceLock<StackInfo> = OnceLock::new();
 
+/// Where this test process's stack keeps its state.
+fn state_dir() -> PathBuf {
+    std::env::temp_dir().join(format!("taskflow-e2e-{}", std::process::id()))
+}
+
+/// The function and emulator logs of this test process's stack, one file each.
+pub fn log_dir() -> PathBuf {
+    state_dir().join("logs")
+}
+
 /// The shared stack, started on first use.
 pub fn stack() -> &'static StackInfo {
     stack_with(|_| {})
@@ -24,7 +34,7 @@ pub fn stack() -> &'static StackInfo {
 /// injection, template parameters); a later call gets the stack as first started.
 pub fn stack_with(configure: impl FnOnce(&mut Options)) -> &'static StackInfo {
     STACK.get_or_init(|| {
-        let state_dir = std::env::temp_dir().join(format!("taskflow-e2e-{}", std::process::id()));
+        let state_dir = state_dir();
         let mut options = Options::new(&state_dir);
         configure(&mut options);
         // Tests run from the test binary in target/*/deps; the functions are built beside it.

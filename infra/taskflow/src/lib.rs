@@ -12,3 +12,5 @@ pub mod plan;
 pub mod process;
 pub mod sources;
 pub mod stack;
+pub mod trace;
+pub mod xray;

@@ -100,6 +100,15 @@ impl LocalStack {
 
         let (shutdown, watcher) = watch::channel(false);
         let mut extra_env = options.extra_env.clone();
+        // Lambda runs an X-Ray daemon beside every function; here the stack does.
+        let daemon = match crate::xray::Daemon::start(&aws, watcher.clone()).await {
+            Ok(daemon) => daemon,
+            Err(e) => {
+                emulator.stop().await;
+                return Err(e);
+            }
+        };
+        extra_env.insert("AWS_XRAY_DAEMON_ADDRESS".into(), daemon.address.to_string());
         let faults = &options.faults;
         if faults.payment_fault_rate > 0.0 {
             extra_env.insert("SANDBOX_FAULT_RATE".into(), faults.payment_fault_rate.to_string());

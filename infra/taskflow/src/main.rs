@@ -61,6 +61,13 @@ enum Command {
         #[command(subcommand)]
         command: Dlq,
     },
+    /// Draw an order's trace (from its task record's trace id, via the X-Ray API) as a waterfall.
+    Trace {
+        order_id: String,
+        /// The segment documents as JSON, one a line, instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print TaskStatusChanged events as they arrive.
     Events {
         /// Keep following until Ctrl-C (otherwise stop after --wait seconds without events).
@@ -170,6 +177,7 @@ async fn main() {
         Command::Events { follow, wait, json } => events(&state_dir, follow, wait, json).await,
         Command::Tasks { owner, json } => tasks(&state_dir, &owner, json).await,
         Command::Receipt { order_id, out } => receipt(&state_dir, &order_id, out).await,
+        Command::Trace { order_id, json } => trace(&state_dir, &order_id, json).await,
     };
     if let Err(e) = result {
         eprintln!("taskflow: {e:#}");
@@ -286,6 +294,23 @@ async fn submit(state_dir: &std::path::Path, order: SubmitOrder) -> Result<()> {
     Ok(())
 }
 
+async fn trace(state_dir: &std::path::Path, order_id: &str, json: bool) -> Result<()> {
+    let client = Client::connect(&StackInfo::load(&stack_file(state_dir))?).await?;
+    let Some(task) = client.task(order_id).await? else { bail!("no task for order {order_id}") };
+    let Some(trace_id) = task.trace_id.clone() else { bail!("the task of {order_id} has no trace id") };
+    let documents = taskflow::trace::documents(&client.aws, &trace_id).await?;
+    if json {
+        for document in &documents {
+            println!("{document}");
+        }
+        return Ok(());
+    }
+    let spans = taskflow::trace::spans(&documents)?;
+    println!("order {order_id}  trace {trace_id}  {} segments, {} spans", spans.iter().filter(|s| s.segment).count(), spans.len());
+    print!("{}", taskflow::trace::waterfall(&spans));
+    Ok(())
+}
+
 async fn status(state_dir: &std::path::Path, order_id: &str, json: bool) -> Result<()> {
     let client = Client::connect(&StackInfo::load(&stack_file(state_dir))?).await?;
     let Some(task) = client.task(order_id).await? else { bail!("no task for order {order_id}") };
@@ -309,6 +334,9 @@ async fn status(state_dir: &std::path::Path, order_id: &str, json: bool) -> Resu
     }
     if let Some(of) = &task.refund_of {
         println!("refunds  {of}");
+    }
+    if let Some(trace_id) = &task.trace_id {
+        println!("trace    {trace_id} (taskflow trace {})", task.order_id);
     }
     for receipt in &task.receipts {
         println!("receipt  {receipt}");

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use taskflow_contracts::{EventEnvelope, OrderSubmitted, Reason, TaskStatus, ORDER_SUBMITTED};
 use taskflow_shared::tasks::{Created, Note, StoreError, TaskRecord, TaskStore};
+use taskflow_shared::telemetry;
 use thiserror::Error;
 pub use validate::{validate, Rejection};
 pub use workflows::{Started, WorkflowError, Workflows};
@@ -66,7 +67,10 @@ impl<S: TaskStore, W: Workflows> Intake<S, W> {
     }
 
     async fn receive(&self, order: OrderSubmitted, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
+        let trace = telemetry::current_header_or_new();
         let mut task = TaskRecord::new(&order.order_id, &order.owner, TaskStatus::Received, None, now);
+        task.trace_id = telemetry::trace_id_in(&trace).map(str::to_string);
+        task.trace_header = Some(trace.clone());
         task.kind = Some(order.kind);
         task.currency = order.currency.clone();
         task.items = order.items.clone();
@@ -82,8 +86,10 @@ impl<S: TaskStore, W: Workflows> Intake<S, W> {
                 return Ok(Accepted::Duplicate { order_id: order.order_id, status: existing.status });
             }
         }
-        let input = serde_json::to_string(&order).expect("orders always serialise");
-        let (execution_arn, new) = match self.workflows.start(&order.order_id, &input).await? {
+        // The execution carries the trace into every message it sends (`$.traceHeader`).
+        let mut input = serde_json::to_value(&order).expect("orders always serialise");
+        input["traceHeader"] = Value::from(trace.as_str());
+        let (execution_arn, new) = match self.workflows.start(&order.order_id, &input.to_string(), Some(&trace)).await? {
             Started::New(arn) => (arn, true),
             Started::Existing(arn) => (arn, false),
         };
@@ -100,6 +106,9 @@ impl<S: TaskStore, W: Workflows> Intake<S, W> {
         let mut task = TaskRecord::new(order_id, owner.chars().take(validate::MAX_OWNER_CHARS).collect::<String>(), TaskStatus::Rejected, Some(rejection.reason), now);
         task.kind = detail.get("kind").and_then(|k| serde_json::from_value(k.clone()).ok());
         task.reason_detail = Some(rejection.detail);
+        let trace = telemetry::current_header_or_new();
+        task.trace_id = telemetry::trace_id_in(&trace).map(str::to_string);
+        task.trace_header = Some(trace);
         match self.tasks.create(&task).await? {
             Created::Created => Ok(Accepted::Rejected { order_id: order_id.to_string(), reason: rejection.reason }),
             Created::Exists(existing) => Ok(Accepted::Duplicate { order_id: order_id.to_string(), status: existing.status }),

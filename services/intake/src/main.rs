@@ -7,11 +7,11 @@ use std::sync::Arc;
 use taskflow_intake::{workflows::StepFunctionsWorkflows, Intake, IntakeError};
 use taskflow_shared::driver::{Redelivery, RetryPolicy, SqsRedelivery};
 use taskflow_shared::{clients, config, tasks::DynamoTaskStore, telemetry};
-use tracing::{error, info};
+use tracing::{error, info, Instrument};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    telemetry::init();
+    let telemetry = Arc::new(telemetry::init("intake"));
     let aws = clients::load().await;
     let intake = Arc::new(Intake {
         tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
@@ -20,35 +20,55 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let redelivery = Arc::new(SqsRedelivery::new(&aws, config::required("INTAKE_QUEUE_URL")?));
     let policy = RetryPolicy::from_env()?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
-        let (intake, redelivery) = (intake.clone(), redelivery.clone());
+        let (intake, redelivery, telemetry) = (intake.clone(), redelivery.clone(), telemetry.clone());
+        let invocation = telemetry::invocation(&event.context);
         async move {
             let mut response = SqsBatchResponse::default();
             for message in event.payload.records {
                 let body = message.body.as_deref().unwrap_or_default();
-                match intake.accept(body, chrono::Utc::now()).await {
-                    Ok(accepted) => info!(outcome = ?accepted, "order event handled"),
-                    Err(e) => {
-                        // Left on the queue: redelivered after a backoff if transient; at once if
-                        // there is no order in it, so it reaches the dead-letter queue quickly.
-                        error!(error = %e, message_id = message.message_id.as_deref().unwrap_or_default(), "order event not handled");
-                        let attempt = message.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
-                        let seconds = match e {
-                            IntakeError::NotAnOrder(_) => 0,
-                            _ => policy.delay_after(attempt),
-                        };
-                        if let Some(receipt) = message.receipt_handle.as_deref() {
-                            if let Err(e) = redelivery.delay(receipt, seconds).await {
-                                error!(error = %e, "could not set the redelivery delay");
-                            }
+                // EventBridge passes the producer's trace (PutEvents `TraceHeader`) on as the
+                // message's AWSTraceHeader; without one, the order's trace starts here.
+                let header = message.attributes.get(telemetry::TRACE_HEADER).map(String::as_str);
+                let span = telemetry::continue_trace("intake", header);
+                if let Some(order_id) = serde_json::from_str::<serde_json::Value>(body).ok().and_then(|e| e["detail"]["orderId"].as_str().map(str::to_string)) {
+                    span.record("order_id", order_id.as_str());
+                }
+                let failed = async {
+                    match intake.accept(body, chrono::Utc::now()).await {
+                        Ok(accepted) => {
+                            info!(outcome = ?accepted, "order event handled");
+                            false
                         }
-                        let mut failure = BatchItemFailure::default();
-                        failure.item_identifier = message.message_id.clone().unwrap_or_default();
-                        response.batch_item_failures.push(failure);
+                        Err(e) => {
+                            // Left on the queue: redelivered after a backoff if transient; at once
+                            // if there is no order in it, so it reaches the dead-letter queue quickly.
+                            error!(error = %e, message_id = message.message_id.as_deref().unwrap_or_default(), "order event not handled");
+                            let attempt = message.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
+                            let seconds = match e {
+                                IntakeError::NotAnOrder(_) => 0,
+                                _ => policy.delay_after(attempt),
+                            };
+                            if let Some(receipt) = message.receipt_handle.as_deref() {
+                                if let Err(e) = redelivery.delay(receipt, seconds).await {
+                                    error!(error = %e, "could not set the redelivery delay");
+                                }
+                            }
+                            true
+                        }
                     }
                 }
+                .instrument(span)
+                .await;
+                if failed {
+                    let mut failure = BatchItemFailure::default();
+                    failure.item_identifier = message.message_id.clone().unwrap_or_default();
+                    response.batch_item_failures.push(failure);
+                }
             }
+            telemetry.flush();
             Ok::<_, lambda_runtime::Error>(response)
         }
+        .instrument(invocation)
     }))
     .await
 }

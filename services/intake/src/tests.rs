@@ -12,7 +12,7 @@ struct FakeWorkflows {
 
 #[async_trait]
 impl Workflows for FakeWorkflows {
-    async fn start(&self, name: &str, input: &str) -> Result<Started, WorkflowError> {
+    async fn start(&self, name: &str, input: &str, _trace_header: Option<&str>) -> Result<Started, WorkflowError> {
         let mut executions = self.executions.lock().unwrap();
         let arn = format!("arn:aws:states:us-east-1:123456789012:execution:order:{name}");
         if executions.iter().any(|(n, _)| n == name) {

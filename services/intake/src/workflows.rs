@@ -18,7 +18,9 @@ pub struct WorkflowError(pub String);
 #[async_trait]
 pub trait Workflows: Send + Sync {
     /// Starts the order workflow named `name` (the order id) with `input`, at most once per name.
-    async fn start(&self, name: &str, input: &str) -> Result<Started, WorkflowError>;
+    /// `trace_header` makes the execution part of the order's trace (Step Functions' own
+    /// segments, on AWS).
+    async fn start(&self, name: &str, input: &str, trace_header: Option<&str>) -> Result<Started, WorkflowError>;
 }
 
 pub struct StepFunctionsWorkflows {
@@ -39,13 +41,14 @@ impl StepFunctionsWorkflows {
 
 #[async_trait]
 impl Workflows for StepFunctionsWorkflows {
-    async fn start(&self, name: &str, input: &str) -> Result<Started, WorkflowError> {
+    async fn start(&self, name: &str, input: &str, trace_header: Option<&str>) -> Result<Started, WorkflowError> {
         let result = self
             .client
             .start_execution()
             .state_machine_arn(&self.state_machine_arn)
             .name(name)
             .input(input)
+            .set_trace_header(trace_header.map(str::to_string))
             .send()
             .await;
         match result {

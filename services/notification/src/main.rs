@@ -6,7 +6,7 @@ use taskflow_shared::{clients, config, driver, tasks::DynamoTaskStore, telemetry
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    telemetry::init();
+    let telemetry = telemetry::init("notification");
     let aws = clients::load().await;
     let notifier = config::required("NOTIFIER")?;
     if notifier != "outbox" {
@@ -19,5 +19,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         notifier: Bucket::new(&aws, bucket),
         once: Box::new(DynamoIdempotency::from_env(&aws)?),
     };
-    driver::run(notification, &aws).await
+    driver::run(telemetry, notification, &aws).await
 }

@@ -53,6 +53,7 @@ fn work(outcome: Outcome, error: Option<&str>) -> NotificationWork {
         kind: OrderKind::Purchase,
         outcome,
         failure: error.map(|e| StepFailure { error: e.into(), cause: None }),
+        trace_header: None,
     }
 }
 

@@ -37,6 +37,8 @@ impl EventBus for EventBridgeBus {
                     .source(TASK_SOURCE)
                     .detail_type(TASK_STATUS_CHANGED)
                     .detail(serde_json::to_string(event).expect("events always serialise"))
+                    // Subscribers' targets (SQS, Lambda, …) continue the order's trace.
+                    .set_trace_header(taskflow_shared::telemetry::current_header())
                     .build()
             });
             let out = self

@@ -7,8 +7,10 @@ pub mod bus;
 
 use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use bus::{EventBus, PublishError};
-use taskflow_contracts::{TaskStatusChanged, SCHEMA_VERSION};
+use taskflow_contracts::{TaskStatus, TaskStatusChanged, SCHEMA_VERSION};
 use taskflow_shared::tasks::TaskRecord;
+use taskflow_shared::{metrics, telemetry};
+use tracing::Instrument;
 use thiserror::Error;
 
 /// The status events for one write: the history entries `new` has beyond `old`.
@@ -36,6 +38,20 @@ pub fn announcements(old: Option<&TaskRecord>, new: &TaskRecord) -> Vec<TaskStat
         .collect()
 }
 
+/// Orders that ended, by how and by kind (metrics `OrdersCompleted`, `OrdersFailed`,
+/// `OrdersRejected`). A redelivered stream record counts again: the metric is for operators'
+/// rates, the events (deduplicated by id) are the record.
+fn count_outcome(event: &TaskStatusChanged) {
+    let name = match event.status {
+        TaskStatus::Completed => "OrdersCompleted",
+        TaskStatus::Failed => "OrdersFailed",
+        TaskStatus::Rejected => "OrdersRejected",
+        _ => return,
+    };
+    let kind = event.kind.map_or("unknown", |k| k.as_str());
+    metrics::count(name, &[("Kind", kind)]);
+}
+
 #[derive(Debug, Error)]
 pub enum RelayError {
     /// A stream record that is not a task record: retried, then sent to the stream's failure
@@ -52,8 +68,10 @@ pub struct Publisher<B> {
 
 impl<B: EventBus> Publisher<B> {
     /// Publishes the status events of a batch of stream records, in order; returns how many.
+    /// Each record's events are published in its order's trace, as a child of the work that
+    /// made the change (the header stored with it).
     pub async fn relay(&self, event: &StreamEvent) -> Result<usize, RelayError> {
-        let mut events = Vec::new();
+        let mut published = 0;
         for record in &event.records {
             if record.event_name == "REMOVE" || record.change.new_image.is_empty() {
                 continue;
@@ -63,10 +81,19 @@ impl<B: EventBus> Publisher<B> {
             };
             let new = decode(&record.change.new_image)?;
             let old = if record.change.old_image.is_empty() { None } else { Some(decode(&record.change.old_image)?) };
-            events.extend(announcements(old.as_ref(), &new));
+            let events = announcements(old.as_ref(), &new);
+            if events.is_empty() {
+                continue;
+            }
+            let span = telemetry::continue_trace("publisher", new.trace_header.as_deref());
+            span.record("order_id", new.order_id.as_str());
+            self.bus.publish(&events).instrument(span).await?;
+            for event in &events {
+                count_outcome(event);
+            }
+            published += events.len();
         }
-        self.bus.publish(&events).await?;
-        Ok(events.len())
+        Ok(published)
     }
 }
 

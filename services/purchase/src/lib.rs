@@ -20,6 +20,7 @@ use taskflow_contracts::{errors, PurchaseResult, PurchaseWork, Reason, TaskStatu
 use taskflow_shared::driver::{Attempt, StepError, TaskWorker};
 use taskflow_shared::idempotency::{once, Idempotency};
 use taskflow_shared::inventory::{Inventory, Reserved};
+use taskflow_shared::metrics;
 use taskflow_shared::ledger::{EntryStatus, Ledger, LedgerEntry};
 use taskflow_shared::payments::{ChargeRequest, PaymentError, PaymentProvider};
 use taskflow_shared::tasks::{Change, TaskRecord, TaskStore, Transitioned};
@@ -95,7 +96,7 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for P
             currency: task.currency.clone(),
             payment_token: order.payment_token.clone().unwrap_or_else(|| taskflow_contracts::PaymentToken::new("")),
         };
-        let charge = match once(&*self.once, &charge_key(id), self.payments.charge(&request)).await {
+        let charge = match once(&*self.once, &charge_key(id), metrics::timed("ChargeLatency", &[("Service", "purchase")], self.payments.charge(&request))).await {
             Ok(charge) => charge,
             Err(taskflow_shared::idempotency::Once::Effect(PaymentError::Declined { code })) => {
                 let change = Change::to(TaskStatus::Failed, Utc::now()).because(Reason::PaymentDeclined, Some(code.clone()));

@@ -6,7 +6,7 @@ use taskflow_shared::{clients, config, driver, inventory::DynamoInventory, ledge
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    telemetry::init();
+    let telemetry = telemetry::init("purchase");
     let aws = clients::load().await;
     let provider = config::required("PAYMENT_PROVIDER")?;
     if provider != "sandbox" {
@@ -20,5 +20,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         ledger: DynamoLedger::new(&aws, ledger_table),
         once: Box::new(DynamoIdempotency::from_env(&aws)?),
     };
-    driver::run(purchase, &aws).await
+    driver::run(telemetry, purchase, &aws).await
 }

@@ -38,7 +38,7 @@ fn purchase_of(order: &OrderSubmitted, stock: u64) -> Subject {
 }
 
 fn work(order: &OrderSubmitted) -> PurchaseWork {
-    PurchaseWork { schema_version: 1, task_token: TaskToken::new("t"), order: order.clone() }
+    PurchaseWork { schema_version: 1, task_token: TaskToken::new("t"), order: order.clone(), trace_header: None }
 }
 
 const FIRST: Attempt = Attempt { number: 1, last: false };

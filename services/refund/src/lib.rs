@@ -108,7 +108,7 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
             amount,
             currency: entry.currency.clone(),
         };
-        let refund = once(&*self.once, &request.idempotency_key, self.payments.refund(&request)).await;
+        let refund = once(&*self.once, &request.idempotency_key, taskflow_shared::metrics::timed("RefundLatency", &[("Service", "refund")], self.payments.refund(&request))).await;
         refund.map(|r| r.refund_id).map_err(|e| {
             StepError::from_once(e, |e| match e {
                 PaymentError::Unavailable(cause) => StepError::retry(errors::PAYMENT_UNAVAILABLE, cause),

@@ -6,7 +6,7 @@ use taskflow_shared::{clients, config, driver, inventory::DynamoInventory, ledge
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    telemetry::init();
+    let telemetry = telemetry::init("refund");
     let aws = clients::load().await;
     let ledger_table = config::required("LEDGER_TABLE")?;
     let refunds = Refunds {
@@ -17,5 +17,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         window: chrono::Duration::days(config::number_or("REFUND_WINDOW_DAYS", 30)?),
         once: Box::new(DynamoIdempotency::from_env(&aws)?),
     };
-    driver::run(refunds, &aws).await
+    driver::run(telemetry, refunds, &aws).await
 }

@@ -57,7 +57,7 @@ fn subject(orders: &[&OrderSubmitted], entries: Vec<LedgerEntry>) -> Subject {
 }
 
 fn work(order: &OrderSubmitted, purpose: RefundPurpose) -> RefundWork {
-    RefundWork { schema_version: 1, task_token: TaskToken::new("t"), purpose, order: order.clone() }
+    RefundWork { schema_version: 1, task_token: TaskToken::new("t"), purpose, order: order.clone(), trace_header: None }
 }
 
 const FIRST: Attempt = Attempt { number: 1, last: false };

@@ -21,12 +21,22 @@ use aws_lambda_events::sqs::BatchItemFailure;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use taskflow_contracts::{errors, NotificationWork, PurchaseWork, RefundWork, TaskToken};
-use tracing::{error, info, warn};
+use tracing::{error, info, warn, Instrument};
 
 /// A message a worker receives: it carries a task token and names its order.
 pub trait WorkMessage: DeserializeOwned + Send + Sync {
     fn task_token(&self) -> &TaskToken;
     fn order_id(&self) -> &str;
+}
+
+/// What the driver needs of any message body, read before the body is known to be valid: the
+/// token to answer, and the trace to continue.
+#[derive(Deserialize, Default)]
+struct Envelope {
+    #[serde(rename = "taskToken")]
+    task_token: Option<TaskToken>,
+    #[serde(rename = "traceHeader", default)]
+    trace_header: Option<String>,
 }
 
 impl WorkMessage for PurchaseWork {
@@ -171,18 +181,14 @@ enum Disposition {
 }
 
 pub struct Driver<W, C, R> {
+    /// The service's name: its segment name in traces, its dimension in metrics.
+    pub name: &'static str,
     pub worker: W,
     pub callback: C,
     pub redelivery: R,
     pub policy: RetryPolicy,
     /// While a worker runs, the step is kept alive this often (well under `HeartbeatSeconds`).
     pub heartbeat_every: std::time::Duration,
-}
-
-#[derive(Deserialize)]
-struct TokenOnly {
-    #[serde(rename = "taskToken")]
-    task_token: TaskToken,
 }
 
 impl<W: TaskWorker, C: TaskCallback, R: Redelivery> Driver<W, C, R> {
@@ -200,6 +206,19 @@ impl<W: TaskWorker, C: TaskCallback, R: Redelivery> Driver<W, C, R> {
     }
 
     async fn handle_message(&self, message: &SqsMessage) -> Disposition {
+        let body = message.body.as_deref().unwrap_or_default();
+        let envelope: Result<Envelope, _> = serde_json::from_str(body);
+        // The platform's header (set by Step Functions on AWS) first, then the one in the body.
+        let header = message
+            .attributes
+            .get(crate::telemetry::TRACE_HEADER)
+            .map(String::as_str)
+            .or_else(|| envelope.as_ref().ok().and_then(|e| e.trace_header.as_deref()));
+        let span = crate::telemetry::continue_trace(self.name, header);
+        self.handle_traced(message, envelope).instrument(span).await
+    }
+
+    async fn handle_traced(&self, message: &SqsMessage, envelope: Result<Envelope, serde_json::Error>) -> Disposition {
         let number = message
             .attributes
             .get("ApproximateReceiveCount")
@@ -209,8 +228,8 @@ impl<W: TaskWorker, C: TaskCallback, R: Redelivery> Driver<W, C, R> {
         let body = message.body.as_deref().unwrap_or_default();
         let message_id = message.message_id.as_deref().unwrap_or_default();
 
-        let token = match serde_json::from_str::<TokenOnly>(body) {
-            Ok(t) => t.task_token,
+        let token = match envelope.and_then(|e| e.task_token.ok_or_else(|| serde::de::Error::missing_field("taskToken"))) {
+            Ok(token) => token,
             Err(e) => {
                 // Nobody can be answered: leave it to reach the dead-letter queue.
                 error!(message_id, attempt = number, error = "PoisonMessage", detail = %e, "work message has no task token; it will go to the dead-letter queue");
@@ -230,6 +249,7 @@ impl<W: TaskWorker, C: TaskCallback, R: Redelivery> Driver<W, C, R> {
             }
         };
         let order_id = work.order_id();
+        tracing::Span::current().record("order_id", order_id);
 
         if attempt.number > 1 {
             // A retry: keep the step alive across the backoff, and stop early if it is over.
@@ -258,6 +278,7 @@ impl<W: TaskWorker, C: TaskCallback, R: Redelivery> Driver<W, C, R> {
             }
             Err(StepError::Retry { error, cause }) => {
                 warn!(order_id, error, cause, attempt = number, "transient failure; will retry");
+                crate::metrics::count("Retries", &[("Service", self.name)]);
                 self.delay(message, attempt).await;
                 return Disposition::Again;
             }
@@ -315,8 +336,10 @@ impl<W: TaskWorker, C: TaskCallback, R: Redelivery> Driver<W, C, R> {
 
 /// Runs `worker` as a Lambda function fed by an SQS queue with `ReportBatchItemFailures`.
 /// Reads `WORK_QUEUE_URL` and the retry policy from the environment.
-pub async fn run<W: TaskWorker + 'static>(worker: W, config: &aws_config::SdkConfig) -> Result<(), lambda_runtime::Error> {
+pub async fn run<W: TaskWorker + 'static>(telemetry: crate::telemetry::Telemetry, worker: W, config: &aws_config::SdkConfig) -> Result<(), lambda_runtime::Error> {
+    let telemetry = std::sync::Arc::new(telemetry);
     let driver = Driver {
+        name: telemetry.function(),
         worker,
         callback: crate::callback::StepFunctionsCallback::new(config),
         redelivery: SqsRedelivery::new(config, crate::config::required("WORK_QUEUE_URL")?),
@@ -325,8 +348,12 @@ pub async fn run<W: TaskWorker + 'static>(worker: W, config: &aws_config::SdkCon
     };
     let driver = std::sync::Arc::new(driver);
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
-        let driver = driver.clone();
-        async move { Ok::<_, lambda_runtime::Error>(driver.handle_batch(event.payload).await) }
+        let (driver, telemetry) = (driver.clone(), telemetry.clone());
+        async move {
+            let response = driver.handle_batch(event.payload).instrument(crate::telemetry::invocation(&event.context)).await;
+            telemetry.flush();
+            Ok::<_, lambda_runtime::Error>(response)
+        }
     }))
     .await
 }

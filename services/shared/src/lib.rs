@@ -7,7 +7,8 @@
 //! - [`payments`], [`ledger`], [`inventory`]: the money and stock ports the purchase and refund
 //!   services share, with their DynamoDB adapters (and the sandbox payment provider).
 //! - [`idempotency`]: side effects done once whatever the deliveries (the Powertools pattern).
-//! - [`config`], [`clients`], [`telemetry`]: environment, AWS client setup, logs.
+//! - [`config`], [`clients`], [`telemetry`], [`metrics`]: environment, AWS client setup, traces
+//!   and logs, EMF metrics.
 //! - [`fakes`]: in-memory ports for unit tests.
 
 pub mod callback;
@@ -19,6 +20,7 @@ pub mod fakes;
 pub mod idempotency;
 pub mod inventory;
 pub mod ledger;
+pub mod metrics;
 pub mod payments;
 pub mod tasks;
 pub mod telemetry;

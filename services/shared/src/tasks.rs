@@ -61,6 +61,13 @@ pub struct TaskRecord {
     /// Receipts and notices stored for the owner (S3 keys in the task bucket).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub receipts: Vec<String>,
+    /// The order's X-Ray trace id (`1-…`), set by the intake: `taskflow trace` starts here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// The trace header of the work that made the latest change: the publisher's segment for
+    /// that change's status event becomes its child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_header: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -85,6 +92,8 @@ impl TaskRecord {
             refund_id: None,
             refunded: 0,
             receipts: Vec::new(),
+            trace_id: None,
+            trace_header: None,
             created_at: at,
             updated_at: at,
         }
@@ -289,6 +298,10 @@ impl TaskStore for DynamoTaskStore {
             request = request
                 .expression_attribute_values(":refund", AttributeValue::S(refund_id.clone()))
                 .expression_attribute_values(":refunded", to_attribute(refunded));
+        }
+        if let Some(header) = crate::telemetry::current_header() {
+            sets.push("traceHeader = :trace");
+            request = request.expression_attribute_values(":trace", AttributeValue::S(header));
         }
         if let Some(amount) = change.amount {
             sets.push("amount = :amount");

@@ -41,6 +41,7 @@ const POLICY: RetryPolicy = RetryPolicy { max_attempts: 3, base_delay_secs: 1, m
 
 fn driver(results: Vec<Result<String, StepError>>) -> Driver<Scripted, RecordingCallback, Delays> {
     Driver {
+        name: "test",
         worker: Scripted::new(results),
         callback: RecordingCallback::default(),
         redelivery: Delays::default(),
@@ -58,6 +59,7 @@ fn work_body(token: &str) -> String {
         kind: OrderKind::Purchase,
         outcome: Outcome::Completed,
         failure: None,
+        trace_header: None,
     })
     .unwrap()
 }
@@ -200,6 +202,7 @@ impl TaskWorker for Slow {
 #[tokio::test]
 async fn long_work_keeps_its_step_alive_with_heartbeats() {
     let d = Driver {
+        name: "test",
         worker: Slow(std::time::Duration::from_millis(250)),
         callback: RecordingCallback::default(),
         redelivery: Delays::default(),

@@ -1,0 +1,129 @@
+//! What an operator reads: one trace per order across every hop, and logs without secrets.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+use taskflow::trace::{self, Span};
+use taskflow_contracts::TaskStatus;
+use taskflow_e2e::{log_dir, order_id, purchase, refund, Run};
+
+/// Polls the X-Ray API until the order's trace has a segment from each of `services` and
+/// `publishes` publisher segments (one per status change), or 20 s pass.
+async fn trace_of(run: &Run, order_id: &str, services: &[&str], publishes: usize) -> Vec<Span> {
+    let client = taskflow::client::Client::connect(taskflow_e2e::stack()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let spans = trace::of_order(&client, order_id).await.unwrap_or_default();
+        let by_service = trace::segments_by_service(&spans);
+        let complete = services.iter().all(|s| by_service.contains_key(*s)) && by_service.get("publisher").copied().unwrap_or(0) >= publishes;
+        if complete || Instant::now() > deadline {
+            let _ = run;
+            return spans;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_is_one_trace_rooted_at_the_intake() {
+    let run = Run::new().await;
+    let sku = run.new_sku("TRACED", 5).await;
+    let id = order_id("traced");
+    run.submit(purchase(&id, "tracy", &[(&sku, 1, 700)], "tok_approve")).await;
+    let events = run.events_until_terminal(&id).await;
+    assert_eq!(events.last().unwrap().status, TaskStatus::Completed, "{events:?}");
+
+    let spans = trace_of(&run, &id, &["intake", "purchase", "notification", "publisher"], events.len()).await;
+    let task = run.task(&id).await;
+    let trace_id = task.trace_id.clone().expect("the task record keeps its trace id");
+
+    // One trace id across every segment and subsegment.
+    let ids: BTreeSet<&str> = spans.iter().map(|s| s.trace_id.as_str()).collect();
+    assert_eq!(ids, BTreeSet::from([trace_id.as_str()]), "{}", trace::waterfall(&spans));
+
+    // Every service took part, and every status event was published in the trace.
+    let by_service = trace::segments_by_service(&spans);
+    for service in ["intake", "purchase", "notification", "publisher"] {
+        assert!(by_service.contains_key(service), "no {service} segment: {by_service:?}\n{}", trace::waterfall(&spans));
+    }
+    assert!(by_service["publisher"] >= events.len(), "{} status events, {by_service:?}", events.len());
+
+    // The parent links form one tree, rooted at the intake's segment.
+    let tree = trace::tree(&spans);
+    assert_eq!(tree.len(), spans.len(), "every span is in the tree");
+    let roots: Vec<&Span> = tree.iter().filter(|(depth, _)| *depth == 0).map(|(_, s)| *s).collect();
+    assert_eq!(roots.len(), 1, "one root, not {}:\n{}", roots.len(), trace::waterfall(&spans));
+    assert!(roots[0].segment && roots[0].name == "intake", "root is {:?}", roots[0]);
+    let ids_in_trace: BTreeSet<&str> = spans.iter().map(|s| s.id.as_str()).collect();
+    for span in spans.iter().filter(|s| s.id != roots[0].id) {
+        let parent = span.parent_id.as_deref().unwrap_or_default();
+        assert!(ids_in_trace.contains(parent), "{} ({}) has a parent outside the trace: {parent:?}", span.name, span.id);
+    }
+
+    // The AWS calls are there as subsegments of the work that made them.
+    let calls: BTreeSet<(String, String)> =
+        spans.iter().filter(|s| !s.segment).filter_map(|s| s.operation.clone().map(|op| (s.name.clone(), op))).collect();
+    for (service, operation) in [("SFN", "StartExecution"), ("DynamoDB", "UpdateItem"), ("SFN", "SendTaskSuccess"), ("EventBridge", "PutEvents"), ("S3", "PutObject")] {
+        assert!(calls.contains(&(service.to_string(), operation.to_string())), "no {service} {operation} call in {calls:?}");
+    }
+    println!("{}", trace::waterfall(&spans));
+    run.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_log_line_holds_a_task_token_or_a_payment_token() {
+    let run = Run::new().await;
+    let sku = run.new_sku("SECRET", 10).await;
+    // A full run: approved, declined, refunded; each path logs differently.
+    let (bought, declined, refunded) = (order_id("secret-buy"), order_id("secret-decline"), order_id("secret-refund"));
+    run.submit(purchase(&bought, "sam", &[(&sku, 2, 900)], "tok_approve")).await;
+    run.submit(purchase(&declined, "sam", &[(&sku, 1, 900)], "tok_decline")).await;
+    run.all_until_terminal(&[bought.clone(), declined.clone()]).await;
+    run.submit(refund(&refunded, "sam", &bought, Some(900))).await;
+    assert_eq!(run.events_until_terminal(&refunded).await.last().unwrap().status, TaskStatus::Completed);
+
+    // The task tokens the state machine handed out for these orders, from execution history.
+    let sfn = aws_sdk_sfn::Client::new(&run.aws);
+    let mut task_tokens = BTreeSet::new();
+    for id in [&bought, &declined, &refunded] {
+        let arn = run.task(id).await.execution_arn.expect("execution recorded");
+        let history = sfn.get_execution_history().execution_arn(arn).send().await.unwrap();
+        for event in history.events() {
+            let Some(parameters) = event.task_scheduled_event_details().map(|d| d.parameters()) else { continue };
+            let parameters: serde_json::Value = serde_json::from_str(parameters).unwrap();
+            let body = &parameters["MessageBody"];
+            let body: serde_json::Value = body.as_str().map(|b| serde_json::from_str(b).unwrap()).unwrap_or_else(|| body.clone());
+            if let Some(token) = body["taskToken"].as_str() {
+                task_tokens.insert(token.to_string());
+            }
+        }
+    }
+    assert!(task_tokens.len() >= 5, "expected the tokens of every callback step, found {}", task_tokens.len());
+
+    // Let the last lines reach the files.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mut secrets: Vec<&str> = task_tokens.iter().map(String::as_str).collect();
+    secrets.extend(["tok_approve", "tok_decline"]);
+    let mut lines = 0;
+    let mut mentioned = BTreeSet::new();
+    for entry in std::fs::read_dir(log_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().is_some_and(|n| n == "moto.log") {
+            continue; // the emulator's request log is AWS's side, not ours
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for line in text.lines() {
+            lines += 1;
+            for id in [&bought, &declined, &refunded] {
+                if line.contains(&format!("\"order_id\":\"{id}\"")) {
+                    mentioned.insert(id.clone());
+                }
+            }
+            for secret in &secrets {
+                assert!(!line.contains(secret), "{} logs a secret ({}…): {line}", path.display(), &secret[..secret.len().min(12)]);
+            }
+        }
+    }
+    // The scan read the lines these orders produced (with their order ids), not nothing.
+    assert!(lines > 0 && mentioned.len() == 3, "{lines} lines scanned; orders seen in them: {mentioned:?}");
+    run.close().await;
+}
