@@ -17,6 +17,10 @@ struct Cli {
     /// Where the local stack keeps stack.json and logs [default: <repo>/.taskflow]
     #[arg(long, global = true, env = "TASKFLOW_STATE_DIR")]
     state_dir: Option<PathBuf>,
+    /// Talk to a deployed CloudFormation stack of this name (its outputs, the standard AWS
+    /// credential chain and region) instead of the local stack.
+    #[arg(long, global = true, env = "TASKFLOW_STACK")]
+    stack: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -166,7 +170,12 @@ enum SubmitOrder {
 
 #[tokio::main]
 async fn main() {
+    // Piped into `head` and the like: end quietly when the reader goes, as CLI tools do.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
+    let _ = DEPLOYED.set(cli.stack.clone());
     let state_dir = cli.state_dir.clone().unwrap_or_else(|| taskflow::paths::project_root().join(".taskflow"));
     let result = match cli.command {
         Command::Up { faults } => up(state_dir, faults).await,
@@ -187,6 +196,17 @@ async fn main() {
 
 fn stack_file(state_dir: &std::path::Path) -> PathBuf {
     state_dir.join("stack.json")
+}
+
+/// `--stack NAME`, if given: the client commands then talk to that deployed stack.
+static DEPLOYED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+/// The stack the client commands talk to: a deployed one (`--stack`), or the local one.
+async fn load_stack(state_dir: &std::path::Path) -> Result<StackInfo> {
+    match DEPLOYED.get().and_then(Option::as_deref) {
+        Some(name) => StackInfo::from_cloudformation(name).await,
+        None => StackInfo::load(&stack_file(state_dir)),
+    }
 }
 
 async fn up(state_dir: PathBuf, faults: FaultArgs) -> Result<()> {
@@ -258,7 +278,7 @@ pub fn new_order_id() -> String {
 }
 
 async fn submit(state_dir: &std::path::Path, order: SubmitOrder) -> Result<()> {
-    let client = Client::connect(&StackInfo::load(&stack_file(state_dir))?).await?;
+    let client = Client::connect(&load_stack(state_dir).await?).await?;
     let order = match order {
         SubmitOrder::File { path } => {
             let detail = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -295,7 +315,7 @@ async fn submit(state_dir: &std::path::Path, order: SubmitOrder) -> Result<()> {
 }
 
 async fn trace(state_dir: &std::path::Path, order_id: &str, json: bool) -> Result<()> {
-    let client = Client::connect(&StackInfo::load(&stack_file(state_dir))?).await?;
+    let client = Client::connect(&load_stack(state_dir).await?).await?;
     let Some(task) = client.task(order_id).await? else { bail!("no task for order {order_id}") };
     let Some(trace_id) = task.trace_id.clone() else { bail!("the task of {order_id} has no trace id") };
     let documents = taskflow::trace::documents(&client.aws, &trace_id).await?;
@@ -312,7 +332,7 @@ async fn trace(state_dir: &std::path::Path, order_id: &str, json: bool) -> Resul
 }
 
 async fn status(state_dir: &std::path::Path, order_id: &str, json: bool) -> Result<()> {
-    let client = Client::connect(&StackInfo::load(&stack_file(state_dir))?).await?;
+    let client = Client::connect(&load_stack(state_dir).await?).await?;
     let Some(task) = client.task(order_id).await? else { bail!("no task for order {order_id}") };
     if json {
         println!("{}", serde_json::to_string_pretty(&task)?);
@@ -353,7 +373,7 @@ async fn status(state_dir: &std::path::Path, order_id: &str, json: bool) -> Resu
 }
 
 async fn tasks(state_dir: &std::path::Path, owner: &str, json: bool) -> Result<()> {
-    let client = Client::connect(&StackInfo::load(&stack_file(state_dir))?).await?;
+    let client = Client::connect(&load_stack(state_dir).await?).await?;
     let tasks = client.tasks_of(owner).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&tasks)?);
@@ -376,7 +396,7 @@ async fn tasks(state_dir: &std::path::Path, owner: &str, json: bool) -> Result<(
 }
 
 async fn receipt(state_dir: &std::path::Path, order_id: &str, out: Option<PathBuf>) -> Result<()> {
-    let client = Client::connect(&StackInfo::load(&stack_file(state_dir))?).await?;
+    let client = Client::connect(&load_stack(state_dir).await?).await?;
     let (key, body) = client.receipt(order_id).await?;
     match out {
         Some(path) => {
@@ -389,7 +409,7 @@ async fn receipt(state_dir: &std::path::Path, order_id: &str, out: Option<PathBu
 }
 
 async fn dlq(state_dir: &std::path::Path, command: Dlq) -> Result<()> {
-    let stack = StackInfo::load(&stack_file(state_dir))?;
+    let stack = load_stack(state_dir).await?;
     match command {
         Dlq::List { show } => {
             let sqs = aws_sdk_sqs::Client::new(&stack.sdk_config().await);
@@ -423,7 +443,7 @@ async fn dlq(state_dir: &std::path::Path, command: Dlq) -> Result<()> {
 }
 
 async fn events(state_dir: &std::path::Path, follow: bool, wait: u64, json: bool) -> Result<()> {
-    let feed = StatusFeed::open(&StackInfo::load(&stack_file(state_dir))?).await?;
+    let feed = StatusFeed::open(&load_stack(state_dir).await?).await?;
     let mut quiet_since = tokio::time::Instant::now();
     let result: Result<()> = async {
         loop {

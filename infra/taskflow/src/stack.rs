@@ -28,6 +28,30 @@ impl StackInfo {
         serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))
     }
 
+    /// A deployed stack, found by name with the standard AWS configuration (credential chain,
+    /// region, and `AWS_ENDPOINT_URL` if set): its outputs are everything the CLI needs.
+    pub async fn from_cloudformation(stack_name: &str) -> Result<StackInfo> {
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+        let region = aws.region().map(|r| r.to_string()).context("no AWS region configured (AWS_REGION or a profile)")?;
+        let out = aws_sdk_cloudformation::Client::new(&aws)
+            .describe_stacks()
+            .stack_name(stack_name)
+            .send()
+            .await
+            .map_err(|e| {
+                use aws_sdk_cloudformation::error::ProvideErrorMetadata;
+                let why = e.message().map(str::to_string).unwrap_or_else(|| aws_sdk_cloudformation::error::DisplayErrorContext(&e).to_string());
+                anyhow::anyhow!("reading stack {stack_name}: {why}")
+            })?;
+        let stack = out.stacks().first().with_context(|| format!("no stack {stack_name}"))?;
+        let outputs = stack
+            .outputs()
+            .iter()
+            .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
+            .collect();
+        Ok(StackInfo { endpoint: None, region, stack_name: stack_name.to_string(), outputs })
+    }
+
     pub fn save(&self, path: &Path) -> Result<()> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
