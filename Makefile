@@ -16,6 +16,20 @@ $(STAMP): infra/local/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/local/requirements.txt
 	rm -f $(VENV)/.installed-* && touch $(STAMP)
 
+# The lint gate's tools: checkov in its own venv, the ASL validator from npm (both pinned).
+LINT_VENV  := .venv-lint
+LINT_STAMP := $(LINT_VENV)/.installed-$(shell sha1sum infra/local/lint-requirements.txt | cut -c1-12)
+NODE_STAMP := infra/local/node_modules/.installed-$(shell sha1sum infra/local/package-lock.json | cut -c1-12)
+
+$(LINT_STAMP): infra/local/lint-requirements.txt
+	python3 -m venv $(LINT_VENV)
+	$(LINT_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/local/lint-requirements.txt
+	rm -f $(LINT_VENV)/.installed-* && touch $(LINT_STAMP)
+
+$(NODE_STAMP): infra/local/package-lock.json
+	cd infra/local && npm ci --no-audit --no-fund --silent
+	rm -f infra/local/node_modules/.installed-* && touch $(NODE_STAMP)
+
 setup: $(STAMP)
 
 # Tests and binaries share the dev profile, so one build serves both.
@@ -28,8 +42,16 @@ demo: setup build
 up: setup build
 	$(TASKFLOW) up
 
-lint: setup
+# The template and the workflow, checked as AWS users check theirs: cfn-lint with zero findings,
+# checkov with zero failed checks (every skip has its reason inline in the template), no IAM `*`
+# off the allow-list (infra/local/lint.py), and every ASL file valid, as written and with its
+# DefinitionSubstitutions applied.
+lint: setup $(LINT_STAMP) $(NODE_STAMP)
 	$(VENV)/bin/cfn-lint infra/template.yaml
+	$(LINT_VENV)/bin/checkov --quiet --compact --framework cloudformation -f infra/template.yaml
+	cd infra/local && ../../$(VENV)/bin/python lint.py iam ../template.yaml
+	$(VENV)/bin/python infra/local/lint.py asl infra/template.yaml target/lint
+	infra/local/node_modules/.bin/asl-validator $$(for f in statemachine/*.asl.json target/lint/*.asl.json; do printf -- '--json-path %s ' $$f; done)
 
 test: setup build lint
 	$(CARGO) test --locked --workspace

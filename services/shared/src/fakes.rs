@@ -65,6 +65,12 @@ impl TaskStore for InMemoryTaskStore {
         }
         Ok(())
     }
+
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut tasks: Vec<TaskRecord> = self.tasks.lock().unwrap().values().filter(|t| t.owner == owner).cloned().collect();
+        tasks.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+        Ok(tasks)
+    }
 }
 
 /// What a worker answered a token with.

@@ -197,6 +197,8 @@ pub trait TaskStore: Send + Sync {
     /// Applies `change` if the task's status is one of `from`.
     async fn transition(&self, order_id: &str, from: &[TaskStatus], change: &Change) -> Result<Transitioned, StoreError>;
     async fn note(&self, order_id: &str, note: &Note) -> Result<(), StoreError>;
+    /// An owner's tasks, newest first.
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<TaskRecord>, StoreError>;
 }
 
 /// The task table in DynamoDB (partition key `orderId`).
@@ -357,11 +359,9 @@ impl TaskStore for DynamoTaskStore {
             Err(err) => Err(Self::unavailable(err)),
         }
     }
-}
 
-impl DynamoTaskStore {
     /// An owner's tasks, newest first (the `byOwner` index).
-    pub async fn list_by_owner(&self, owner: &str) -> Result<Vec<TaskRecord>, StoreError> {
+    async fn list_by_owner(&self, owner: &str) -> Result<Vec<TaskRecord>, StoreError> {
         let mut tasks = Vec::new();
         let mut start = None;
         loop {
@@ -389,3 +389,4 @@ impl DynamoTaskStore {
         }
     }
 }
+

@@ -1,0 +1,183 @@
+//! The HTTP API: what an authenticated caller may do with orders and tasks.
+//!
+//! The caller is the token's subject (`sub`), checked before this code runs (API Gateway's JWT
+//! authorizer on AWS, the local gateway in `taskflow up`). That subject is the owner:
+//! - `POST /orders` submits an order as the caller. The body is an `OrderSubmitted` detail; its
+//!   `owner` is the caller (a body naming someone else is refused), `orderId` is made up if
+//!   absent. The order goes onto the bus like any other, and the intake validates it: the answer
+//!   is 202 with where to read the task.
+//! - `GET /tasks/{orderId}`: the caller's task. Another owner's task is 404, exactly as a task
+//!   that does not exist — its existence is not disclosed either.
+//! - `GET /tasks`: the caller's tasks, newest first.
+
+pub mod bus;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{json, Value};
+use taskflow_contracts::{OrderItem, OrderKind, Reason, TaskStatus, ORDER_SUBMITTED, SCHEMA_VERSION};
+use taskflow_shared::tasks::{HistoryEntry, TaskRecord, TaskStore};
+use thiserror::Error;
+
+/// A route of the API, as API Gateway names it (`routeKey`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    SubmitOrder,
+    ReadTask(String),
+    ListTasks,
+}
+
+impl Route {
+    /// The route for an API Gateway `routeKey` and its path parameters.
+    pub fn from_key(route_key: &str, order_id: Option<&str>) -> Option<Route> {
+        match route_key {
+            "POST /orders" => Some(Route::SubmitOrder),
+            "GET /tasks/{orderId}" => order_id.map(|id| Route::ReadTask(id.to_string())),
+            "GET /tasks" => Some(Route::ListTasks),
+            _ => None,
+        }
+    }
+}
+
+/// An answer: status code and JSON body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+}
+
+impl Answer {
+    fn error(status: u16, error: &str, message: impl Into<String>) -> Answer {
+        Answer { status, body: json!({"error": error, "message": message.into()}) }
+    }
+}
+
+#[derive(Debug, Error)]
+#[error("the order bus is unavailable: {0}")]
+pub struct BusError(pub String);
+
+/// Where submitted orders go: the event bus the intake listens to.
+#[async_trait]
+pub trait OrderBus: Send + Sync {
+    async fn submit(&self, detail: &Value) -> Result<(), BusError>;
+}
+
+/// A task as its owner sees it: the record without the workflow's internals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskView {
+    pub order_id: String,
+    pub owner: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<OrderKind>,
+    pub status: TaskStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason_detail: Option<String>,
+    pub amount: u64,
+    pub currency: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<OrderItem>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refund_of: Option<String>,
+    pub refunded: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub receipts: Vec<String>,
+    pub history: Vec<HistoryEntry>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<TaskRecord> for TaskView {
+    fn from(t: TaskRecord) -> Self {
+        TaskView {
+            order_id: t.order_id,
+            owner: t.owner,
+            kind: t.kind,
+            status: t.status,
+            reason: t.reason,
+            reason_detail: t.reason_detail,
+            amount: t.amount,
+            currency: t.currency,
+            items: t.items,
+            refund_of: t.refund_of,
+            refunded: t.refunded,
+            receipts: t.receipts,
+            history: t.history,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        }
+    }
+}
+
+/// Largest order body taken (the bus takes 256 KiB a PutEvents call; an order is far smaller).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub struct Api<S, B> {
+    pub tasks: S,
+    pub bus: B,
+}
+
+impl<S: TaskStore, B: OrderBus> Api<S, B> {
+    /// Answers `route` for the authenticated `caller`.
+    pub async fn handle(&self, route: Route, caller: &str, body: Option<&str>) -> Answer {
+        if caller.is_empty() {
+            return Answer::error(401, "Unauthorized", "no caller identity");
+        }
+        match route {
+            Route::SubmitOrder => self.submit(caller, body.unwrap_or_default()).await,
+            Route::ReadTask(order_id) => match self.tasks.get(&order_id).await {
+                // Not yours is not found: nothing about another owner's task leaks.
+                Ok(Some(task)) if task.owner == caller => Answer { status: 200, body: json!(TaskView::from(task)) },
+                Ok(_) => Answer::error(404, "NotFound", format!("no task {order_id}")),
+                Err(e) => Answer::error(503, "TaskStoreUnavailable", e.to_string()),
+            },
+            Route::ListTasks => match self.tasks.list_by_owner(caller).await {
+                Ok(tasks) => {
+                    let tasks: Vec<TaskView> = tasks.into_iter().filter(|t| t.owner == caller).map(TaskView::from).collect();
+                    Answer { status: 200, body: json!({"tasks": tasks}) }
+                }
+                Err(e) => Answer::error(503, "TaskStoreUnavailable", e.to_string()),
+            },
+        }
+    }
+
+    async fn submit(&self, caller: &str, body: &str) -> Answer {
+        if body.len() > MAX_BODY_BYTES {
+            return Answer::error(413, "OrderTooLarge", format!("the order is over {MAX_BODY_BYTES} bytes"));
+        }
+        let Ok(Value::Object(mut detail)) = serde_json::from_str::<Value>(body) else {
+            return Answer::error(400, "NotAnOrder", "the body must be a JSON object: an OrderSubmitted detail");
+        };
+        match detail.get("owner") {
+            None => {}
+            Some(Value::String(owner)) if owner == caller => {}
+            Some(_) => return Answer::error(403, "NotYourOrder", "an order can only be submitted by its owner"),
+        }
+        detail.insert("owner".into(), Value::from(caller));
+        detail.entry("schemaVersion").or_insert(Value::from(SCHEMA_VERSION));
+        let order_id = match detail.get("orderId") {
+            Some(Value::String(id)) if !id.is_empty() => id.clone(),
+            Some(_) => return Answer::error(400, "NotAnOrder", "orderId must be a non-empty string"),
+            None => {
+                let id = format!("ord-{}", uuid::Uuid::new_v4().simple());
+                detail.insert("orderId".into(), Value::from(id.as_str()));
+                id
+            }
+        };
+        // Everything else is the intake's to judge: an invalid order is recorded REJECTED with
+        // its reason, where the caller reads it.
+        match self.bus.submit(&Value::Object(detail)).await {
+            Ok(()) => Answer {
+                status: 202,
+                body: json!({"orderId": order_id, "submitted": ORDER_SUBMITTED, "task": format!("/tasks/{order_id}")}),
+            },
+            Err(e) => Answer::error(503, "OrderBusUnavailable", e.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
