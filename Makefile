@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed-$(shell sha1sum infra/local/requirements.txt | cut
 CARGO   ?= cargo
 TASKFLOW := ./target/debug/taskflow
 
-.PHONY: setup build demo up test lint schemas chaos fuzz clean
+.PHONY: setup build demo up test lint schemas chaos fuzz clean package deploy
 
 # The pinned Python tools (moto server, SAM translator, cfn-lint) in a project venv.
 $(STAMP): infra/local/requirements.txt
@@ -31,6 +31,31 @@ $(NODE_STAMP): infra/local/package-lock.json
 	rm -f infra/local/node_modules/.installed-* && touch $(NODE_STAMP)
 
 setup: $(STAMP)
+
+# Packaging for Lambda: cargo-lambda (PyPI, with its zig) in its own venv; the aarch64 standard
+# library from rustup.
+PACKAGE_VENV  := .venv-package
+PACKAGE_STAMP := $(PACKAGE_VENV)/.installed-$(shell sha1sum infra/local/package-requirements.txt | cut -c1-12)
+FUNCTIONS     := intake purchase refund notification publisher api
+
+$(PACKAGE_STAMP): infra/local/package-requirements.txt
+	python3 -m venv $(PACKAGE_VENV)
+	$(PACKAGE_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/local/package-requirements.txt
+	rm -f $(PACKAGE_VENV)/.installed-* && touch $(PACKAGE_STAMP)
+
+# Every function as an arm64 bootstrap.zip (provided.al2023) in target/lambda/<function>/,
+# built with the release profile (fat LTO, one codegen unit, stripped).
+package: $(PACKAGE_STAMP)
+	rustup target add aarch64-unknown-linux-gnu
+	PATH="$(CURDIR)/$(PACKAGE_VENV)/bin:$$PATH" cargo lambda build --release --arm64 --output-format zip --locked \
+	    $(foreach f,$(FUNCTIONS),-p taskflow-$(f))
+	@for f in $(FUNCTIONS); do ls -l target/lambda/$$f/bootstrap.zip | awk -v f=$$f '{printf "%-13s %6.2f MB\n", f, $$5/1048576}'; done
+
+# Deploys with the SAM CLI (install it yourself: https://docs.aws.amazon.com/serverless-application-model/);
+# `sam build` runs cargo-lambda for each function (BuildMethod: rust-cargolambda).
+deploy: $(PACKAGE_STAMP)
+	PATH="$(CURDIR)/$(PACKAGE_VENV)/bin:$$PATH" sam build --template-file infra/template.yaml
+	sam deploy --guided
 
 # Tests and binaries share the dev profile, so one build serves both.
 build:

@@ -32,6 +32,9 @@ LAMBDA_TYPES = {"AWS::Lambda::Function", "AWS::Lambda::EventSourceMapping", "AWS
 # CloudWatch watches AWS's own metrics of the functions (which run in the local host, not in the
 # emulator) and the emulator does not implement it: these are checked by cfn-lint, not deployed.
 MONITORING_TYPES = {"AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard"}
+# The HTTP API and its user pool: the local host plays API Gateway (its JWT authorizer with a key
+# of its own, served as a JWKS), and the emulator implements neither in CloudFormation.
+GATEWAY_PREFIXES = ("AWS::ApiGatewayV2::", "AWS::Cognito::")
 PLACEHOLDER_CODE = "s3://taskflow-local-placeholder/bootstrap.zip"
 
 
@@ -67,10 +70,14 @@ def translate(template_path, parameters, region):
     base = template_path.rsplit("/", 1)[0] if "/" in template_path else "."
     binaries = {}
     definitions = {}
+    routes = []
     for logical_id, resource in sam.get("Resources", {}).items():
         props = resource.setdefault("Properties", {})
         if resource["Type"] == "AWS::Serverless::Function":
             binaries[logical_id] = resource.get("Metadata", {}).get("BuildProperties", {}).get("Binary", logical_id)
+            for event in props.get("Events", {}).values():
+                if event.get("Type") == "HttpApi":
+                    routes.append({"function": logical_id, "method": event["Properties"]["Method"].upper(), "path": event["Properties"]["Path"]})
             props["CodeUri"] = PLACEHOLDER_CODE
         elif resource["Type"] == "AWS::Serverless::StateMachine":
             with open(f"{base}/{props.pop('DefinitionUri')}") as f:
@@ -90,7 +97,7 @@ def translate(template_path, parameters, region):
         )
     except InvalidDocumentException as e:
         raise SystemExit("template is not valid SAM: " + "; ".join(str(c) for c in e.causes))
-    return cfn, binaries, definitions
+    return cfn, binaries, definitions, routes
 
 
 def plan_local(cfn, binaries, definitions):
@@ -131,7 +138,7 @@ def plan_local(cfn, binaries, definitions):
                 "definition": spec["text"],
                 "substitutions": {k: resolver.want(v) for k, v in spec["substitutions"].items()},
             })
-    for logical_id in [k for k, r in resources.items() if r["Type"] in LAMBDA_TYPES | MONITORING_TYPES]:
+    for logical_id in [k for k, r in resources.items() if r["Type"] in LAMBDA_TYPES | MONITORING_TYPES or r["Type"].startswith(GATEWAY_PREFIXES)]:
         del resources[logical_id]
     known = set(resources) | set(cfn.get("Parameters", {}))
     for name in [k for k, o in cfn.get("Outputs", {}).items() if refers_to_missing(o, known)]:
@@ -148,6 +155,12 @@ def refers_to_missing(value, known):
         if "Fn::GetAtt" in value:
             target = value["Fn::GetAtt"]
             return (target[0] if isinstance(target, list) else target.split(".")[0]) not in known
+        if "Fn::Sub" in value:
+            sub = value["Fn::Sub"]
+            text, variables = (sub[0], sub[1]) if isinstance(sub, list) else (sub, {})
+            names = {m.split(".")[0] for m in re.findall(r"\$\{([^}!]+)\}", text)}
+            missing = {n for n in names if not n.startswith("AWS::") and n not in known and n not in variables}
+            return bool(missing) or refers_to_missing(variables, known)
         return any(refers_to_missing(v, known) for v in value.values())
     if isinstance(value, list):
         return any(refers_to_missing(v, known) for v in value)
@@ -208,7 +221,7 @@ def main():
     parameters = [tuple(p.split("=", 1)) for p in args.parameter]
 
     started = time.time()
-    cfn, binaries, definitions = translate(args.template, parameters, args.region)
+    cfn, binaries, definitions, routes = translate(args.template, parameters, args.region)
     functions, mappings, machines = plan_local(cfn, binaries, definitions)
     outputs = create_stack(cfn, args.stack_name, parameters, args.endpoint, args.region)
     machine_arns = {m["logicalId"]: create_state_machine(m, outputs, args.endpoint, args.region) for m in machines}
@@ -227,6 +240,7 @@ def main():
         "stateMachines": machine_arns,
         "functions": functions,
         "eventSources": mappings,
+        "httpRoutes": routes,
     }, sys.stdout, indent=2)
     print()
 

@@ -52,7 +52,7 @@ def as_list(value):
 
 
 def iam(template):
-    cfn, _, _ = translate(template, [], "us-east-1")
+    cfn, _, _, _ = translate(template, [], "us-east-1")
     problems = []
     checked = 0
     for logical_id, resource in cfn["Resources"].items():
@@ -92,7 +92,7 @@ def iam(template):
 
 def asl(template, outdir):
     import os
-    cfn, _, definitions = translate(template, [], "us-east-1")
+    _, _, definitions, _ = translate(template, [], "us-east-1")
     os.makedirs(outdir, exist_ok=True)
     for logical_id, spec in definitions.items():
         text = spec["text"]

@@ -25,6 +25,50 @@ pub fn log_dir() -> PathBuf {
     state_dir().join("logs")
 }
 
+/// A bearer token for `owner` from the stack's token issuer, valid for `ttl` seconds (negative:
+/// expired), as `taskflow token` makes it.
+pub fn token(owner: &str, ttl: i64) -> String {
+    stack();
+    let issuer = taskflow::auth::Issuer::load(&state_dir().join(taskflow::local::TOKEN_ISSUER_FILE)).unwrap();
+    issuer.token(owner, ttl).unwrap()
+}
+
+/// An HTTP exchange with the stack's HTTP API (loopback, HTTP/1.1): (status, JSON body).
+pub async fn http(method: &str, path: &str, bearer: Option<&str>, body: Option<&str>) -> (u16, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let url = stack().output("ApiUrl").unwrap().to_string();
+    let host = url.strip_prefix("http://").unwrap().trim_end_matches('/').to_string();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    if let Some(token) = bearer {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let body = body.unwrap_or_default();
+    request.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+    let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8_lossy(&response).to_string();
+    let (head, payload) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    // axum answers with a fixed length; decode a chunked body too, to be safe.
+    let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(payload) } else { payload.to_string() };
+    (status, serde_json::from_str(&payload).unwrap_or(serde_json::Value::String(payload)))
+}
+
+fn dechunk(mut text: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = text.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        text = &rest[size + 2..];
+    }
+    out
+}
+
 /// The shared stack, started on first use.
 pub fn stack() -> &'static StackInfo {
     stack_with(|_| {})
@@ -38,7 +82,7 @@ pub fn stack_with(configure: impl FnOnce(&mut Options)) -> &'static StackInfo {
         let mut options = Options::new(&state_dir);
         configure(&mut options);
         // Tests run from the test binary in target/*/deps; the functions are built beside it.
-        for binary in ["intake", "purchase", "notification", "publisher"] {
+        for binary in ["intake", "purchase", "refund", "notification", "publisher", "api"] {
             assert!(
                 options.bin_dir.join(binary).is_file(),
                 "function binary {binary} missing in {}: run `cargo build --workspace` first (make test does)",

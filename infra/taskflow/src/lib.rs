@@ -2,9 +2,11 @@
 //! onto it, and a host that runs the real function binaries over the Lambda Runtime API) and the
 //! client operations the CLI and the end-to-end tests use against any stack.
 
+pub mod auth;
 pub mod client;
 pub mod dlq;
 pub mod emulator;
+pub mod gateway;
 pub mod host;
 pub mod local;
 pub mod paths;

@@ -15,6 +15,8 @@ use tokio::sync::watch;
 pub const REGION: &str = "us-east-1";
 pub const STAGE: &str = "local";
 pub const STACK_NAME: &str = "taskflow-local";
+/// Where `taskflow up` keeps its token issuer's key (in the state directory).
+pub const TOKEN_ISSUER_FILE: &str = "token-issuer.json";
 
 pub struct Options {
     pub root: PathBuf,
@@ -143,6 +145,21 @@ impl LocalStack {
             region: REGION.into(),
             duplicate_deliveries: faults.duplicate_deliveries,
         });
+        // The HTTP API, as API Gateway would serve it: its URL and token issuer become outputs.
+        let mut info = info;
+        if !plan.http_routes.is_empty() {
+            let endpoints = match crate::gateway::start(&plan.http_routes, &functions, &options.state_dir.join(TOKEN_ISSUER_FILE), watcher.clone()).await {
+                Ok(endpoints) => endpoints,
+                Err(e) => {
+                    let _ = shutdown.send(true);
+                    emulator.stop().await;
+                    return Err(e);
+                }
+            };
+            info.outputs.insert("ApiUrl".into(), endpoints.api_url);
+            info.outputs.insert("TokenIssuer".into(), endpoints.issuer_url);
+            info.save(&options.state_dir.join("stack.json"))?;
+        }
         for mapping in &plan.event_sources {
             let function = functions
                 .get(&mapping.function)

@@ -65,6 +65,14 @@ enum Command {
         #[command(subcommand)]
         command: Dlq,
     },
+    /// A bearer token for the local HTTP API, signed by the key `taskflow up` generated.
+    Token {
+        #[arg(long)]
+        owner: String,
+        /// Seconds it is valid for (negative: an already expired token, for testing refusals).
+        #[arg(long, default_value_t = 3600, allow_hyphen_values = true)]
+        ttl: i64,
+    },
     /// Draw an order's trace (from its task record's trace id, via the X-Ray API) as a waterfall.
     Trace {
         order_id: String,
@@ -187,6 +195,7 @@ async fn main() {
         Command::Tasks { owner, json } => tasks(&state_dir, &owner, json).await,
         Command::Receipt { order_id, out } => receipt(&state_dir, &order_id, out).await,
         Command::Trace { order_id, json } => trace(&state_dir, &order_id, json).await,
+        Command::Token { owner, ttl } => token(&state_dir, &owner, ttl),
     };
     if let Err(e) = result {
         eprintln!("taskflow: {e:#}");
@@ -311,6 +320,15 @@ async fn submit(state_dir: &std::path::Path, order: SubmitOrder) -> Result<()> {
     };
     client.submit(&order).await?;
     println!("{}", order.order_id);
+    Ok(())
+}
+
+fn token(state_dir: &std::path::Path, owner: &str, ttl: i64) -> Result<()> {
+    if DEPLOYED.get().is_some_and(Option::is_some) {
+        bail!("tokens for a deployed stack come from its user pool (OwnerPoolId), not from taskflow");
+    }
+    let issuer = taskflow::auth::Issuer::load(&state_dir.join(taskflow::local::TOKEN_ISSUER_FILE))?;
+    println!("{}", issuer.token(owner, ttl)?);
     Ok(())
 }
 

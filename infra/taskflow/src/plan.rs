@@ -13,6 +13,19 @@ pub struct DeployPlan {
     pub outputs: BTreeMap<String, String>,
     pub functions: Vec<FunctionSpec>,
     pub event_sources: Vec<EventSourceSpec>,
+    /// The HTTP API's routes (the functions' `HttpApi` events), served by the local gateway.
+    #[serde(default)]
+    pub http_routes: Vec<HttpRouteSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpRouteSpec {
+    /// Logical id of the function invoked.
+    pub function: String,
+    pub method: String,
+    /// With `{name}` path parameters, as in the template.
+    pub path: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

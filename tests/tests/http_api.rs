@@ -1,0 +1,92 @@
+//! The HTTP API end to end, through the local gateway and its JWT authorizer (a JWKS fetched from
+//! the token issuer, as API Gateway does with Cognito): the owner is the token's subject.
+
+use serde_json::json;
+use std::time::{Duration, Instant};
+use taskflow_e2e::{http, order_id, token, Run};
+
+/// Polls `GET /tasks/{id}` as `bearer` until the task is terminal.
+async fn task_until_terminal(bearer: &str, id: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, task) = http("GET", &format!("/tasks/{id}"), Some(bearer), None).await;
+        if status == 200 && ["COMPLETED", "FAILED", "REJECTED"].contains(&task["status"].as_str().unwrap_or_default()) {
+            return task;
+        }
+        assert!(Instant::now() < deadline, "{id} not terminal: {status} {task}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_submit_read_and_list_only_their_own_tasks() {
+    let run = Run::new().await;
+    let sku = run.new_sku("HTTP", 10).await;
+    let (alice, bob) = (format!("alice-{}", &order_id("x")[4..]), format!("bob-{}", &order_id("x")[4..]));
+    let (alice_token, bob_token) = (token(&alice, 600), token(&bob, 600));
+
+    // Submit as alice: the owner is taken from the token.
+    let id = order_id("http");
+    let order = json!({"orderId": id, "kind": "purchase", "currency": "EUR", "paymentToken": "tok_approve",
+                       "items": [{"sku": sku, "quantity": 2, "unitPrice": 450}]});
+    let (status, answer) = http("POST", "/orders", Some(&alice_token), Some(&order.to_string())).await;
+    assert_eq!((status, answer["orderId"].as_str()), (202, Some(id.as_str())), "{answer}");
+    let task = task_until_terminal(&alice_token, &id).await;
+    assert_eq!((task["status"].as_str(), task["owner"].as_str(), task["amount"].as_u64()), (Some("COMPLETED"), Some(alice.as_str()), Some(900)));
+    assert!(task.get("executionArn").is_none() && task.get("traceHeader").is_none(), "internals shown: {task}");
+
+    // An order with no id gets one; an invalid one is recorded REJECTED where its owner reads it.
+    let (status, answer) = http("POST", "/orders", Some(&alice_token), Some(&json!({"kind": "purchase", "currency": "XXX", "items": []}).to_string())).await;
+    assert_eq!(status, 202, "{answer}");
+    let rejected = task_until_terminal(&alice_token, answer["orderId"].as_str().unwrap()).await;
+    assert_eq!(rejected["status"], "REJECTED", "{rejected}");
+
+    // Listing: alice sees hers, bob sees none of them.
+    let (status, list) = http("GET", "/tasks", Some(&alice_token), None).await;
+    let ids: Vec<&str> = list["tasks"].as_array().unwrap().iter().map(|t| t["orderId"].as_str().unwrap()).collect();
+    assert_eq!(status, 200);
+    assert!(ids.contains(&id.as_str()) && ids.len() == 2, "{ids:?}");
+    let (status, list) = http("GET", "/tasks", Some(&bob_token), None).await;
+    assert_eq!((status, list["tasks"].as_array().map(Vec::len)), (200, Some(0)), "{list}");
+
+    // Bob cannot read alice's task: 404, and nothing of it in the answer.
+    let (status, answer) = http("GET", &format!("/tasks/{id}"), Some(&bob_token), None).await;
+    assert_eq!(status, 404);
+    let text = answer.to_string();
+    assert!(!text.contains(&alice) && !text.contains("COMPLETED") && !text.contains("900"), "{text}");
+
+    // Bob cannot submit as alice, nor refund her order (the refund is his, and it is refused).
+    let as_alice = json!({"owner": alice, "kind": "purchase", "currency": "EUR", "paymentToken": "tok_approve", "items": [{"sku": sku, "quantity": 1, "unitPrice": 1}]});
+    assert_eq!(http("POST", "/orders", Some(&bob_token), Some(&as_alice.to_string())).await.0, 403);
+    let refund_id = order_id("http-refund");
+    let refund = json!({"orderId": refund_id, "kind": "refund", "currency": "EUR", "refundOf": id});
+    assert_eq!(http("POST", "/orders", Some(&bob_token), Some(&refund.to_string())).await.0, 202);
+    let refused = task_until_terminal(&bob_token, &refund_id).await;
+    assert_eq!((refused["status"].as_str(), refused["reason"].as_str()), (Some("REJECTED"), Some("NOT_OWNER")), "{refused}");
+    run.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_valid_token_are_unauthorized() {
+    let owner = format!("carol-{}", &order_id("x")[4..]);
+    let good = token(&owner, 600);
+    let expired = token(&owner, -120);
+    // A token from another issuer (its own key, same key id and claims): the signature fails.
+    let forger = taskflow::auth::Issuer::generate("http://127.0.0.1:9").unwrap();
+    let forged = forger.token(&owner, 600).unwrap();
+    let mut tampered: Vec<&str> = good.split('.').collect();
+    let other = token("mallory", 600);
+    let other_payload = other.split('.').nth(1).unwrap();
+    tampered[1] = other_payload;
+    let tampered = tampered.join(".");
+
+    for (what, bearer) in [("no token", None), ("expired", Some(expired.as_str())), ("forged", Some(forged.as_str())), ("tampered", Some(tampered.as_str())), ("garbage", Some("not-a-jwt"))] {
+        for (method, path) in [("GET", "/tasks"), ("GET", "/tasks/ord-anything"), ("POST", "/orders")] {
+            let (status, body) = http(method, path, bearer, Some("{}")).await;
+            assert_eq!(status, 401, "{what} {method} {path}: {body}");
+            assert_eq!(body, json!({"message": "Unauthorized"}), "{what}: nothing but the refusal");
+        }
+    }
+    // And the good token passes the same door.
+    assert_eq!(http("GET", "/tasks", Some(&good), None).await.0, 200);
+}
