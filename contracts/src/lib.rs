@@ -52,4 +52,23 @@ pub mod errors {
     pub const REFUND_REJECTED: &str = "RefundRejected";
     /// The task record the work refers to does not exist or is in an unexpected state.
     pub const TASK_STATE_CONFLICT: &str = "TaskStateConflict";
+    /// Another delivery of the same step holds it right now: it, not this one, answers.
+    pub const STEP_IN_PROGRESS: &str = "StepInProgress";
+    /// A compensation found the purchase's charge still claimed by a delivery: it waits for that
+    /// claim to end (completed, or expired with its dead holder) before it looks.
+    pub const CHARGE_IN_PROGRESS: &str = "ChargeInProgress";
+
+    /// The task's reason for a step failure the state machine caught (by its error name).
+    pub fn reason_for(error: Option<&str>) -> crate::Reason {
+        use crate::Reason;
+        match error {
+            Some(PAYMENT_DECLINED) => Reason::PaymentDeclined,
+            Some(PAYMENT_UNAVAILABLE) => Reason::PaymentUnavailable,
+            Some(OUT_OF_STOCK) => Reason::OutOfStock,
+            // The emulator reports an expired heartbeat as States.Timeout, AWS as HeartbeatTimeout.
+            Some("States.Timeout" | "States.HeartbeatTimeout") => Reason::TimedOut,
+            Some("UnsupportedKind") => Reason::UnsupportedKind,
+            _ => Reason::WorkflowError,
+        }
+    }
 }

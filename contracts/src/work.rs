@@ -50,6 +50,10 @@ pub struct RefundWork {
     pub task_token: TaskToken,
     pub purpose: RefundPurpose,
     pub order: OrderSubmitted,
+    /// For a compensation: what made the purchase fail (the state machine's caught error), which
+    /// becomes the task's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<StepFailure>,
     /// The order's X-Ray trace header (`Root=…;Parent=…;Sampled=…`), so the service's work joins
     /// the order's one trace. Absent (older producers): the service starts a new trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]

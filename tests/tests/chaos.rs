@@ -2,7 +2,9 @@
 //! killed mid-batch, 30 % transient payment failures, malformed messages in every queue — and
 //! still no order lost, nothing charged, refunded or notified twice, stock and ledger balanced.
 //! Prints one line of figures. `CHAOS_ORDERS` sets the count (300 by default, in `make test`;
-//! `make chaos` runs 1000).
+//! `make chaos` runs 1000); `CHAOS_PAYMENT_FAULT_RATE` (0.3) and `CHAOS_KILL_RATE` (0.05) the
+//! faults, `CHAOS_MAX_RECEIVE_COUNT` the deliveries per step (template default 5) — raise the
+//! rates or lower the count to send many orders down the failure path.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -13,10 +15,16 @@ use taskflow_e2e::{order_id, purchase, stack, stack_with, Run};
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn no_order_is_lost_and_nothing_happens_twice_under_faults() {
     let orders: usize = std::env::var("CHAOS_ORDERS").ok().and_then(|n| n.parse().ok()).unwrap_or(300);
+    // Higher rates drive more orders down the failure path (compensation) on purpose.
+    let payment_fault_rate: f64 = std::env::var("CHAOS_PAYMENT_FAULT_RATE").ok().and_then(|n| n.parse().ok()).unwrap_or(0.3);
+    let kill_rate: f64 = std::env::var("CHAOS_KILL_RATE").ok().and_then(|n| n.parse().ok()).unwrap_or(0.05);
     stack_with(|options| {
-        options.faults = Faults { duplicate_deliveries: true, kill_rate: 0.05, payment_fault_rate: 0.3, payment_latency_ms: 0 };
+        options.faults = Faults { duplicate_deliveries: true, kill_rate, payment_fault_rate, payment_latency_ms: 0 };
         // Crashed batches come back after this, not after a minute.
         options.parameters.insert("QueueVisibilityTimeout".into(), "10".into());
+        if let Ok(count) = std::env::var("CHAOS_MAX_RECEIVE_COUNT") {
+            options.parameters.insert("WorkerMaxReceiveCount".into(), count);
+        }
     });
     let run = Run::new().await;
     let started = Instant::now();

@@ -31,15 +31,7 @@ pub struct Notification<S, R, N> {
 
 /// The task's reason for a failure the state machine caught.
 pub fn reason_for(failure: Option<&StepFailure>) -> Reason {
-    match failure.map(|f| f.error.as_str()) {
-        Some(errors::PAYMENT_DECLINED) => Reason::PaymentDeclined,
-        Some(errors::PAYMENT_UNAVAILABLE) => Reason::PaymentUnavailable,
-        Some(errors::OUT_OF_STOCK) => Reason::OutOfStock,
-        // The emulator reports an expired heartbeat as States.Timeout, AWS as HeartbeatTimeout.
-        Some("States.Timeout" | "States.HeartbeatTimeout") => Reason::TimedOut,
-        Some("UnsupportedKind") => Reason::UnsupportedKind,
-        _ => Reason::WorkflowError,
-    }
+    errors::reason_for(failure.map(|f| f.error.as_str()))
 }
 
 /// Statuses the failure path may close as FAILED.
@@ -69,6 +61,12 @@ impl<S: TaskStore, R: ReceiptStore, N: Notifier> TaskWorker for Notification<S, 
                 Transitioned::Applied(task) | Transitioned::Conflict(task) => *task,
                 Transitioned::Missing => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, "task vanished")),
             };
+        }
+        if work.outcome == Outcome::Failed && task.status == TaskStatus::Refunding {
+            // The compensation could not finish: money is owed. It stays REFUNDING, visible, and
+            // counted, so the `RefundsOwed` alarm calls someone.
+            tracing::error!(order_id = task.order_id.as_str(), "order failed with its compensation unfinished: a refund is owed");
+            taskflow_shared::metrics::count("RefundsOwed", &[("Service", "notification")]);
         }
         let receipt = receipt::render(&task);
         let undelivered = |e: notifier::DeliveryError| StepError::retry("NotificationUnavailable", e.to_string());

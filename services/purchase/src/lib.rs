@@ -39,10 +39,7 @@ fn unavailable(what: &str) -> impl Fn(&dyn std::fmt::Display) -> StepError + '_ 
     move |e| StepError::retry(what, e.to_string())
 }
 
-/// The idempotency key of an order's charge: derived from the task, never from the message.
-pub fn charge_key(order_id: &str) -> String {
-    format!("{order_id}/charge")
-}
+pub use taskflow_shared::payments::charge_key;
 
 /// The answer for a task that is already past charging.
 fn settled(task: &TaskRecord) -> Result<PurchaseResult, StepError> {

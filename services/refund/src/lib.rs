@@ -13,18 +13,19 @@
 //! 3. The provider refunds the original charge, keyed by the refund order id (once per refund).
 //! 4. REFUNDING → COMPLETED with the refund id.
 //!
-//! **A compensation** (a purchase charged but out of stock, task REFUNDING `OUT_OF_STOCK`):
-//! the stock it may hold is released, its whole charge refunded, its ledger entry marked
-//! compensated, and the task ends FAILED `OUT_OF_STOCK` with the refund recorded.
+//! **A compensation** (a purchase that did not complete, for any reason but a declined payment):
+//! whatever it charged is refunded and whatever stock it holds released, found from the provider
+//! and the ledger rather than assumed, and the task ends FAILED with the failure's reason (see
+//! `compensate`).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use taskflow_contracts::{errors, Money, OrderSubmitted, Reason, RefundPurpose, RefundResult, RefundWork, TaskStatus};
+use taskflow_contracts::{errors, Money, OrderSubmitted, Reason, RefundPurpose, RefundResult, RefundWork, StepFailure, TaskStatus};
 use taskflow_shared::driver::{Attempt, StepError, TaskWorker};
-use taskflow_shared::idempotency::{once, Idempotency};
+use taskflow_shared::idempotency::{once, Claim, Idempotency};
 use taskflow_shared::inventory::Inventory;
 use taskflow_shared::ledger::{Applied, EntryStatus, Ledger, LedgerEntry};
-use taskflow_shared::payments::{PaymentError, PaymentProvider, RefundRequest};
+use taskflow_shared::payments::{persistently, PaymentError, PaymentProvider, RefundRequest};
 use taskflow_shared::tasks::{Change, TaskRecord, TaskStore, Transitioned};
 
 pub struct Refunds<S, P, L, I> {
@@ -40,6 +41,12 @@ pub struct Refunds<S, P, L, I> {
 
 /// The key under which a compensation is applied to the ledger and sent to the provider.
 pub const COMPENSATION: &str = "compensation";
+
+/// Provider calls per delivery while it is unavailable (see `persistently`).
+const PROVIDER_TRIES: u32 = 3;
+
+/// What a compensation leaves in the charge's idempotency record: no charge may follow.
+const COMPENSATED: &str = r#"{"compensated":true}"#;
 
 fn retry(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StepError {
     move |e| StepError::retry(what, e.to_string())
@@ -108,7 +115,9 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
             amount,
             currency: entry.currency.clone(),
         };
-        let refund = once(&*self.once, &request.idempotency_key, taskflow_shared::metrics::timed("RefundLatency", &[("Service", "refund")], self.payments.refund(&request))).await;
+        // Money owed goes back: a blip of the provider is retried on the spot, a few times.
+        let call = persistently(PROVIDER_TRIES, || self.payments.refund(&request));
+        let refund = once(&*self.once, &request.idempotency_key, taskflow_shared::metrics::timed("RefundLatency", &[("Service", "refund")], call)).await;
         refund.map(|r| r.refund_id).map_err(|e| {
             StepError::from_once(e, |e| match e {
                 PaymentError::Unavailable(cause) => StepError::retry(errors::PAYMENT_UNAVAILABLE, cause),
@@ -165,27 +174,100 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
         Ok(result_of(&done))
     }
 
-    async fn compensate(&self, order: &OrderSubmitted) -> Result<RefundResult, StepError> {
+    /// Undoes what a purchase that did not complete may have done, whatever stopped it (out of
+    /// stock after the charge, the provider unavailable until the retries ran out, a crashed
+    /// delivery whose step timed out, …):
+    /// 1. fences the task: RECEIVED/CHARGING → REFUNDING with the failure's reason, after which no
+    ///    purchase delivery charges or reserves for it;
+    /// 2. waits out a charge in progress (a live delivery holding the charge's claim), then takes
+    ///    the claim for good, so no charge can start later;
+    /// 3. asks the provider what was charged under the order's charge key — the truth even when a
+    ///    delivery died between charging and writing the ledger;
+    /// 4. if something was: releases the stock it may hold, refunds all of it, and marks the
+    ///    ledger entry compensated (writing the entry first if the purchase never did);
+    /// 5. ends the task FAILED with the reason, and the refund if there was one.
+    async fn compensate(&self, order: &OrderSubmitted, failure: Option<&StepFailure>) -> Result<RefundResult, StepError> {
         let id = order.order_id.as_str();
         let task = self.task(id).await?;
-        match (task.status, task.reason) {
-            (TaskStatus::Failed, Some(Reason::OutOfStock)) => return Ok(result_of(&task)),
-            (TaskStatus::Refunding, _) => {}
+        let (reason, detail) = match (task.status, task.reason) {
+            (TaskStatus::Failed, _) => return Ok(result_of(&task)),
+            (TaskStatus::Refunding, Some(reason)) => (reason, task.reason_detail.clone()),
+            (TaskStatus::Received | TaskStatus::Charging, _) => {
+                let reason = errors::reason_for(failure.map(|f| f.error.as_str()));
+                let detail = failure.map(|f| f.cause.clone().unwrap_or_else(|| f.error.clone()));
+                let fence = Change::to(TaskStatus::Refunding, Utc::now()).because(reason, detail.clone());
+                self.step(id, &[TaskStatus::Received, TaskStatus::Charging], fence).await?;
+                (reason, detail)
+            }
             (status, _) => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, format!("task is {status}"))),
+        };
+
+        let charge_key = taskflow_shared::payments::charge_key(id);
+        let claim = self.once.claim(&charge_key, Utc::now(), self.once.hold()).await.map_err(|e| retry("IdempotencyStoreUnavailable")(&e))?;
+        if claim == Claim::Busy {
+            // Come back when the claim has surely ended: done, or expired with a dead holder.
+            let hold = u32::try_from(self.once.hold().num_seconds()).unwrap_or(u32::MAX).saturating_add(1);
+            return Err(StepError::retry_after(errors::CHARGE_IN_PROGRESS, charge_key, hold));
         }
-        let entry = self
-            .ledger
-            .get(id)
-            .await
-            .map_err(|e| retry("LedgerUnavailable")(&e))?
-            .ok_or_else(|| StepError::failed(errors::TASK_STATE_CONFLICT, "no ledger entry for a charged order"))?;
+        let charge = match persistently(PROVIDER_TRIES, || self.payments.find_charge(&charge_key)).await {
+            Ok(charge) => charge,
+            Err(e) => {
+                if claim == Claim::Proceed {
+                    // Not ours to keep while we cannot look: the next delivery claims it again.
+                    let _ = self.once.release(&charge_key).await;
+                }
+                let cause = match e {
+                    PaymentError::Unavailable(cause) => cause,
+                    PaymentError::Declined { code } => code,
+                };
+                return Err(StepError::retry(errors::PAYMENT_UNAVAILABLE, cause));
+            }
+        };
+        if claim == Claim::Proceed {
+            // Ours now, for good: a purchase delivery arriving late finds no charge to make.
+            self.once.complete(&charge_key, COMPENSATED, Utc::now()).await.map_err(|e| retry("IdempotencyStoreUnavailable")(&e))?;
+        }
+
+        let Some(charge) = charge else {
+            // Nothing charged, so nothing reserved either (stock is reserved after the charge).
+            let done = self.step(id, &[TaskStatus::Refunding], Change::to(TaskStatus::Failed, Utc::now()).because(reason, detail)).await?;
+            return Ok(result_of(&done));
+        };
+        let entry = match self.ledger.get(id).await.map_err(|e| retry("LedgerUnavailable")(&e))? {
+            Some(entry) => entry,
+            None => {
+                // The purchase died between the charge and its ledger entry: write it now.
+                let entry = LedgerEntry {
+                    order_id: id.to_string(),
+                    owner: task.owner.clone(),
+                    currency: task.currency.clone(),
+                    charge_id: charge.charge_id.clone(),
+                    charged: task.amount,
+                    refunded: 0,
+                    refunds: Default::default(),
+                    items: order.items.clone(),
+                    status: EntryStatus::Charged,
+                    stock: None,
+                    charged_at: Utc::now(),
+                    completed_at: None,
+                };
+                self.ledger.record_charge(&entry).await.map_err(|e| retry("LedgerUnavailable")(&e))?;
+                self.ledger
+                    .get(id)
+                    .await
+                    .map_err(|e| retry("LedgerUnavailable")(&e))?
+                    .ok_or_else(|| StepError::retry("LedgerUnavailable", "entry not readable after writing it"))?
+            }
+        };
         once(&*self.once, &format!("{id}/release"), self.inventory.release(id, &entry.items))
             .await
             .map_err(|e| StepError::from_once(e, |e| retry("InventoryUnavailable")(&e)))?;
         let amount = entry.refunds.get(COMPENSATION).copied().unwrap_or(entry.refundable());
+        // A purchase may have completed its ledger entry and then failed to record its task.
+        let allowed = if entry.status == EntryStatus::Completed { EntryStatus::Completed } else { EntryStatus::Charged };
         match self
             .ledger
-            .apply_refund(id, COMPENSATION, amount, EntryStatus::Charged, EntryStatus::Compensated)
+            .apply_refund(id, COMPENSATION, amount, allowed, EntryStatus::Compensated)
             .await
             .map_err(|e| retry("LedgerUnavailable")(&e))?
         {
@@ -193,9 +275,7 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
             other => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, format!("cannot compensate: {other:?}"))),
         }
         let refund_id = self.pay_back(format!("{id}/{COMPENSATION}"), &entry, amount).await?;
-        let change = Change::to(TaskStatus::Failed, Utc::now())
-            .because(Reason::OutOfStock, task.reason_detail.clone())
-            .with_refund(&refund_id, amount);
+        let change = Change::to(TaskStatus::Failed, Utc::now()).because(reason, detail).with_refund(&refund_id, amount);
         let done = self.step(id, &[TaskStatus::Refunding], change).await?;
         Ok(result_of(&done))
     }
@@ -209,7 +289,7 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for R
     async fn perform(&self, work: &RefundWork, _attempt: Attempt) -> Result<RefundResult, StepError> {
         match work.purpose {
             RefundPurpose::Refund => self.refund_order(&work.order).await,
-            RefundPurpose::Compensation => self.compensate(&work.order).await,
+            RefundPurpose::Compensation => self.compensate(&work.order, work.failure.as_ref()).await,
         }
     }
 }

@@ -57,7 +57,7 @@ fn subject(orders: &[&OrderSubmitted], entries: Vec<LedgerEntry>) -> Subject {
 }
 
 fn work(order: &OrderSubmitted, purpose: RefundPurpose) -> RefundWork {
-    RefundWork { schema_version: 1, task_token: TaskToken::new("t"), purpose, order: order.clone(), trace_header: None }
+    RefundWork { schema_version: 1, task_token: TaskToken::new("t"), purpose, order: order.clone(), failure: None, trace_header: None }
 }
 
 const FIRST: Attempt = Attempt { number: 1, last: false };
@@ -163,6 +163,7 @@ async fn compensation_refunds_the_whole_charge_releases_stock_and_fails_the_purc
     Change::to(TaskStatus::Charging, Utc::now()).apply(&mut task);
     Change::to(TaskStatus::Refunding, Utc::now()).because(Reason::OutOfStock, Some("BOOK-1".into())).with_charge("ch_p-9").apply(&mut task);
     let s = Refunds { tasks: InMemoryTaskStore::with([task]), ..s };
+    charge(&s, "p-9", 10_000).await;
     // Say a reservation did happen before (a partial failure elsewhere): it must come back.
     s.inventory.reserve("p-9", &purchase.items).await.unwrap();
     assert_eq!(s.inventory.available("BOOK-1"), 8);
@@ -178,4 +179,91 @@ async fn compensation_refunds_the_whole_charge_releases_stock_and_fails_the_purc
     assert_eq!(s.perform(&work(&purchase, RefundPurpose::Compensation), FIRST).await.unwrap(), result);
     assert_eq!(s.inventory.available("BOOK-1"), 10);
     assert_eq!(s.payments.issued("/compensation"), 1);
+}
+
+fn purchase_order(id: &str) -> OrderSubmitted {
+    OrderSubmitted {
+        kind: OrderKind::Purchase,
+        items: vec![OrderItem { sku: "BOOK-1".into(), quantity: 2, unit_price: 5_000 }],
+        payment_token: Some(PaymentToken::new("tok_approve")),
+        refund_of: None,
+        amount: None,
+        ..refund_order(id, "alice", "", None)
+    }
+}
+
+/// The provider charges `order_id` under its charge key, as a purchase does.
+async fn charge(s: &Subject, order_id: &str, amount: Money) {
+    let request = taskflow_shared::payments::ChargeRequest {
+        idempotency_key: taskflow_shared::payments::charge_key(order_id),
+        order_id: order_id.into(),
+        amount,
+        currency: "EUR".into(),
+        payment_token: PaymentToken::new("tok_approve"),
+    };
+    s.payments.charge(&request).await.unwrap();
+}
+
+/// A purchase task stopped in CHARGING (its delivery died, or its retries ran out).
+fn charging(order: &OrderSubmitted) -> TaskRecord {
+    let mut task = received(order);
+    task.amount = 10_000;
+    Change::to(TaskStatus::Charging, Utc::now()).apply(&mut task);
+    task
+}
+
+fn compensation(order: &OrderSubmitted, error: &str) -> RefundWork {
+    RefundWork { failure: Some(StepFailure { error: error.into(), cause: None }), ..work(order, RefundPurpose::Compensation) }
+}
+
+#[tokio::test]
+async fn a_purchase_that_died_after_charging_is_refunded_though_it_wrote_no_ledger_entry() {
+    let purchase = purchase_order("p-dead");
+    let s = Refunds { tasks: InMemoryTaskStore::with([charging(&purchase)]), ..subject(&[], vec![]) };
+    charge(&s, "p-dead", 10_000).await;
+
+    let result = s.perform(&compensation(&purchase, "States.Timeout"), FIRST).await.unwrap();
+    assert_eq!(result.amount, 10_000);
+    let done = s.tasks.snapshot("p-dead").unwrap();
+    assert_eq!((done.status, done.reason, done.refunded), (TaskStatus::Failed, Some(Reason::TimedOut), 10_000));
+    let e = s.ledger.entries.lock().unwrap()["p-dead"].clone();
+    assert_eq!((e.status, e.charged, e.refunded), (EntryStatus::Compensated, 10_000, 10_000));
+    assert_eq!(s.payments.issued("/compensation"), 1);
+    assert_eq!(s.inventory.available("BOOK-1"), 10, "nothing was reserved, nothing moves");
+}
+
+#[tokio::test]
+async fn a_purchase_that_charged_nothing_fails_with_its_reason_and_can_charge_no_more() {
+    let purchase = purchase_order("p-none");
+    let s = Refunds { tasks: InMemoryTaskStore::with([charging(&purchase)]), ..subject(&[], vec![]) };
+
+    let result = s.perform(&compensation(&purchase, errors::PAYMENT_UNAVAILABLE), FIRST).await.unwrap();
+    assert_eq!(result.amount, 0);
+    let done = s.tasks.snapshot("p-none").unwrap();
+    assert_eq!((done.status, done.reason, done.refund_id), (TaskStatus::Failed, Some(Reason::PaymentUnavailable), None));
+    assert_eq!(s.payments.issued("/compensation"), 0);
+    // A purchase delivery arriving late finds the charge key closed, not free to charge.
+    let claim = s.once.claim(&taskflow_shared::payments::charge_key("p-none"), Utc::now(), s.once.hold()).await.unwrap();
+    assert!(matches!(claim, Claim::Done(_)), "{claim:?}");
+}
+
+#[tokio::test]
+async fn a_compensation_waits_for_a_charge_in_progress() {
+    let purchase = purchase_order("p-busy");
+    let s = Refunds { tasks: InMemoryTaskStore::with([charging(&purchase)]), ..subject(&[], vec![]) };
+    // A live purchase delivery holds the charge right now.
+    let key = taskflow_shared::payments::charge_key("p-busy");
+    assert_eq!(s.once.claim(&key, Utc::now(), s.once.hold()).await.unwrap(), Claim::Proceed);
+
+    let err = s.perform(&compensation(&purchase, "States.Timeout"), FIRST).await.unwrap_err();
+    assert!(matches!(err, StepError::Retry { ref error, .. } if error == errors::CHARGE_IN_PROGRESS), "{err:?}");
+    // Fenced meanwhile: the task is REFUNDING, so no purchase delivery starts anything new.
+    assert_eq!(s.tasks.snapshot("p-busy").unwrap().status, TaskStatus::Refunding);
+
+    // The holder charges and completes; the next delivery of the compensation refunds it.
+    charge(&s, "p-busy", 10_000).await;
+    s.once.complete(&key, r#"{"charge_id":"ch_p-busy"}"#, Utc::now()).await.unwrap();
+    let result = s.perform(&compensation(&purchase, "States.Timeout"), FIRST).await.unwrap();
+    assert_eq!(result.amount, 10_000);
+    assert_eq!(s.tasks.snapshot("p-busy").unwrap().status, TaskStatus::Failed);
 }

@@ -79,8 +79,9 @@ pub struct Attempt {
 pub enum StepError {
     /// The step failed for good; `error` is the name the state machine matches on.
     Failed { error: String, cause: String },
-    /// Something transient (a provider or the store unavailable): worth another delivery.
-    Retry { error: String, cause: String },
+    /// Something transient (a provider or the store unavailable): worth another delivery, not
+    /// sooner than `after` seconds if given.
+    Retry { error: String, cause: String, after: Option<u32> },
 }
 
 impl StepError {
@@ -88,7 +89,7 @@ impl StepError {
     /// retry; the effect's own error is mapped by `effect`.
     pub fn from_once<E>(e: crate::idempotency::Once<E>, effect: impl FnOnce(E) -> StepError) -> StepError {
         match e {
-            crate::idempotency::Once::Busy(key) => StepError::retry("StepInProgress", key),
+            crate::idempotency::Once::Busy(key) => StepError::retry(errors::STEP_IN_PROGRESS, key),
             crate::idempotency::Once::Store(e) => StepError::retry("IdempotencyStoreUnavailable", e.to_string()),
             crate::idempotency::Once::Effect(e) => effect(e),
         }
@@ -98,7 +99,11 @@ impl StepError {
         StepError::Failed { error: error.to_string(), cause: cause.into() }
     }
     pub fn retry(error: &str, cause: impl Into<String>) -> Self {
-        StepError::Retry { error: error.to_string(), cause: cause.into() }
+        StepError::Retry { error: error.to_string(), cause: cause.into(), after: None }
+    }
+    /// A retry that is pointless before `seconds` have passed (a claim still held, say).
+    pub fn retry_after(error: &str, cause: impl Into<String>, seconds: u32) -> Self {
+        StepError::Retry { error: error.to_string(), cause: cause.into(), after: Some(seconds) }
     }
 }
 
@@ -272,14 +277,22 @@ impl<W: TaskWorker, C: TaskCallback, R: Redelivery> Driver<W, C, R> {
                 info!(order_id, error, cause, "step failed");
                 self.callback.fail(&token, &error, &cause).await
             }
-            Err(StepError::Retry { error, cause }) if attempt.last => {
+            Err(StepError::Retry { error, cause, .. }) if attempt.last && error == errors::STEP_IN_PROGRESS => {
+                // Another delivery is doing this step right now and will answer the token; failing
+                // it from here would send the workflow down the failure path under its feet. If
+                // that holder is dead instead, the step's heartbeat timeout moves the workflow on
+                // (and the failure path compensates whatever it did).
+                warn!(order_id, error, cause, attempt = number, "last delivery found the step in progress; leaving it to its holder");
+                return Disposition::Again;
+            }
+            Err(StepError::Retry { error, cause, .. }) if attempt.last => {
                 warn!(order_id, error, cause, attempt = number, "retries exhausted; failing the step");
                 self.callback.fail(&token, &error, &cause).await
             }
-            Err(StepError::Retry { error, cause }) => {
+            Err(StepError::Retry { error, cause, after }) => {
                 warn!(order_id, error, cause, attempt = number, "transient failure; will retry");
                 crate::metrics::count("Retries", &[("Service", self.name)]);
-                self.delay(message, attempt).await;
+                self.delay(message, attempt, after).await;
                 return Disposition::Again;
             }
         };
@@ -314,18 +327,19 @@ impl<W: TaskWorker, C: TaskCallback, R: Redelivery> Driver<W, C, R> {
             }
             Err(CallbackError::Unavailable(e)) => {
                 warn!(error = %e, "could not answer the task token; will retry");
-                self.delay(message, attempt).await;
+                self.delay(message, attempt, None).await;
                 Disposition::Again
             }
         }
     }
 
-    async fn delay(&self, message: &SqsMessage, attempt: Attempt) {
+    async fn delay(&self, message: &SqsMessage, attempt: Attempt, at_least: Option<u32>) {
         if attempt.last {
             return;
         }
         if let Some(receipt) = message.receipt_handle.as_deref() {
-            let seconds = self.policy.delay_after(attempt.number);
+            // SQS takes at most 12 hours.
+            let seconds = self.policy.delay_after(attempt.number).max(at_least.unwrap_or(0)).min(43_200);
             if let Err(e) = self.redelivery.delay(receipt, seconds).await {
                 // The queue's visibility timeout still brings it back, only later.
                 warn!(error = %e, "could not shorten the redelivery delay");

@@ -162,6 +162,11 @@ impl crate::payments::PaymentProvider for InMemoryPayments {
         let id = entry.1.get_or_insert_with(|| format!("re_{}", request.idempotency_key.replace('/', "_"))).clone();
         Ok(crate::payments::Refund { refund_id: id })
     }
+
+    async fn find_charge(&self, idempotency_key: &str) -> Result<Option<crate::payments::Charge>, crate::payments::PaymentError> {
+        let ledger = self.ledger.lock().unwrap();
+        Ok(ledger.get(idempotency_key).and_then(|e| e.1.clone()).filter(|id| id.starts_with("ch_")).map(|charge_id| crate::payments::Charge { charge_id }))
+    }
 }
 
 /// The ledger with the adapter's rules, in memory.

@@ -19,6 +19,32 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use taskflow_contracts::{Money, PaymentToken};
 use thiserror::Error;
 
+/// Calls the provider up to `tries` times while it is unavailable, pausing a little (jittered)
+/// between calls: for calls that owe money back and should not spend a whole redelivery on one
+/// blip. Bounded, and well inside a function's timeout.
+pub async fn persistently<T, F, Fut>(tries: u32, mut call: F) -> Result<T, PaymentError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, PaymentError>>,
+{
+    let mut failed = 0;
+    loop {
+        match call().await {
+            Err(PaymentError::Unavailable(_)) if failed + 1 < tries => {
+                failed += 1;
+                let pause = 100 * u64::from(failed) + rand::random_range(0..100);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The idempotency key of an order's charge: derived from the task, never from the message.
+pub fn charge_key(order_id: &str) -> String {
+    format!("{order_id}/charge")
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChargeRequest {
     /// The same key always yields the same charge.
@@ -61,6 +87,9 @@ pub enum PaymentError {
 pub trait PaymentProvider: Send + Sync {
     async fn charge(&self, request: &ChargeRequest) -> Result<Charge, PaymentError>;
     async fn refund(&self, request: &RefundRequest) -> Result<Refund, PaymentError>;
+    /// The charge made under `idempotency_key`, if one was (providers look charges up by the
+    /// merchant's reference): how a compensation learns what a crashed purchase did.
+    async fn find_charge(&self, idempotency_key: &str) -> Result<Option<Charge>, PaymentError>;
 }
 
 /// What the sandbox decides for a token, on the `attempt`-th request for a key.
@@ -183,5 +212,54 @@ impl PaymentProvider for SandboxPayments {
         }
         let refund_id = self.issue(key, format!("re_{}", uuid::Uuid::new_v4().simple())).await?;
         Ok(Refund { refund_id })
+    }
+
+    async fn find_charge(&self, idempotency_key: &str) -> Result<Option<Charge>, PaymentError> {
+        self.bad_day().await?;
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("idempotencyKey", AttributeValue::S(idempotency_key.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let item = out.item.unwrap_or_default();
+        let is_charge = item.get("kind").and_then(|v| v.as_s().ok()).is_some_and(|k| k == "charge");
+        Ok(item.get("id").and_then(|v| v.as_s().ok()).filter(|_| is_charge).map(|id| Charge { charge_id: id.clone() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn a_provider_blip_is_retried_on_the_spot_but_only_so_often() {
+        let calls = AtomicU32::new(0);
+        let flaky = || async {
+            let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            if n < 3 { Err(PaymentError::Unavailable("blip".into())) } else { Ok(n) }
+        };
+        assert_eq!(persistently(3, flaky).await.unwrap(), 3);
+
+        calls.store(0, Ordering::SeqCst);
+        let down = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<u32, _>(PaymentError::Unavailable("down".into()))
+        };
+        assert!(matches!(persistently(3, down).await, Err(PaymentError::Unavailable(_))));
+        assert_eq!(calls.load(Ordering::SeqCst), 3, "bounded");
+
+        // A decline is an answer, not a blip: never repeated.
+        calls.store(0, Ordering::SeqCst);
+        let declined = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err::<u32, _>(PaymentError::Declined { code: "no".into() })
+        };
+        assert!(matches!(persistently(3, declined).await, Err(PaymentError::Declined { .. })));
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

@@ -60,9 +60,14 @@ fn callback_steps_send_the_contract_work_messages() {
     out_of_stock["failure"] = json!({"Error": "OutOfStock"});
     let compensation: RefundWork = serde_json::from_value(body("Compensate", &out_of_stock)).unwrap();
     assert_eq!((compensation.purpose, compensation.order.order_id.as_str()), (RefundPurpose::Compensation, "o-1"));
+    assert_eq!(compensation.failure.unwrap().error, taskflow_contracts::errors::OUT_OF_STOCK);
+    // Only a declined payment is known to have charged nothing; every other failure of a purchase
+    // is compensated (refund whatever was charged, release whatever was reserved).
     let purchase_catches = &s["Purchase"]["Catch"];
-    assert_eq!(purchase_catches[0]["ErrorEquals"], json!([taskflow_contracts::errors::OUT_OF_STOCK]));
-    assert_eq!(purchase_catches[0]["Next"], "Compensate");
+    assert_eq!(purchase_catches[0]["ErrorEquals"], json!([taskflow_contracts::errors::PAYMENT_DECLINED]));
+    assert_eq!(purchase_catches[0]["Next"], "NotifyFailure");
+    assert_eq!(purchase_catches[1]["ErrorEquals"], json!(["States.ALL"]));
+    assert_eq!(purchase_catches[1]["Next"], "Compensate");
 
     let owner: NotificationWork = serde_json::from_value(body("NotifyOwner", &order())).unwrap();
     assert_eq!(owner.outcome, Outcome::Completed);

@@ -103,6 +103,16 @@ async fn final_failure_answers_with_its_error_name() {
 }
 
 #[tokio::test]
+async fn a_last_delivery_that_finds_its_step_in_progress_leaves_the_answer_to_the_holder() {
+    // Attempt 3 of 3: another delivery is charging right now and will answer the token.
+    let d = driver(vec![Err(StepError::retry(errors::STEP_IN_PROGRESS, "o-1/charge"))]);
+    let response = d.handle_batch(batch(vec![message("m1", &work_body("t1"), POLICY.max_attempts)])).await;
+    assert_eq!(failed_ids(&response), vec!["m1"], "left on the queue (then its DLQ), not deleted");
+    let answers = d.callback.answers();
+    assert!(answers.iter().all(|(_, a)| *a == Answer::Heartbeat), "the token is not failed: {answers:?}");
+}
+
+#[tokio::test]
 async fn transient_failure_is_redelivered_after_a_bounded_backoff_and_only_that_message() {
     let d = driver(vec![Err(StepError::retry("PaymentUnavailable", "503")), Ok("ok".into())]);
     let response = d
