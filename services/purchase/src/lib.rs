@@ -21,7 +21,7 @@ use taskflow_shared::driver::{Attempt, StepError, TaskWorker};
 use taskflow_shared::idempotency::{once, Idempotency};
 use taskflow_shared::inventory::{Inventory, Reserved};
 use taskflow_shared::metrics;
-use taskflow_shared::ledger::{EntryStatus, Ledger, LedgerEntry};
+use taskflow_shared::ledger::{Ledger, LedgerEntry};
 use taskflow_shared::payments::{ChargeRequest, PaymentError, PaymentProvider};
 use taskflow_shared::tasks::{Change, TaskRecord, TaskStore, Transitioned};
 use tracing::info;
@@ -103,20 +103,7 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for P
             Err(e) => return Err(StepError::from_once(e, |e| StepError::retry(errors::PAYMENT_UNAVAILABLE, e.to_string()))),
         };
 
-        let entry = LedgerEntry {
-            order_id: id.to_string(),
-            owner: task.owner.clone(),
-            currency: task.currency.clone(),
-            charge_id: charge.charge_id.clone(),
-            charged: task.amount,
-            refunded: 0,
-            refunds: Default::default(),
-            items: order.items.clone(),
-            status: EntryStatus::Charged,
-            stock: None,
-            charged_at: Utc::now(),
-            completed_at: None,
-        };
+        let entry = LedgerEntry::charged(&task, &charge.charge_id, &order.items);
         self.ledger.record_charge(&entry).await.map_err(|e| unavailable("LedgerUnavailable")(&e))?;
 
         let reserved = once(&*self.once, &format!("{id}/reserve"), self.inventory.reserve(id, &order.items))

@@ -1,4 +1,5 @@
 use super::*;
+use taskflow_shared::ledger::EntryStatus;
 use taskflow_contracts::{OrderItem, OrderKind, OrderSubmitted, PaymentToken, TaskToken};
 use taskflow_shared::fakes::{InMemoryInventory, InMemoryLedger, InMemoryPayments, InMemoryTaskStore};
 use taskflow_shared::idempotency::InMemoryIdempotency;

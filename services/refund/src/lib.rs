@@ -237,20 +237,7 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
             Some(entry) => entry,
             None => {
                 // The purchase died between the charge and its ledger entry: write it now.
-                let entry = LedgerEntry {
-                    order_id: id.to_string(),
-                    owner: task.owner.clone(),
-                    currency: task.currency.clone(),
-                    charge_id: charge.charge_id.clone(),
-                    charged: task.amount,
-                    refunded: 0,
-                    refunds: Default::default(),
-                    items: order.items.clone(),
-                    status: EntryStatus::Charged,
-                    stock: None,
-                    charged_at: Utc::now(),
-                    completed_at: None,
-                };
+                let entry = LedgerEntry::charged(&task, &charge.charge_id, &order.items);
                 self.ledger.record_charge(&entry).await.map_err(|e| retry("LedgerUnavailable")(&e))?;
                 self.ledger
                     .get(id)

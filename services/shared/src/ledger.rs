@@ -52,6 +52,24 @@ pub struct LedgerEntry {
 }
 
 impl LedgerEntry {
+    /// The entry of a charge just made for `task`'s order of `items`: nothing refunded, no stock.
+    pub fn charged(task: &crate::tasks::TaskRecord, charge_id: &str, items: &[taskflow_contracts::OrderItem]) -> Self {
+        LedgerEntry {
+            order_id: task.order_id.clone(),
+            owner: task.owner.clone(),
+            currency: task.currency.clone(),
+            charge_id: charge_id.to_string(),
+            charged: task.amount,
+            refunded: 0,
+            refunds: Default::default(),
+            items: items.to_vec(),
+            status: EntryStatus::Charged,
+            stock: None,
+            charged_at: chrono::Utc::now(),
+            completed_at: None,
+        }
+    }
+
     pub fn refundable(&self) -> Money {
         self.charged.saturating_sub(self.refunded)
     }
