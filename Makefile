@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed-$(shell sha1sum infra/local/requirements.txt | cut
 CARGO   ?= cargo
 TASKFLOW := ./target/debug/taskflow
 
-.PHONY: setup build demo up test lint schemas chaos fuzz clean package deploy
+.PHONY: setup build demo up test lint schemas chaos fuzz clean package deploy bench
 
 # The pinned Python tools (moto server, SAM translator, cfn-lint) in a project venv.
 $(STAMP): infra/local/requirements.txt
@@ -80,6 +80,12 @@ lint: setup $(LINT_STAMP) $(NODE_STAMP)
 
 test: setup build lint
 	$(CARGO) test --locked --workspace
+
+# Cold start (next to a hello-world lambda_runtime binary), arm64 zip sizes (after make package)
+# and worker CPU per message, with the release profile; also target/bench/bench.json.
+bench:
+	$(CARGO) build --locked --release -p taskflow-bench $(foreach f,$(FUNCTIONS),-p taskflow-$(f))
+	./target/release/bench
 
 # 1000 orders under every fault at once; prints one line of figures (see tests/tests/chaos.rs).
 chaos: setup build
