@@ -52,9 +52,10 @@ package: $(PACKAGE_STAMP)
 	@for f in $(FUNCTIONS); do ls -l target/lambda/$$f/bootstrap.zip | awk -v f=$$f '{printf "%-13s %6.2f MB\n", f, $$5/1048576}'; done
 
 # Deploys with the SAM CLI (install it yourself: https://docs.aws.amazon.com/serverless-application-model/);
-# `sam build` runs cargo-lambda for each function (BuildMethod: rust-cargolambda).
+# `sam build` runs cargo-lambda for each function (BuildMethod: rust-cargolambda, a SAM beta
+# feature, hence --beta-features; checked with SAM CLI 1.170.0).
 deploy: $(PACKAGE_STAMP)
-	PATH="$(CURDIR)/$(PACKAGE_VENV)/bin:$$PATH" sam build --template-file infra/template.yaml
+	PATH="$(CURDIR)/$(PACKAGE_VENV)/bin:$$PATH" sam build --beta-features --template-file infra/template.yaml
 	sam deploy --guided
 
 # Tests and binaries share the dev profile, so one build serves both.
