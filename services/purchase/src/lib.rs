@@ -111,6 +111,8 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for P
             .map_err(|e| StepError::from_once(e, |e| unavailable("InventoryUnavailable")(&e)))?;
         match reserved {
             Reserved::Reserved => {}
+            // A compensation took over meanwhile and gave the stock back: it refunds the charge too.
+            Reserved::Fenced => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, "stock closed by a compensation")),
             Reserved::OutOfStock { sku } => {
                 let detail = format!("not enough {sku} in stock after the charge");
                 let change = Change::to(TaskStatus::Refunding, Utc::now())

@@ -230,6 +230,9 @@ async fn a_purchase_that_died_after_charging_is_refunded_though_it_wrote_no_ledg
     assert_eq!((e.status, e.charged, e.refunded), (EntryStatus::Compensated, 10_000, 10_000));
     assert_eq!(s.payments.issued("/compensation"), 1);
     assert_eq!(s.inventory.available("BOOK-1"), 10, "nothing was reserved, nothing moves");
+    // And a purchase delivery arriving late can take nothing: the stock is closed.
+    assert_eq!(s.inventory.reserve("p-dead", &purchase.items).await.unwrap(), taskflow_shared::inventory::Reserved::Fenced);
+    assert_eq!(s.inventory.available("BOOK-1"), 10);
 }
 
 #[tokio::test]

@@ -239,8 +239,10 @@ impl InMemoryInventory {
 impl crate::inventory::Inventory for InMemoryInventory {
     async fn reserve(&self, order_id: &str, items: &[taskflow_contracts::OrderItem]) -> Result<crate::inventory::Reserved, crate::inventory::InventoryError> {
         let mut reservations = self.reservations.lock().unwrap();
-        if reservations.contains_key(order_id) {
-            return Ok(crate::inventory::Reserved::Reserved);
+        match reservations.get(order_id) {
+            Some(true) => return Ok(crate::inventory::Reserved::Reserved),
+            Some(false) => return Ok(crate::inventory::Reserved::Fenced),
+            None => {}
         }
         let mut available = self.available.lock().unwrap();
         if let Some(short) = items.iter().find(|i| available.get(&i.sku).copied().unwrap_or(0) < u64::from(i.quantity)) {
@@ -260,8 +262,9 @@ impl crate::inventory::Inventory for InMemoryInventory {
             for item in items {
                 *available.entry(item.sku.clone()).or_default() += u64::from(item.quantity);
             }
-            reservations.insert(order_id.to_string(), false);
         }
+        // Released, or closed if it never was reserved: no reservation may follow.
+        reservations.insert(order_id.to_string(), false);
         Ok(())
     }
 }

@@ -15,6 +15,8 @@ pub enum Reserved {
     Reserved,
     /// Not enough of `sku` (or no such sku): nothing was reserved.
     OutOfStock { sku: String },
+    /// The order's stock was released or closed by a compensation: nothing may be reserved.
+    Fenced,
 }
 
 #[derive(Debug, Error)]
@@ -25,7 +27,8 @@ pub struct InventoryError(pub String);
 pub trait Inventory: Send + Sync {
     /// Takes `items` out of stock for `order_id`, all or nothing, once.
     async fn reserve(&self, order_id: &str, items: &[OrderItem]) -> Result<Reserved, InventoryError>;
-    /// Puts back what `order_id` reserved, once; nothing if it reserved nothing.
+    /// Puts back what `order_id` reserved, once, and closes its stock: after this, `reserve`
+    /// answers `Fenced` (a late purchase delivery takes nothing a compensation gave back).
     async fn release(&self, order_id: &str, items: &[OrderItem]) -> Result<(), InventoryError>;
 }
 
@@ -62,6 +65,8 @@ impl DynamoInventory {
             .key("orderId", AttributeValue::S(order_id.into()))
             .update_expression("SET stock = :to")
             .condition_expression(condition)
+            // On a failed condition, the entry as it is: a repeat (RESERVED) or closed (RELEASED)?
+            .return_values_on_condition_check_failure(aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld)
             .expression_attribute_values(":to", attr(&to));
         if let Some(from) = from {
             update = update.expression_attribute_values(":from", attr(&from));
@@ -72,6 +77,18 @@ impl DynamoInventory {
 
 fn attr<T: Serialize>(value: &T) -> AttributeValue {
     serde_dynamo::to_attribute_value(value).expect("stock states serialise")
+}
+
+/// The stock mark of the ledger entry returned with a cancelled transaction's operation `index`
+/// (`None`: no entry, or no mark on it).
+fn stock_of<E>(e: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError, E>, index: usize) -> Option<StockState> {
+    match e.as_service_error() {
+        Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c)) => {
+            let item = c.cancellation_reasons().get(index)?.item()?;
+            serde_dynamo::from_attribute_value(item.get("stock")?.clone()).ok()
+        }
+        _ => None,
+    }
 }
 
 /// Which operations of a cancelled transaction failed their condition.
@@ -98,8 +115,13 @@ impl Inventory for DynamoInventory {
             return Err(InventoryError(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string()));
         };
         if failed.get(items.len()).copied().unwrap_or(false) {
-            // Its stock was reserved (or released) before: this is a repeat.
-            return Ok(Reserved::Reserved);
+            return match stock_of(&e, items.len()) {
+                // Closed by a compensation: nothing may be taken now.
+                Some(StockState::Released) => Ok(Reserved::Fenced),
+                // Reserved before: this is a repeat.
+                Some(StockState::Reserved) => Ok(Reserved::Reserved),
+                None => Err(InventoryError(format!("no ledger entry for {order_id} to mark its stock on"))),
+            };
         }
         match failed.iter().position(|f| *f) {
             Some(i) if i < items.len() => Ok(Reserved::OutOfStock { sku: items[i].sku.clone() }),
@@ -108,14 +130,41 @@ impl Inventory for DynamoInventory {
     }
 
     async fn release(&self, order_id: &str, items: &[OrderItem]) -> Result<(), InventoryError> {
-        let mut ops: Vec<_> = items.iter().map(|i| self.line(i, "+", None)).collect();
-        ops.push(self.mark(order_id, StockState::Released, "stock = :from", Some(StockState::Reserved)));
-        let result = self.client.transact_write_items().set_transact_items(Some(ops)).send().await;
-        match result {
-            Ok(_) => Ok(()),
-            // Not reserved (never, or released already): nothing to put back.
-            Err(e) if failed_conditions(&e).is_some_and(|f| f.last() == Some(&true)) => Ok(()),
-            Err(e) => Err(InventoryError(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())),
+        // A reservation can slip in between "not reserved" and "closed": then release it instead.
+        for _ in 0..3 {
+            let mut ops: Vec<_> = items.iter().map(|i| self.line(i, "+", None)).collect();
+            ops.push(self.mark(order_id, StockState::Released, "stock = :from", Some(StockState::Reserved)));
+            let result = self.client.transact_write_items().set_transact_items(Some(ops)).send().await;
+            let e = match result {
+                Ok(_) => return Ok(()),
+                Err(e) if failed_conditions(&e).is_some_and(|f| f.last() == Some(&true)) => e,
+                Err(e) => return Err(InventoryError(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())),
+            };
+            match stock_of(&e, items.len()) {
+                // Released before: nothing to put back.
+                Some(StockState::Released) => return Ok(()),
+                Some(StockState::Reserved) => continue,
+                // Never reserved: close it, so that no reservation follows.
+                None => {
+                    let closed = self
+                        .client
+                        .update_item()
+                        .table_name(&self.ledger_table)
+                        .key("orderId", AttributeValue::S(order_id.into()))
+                        .update_expression("SET stock = :released")
+                        .condition_expression("attribute_exists(orderId) AND attribute_not_exists(stock)")
+                        .expression_attribute_values(":released", attr(&StockState::Released))
+                        .send()
+                        .await;
+                    match closed {
+                        Ok(_) => return Ok(()),
+                        // Reserved meanwhile (or no entry at all: nothing was charged, nothing to close).
+                        Err(e) if crate::dynamo::conditional_failed(&e) => continue,
+                        Err(e) => return Err(InventoryError(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())),
+                    }
+                }
+            }
         }
+        Err(InventoryError(format!("stock of {order_id} kept changing while it was being released")))
     }
 }
