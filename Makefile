@@ -74,7 +74,7 @@ up: setup build
 # DefinitionSubstitutions applied.
 lint: setup $(LINT_STAMP) $(NODE_STAMP)
 	$(VENV)/bin/cfn-lint infra/template.yaml
-	$(LINT_VENV)/bin/checkov --quiet --compact --framework cloudformation -f infra/template.yaml
+	$(LINT_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f infra/template.yaml
 	cd infra/local && ../../$(VENV)/bin/python lint.py iam ../template.yaml
 	$(VENV)/bin/python infra/local/lint.py asl infra/template.yaml target/lint
 	infra/local/node_modules/.bin/asl-validator $$(for f in statemachine/*.asl.json target/lint/*.asl.json; do printf -- '--json-path %s ' $$f; done)
