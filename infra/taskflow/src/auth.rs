@@ -161,20 +161,17 @@ impl Authorizer {
     }
 }
 
-/// A GET over plain HTTP on loopback (the local issuer); nothing else is fetched this way.
+/// A GET of the local issuer (plain HTTP on loopback), through the same small client the stack
+/// uses for the emulator's own API.
 async fn http_get(url: &str) -> Result<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rest = url.strip_prefix("http://").context("the local issuer is plain http on loopback")?;
-    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".into()));
-    let mut stream = tokio::net::TcpStream::connect(host).await?;
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await?;
-    let (head, body) = response.split_once("\r\n\r\n").context("no HTTP response")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        bail!("{}", head.lines().next().unwrap_or_default());
+    let rest = url.strip_prefix("http://127.0.0.1:").context("the local issuer is plain http on 127.0.0.1")?;
+    let (port, path) = rest.split_once('/').map(|(p, path)| (p, format!("/{path}"))).unwrap_or((rest, "/".into()));
+    let port: u16 = port.parse().context("the issuer URL has no port")?;
+    let (status, body) = crate::emulator::http(port, "GET", &path, "").await?;
+    if status != 200 {
+        bail!("HTTP {status}");
     }
-    Ok(body.to_string())
+    Ok(body)
 }
 
 #[cfg(test)]

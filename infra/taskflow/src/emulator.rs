@@ -55,7 +55,8 @@ impl Emulator {
     }
 }
 
-/// A minimal HTTP/1.1 exchange with the emulator's own API (not an AWS API, so no SDK).
+/// A minimal HTTP/1.1 exchange on loopback: the emulator's own API (not an AWS API, so no SDK)
+/// and the local token issuer's JWKS.
 pub async fn http(port: u16, method: &str, path: &str, body: &str) -> Result<(u16, String)> {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
     let request = format!(
@@ -69,7 +70,7 @@ pub async fn http(port: u16, method: &str, path: &str, body: &str) -> Result<(u1
         .split_whitespace()
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .context("no HTTP status from moto")?;
+        .context("no HTTP status in the answer")?;
     let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     Ok((status, body))
 }
