@@ -82,10 +82,15 @@ lint: setup $(LINT_STAMP) $(NODE_STAMP)
 test: setup build lint
 	$(CARGO) test --locked --workspace
 
-# Cold start (next to a hello-world lambda_runtime binary), arm64 zip sizes (after make package)
-# and worker CPU per message, with the release profile; also target/bench/bench.json.
-bench:
+# Every figure of the bench, each next to its baseline, as one table (and target/bench/bench.json):
+# cold start and memory (next to a hello-world lambda_runtime binary), arm64 zip sizes (after
+# make package), worker CPU per message (criterion), throughput and latency on the local stack
+# (next to null workers), and the cost per million orders of each path (next to a naive design).
+bench: setup
 	$(CARGO) build --locked --release -p taskflow-bench $(foreach f,$(FUNCTIONS),-p taskflow-$(f))
+	@mkdir -p target/bench
+	@echo "bench: criterion (worker cost; its report in target/bench/criterion.txt)…"
+	$(CARGO) bench --locked -p taskflow-bench --bench worker > target/bench/criterion.txt
 	./target/release/bench
 
 # 1000 orders under every fault at once; prints one line of figures (see tests/tests/chaos.rs).

@@ -4,43 +4,63 @@
 //!
 //! - Cold start: each function binary (release profile) spawned against a loopback Lambda
 //!   Runtime API; the time from spawn to its first `GET /invocation/next` is its init. Median of
-//!   `BENCH_SPAWNS` (20) spawns, next to the `hello` binary (lambda_runtime alone, same profile):
-//!   the ratio is the figure. With it, the peak RSS of the process at that point (VmHWM: after
-//!   init, not yet under load).
+//!   `BENCH_SPAWNS` (20) spawns, next to the `hello` binary (lambda_runtime alone, same profile).
+//! - Memory: each function's peak RSS over the load run below, next to hello's after init.
 //! - Size: each function's arm64 `bootstrap.zip` from `make package`, if it has been run.
 //! - Worker cost: CPU time per work message through the shared SQS task-token driver and the
-//!   purchase service with in-memory ports (no I/O), over `BENCH_MESSAGES` (20 000) messages.
-//!
-//! Not yet here (see README, known gaps): local throughput next to a null worker, and the cost
-//! model.
+//!   purchase service with in-memory ports (`cargo bench` has the criterion version of it).
+//! - Throughput and latency (`stack.rs`): purchases at a steady offered rate through the local
+//!   stack, next to the same stack whose workers are null workers.
+//! - Cost (`cost.rs`): per path, the counts measured on the local stack × `bench/prices.json`,
+//!   next to the naive design in `bench/naive/order.asl.json`.
+
+mod cost;
+mod stack;
 
 use anyhow::{bail, Context, Result};
-use async_trait::async_trait;
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use chrono::Utc;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use taskflow_contracts::{OrderItem, OrderKind, OrderSubmitted, PaymentToken, PurchaseWork, TaskStatus, TaskToken};
-use taskflow_purchase::Purchase;
-use taskflow_shared::driver::{Driver, Redelivery, RetryPolicy};
-use taskflow_shared::fakes::{InMemoryInventory, InMemoryLedger, InMemoryPayments, InMemoryTaskStore, RecordingCallback};
-use taskflow_shared::idempotency::InMemoryIdempotency;
-use taskflow_shared::tasks::TaskRecord;
+use taskflow::local::{LocalStack, Options};
+use taskflow_bench::{purchase_batches, purchase_driver};
 
 const FUNCTIONS: [&str; 6] = ["intake", "purchase", "refund", "notification", "publisher", "api"];
 
-fn env_number(name: &str, default: usize) -> usize {
+fn env_number(name: &str, default: f64) -> f64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// One line of the table: a figure, ours, what it is compared with, and the target.
+struct Row {
+    figure: String,
+    ours: String,
+    baseline: String,
+    target: String,
+}
+
+fn row(figure: impl Into<String>, ours: impl Into<String>, baseline: impl Into<String>, target: impl Into<String>) -> Row {
+    Row { figure: figure.into(), ours: ours.into(), baseline: baseline.into(), target: target.into() }
+}
+
+fn met(ok: bool) -> &'static str {
+    if ok { "met" } else { "MISSED" }
 }
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let bin_dir = std::env::current_exe()?.parent().context("the bench binary has a folder")?.to_path_buf();
     let root = bin_dir.ancestors().find(|p| p.join("Cargo.lock").is_file()).context("inside the workspace")?.to_path_buf();
-    let spawns = env_number("BENCH_SPAWNS", 20);
-    let messages = env_number("BENCH_MESSAGES", 20_000);
+    let spawns = env_number("BENCH_SPAWNS", 20.0) as usize;
+    let messages = env_number("BENCH_MESSAGES", 20_000.0) as usize;
+    let per_path = env_number("BENCH_ORDERS_PER_PATH", 20.0) as usize;
+    let rate = env_number("BENCH_LOAD_RATE", 15.0);
+    let seconds = env_number("BENCH_LOAD_SECONDS", 20.0);
+    let out = root.join("target/bench");
+    std::fs::create_dir_all(&out)?;
 
+    eprintln!("bench: cold starts ({spawns} spawns each)…");
     let baseline = cold_start(&bin_dir.join("hello"), spawns).await?;
     let mut functions = Vec::new();
     for name in FUNCTIONS {
@@ -49,25 +69,108 @@ async fn main() -> Result<()> {
         let zip_mb = std::fs::metadata(&zip).ok().map(|m| m.len() as f64 / 1_048_576.0);
         functions.push((name, start, zip_mb));
     }
+    eprintln!("bench: worker cost ({messages} messages)…");
     let per_message_us = worker_cost(messages).await?;
 
-    let profile = if cfg!(debug_assertions) { "debug profile: use make bench for figures" } else { "release profile" };
-    println!("cold start (spawn → first Runtime API poll, median of {spawns}, {profile})");
-    println!("{:<14} {:>10} {:>12} {:>12} {:>14}", "function", "init ms", "× hello", "RSS MB", "arm64 zip MB");
-    println!("{:<14} {:>10.2} {:>12} {:>12.1} {:>14}", "hello (base)", baseline.median_ms, "1.0", baseline.peak_rss_mb, "-");
-    for (name, start, zip) in &functions {
-        println!(
-            "{:<14} {:>10.2} {:>12.1} {:>12.1} {:>14}",
-            name,
-            start.median_ms,
-            start.median_ms / baseline.median_ms,
-            start.peak_rss_mb,
-            zip.map_or("(make package)".to_string(), |mb| format!("{mb:.2}{}", if mb <= 4.0 { "" } else { " > 4" }))
-        );
+    eprintln!("bench: the local stack: {rate} purchases/s for {seconds} s, then {per_path} orders down each path…");
+    let ours = LocalStack::start(Options::new(out.join("stack-ours"))).await?;
+    let memory: BTreeMap<String, u64> = ours.functions.values().map(|f| (f.spec.binary.clone(), f.spec.memory_size)).collect();
+    let measured = async {
+        let load = stack::load(&ours, rate, seconds, "load").await?;
+        let paths = stack::measure_paths(&ours, per_path).await?;
+        anyhow::Ok((load, paths))
     }
-    println!();
-    println!("worker cost: {per_message_us:.1} µs CPU per purchase work message (driver + purchase, in-memory ports, {messages} messages; target ≤ 50)");
+    .await;
+    ours.stop().await;
+    let (load, paths) = measured?;
 
+    eprintln!("bench: the same load with null workers…");
+    let mut options = Options::new(out.join("stack-null"));
+    for worker in ["purchase", "refund", "notification"] {
+        options.stand_ins.insert(worker.into(), "null-worker".into());
+    }
+    let null = LocalStack::start(options).await?;
+    let null_load = stack::load(&null, rate, seconds, "null").await;
+    null.stop().await;
+    let null_load = null_load?;
+
+    let prices = cost::Prices::load(&root.join("bench/prices.json"))?;
+    let naive_definition: Value = serde_json::from_str(&std::fs::read_to_string(root.join("bench/naive/order.asl.json"))?)?;
+    let mut costs = Vec::new();
+    for path in &paths {
+        let units = cost::measured(path, &memory);
+        let naive = cost::naive(&naive_definition, path, &memory)?;
+        let (total, items) = units.cost_per_million(&prices)?;
+        let (naive_total, naive_items) = naive.cost_per_million(&prices)?;
+        costs.push((path, units, total, items, naive, naive_total, naive_items));
+    }
+
+    let profile = if cfg!(debug_assertions) { "DEBUG PROFILE: use make bench" } else { "release profile" };
+    let mut rows = Vec::new();
+    for (name, start, _) in &functions {
+        rows.push(row(
+            format!("cold start {name} (ms, median of {spawns})"),
+            format!("{:.2}", start.median_ms),
+            format!("hello {:.2} (×{:.1})", baseline.median_ms, start.median_ms / baseline.median_ms),
+            "",
+        ));
+    }
+    for (name, _, _) in &functions {
+        let rss = load.peak_rss_mb.get(*name);
+        rows.push(row(
+            format!("peak RSS {name} under load (MB)"),
+            rss.map_or("-".into(), |mb| format!("{mb:.1}")),
+            format!("hello {:.1} idle", baseline.peak_rss_mb),
+            "",
+        ));
+    }
+    for (name, _, zip) in &functions {
+        rows.push(row(
+            format!("arm64 bootstrap.zip {name} (MB)"),
+            zip.map_or("(make package)".into(), |mb| format!("{mb:.2}")),
+            "",
+            zip.map_or("≤ 4".into(), |mb| format!("≤ 4 {}", met(mb <= 4.0))),
+        ));
+    }
+    let criterion_us = criterion_per_message_us(&root);
+    rows.push(row(
+        "worker time per purchase message (µs, criterion)",
+        criterion_us.map_or("(cargo bench)".into(), |us| format!("{us:.1}")),
+        "",
+        criterion_us.map_or("≤ 50".into(), |us| format!("≤ 50 {}", met(us <= 50.0))),
+    ));
+    rows.push(row("worker CPU per purchase message (µs, getrusage)", format!("{per_message_us:.1}"), "", format!("≤ 50 {}", met(per_message_us <= 50.0))));
+    rows.push(row(
+        format!("throughput at {rate}/s offered (orders/s)"),
+        format!("{:.1}", load.throughput_per_s),
+        format!("null worker {:.1}", null_load.throughput_per_s),
+        "",
+    ));
+    rows.push(row("order latency p50 (ms)", format!("{:.0}", load.p50_ms), format!("null worker {:.0}", null_load.p50_ms), ""));
+    rows.push(row("order latency p95 (ms)", format!("{:.0}", load.p95_ms), format!("null worker {:.0}", null_load.p95_ms), ""));
+    for (path, units, total, _, naive, naive_total, _) in &costs {
+        let transitions_target = if path.path == stack::Path::PurchaseCompleted { format!("≤ 3 {}", met(units.transitions <= 3.0)) } else { String::new() };
+        rows.push(row(format!("state transitions, {}", path.path.name()), format!("{:.1}", units.transitions), format!("naive {:.0}", naive.transitions), transitions_target));
+        rows.push(row(
+            format!("$ per million orders, {}", path.path.name()),
+            format!("{total:.2}"),
+            format!("naive {naive_total:.2} (×{:.2})", total / naive_total),
+            format!("≤ ⅓ naive {}", met(*total <= naive_total / 3.0)),
+        ));
+    }
+
+    println!("taskflow bench ({profile}; prices of {}, us-east-1)", prices.as_of);
+    let width = |f: fn(&Row) -> &String, title: &str| rows.iter().map(|r| f(r).chars().count()).chain([title.len()]).max().unwrap_or(0);
+    let (w0, w1, w2) = (width(|r| &r.figure, "figure"), width(|r| &r.ours, "taskflow"), width(|r| &r.baseline, "baseline"));
+    println!("{:<w0$}  {:>w1$}  {:<w2$}  target", "figure", "taskflow", "baseline");
+    for r in &rows {
+        println!("{:<w0$}  {:>w1$}  {:<w2$}  {}", r.figure, r.ours, r.baseline, r.target);
+    }
+
+    let load_json = |l: &stack::Load| {
+        json!({"offeredPerSecond": l.offered_per_s, "orders": l.orders, "throughputPerSecond": l.throughput_per_s,
+               "p50Ms": l.p50_ms, "p95Ms": l.p95_ms, "peakRssMb": l.peak_rss_mb})
+    };
     let report = json!({
         "at": Utc::now(),
         "profile": if cfg!(debug_assertions) { "debug" } else { "release" },
@@ -79,13 +182,30 @@ async fn main() -> Result<()> {
                 "peakRssAfterInitMb": s.peak_rss_mb, "arm64ZipMb": zip,
             })).collect::<Vec<Value>>(),
         },
-        "workerCost": {"messages": messages, "cpuMicrosPerMessage": per_message_us, "targetMicros": 50},
+        "workerCost": {"messages": messages, "cpuMicrosPerMessage": per_message_us, "criterionMicrosPerMessage": criterion_us, "targetMicros": 50},
+        "load": {"taskflow": load_json(&load), "nullWorker": load_json(&null_load)},
+        "cost": {
+            "pricesAsOf": prices.as_of,
+            "ordersPerPath": per_path,
+            "paths": costs.iter().map(|(path, units, total, items, naive, naive_total, naive_items)| json!({
+                "path": path.path.name(),
+                "taskflow": {"units": units.to_json(), "dollarsPerMillion": total, "byService": items,
+                             "invocations": path.invocations, "billedMs": path.billed_ms, "emulatorCounts": path.usage},
+                "naive": {"units": naive.to_json(), "dollarsPerMillion": naive_total, "byService": naive_items},
+                "ratio": total / naive_total,
+            })).collect::<Vec<Value>>(),
+        },
     });
-    let out = root.join("target/bench");
-    std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("bench.json"), serde_json::to_string_pretty(&report)? + "\n")?;
     println!("written to {}", out.join("bench.json").display());
     Ok(())
+}
+
+/// Criterion's mean for a batch of 10 (`cargo bench --bench worker`), per message, if it ran.
+fn criterion_per_message_us(root: &Path) -> Option<f64> {
+    let file = root.join("target/criterion/worker/purchase_batch_of_10/new/estimates.json");
+    let estimates: Value = serde_json::from_str(&std::fs::read_to_string(file).ok()?).ok()?;
+    Some(estimates["mean"]["point_estimate"].as_f64()? / 10.0 / 1000.0)
 }
 
 struct ColdStart {
@@ -208,29 +328,6 @@ impl Drop for Quiet {
     }
 }
 
-struct NoDelay;
-
-#[async_trait]
-impl Redelivery for NoDelay {
-    async fn delay(&self, _: &str, _: u32) -> Result<(), String> {
-        Ok(())
-    }
-}
-
-fn purchase_order(i: usize) -> OrderSubmitted {
-    OrderSubmitted {
-        schema_version: 1,
-        order_id: format!("bench-{i}"),
-        owner: "alice".into(),
-        kind: OrderKind::Purchase,
-        items: vec![OrderItem { sku: "BOOK-1".into(), quantity: 1, unit_price: 1250 }],
-        currency: "EUR".into(),
-        payment_token: Some(PaymentToken::new("tok_approve")),
-        refund_of: None,
-        amount: None,
-    }
-}
-
 /// CPU time (user + system) of this process so far.
 fn cpu_time() -> Duration {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -242,47 +339,8 @@ fn cpu_time() -> Duration {
 /// CPU µs per message: the whole path of one purchase work message (decode, the purchase's
 /// steps against in-memory ports, the answer), in batches of 10 as SQS delivers them.
 async fn worker_cost(messages: usize) -> Result<f64> {
-    let orders: Vec<OrderSubmitted> = (0..messages).map(purchase_order).collect();
-    let tasks = orders.iter().map(|o| {
-        let mut t = TaskRecord::new(&o.order_id, &o.owner, TaskStatus::Received, None, Utc::now());
-        t.kind = Some(o.kind);
-        t.amount = o.items_total().unwrap_or(0);
-        t.currency = o.currency.clone();
-        t
-    });
-    let driver = Driver {
-        name: "purchase",
-        worker: Purchase {
-            tasks: InMemoryTaskStore::with(tasks),
-            payments: InMemoryPayments::default(),
-            ledger: InMemoryLedger::default(),
-            inventory: InMemoryInventory::with(&[("BOOK-1", messages as u64)]),
-            once: Box::new(InMemoryIdempotency::default()),
-        },
-        callback: RecordingCallback::default(),
-        redelivery: NoDelay,
-        policy: RetryPolicy { max_attempts: 5, base_delay_secs: 1, max_delay_secs: 20 },
-        heartbeat_every: Duration::from_secs(60),
-    };
-    let batches: Vec<SqsEvent> = orders
-        .chunks(10)
-        .map(|chunk| {
-            let mut event = SqsEvent::default();
-            event.records = chunk
-                .iter()
-                .map(|o| {
-                    let work = PurchaseWork { schema_version: 1, task_token: TaskToken::new(format!("t-{}", o.order_id)), order: o.clone(), trace_header: None };
-                    let mut m = SqsMessage::default();
-                    m.message_id = Some(o.order_id.clone());
-                    m.receipt_handle = Some(o.order_id.clone());
-                    m.body = Some(serde_json::to_string(&work).expect("work serialises"));
-                    m.attributes.insert("ApproximateReceiveCount".into(), "1".into());
-                    m
-                })
-                .collect();
-            event
-        })
-        .collect();
+    let driver = purchase_driver(0, messages);
+    let batches = purchase_batches(0, messages);
     // The worker writes its metric lines to stdout, as on Lambda; here they go to /dev/null (the
     // write is still paid) so the table stays readable.
     let quiet = Quiet::stdout();

@@ -8,15 +8,30 @@ DynamoDB itself never loses a committed write, so the emulator must not either: 
 operation here runs under one lock, which is what makes a transaction (and a read-modify-write
 update) atomic and isolated, as on AWS. Everything else is moto as installed.
 
+It also counts what AWS would bill for (`GET /taskflow/usage`, `DELETE` to read and reset):
+SQS requests, DynamoDB read/write request units, EventBridge events, S3 puts and X-Ray traces.
+The counts are taken in moto's backends, so calls that Step Functions integrations and
+EventBridge targets make inside the emulator count as they do on AWS. `make bench` builds its
+cost model on them.
+
 Run as `python emulator.py -H 127.0.0.1 -p PORT`; the arguments are moto_server's.
 """
 
+import collections
 import functools
+import json
+import math
 import sys
 import threading
 
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.responses import DynamoHandler
+from moto.events.models import EventsBackend
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication
+from moto.s3.models import S3Backend
 from moto.server import main
+from moto.sqs.models import SQSBackend
+from moto.xray.models import XRayBackend
 
 _LOCK = threading.RLock()
 
@@ -41,6 +56,246 @@ def _atomic(method):
 for _name in _ATOMIC:
     if hasattr(DynamoDBBackend, _name):
         setattr(DynamoDBBackend, _name, _atomic(getattr(DynamoDBBackend, _name)))
+
+
+# --- What AWS would bill -----------------------------------------------------------------------
+
+_USAGE_LOCK = threading.Lock()
+_usage = collections.Counter()
+_traces = set()
+
+
+_nesting = threading.local()
+
+
+def _count(key, amount=1):
+    with _USAGE_LOCK:
+        _usage[key] += amount
+
+
+def _outermost(scope):
+    """Decorates `method(counted, ...)`: counted is False when called from inside another
+    counted operation of the same service (moto's batches and transactions call its own single
+    operations): one request is counted once."""
+
+    def decorate(method):
+        @functools.wraps(method)
+        def call(*args, **kwargs):
+            depth = getattr(_nesting, scope, 0)
+            setattr(_nesting, scope, depth + 1)
+            try:
+                return method(depth == 0, *args, **kwargs)
+            finally:
+                setattr(_nesting, scope, depth)
+
+        return call
+
+    return decorate
+
+
+def _counted(cls, name, key):
+    """Counts one billed request per call of `cls.name` (failed calls are billed too)."""
+    method = getattr(cls, name)
+    scope = key.split(".")[0]
+
+    @_outermost(scope)
+    def counting(counted, self, *args, **kwargs):
+        if counted:
+            _count(key)
+        return method(self, *args, **kwargs)
+
+    setattr(cls, name, counting)
+
+
+for _name, _key in [
+    ("send_message", "sqs.SendMessage"),
+    ("send_message_batch", "sqs.SendMessageBatch"),
+    ("delete_message", "sqs.DeleteMessage"),
+    ("delete_message_batch", "sqs.DeleteMessageBatch"),
+    ("change_message_visibility", "sqs.ChangeMessageVisibility"),
+    ("change_message_visibility_batch", "sqs.ChangeMessageVisibilityBatch"),
+]:
+    _counted(SQSBackend, _name, _key)
+
+_receive = SQSBackend.receive_message
+
+
+@_outermost("sqs")
+def _receive_counted(counted, self, *args, **kwargs):
+    messages = _receive(self, *args, **kwargs)
+    if not counted:
+        return messages
+    # Empty polls are what a poller costs per queue whatever the traffic; kept apart.
+    _count("sqs.ReceiveMessage" if messages else "sqs.ReceiveMessage.empty")
+    return messages
+
+
+SQSBackend.receive_message = _receive_counted
+
+
+def _dynamodb(kind, table, units):
+    """Request units, in total and per table (so the sandbox payment provider's can be told apart)."""
+    _count(f"dynamodb.{kind}", units)
+    _count(f"dynamodb.{kind}.{table}", units)
+
+
+def _table(args, kwargs):
+    return kwargs.get("table_name", args[0] if args else "?")
+
+
+def _units(size, unit):
+    return max(1, math.ceil(size / unit))
+
+
+def _index_writes(backend, table_name, item):
+    """A write also writes every global secondary index the item has the key attributes of."""
+    try:
+        table = backend.get_table(table_name)
+        return sum(
+            1 for index in (table.global_indexes or [])
+            if item is not None and all(k in item.attrs for k in index.schema_key_attrs)
+        )
+    except Exception:
+        return 0
+
+
+def _dynamodb_write(name):
+    method = getattr(DynamoDBBackend, name)
+
+    @_outermost("dynamodb")
+    def counting(counted, self, table_name, *args, **kwargs):
+        try:
+            item = method(self, table_name, *args, **kwargs)
+        except Exception:
+            # A write refused by its condition still consumes a write unit.
+            if counted:
+                _dynamodb("WriteRequestUnits", table_name, 1)
+            raise
+        if counted:
+            units = _units(item.size(), 1024) if item is not None else 1
+            _dynamodb("WriteRequestUnits", table_name, units * (1 + _index_writes(self, table_name, item)))
+        return item
+
+    setattr(DynamoDBBackend, name, counting)
+
+
+for _name in ["put_item", "update_item", "delete_item"]:
+    _dynamodb_write(_name)
+
+_get_item = DynamoDBBackend.get_item
+
+
+@_outermost("dynamodb")
+def _get_item_counted(counted, self, *args, **kwargs):
+    item = _get_item(self, *args, **kwargs)
+    # Counted as strongly consistent (1 unit per 4 KB): an upper bound. Not counted when moto
+    # reads the old item for a write's answer: AWS bills that write only.
+    if counted and not getattr(_nesting, "writing", False):
+        _dynamodb("ReadRequestUnits", _table(args, kwargs), _units(item.size(), 4096) if item is not None else 1)
+    return item
+
+
+DynamoDBBackend.get_item = _get_item_counted
+
+
+def _writing(method):
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        _nesting.writing = True
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _nesting.writing = False
+
+    return call
+
+
+for _name in ["put_item", "update_item", "delete_item"]:
+    setattr(DynamoHandler, _name, _writing(getattr(DynamoHandler, _name)))
+
+_query = DynamoDBBackend.query
+
+
+@_outermost("dynamodb")
+def _query_counted(counted, self, *args, **kwargs):
+    result = _query(self, *args, **kwargs)
+    if counted:
+        _dynamodb("ReadRequestUnits", _table(args, kwargs), _units(sum(i.size() for i in result[0]), 4096))
+    return result
+
+
+DynamoDBBackend.query = _query_counted
+
+_transact = DynamoDBBackend.transact_write_items
+
+
+@_outermost("dynamodb")
+def _transact_counted(counted, self, transact_items):
+    # Two units per item per KB, cancelled or not; sizes of what the items wrote, after.
+    try:
+        return _transact(self, transact_items)
+    finally:
+        for entry in transact_items if counted else []:
+            op_type, op = next(iter(entry.items()))
+            size = 1024
+            try:
+                if op_type == "Put":
+                    size = len(json.dumps(op["Item"]))
+                elif op_type != "ConditionCheck":
+                    item = _get_item(self, op["TableName"], op["Key"])
+                    size = item.size() if item is not None else 1024
+            except Exception:
+                pass
+            _dynamodb("WriteRequestUnits", op.get("TableName", "?"), 2 * _units(size, 1024))
+
+
+DynamoDBBackend.transact_write_items = _transact_counted
+
+_put_events = EventsBackend.put_events
+
+
+@functools.wraps(_put_events)
+def _put_events_counted(self, events):
+    _count("events.PutEvents")
+    _count("events.Events", len(events))
+    return _put_events(self, events)
+
+
+EventsBackend.put_events = _put_events_counted
+_counted(S3Backend, "put_object", "s3.PutObject")
+
+_process_segment = XRayBackend.process_segment
+
+
+@functools.wraps(_process_segment)
+def _process_segment_counted(self, doc):
+    _process_segment(self, doc)
+    trace_id = json.loads(doc).get("trace_id")
+    _count("xray.Segments")
+    with _USAGE_LOCK:
+        if trace_id not in _traces:
+            _traces.add(trace_id)
+            _usage["xray.Traces"] += 1
+
+
+XRayBackend.process_segment = _process_segment_counted
+
+_dispatch = DomainDispatcherApplication.__call__
+
+
+def _dispatch_with_usage(self, environ, start_response):
+    if environ.get("PATH_INFO") != "/taskflow/usage":
+        return _dispatch(self, environ, start_response)
+    with _USAGE_LOCK:
+        body = json.dumps(dict(_usage), sort_keys=True).encode()
+        if environ.get("REQUEST_METHOD") == "DELETE":
+            _usage.clear()
+            # Traces seen stay seen: a segment arriving after a reset is not a new trace.
+    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+DomainDispatcherApplication.__call__ = _dispatch_with_usage
 
 if __name__ == "__main__":
     sys.argv[0] = "moto_server"

@@ -14,9 +14,9 @@ use axum::routing::{get, post};
 use axum::Router;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
 /// How an invocation ended.
@@ -40,7 +40,9 @@ struct Invocation {
 struct Shared {
     function_arn: String,
     queue: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
-    in_flight: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    /// Each invocation handed to the process: whom to answer, and since when it runs.
+    in_flight: Mutex<HashMap<String, (oneshot::Sender<Outcome>, Instant)>>,
+    counters: Arc<Counters>,
 }
 
 /// Counts per function, for figures and tests.
@@ -49,6 +51,21 @@ pub struct Counters {
     pub invocations: AtomicU64,
     pub errors: AtomicU64,
     pub restarts: AtomicU64,
+    /// What Lambda would bill: from the handler getting the event to its answer, each
+    /// invocation rounded up to the millisecond.
+    pub billed_ms: AtomicU64,
+    /// The process running now (0 while none).
+    pub pid: AtomicU32,
+}
+
+impl Counters {
+    /// The peak resident memory of the running process so far (VmHWM, Linux), in MB.
+    pub fn peak_rss_mb(&self) -> Option<f64> {
+        let pid = self.pid.load(Ordering::Relaxed);
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+        Some(kb / 1024.0)
+    }
 }
 
 /// A running function: invoke it, and it is restarted if it dies.
@@ -80,10 +97,12 @@ impl Function {
             anyhow::bail!("function binary {} not found: build it first (`cargo build --workspace`)", binary.display());
         }
         let (sender, receiver) = mpsc::channel(16);
+        let counters = Arc::new(Counters::default());
         let shared = Arc::new(Shared {
             function_arn: format!("arn:aws:lambda:{}:123456789012:function:{}", config.region, spec.name),
             queue: tokio::sync::Mutex::new(receiver),
             in_flight: Mutex::new(HashMap::new()),
+            counters: counters.clone(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let runtime_api = listener.local_addr()?.to_string();
@@ -126,7 +145,7 @@ impl Function {
             sender,
             kill: Arc::new(Notify::new()),
             next_id: AtomicU64::new(1),
-            counters: Arc::new(Counters::default()),
+            counters,
         });
         let log = config.log_dir.join(format!("{}.log", function.spec.binary));
         tokio::spawn(supervise(binary, env, log, shared, function.kill.clone(), function.counters.clone(), shutdown));
@@ -189,6 +208,7 @@ async fn supervise(
             }
         };
         let started = std::time::Instant::now();
+        counters.pid.store(child.id().unwrap_or(0), Ordering::Relaxed);
         let status = tokio::select! {
             status = child.wait() => status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
             _ = kill.notified() => {
@@ -200,8 +220,9 @@ async fn supervise(
                 return;
             }
         };
+        counters.pid.store(0, Ordering::Relaxed);
         // Whatever it was doing will never be answered.
-        for (_, reply) in shared.in_flight.lock().unwrap().drain() {
+        for (_, (reply, _)) in shared.in_flight.lock().unwrap().drain() {
             let _ = reply.send(Outcome::Crashed(format!("process ended: {status}")));
         }
         if *shutdown.borrow() {
@@ -243,7 +264,7 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
             None => return StatusCode::GONE.into_response(),
         }
     };
-    shared.in_flight.lock().unwrap().insert(invocation.id.clone(), invocation.reply);
+    shared.in_flight.lock().unwrap().insert(invocation.id.clone(), (invocation.reply, Instant::now()));
     let mut headers = HeaderMap::new();
     let header = |v: &str| HeaderValue::from_str(v).expect("header values are ASCII");
     headers.insert("Lambda-Runtime-Aws-Request-Id", header(&invocation.id));
@@ -255,7 +276,9 @@ async fn next(State(shared): State<Arc<Shared>>) -> Response {
 
 fn finish(shared: &Shared, id: &str, outcome: Outcome) -> StatusCode {
     match shared.in_flight.lock().unwrap().remove(id) {
-        Some(reply) => {
+        Some((reply, started)) => {
+            let billed = started.elapsed().as_micros().div_ceil(1000) as u64;
+            shared.counters.billed_ms.fetch_add(billed, Ordering::Relaxed);
             let _ = reply.send(outcome);
             StatusCode::ACCEPTED
         }

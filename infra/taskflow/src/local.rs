@@ -28,6 +28,9 @@ pub struct Options {
     /// Template parameters besides `Stage` (e.g. `QueueVisibilityTimeout`).
     pub parameters: BTreeMap<String, String>,
     pub faults: Faults,
+    /// Function binaries run in place of the template's (binary → stand-in binary, both in
+    /// `bin_dir`): `make bench` measures the stack with null workers this way.
+    pub stand_ins: BTreeMap<String, String>,
 }
 
 /// Faults the local stack injects, all off by default: what at-least-once delivery, crashes and
@@ -59,6 +62,7 @@ impl Options {
             extra_env: BTreeMap::new(),
             parameters: BTreeMap::new(),
             faults: Faults::default(),
+            stand_ins: BTreeMap::new(),
         }
     }
 }
@@ -128,6 +132,10 @@ impl LocalStack {
         };
         let mut functions = HashMap::new();
         for spec in &plan.functions {
+            let mut spec = spec.clone();
+            if let Some(stand_in) = options.stand_ins.get(&spec.binary) {
+                spec.binary = stand_in.clone();
+            }
             match Function::start(spec.clone(), &host, watcher.clone()).await {
                 Ok(function) => {
                     functions.insert(spec.logical_id.clone(), function);
@@ -175,6 +183,16 @@ impl LocalStack {
         // Give supervisors a moment to kill their processes before the emulator goes.
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         self.emulator.stop().await;
+    }
+
+    /// What the emulator counted that AWS would bill for since the last reset (see
+    /// `infra/local/emulator.py`), by `service.Item`; `reset` starts a new count.
+    pub async fn usage(&self, reset: bool) -> Result<BTreeMap<String, f64>> {
+        let (status, body) = crate::emulator::http(self.emulator.port, if reset { "DELETE" } else { "GET" }, "/taskflow/usage", "").await?;
+        if status != 200 {
+            anyhow::bail!("the emulator did not give its usage counts: {status} {body}");
+        }
+        serde_json::from_str(&body).context("reading the emulator's usage counts")
     }
 
     /// How to point the aws CLI at this stack.

@@ -1,0 +1,278 @@
+//! Figures taken on the real local stack (moto + the release function binaries): what each path
+//! of an order uses (the counts the cost model prices), and throughput and latency at a steady
+//! load, next to the same stack with null workers.
+
+use anyhow::{bail, Context, Result};
+use aws_sdk_sfn::types::ExecutionStatus;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+use taskflow::client::Client;
+use taskflow::local::LocalStack;
+use taskflow_contracts::{OrderItem, OrderKind, OrderSubmitted, PaymentToken, TaskStatus};
+
+/// One path an order can take, as the bench drives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    PurchaseCompleted,
+    PurchaseDeclined,
+    RefundCompleted,
+    Rejected,
+}
+
+impl Path {
+    pub const ALL: [Path; 4] = [Path::PurchaseCompleted, Path::PurchaseDeclined, Path::RefundCompleted, Path::Rejected];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::PurchaseCompleted => "purchase completed",
+            Path::PurchaseDeclined => "purchase declined",
+            Path::RefundCompleted => "refund completed",
+            Path::Rejected => "order rejected",
+        }
+    }
+
+    fn expected(self) -> TaskStatus {
+        match self {
+            Path::PurchaseCompleted | Path::RefundCompleted => TaskStatus::Completed,
+            Path::PurchaseDeclined => TaskStatus::Failed,
+            Path::Rejected => TaskStatus::Rejected,
+        }
+    }
+
+    fn starts_workflow(self) -> bool {
+        self != Path::Rejected
+    }
+
+    /// The `i`th order of this path in run `run`; refunds refund the purchases of the same run.
+    fn order(self, run: &str, i: usize) -> OrderSubmitted {
+        let id = |path: &str| format!("bench-{run}-{path}-{i}");
+        let purchase = |order_id: String, items: Vec<OrderItem>, token: &str| OrderSubmitted {
+            schema_version: 1,
+            order_id,
+            owner: format!("owner-{}", i % 10),
+            kind: OrderKind::Purchase,
+            items,
+            currency: "EUR".into(),
+            payment_token: Some(PaymentToken::new(token)),
+            refund_of: None,
+            amount: None,
+        };
+        let book = || vec![OrderItem { sku: "BOOK-1".into(), quantity: 1, unit_price: 1250 }];
+        match self {
+            Path::PurchaseCompleted => purchase(id("purchase"), book(), "tok_approve"),
+            Path::PurchaseDeclined => purchase(id("declined"), book(), "tok_decline"),
+            Path::RefundCompleted => OrderSubmitted {
+                kind: OrderKind::Refund,
+                items: vec![],
+                payment_token: None,
+                refund_of: Some(id("purchase")),
+                ..purchase(id("refund"), vec![], "")
+            },
+            // Nothing to buy: intake refuses it.
+            Path::Rejected => purchase(id("rejected"), vec![], "tok_approve"),
+        }
+    }
+}
+
+/// What one order of a path used, averaged over the path's orders.
+#[derive(Debug, Clone)]
+pub struct PathUsage {
+    pub path: Path,
+    /// States entered, from each execution's history (what Step Functions bills).
+    pub transitions: f64,
+    /// Per function: invocations and billed milliseconds (from the Lambda host).
+    pub invocations: BTreeMap<String, f64>,
+    pub billed_ms: BTreeMap<String, f64>,
+    /// The emulator's counts (`service.Item`), empty polls left out.
+    pub usage: BTreeMap<String, f64>,
+}
+
+impl PathUsage {
+    pub fn sqs_requests(&self) -> f64 {
+        self.usage.iter().filter(|(k, _)| k.starts_with("sqs.") && !k.ends_with(".empty")).map(|(_, v)| v).sum()
+    }
+
+    pub fn get(&self, key: &str) -> f64 {
+        self.usage.get(key).copied().unwrap_or(0.0)
+    }
+}
+
+fn host_counts(stack: &LocalStack) -> BTreeMap<String, (u64, u64)> {
+    use std::sync::atomic::Ordering::Relaxed;
+    stack
+        .functions
+        .values()
+        .map(|f| (f.spec.binary.clone(), (f.counters.invocations.load(Relaxed), f.counters.billed_ms.load(Relaxed))))
+        .collect()
+}
+
+/// The emulator's counts without the empty polls (which go on while nothing happens).
+async fn usage(stack: &LocalStack, reset: bool) -> Result<BTreeMap<String, f64>> {
+    Ok(stack.usage(reset).await?.into_iter().filter(|(k, _)| !k.ends_with(".empty")).collect())
+}
+
+/// Waits until nothing moves: no invocation and no billed request for `quiet` in a row.
+async fn settle(stack: &LocalStack, quiet: Duration, limit: Duration) -> Result<()> {
+    let deadline = Instant::now() + limit;
+    let mut last = (host_counts(stack), usage(stack, false).await?);
+    let mut still_since = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = (host_counts(stack), usage(stack, false).await?);
+        if now != last {
+            if Instant::now() > deadline {
+                bail!("the stack did not settle within {limit:?}: {:?} became {:?}", last, now);
+            }
+            last = now;
+            still_since = Instant::now();
+        } else if still_since.elapsed() >= quiet {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the stack did not settle within {limit:?}");
+        }
+    }
+}
+
+fn execution_arn(stack: &LocalStack, order_id: &str) -> Result<String> {
+    Ok(format!("{}:{order_id}", stack.info.output("OrderWorkflowArn")?.replacen(":stateMachine:", ":execution:", 1)))
+}
+
+/// Waits until every order's execution has ended; returns each one's stop time.
+async fn executions_ended(sfn: &aws_sdk_sfn::Client, stack: &LocalStack, orders: &[String], limit: Duration) -> Result<Vec<SystemTime>> {
+    let deadline = Instant::now() + limit;
+    let mut stops = vec![None; orders.len()];
+    loop {
+        for (i, order) in orders.iter().enumerate() {
+            if stops[i].is_some() {
+                continue;
+            }
+            match sfn.describe_execution().execution_arn(execution_arn(stack, order)?).send().await {
+                Ok(out) if out.status != ExecutionStatus::Running => {
+                    let stop = out.stop_date.context("an ended execution has a stop date")?;
+                    stops[i] = Some(SystemTime::try_from(stop).context("stop date")?);
+                }
+                _ => {}
+            }
+        }
+        if stops.iter().all(Option::is_some) {
+            return Ok(stops.into_iter().flatten().collect());
+        }
+        if Instant::now() > deadline {
+            bail!("{} of {} executions still running after {limit:?}", stops.iter().filter(|s| s.is_none()).count(), orders.len());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Runs `per_path` orders down each path, one path at a time, and counts what they used.
+pub async fn measure_paths(stack: &LocalStack, per_path: usize) -> Result<Vec<PathUsage>> {
+    let client = Client::connect(&stack.info).await?;
+    let sfn = aws_sdk_sfn::Client::new(&client.aws);
+    let run = format!("{:x}", SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_millis());
+    let mut results = Vec::new();
+    for path in Path::ALL {
+        settle(stack, Duration::from_secs(1), Duration::from_secs(60)).await?;
+        let before = host_counts(stack);
+        stack.usage(true).await?;
+        let orders: Vec<OrderSubmitted> = (0..per_path).map(|i| path.order(&run, i)).collect();
+        for order in &orders {
+            client.submit(order).await?;
+        }
+        let ids: Vec<String> = orders.iter().map(|o| o.order_id.clone()).collect();
+        if path.starts_workflow() {
+            executions_ended(&sfn, stack, &ids, Duration::from_secs(120)).await?;
+        }
+        // The status events of the last changes are still on their way after the execution.
+        settle(stack, Duration::from_secs(2), Duration::from_secs(60)).await?;
+        let used = usage(stack, false).await?;
+        let after = host_counts(stack);
+
+        // Only now read back (reads of our own would count): every order went the path's way.
+        for id in &ids {
+            let task = client.task(id).await?.with_context(|| format!("no task for {id}"))?;
+            if task.status != path.expected() {
+                bail!("{id} ({}) ended {} (reason {:?}), not {}", path.name(), task.status, task.reason, path.expected());
+            }
+        }
+        let mut transitions = 0usize;
+        if path.starts_workflow() {
+            for id in &ids {
+                let mut pages = sfn.get_execution_history().execution_arn(execution_arn(stack, id)?).into_paginator().items().send();
+                while let Some(event) = pages.next().await {
+                    if event?.r#type.as_str().ends_with("StateEntered") {
+                        transitions += 1;
+                    }
+                }
+            }
+        }
+        let n = per_path as f64;
+        let mut invocations = BTreeMap::new();
+        let mut billed_ms = BTreeMap::new();
+        for (function, (calls, ms)) in &after {
+            let (calls_before, ms_before) = before.get(function).copied().unwrap_or_default();
+            if calls > &calls_before {
+                invocations.insert(function.clone(), (calls - calls_before) as f64 / n);
+                billed_ms.insert(function.clone(), (ms - ms_before) as f64 / n);
+            }
+        }
+        results.push(PathUsage {
+            path,
+
+            transitions: transitions as f64 / n,
+            invocations,
+            billed_ms,
+            usage: used.into_iter().map(|(k, v)| (k, v / n)).collect(),
+        });
+    }
+    Ok(results)
+}
+
+/// Orders per second and latency at a steady offered load.
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub offered_per_s: f64,
+    pub orders: usize,
+    pub throughput_per_s: f64,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    /// Per function: the peak resident memory of its process over the whole run.
+    pub peak_rss_mb: BTreeMap<String, f64>,
+}
+
+/// Submits purchases at `rate` a second for `seconds`, waits for every workflow to end, and
+/// measures from each submission to its execution's end (owner notified). Throughput is orders
+/// over the time from the first submission to the last end.
+pub async fn load(stack: &LocalStack, rate: f64, seconds: f64, tag: &str) -> Result<Load> {
+    let client = Client::connect(&stack.info).await?;
+    let sfn = aws_sdk_sfn::Client::new(&client.aws);
+    let count = (rate * seconds).round() as usize;
+    let run = format!("{tag}{:x}", SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?.as_millis());
+    let orders: Vec<OrderSubmitted> = (0..count).map(|i| Path::PurchaseCompleted.order(&run, i)).collect();
+    let started = tokio::time::Instant::now();
+    let mut submitted = Vec::with_capacity(count);
+    for (i, order) in orders.iter().enumerate() {
+        tokio::time::sleep_until(started + Duration::from_secs_f64(i as f64 / rate)).await;
+        submitted.push(SystemTime::now());
+        client.submit(order).await?;
+    }
+    let ids: Vec<String> = orders.iter().map(|o| o.order_id.clone()).collect();
+    let stops = executions_ended(&sfn, stack, &ids, Duration::from_secs(600)).await?;
+    let mut latencies: Vec<f64> = submitted
+        .iter()
+        .zip(&stops)
+        .map(|(s, e)| e.duration_since(*s).unwrap_or_default().as_secs_f64() * 1000.0)
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let last = stops.iter().max().copied().context("at least one order")?;
+    let span = last.duration_since(submitted[0]).unwrap_or_default().as_secs_f64();
+    let percentile = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p).round() as usize];
+    Ok(Load {
+        offered_per_s: rate,
+        orders: count,
+        throughput_per_s: count as f64 / span,
+        p50_ms: percentile(0.5),
+        p95_ms: percentile(0.95),
+        peak_rss_mb: stack.functions.values().filter_map(|f| Some((f.spec.binary.clone(), f.counters.peak_rss_mb()?))).collect(),
+    })
+}
