@@ -125,3 +125,15 @@ fn the_placeholders_are_exactly_the_templates_substitutions() {
         assert!(template.contains(&format!("        {p}: ")), "template substitutes {p}");
     }
 }
+
+#[test]
+fn a_failed_order_ends_its_execution_after_telling_the_owner_and_only_breakage_fails_it() {
+    let def = definition();
+    let s = states(&def);
+    // Declined, compensated or unsupported: the owner is told and the execution succeeds (one
+    // state fewer, and ExecutionsFailed means the workflow broke).
+    assert_eq!(s["NotifyFailure"]["End"], json!(true));
+    for (name, state) in s.iter().filter(|(_, st)| st["Type"] == "Fail") {
+        assert_eq!(state["Error"], "NotificationFailed", "{name}: only an owner who could not be told fails the execution");
+    }
+}
