@@ -83,10 +83,10 @@ test: setup build lint
 	$(CARGO) test --locked --workspace
 
 # Every figure of the bench, each next to its baseline, as one table (and target/bench/bench.json):
-# cold start and memory (next to a hello-world lambda_runtime binary), arm64 zip sizes (after
+# cold start and memory (next to a hello-world lambda_runtime binary), arm64 zip sizes (it runs
 # make package), worker CPU per message (criterion), throughput and latency on the local stack
 # (next to null workers), and the cost per million orders of each path (next to a naive design).
-bench: setup
+bench: setup package
 	$(CARGO) build --locked --release -p taskflow-bench $(foreach f,$(FUNCTIONS),-p taskflow-$(f))
 	@mkdir -p target/bench
 	@echo "bench: criterion (worker cost; its report in target/bench/criterion.txt)…"

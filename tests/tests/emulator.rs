@@ -111,3 +111,70 @@ async fn a_cancelled_transaction_never_undoes_concurrent_writes() {
     assert_eq!(100000 - available, (TAKERS * TAKES) as u64, "committed decrements were lost");
     run.close().await;
 }
+
+/// The emulator's count of one table's request units (what `make bench` prices).
+async fn units(table: &str) -> (f64, f64) {
+    let endpoint = taskflow_e2e::stack().endpoint.clone().unwrap();
+    let port = endpoint.rsplit(':').next().unwrap().parse().unwrap();
+    let (status, body) = taskflow::emulator::http(port, "GET", "/taskflow/usage", "").await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let usage: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let of = |kind: &str| usage[format!("dynamodb.{kind}.{table}")].as_f64().unwrap_or(0.0);
+    (of("WriteRequestUnits"), of("ReadRequestUnits"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_emulator_counts_request_units_as_dynamodb_bills_them() {
+    let run = Run::new().await;
+    let db = aws_sdk_dynamodb::Client::new(&run.aws);
+    let name = format!("billing-{}", uuid::Uuid::new_v4().simple());
+    table(&db, &name, "id").await;
+    let s = |v: &str| AttributeValue::S(v.into());
+    let mut expected = (0.0, 0.0);
+
+    // A small item: one write unit; its read: one read unit (up to 4 KB).
+    db.put_item().table_name(&name).item("id", s("small")).send().await.unwrap();
+    expected.0 += 1.0;
+    db.get_item().table_name(&name).key("id", s("small")).send().await.unwrap();
+    expected.1 += 1.0;
+    assert_eq!(units(&name).await, expected);
+
+    // 1.5 KB: two write units (per started KB); reading it is still one.
+    db.put_item().table_name(&name).item("id", s("big")).item("blob", s(&"x".repeat(1500))).send().await.unwrap();
+    expected.0 += 2.0;
+    db.get_item().table_name(&name).key("id", s("big")).send().await.unwrap();
+    expected.1 += 1.0;
+    assert_eq!(units(&name).await, expected);
+
+    // A write refused by its condition still costs a unit; moto reading the old item to answer
+    // an update is not a read anyone pays for.
+    let refused = db.put_item().table_name(&name).item("id", s("small")).condition_expression("attribute_not_exists(id)").send().await;
+    assert!(refused.is_err());
+    expected.0 += 1.0;
+    db.update_item()
+        .table_name(&name)
+        .key("id", s("small"))
+        .update_expression("SET n = :n")
+        .expression_attribute_values(":n", AttributeValue::N("1".into()))
+        .send()
+        .await
+        .unwrap();
+    expected.0 += 1.0;
+    assert_eq!(units(&name).await, expected);
+
+    // A transaction: two units per item, counted once (not again for the writes moto makes inside).
+    db.transact_write_items()
+        .transact_items(put(&name, "t1"))
+        .transact_items(put(&name, "t2"))
+        .send()
+        .await
+        .unwrap();
+    expected.0 += 4.0;
+    assert_eq!(units(&name).await, expected);
+}
+
+fn put(table: &str, id: &str) -> TransactWriteItem {
+    TransactWriteItem::builder()
+        .put(aws_sdk_dynamodb::types::Put::builder().table_name(table).item("id", AttributeValue::S(id.into())).build().unwrap())
+        .build()
+}
