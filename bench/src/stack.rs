@@ -134,8 +134,10 @@ async fn settle(stack: &LocalStack, quiet: Duration, limit: Duration) -> Result<
     }
 }
 
+/// The bench's workflow orders are named `bench-…-{path}-{i}`; refunds run in the refund workflow.
 fn execution_arn(stack: &LocalStack, order_id: &str) -> Result<String> {
-    Ok(format!("{}:{order_id}", stack.info.output("OrderWorkflowArn")?.replacen(":stateMachine:", ":execution:", 1)))
+    let workflow = if order_id.contains("-refund-") { "RefundWorkflowArn" } else { "PurchaseWorkflowArn" };
+    Ok(taskflow_intake::workflows::execution_arn(stack.info.output(workflow)?, order_id))
 }
 
 /// Waits until every order's execution has ended; returns each one's stop time.

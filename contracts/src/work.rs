@@ -2,7 +2,7 @@
 //! the service answers, and the results the services answer with.
 //!
 //! Their shape is fixed by the `MessageBody` of the matching state in
-//! `statemachine/order.asl.json`; a test in `services/shared` reads the ASL to keep them in step.
+//! `statemachine/*.asl.json`; a test in `services/shared` reads the ASL to keep them in step.
 
 use crate::order::{Money, OrderKind, OrderSubmitted};
 use crate::secret::TaskToken;

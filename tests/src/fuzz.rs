@@ -103,7 +103,7 @@ struct Workflows(Mutex<Vec<String>>);
 
 #[async_trait]
 impl taskflow_intake::Workflows for Workflows {
-    async fn start(&self, name: &str, _input: &str, _trace_header: Option<&str>) -> Result<taskflow_intake::Started, taskflow_intake::WorkflowError> {
+    async fn start(&self, _kind: taskflow_contracts::OrderKind, name: &str, _input: &str, _trace_header: Option<&str>) -> Result<taskflow_intake::Started, taskflow_intake::WorkflowError> {
         let mut started = self.0.lock().unwrap();
         if started.iter().any(|n| n == name) {
             return Ok(taskflow_intake::Started::Existing(name.into()));

@@ -14,20 +14,21 @@ impl Execution for Run {
     /// The execution's final status, once it has one (None when there is no execution).
     async fn execution_status(&self, order_id: &str) -> Option<String> {
         let sfn = aws_sdk_sfn::Client::new(&self.aws);
-        let arn = format!(
-            "{}:{order_id}",
-            stack().output("OrderWorkflowArn").unwrap().replacen(":stateMachine:", ":execution:", 1)
-        );
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            match sfn.describe_execution().execution_arn(&arn).send().await {
-                Ok(out) if out.status.as_str() != "RUNNING" || tokio::time::Instant::now() > deadline => {
-                    return Some(out.status.as_str().to_string());
+        // The execution is in the workflow of the order's kind, under the order id.
+        for workflow in ["PurchaseWorkflowArn", "RefundWorkflowArn"] {
+            let arn = taskflow_intake::workflows::execution_arn(stack().output(workflow).unwrap(), order_id);
+            let deadline = tokio::time::Instant::now() + WAIT;
+            loop {
+                match sfn.describe_execution().execution_arn(&arn).send().await {
+                    Ok(out) if out.status.as_str() != "RUNNING" || tokio::time::Instant::now() > deadline => {
+                        return Some(out.status.as_str().to_string());
+                    }
+                    Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    Err(_) => break,
                 }
-                Ok(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-                Err(_) => return None,
             }
         }
+        None
     }
 }
 
@@ -124,7 +125,7 @@ async fn the_same_order_event_published_twice_gives_one_task_one_execution_one_c
 
     let executions = aws_sdk_sfn::Client::new(&run.aws)
         .list_executions()
-        .state_machine_arn(stack().output("OrderWorkflowArn").unwrap())
+        .state_machine_arn(stack().output("PurchaseWorkflowArn").unwrap())
         .send()
         .await
         .unwrap()

@@ -89,7 +89,7 @@ impl<S: TaskStore, W: Workflows> Intake<S, W> {
         // The execution carries the trace into every message it sends (`$.traceHeader`).
         let mut input = serde_json::to_value(&order).expect("orders always serialise");
         input["traceHeader"] = Value::from(trace.as_str());
-        let (execution_arn, new) = match self.workflows.start(&order.order_id, &input.to_string(), Some(&trace)).await? {
+        let (execution_arn, new) = match self.workflows.start(order.kind, &order.order_id, &input.to_string(), Some(&trace)).await? {
             Started::New(arn) => (arn, true),
             Started::Existing(arn) => (arn, false),
         };

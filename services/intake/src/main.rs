@@ -15,7 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let aws = clients::load().await;
     let intake = Arc::new(Intake {
         tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
-        workflows: StepFunctionsWorkflows::new(&aws, config::required("ORDER_WORKFLOW_ARN")?),
+        workflows: StepFunctionsWorkflows::new(&aws, config::required("PURCHASE_WORKFLOW_ARN")?, config::required("REFUND_WORKFLOW_ARN")?),
     });
     let redelivery = Arc::new(SqsRedelivery::new(&aws, config::required("INTAKE_QUEUE_URL")?));
     let policy = RetryPolicy::from_env()?;

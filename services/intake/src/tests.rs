@@ -2,6 +2,7 @@ use super::*;
 use async_trait::async_trait;
 use serde_json::json;
 use std::sync::Mutex;
+use taskflow_contracts::OrderKind;
 use taskflow_shared::fakes::InMemoryTaskStore;
 
 /// Step Functions' naming rule in memory: one execution per name.
@@ -12,9 +13,13 @@ struct FakeWorkflows {
 
 #[async_trait]
 impl Workflows for FakeWorkflows {
-    async fn start(&self, name: &str, input: &str, _trace_header: Option<&str>) -> Result<Started, WorkflowError> {
+    async fn start(&self, kind: OrderKind, name: &str, input: &str, _trace_header: Option<&str>) -> Result<Started, WorkflowError> {
         let mut executions = self.executions.lock().unwrap();
-        let arn = format!("arn:aws:states:us-east-1:123456789012:execution:order:{name}");
+        let workflow = match kind {
+            OrderKind::Purchase => "purchase",
+            OrderKind::Refund => "refund",
+        };
+        let arn = format!("arn:aws:states:us-east-1:123456789012:execution:{workflow}:{name}");
         if executions.iter().any(|(n, _)| n == name) {
             return Ok(Started::Existing(arn));
         }
@@ -54,11 +59,19 @@ async fn a_valid_purchase_is_received_and_its_workflow_started_under_the_order_i
     assert_eq!(task.status, TaskStatus::Received);
     assert_eq!(task.amount, 2 * 1250 + 199);
     assert_eq!(task.owner, "alice");
-    assert!(task.execution_arn.unwrap().ends_with(":o-1"));
+    assert!(task.execution_arn.unwrap().ends_with(":execution:purchase:o-1"), "the purchase workflow");
     let executions = intake.workflows.executions.lock().unwrap().clone();
     assert_eq!(executions.len(), 1);
     let input: OrderSubmitted = serde_json::from_str(&executions[0].1).unwrap();
     assert_eq!(input.payment_token.unwrap().expose(), "tok_approve");
+}
+
+#[tokio::test]
+async fn a_refund_starts_the_refund_workflow() {
+    let intake = intake();
+    let refund = json!({"schemaVersion": 1, "orderId": "r-1", "owner": "alice", "kind": "refund", "currency": "EUR", "refundOf": "o-1"});
+    let accepted = intake.accept(&event(&refund), now()).await.unwrap();
+    assert!(matches!(accepted, Accepted::Started { ref execution_arn, .. } if execution_arn.ends_with(":execution:refund:r-1")), "{accepted:?}");
 }
 
 #[tokio::test]
