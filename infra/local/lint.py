@@ -94,6 +94,10 @@ def asl(template, outdir):
     import os
     _, _, definitions, _ = translate(template, [], "us-east-1")
     os.makedirs(outdir, exist_ok=True)
+    # Only this template's machines: a renamed or removed one must not be validated from before.
+    for old in os.listdir(outdir):
+        if old.endswith(".asl.json"):
+            os.remove(os.path.join(outdir, old))
     for logical_id, spec in definitions.items():
         text = spec["text"]
         for key, value in spec["substitutions"].items():
