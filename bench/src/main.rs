@@ -292,7 +292,7 @@ async fn cold_start(binary: &Path, spawns: usize) -> Result<ColdStart> {
             .context("runtime API gone")?;
         samples.push((polled - started).as_secs_f64() * 1000.0);
         if let Some(pid) = child.id() {
-            peak_rss = peak_rss.max(vm_hwm_mb(pid).unwrap_or(0.0));
+            peak_rss = peak_rss.max(taskflow::host::peak_rss_mb(pid).unwrap_or(0.0));
         }
         let _ = child.kill().await;
     }
@@ -320,13 +320,6 @@ fn function_environment() -> Vec<(&'static str, &'static str)> {
         ("REFUND_WINDOW_DAYS", "30"),
         ("MAX_RECEIVE_COUNT", "5"),
     ]
-}
-
-/// The process's peak resident set so far, from /proc (Linux).
-fn vm_hwm_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
-    Some(kb / 1024.0)
 }
 
 /// Sends stdout to /dev/null until dropped.

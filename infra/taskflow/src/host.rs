@@ -61,11 +61,15 @@ pub struct Counters {
 impl Counters {
     /// The peak resident memory of the running process so far (VmHWM, Linux), in MB.
     pub fn peak_rss_mb(&self) -> Option<f64> {
-        let pid = self.pid.load(Ordering::Relaxed);
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
-        Some(kb / 1024.0)
+        peak_rss_mb(self.pid.load(Ordering::Relaxed))
     }
+}
+
+/// A process's peak resident memory so far (VmHWM in /proc, Linux), in MB.
+pub fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// A running function: invoke it, and it is restarted if it dies.
