@@ -11,3 +11,24 @@ pub fn describe<E: std::error::Error + 'static, R: std::fmt::Debug>(e: &SdkError
 pub fn conditional_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> bool {
     e.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
+
+/// An item as the SDK returns it.
+pub type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
+
+/// The item of `table` whose string key `key_name` is `key`, read strongly consistent: every
+/// adapter reads right after its own (or a duplicate delivery's) write and must see it.
+pub async fn get(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key_name: &str,
+    key: &str,
+) -> Result<Option<Item>, SdkError<aws_sdk_dynamodb::operation::get_item::GetItemError>> {
+    let out = client
+        .get_item()
+        .table_name(table)
+        .key(key_name, aws_sdk_dynamodb::types::AttributeValue::S(key.to_string()))
+        .consistent_read(true)
+        .send()
+        .await?;
+    Ok(out.item)
+}

@@ -136,17 +136,7 @@ impl Idempotency for DynamoIdempotency {
         match result {
             Ok(_) => Ok(Claim::Proceed),
             Err(e) if crate::dynamo::conditional_failed(&e) => {
-                let item = self
-                    .client
-                    .get_item()
-                    .table_name(&self.table)
-                    .key("key", AttributeValue::S(key.into()))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .map_err(unavailable)?
-                    .item
-                    .unwrap_or_default();
+                let item = crate::dynamo::get(&self.client, &self.table, "key", key).await.map_err(unavailable)?.unwrap_or_default();
                 match (item.get("status").and_then(|s| s.as_s().ok()).map(String::as_str), item.get("result")) {
                     (Some("COMPLETE"), Some(AttributeValue::S(result))) => Ok(Claim::Done(result.clone())),
                     (Some("INPROGRESS"), _) => Ok(Claim::Busy),

@@ -124,16 +124,9 @@ fn attr<T: Serialize>(value: &T) -> AttributeValue {
 #[async_trait]
 impl Ledger for DynamoLedger {
     async fn get(&self, order_id: &str) -> Result<Option<LedgerEntry>, LedgerError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("orderId", AttributeValue::S(order_id.into()))
-            .consistent_read(true)
-            .send()
+        crate::dynamo::get(&self.client, &self.table, "orderId", order_id)
             .await
-            .map_err(unavailable)?;
-        out.item
+            .map_err(unavailable)?
             .map(|item| serde_dynamo::from_item(item).map_err(|e| LedgerError(format!("entry {order_id} unreadable: {e}"))))
             .transpose()
     }

@@ -216,16 +216,10 @@ impl PaymentProvider for SandboxPayments {
 
     async fn find_charge(&self, idempotency_key: &str) -> Result<Option<Charge>, PaymentError> {
         self.bad_day().await?;
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("idempotencyKey", AttributeValue::S(idempotency_key.to_string()))
-            .consistent_read(true)
-            .send()
+        let item = crate::dynamo::get(&self.client, &self.table, "idempotencyKey", idempotency_key)
             .await
-            .map_err(unavailable)?;
-        let item = out.item.unwrap_or_default();
+            .map_err(unavailable)?
+            .unwrap_or_default();
         let is_charge = item.get("kind").and_then(|v| v.as_s().ok()).is_some_and(|k| k == "charge");
         Ok(item.get("id").and_then(|v| v.as_s().ok()).filter(|_| is_charge).map(|id| Charge { charge_id: id.clone() }))
     }

@@ -233,17 +233,8 @@ fn to_attribute<T: Serialize>(value: &T) -> AttributeValue {
 #[async_trait]
 impl TaskStore for DynamoTaskStore {
     async fn get(&self, order_id: &str) -> Result<Option<TaskRecord>, StoreError> {
-        let (k, v) = Self::key(order_id);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(k, v)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(Self::unavailable)?;
-        out.item.map(|item| Self::decode(order_id, item)).transpose()
+        let item = crate::dynamo::get(&self.client, &self.table, "orderId", order_id).await.map_err(Self::unavailable)?;
+        item.map(|item| Self::decode(order_id, item)).transpose()
     }
 
     async fn create(&self, task: &TaskRecord) -> Result<Created, StoreError> {
