@@ -178,24 +178,20 @@ mod tests {
     }
 
     #[test]
-    fn the_naive_purchase_enters_a_state_per_step_and_two_per_status_change() {
-        let w = walk(&definition(), &json!({"kind": "purchase", "validation": {"valid": true}}), None).unwrap();
-        // Validate, IsValid, Route, 3 status changes × (record + announce), reserve, charge,
-        // receipt, notify.
-        assert_eq!(w, Walk { transitions: 13, lambda_invokes: 5, table_puts: 3, events_put: 3 });
-    }
-
-    #[test]
-    fn a_declined_charge_takes_the_catch_and_releases_the_stock() {
-        // …, reserve, charge (fails), release, record + announce FAILED, notify: the end.
-        let w = walk(&definition(), &json!({"kind": "purchase", "validation": {"valid": true}}), Some("ChargePayment")).unwrap();
-        assert_eq!(w, Walk { transitions: 13, lambda_invokes: 5, table_puts: 3, events_put: 3 });
-    }
-
-    #[test]
-    fn a_rejected_order_stops_after_its_announcement() {
-        let w = walk(&definition(), &json!({"kind": "purchase", "validation": {"valid": false}}), None).unwrap();
-        assert_eq!(w, Walk { transitions: 4, lambda_invokes: 1, table_puts: 1, events_put: 1 });
+    fn the_naive_design_enters_a_state_per_step_and_two_per_status_change() {
+        let valid = json!({"kind": "purchase", "validation": {"valid": true}});
+        let cases = [
+            // Validate, IsValid, Route, 3 status changes × (record + announce), reserve, charge,
+            // receipt, notify.
+            ("purchase", valid.clone(), None, Walk { transitions: 13, lambda_invokes: 5, table_puts: 3, events_put: 3 }),
+            // …, reserve, charge (fails), release, record + announce FAILED, notify: the end.
+            ("declined", valid, Some("ChargePayment"), Walk { transitions: 13, lambda_invokes: 5, table_puts: 3, events_put: 3 }),
+            // Validate, IsValid, record + announce REJECTED.
+            ("rejected", json!({"kind": "purchase", "validation": {"valid": false}}), None, Walk { transitions: 4, lambda_invokes: 1, table_puts: 1, events_put: 1 }),
+        ];
+        for (name, input, fails, expected) in cases {
+            assert_eq!(walk(&definition(), &input, fails).unwrap(), expected, "{name}");
+        }
     }
 
     #[test]

@@ -134,14 +134,17 @@ async fn settle(stack: &LocalStack, quiet: Duration, limit: Duration) -> Result<
     }
 }
 
-/// The bench's workflow orders are named `bench-…-{path}-{i}`; refunds run in the refund workflow.
-fn execution_arn(stack: &LocalStack, order_id: &str) -> Result<String> {
-    let workflow = if order_id.contains("-refund-") { "RefundWorkflowArn" } else { "PurchaseWorkflowArn" };
-    Ok(taskflow_intake::workflows::execution_arn(stack.info.output(workflow)?, order_id))
+/// An order's execution: in the workflow of its kind, named by its id.
+fn execution_arn(stack: &LocalStack, order: &OrderSubmitted) -> Result<String> {
+    let workflow = match order.kind {
+        OrderKind::Purchase => "PurchaseWorkflowArn",
+        OrderKind::Refund => "RefundWorkflowArn",
+    };
+    Ok(taskflow_intake::workflows::execution_arn(stack.info.output(workflow)?, &order.order_id))
 }
 
 /// Waits until every order's execution has ended; returns each one's stop time.
-async fn executions_ended(sfn: &aws_sdk_sfn::Client, stack: &LocalStack, orders: &[String], limit: Duration) -> Result<Vec<SystemTime>> {
+async fn executions_ended(sfn: &aws_sdk_sfn::Client, stack: &LocalStack, orders: &[OrderSubmitted], limit: Duration) -> Result<Vec<SystemTime>> {
     let deadline = Instant::now() + limit;
     let mut stops = vec![None; orders.len()];
     loop {
@@ -181,9 +184,8 @@ pub async fn measure_paths(stack: &LocalStack, per_path: usize) -> Result<Vec<Pa
         for order in &orders {
             client.submit(order).await?;
         }
-        let ids: Vec<String> = orders.iter().map(|o| o.order_id.clone()).collect();
         if path.starts_workflow() {
-            executions_ended(&sfn, stack, &ids, Duration::from_secs(120)).await?;
+            executions_ended(&sfn, stack, &orders, Duration::from_secs(120)).await?;
         }
         // The status events of the last changes are still on their way after the execution.
         settle(stack, Duration::from_secs(2), Duration::from_secs(60)).await?;
@@ -191,7 +193,7 @@ pub async fn measure_paths(stack: &LocalStack, per_path: usize) -> Result<Vec<Pa
         let after = host_counts(stack);
 
         // Only now read back (reads of our own would count): every order went the path's way.
-        for id in &ids {
+        for id in orders.iter().map(|o| &o.order_id) {
             let task = client.task(id).await?.with_context(|| format!("no task for {id}"))?;
             if task.status != path.expected() {
                 bail!("{id} ({}) ended {} (reason {:?}), not {}", path.name(), task.status, task.reason, path.expected());
@@ -199,8 +201,8 @@ pub async fn measure_paths(stack: &LocalStack, per_path: usize) -> Result<Vec<Pa
         }
         let mut transitions = 0usize;
         if path.starts_workflow() {
-            for id in &ids {
-                let mut pages = sfn.get_execution_history().execution_arn(execution_arn(stack, id)?).into_paginator().items().send();
+            for order in &orders {
+                let mut pages = sfn.get_execution_history().execution_arn(execution_arn(stack, order)?).into_paginator().items().send();
                 while let Some(event) = pages.next().await {
                     if event?.r#type.as_str().ends_with("StateEntered") {
                         transitions += 1;
@@ -258,8 +260,7 @@ pub async fn load(stack: &LocalStack, rate: f64, seconds: f64, tag: &str) -> Res
         submitted.push(SystemTime::now());
         client.submit(order).await?;
     }
-    let ids: Vec<String> = orders.iter().map(|o| o.order_id.clone()).collect();
-    let stops = executions_ended(&sfn, stack, &ids, Duration::from_secs(600)).await?;
+    let stops = executions_ended(&sfn, stack, &orders, Duration::from_secs(600)).await?;
     let mut latencies: Vec<f64> = submitted
         .iter()
         .zip(&stops)
