@@ -13,6 +13,12 @@ Steps (see ../shared/notes/local-emulator.md for why each workaround exists):
 3. create_stack on moto.
 4. The state machine is (re)created through the Step Functions API with DefinitionSubstitutions
    applied, because moto ignores them and hides stack-made machines once real execution is on.
+5. Each function's and each workflow's identity is registered with the emulator (see iam.py):
+   an access key of its own and its role's policy documents with every intrinsic resolved to
+   the real ARNs, so the emulator checks every call the function makes against its role.
+   (moto's own IAM objects for CloudFormation-made roles are not usable for this: see
+   ../shared/notes/local-emulator.md.) `--remove-grant` takes actions out of a role first, for
+   the tests that prove a missing grant is refused.
 """
 
 import argparse
@@ -64,6 +70,138 @@ class Resolver:
         return outputs[ref["output"]]
 
 
+def credentials(logical_id):
+    """The local access key of a function's or workflow's identity: one per logical id, so the
+    emulator knows who signs each request (the secret is not checked)."""
+    return {"accessKeyId": "ASIALOCAL" + re.sub(r"[^A-Z0-9]", "", logical_id.upper()), "secretAccessKey": "local-" + logical_id}
+
+
+def _mentions(value, logical_id):
+    """Whether a template value refers to `logical_id` (Ref, GetAtt or Sub)."""
+    if isinstance(value, dict):
+        if value.get("Ref") == logical_id:
+            return True
+        if "Fn::GetAtt" in value:
+            target = value["Fn::GetAtt"]
+            return (target[0] if isinstance(target, list) else target.split(".")[0]) == logical_id
+        if "Fn::Sub" in value:
+            sub = value["Fn::Sub"]
+            text = sub[0] if isinstance(sub, list) else sub
+            return any(m.split(".")[0] == logical_id for m in re.findall(r"\$\{([^}!]+)\}", text))
+        return any(_mentions(v, logical_id) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions(v, logical_id) for v in value)
+    return False
+
+
+def remove_grants(resources, grants):
+    """Takes actions out of roles: each grant is `ROLE:ACTION` (the action from every statement
+    of the role) or `ROLE:ACTION:RESOURCE` (only on the resources that refer to that logical
+    id; the statement keeps the action on its other resources)."""
+    for grant in grants:
+        role, service, name, *target = grant.split(":")  # the action is service:Name
+        action = f"{service}:{name}"
+        target = ":".join(target) if target else None
+        resource = resources.get(role)
+        if not resource or resource["Type"] != "AWS::IAM::Role":
+            raise SystemExit(f"--remove-grant {grant}: no role {role} in the template")
+        removed = 0
+        for policy in resource["Properties"].get("Policies", []):
+            statements = policy["PolicyDocument"]["Statement"]
+            statements = statements if isinstance(statements, list) else [statements]
+            kept = []
+            for statement in statements:
+                actions = statement.get("Action", [])
+                actions = actions if isinstance(actions, list) else [actions]
+                matching = [a for a in actions if a.lower() == action.lower()]
+                if statement.get("Effect") != "Allow" or not matching:
+                    kept.append(statement)
+                    continue
+                targets = statement.get("Resource", [])
+                targets = targets if isinstance(targets, list) else [targets]
+                hit = [r for r in targets if target is None or _mentions(r, target)]
+                if not hit:
+                    kept.append(statement)
+                    continue
+                removed += 1
+                rest = [a for a in actions if a not in matching]
+                if rest:
+                    kept.append({**statement, "Action": rest})
+                others = [r for r in targets if r not in hit]
+                if others:
+                    kept.append({**statement, "Action": matching, "Resource": others})
+            policy["PolicyDocument"]["Statement"] = kept
+        if not removed:
+            raise SystemExit(f"--remove-grant {grant}: role {role} grants no such action")
+        log(f"removed {action} from {role}" + (f" on {target}" if target else ""))
+
+
+def _role_of(value):
+    """The logical id of the role in `Role: !GetAtt X.Arn`, or None."""
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        target = value["Fn::GetAtt"]
+        return target[0] if isinstance(target, list) else target.split(".")[0]
+    return None
+
+
+def _want_tree(resolver, value):
+    """A policy document with each intrinsic replaced by a reference to a stack output."""
+    if isinstance(value, dict):
+        if len(value) == 1 and (next(iter(value)) == "Ref" or next(iter(value)).startswith("Fn::")):
+            return {"__resolve": resolver.want(value)}
+        return {k: _want_tree(resolver, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_want_tree(resolver, v) for v in value]
+    return value
+
+
+def _read_tree(value, outputs):
+    if isinstance(value, dict):
+        if set(value) == {"__resolve"}:
+            return Resolver.read(value["__resolve"], outputs)
+        return {k: _read_tree(v, outputs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_read_tree(v, outputs) for v in value]
+    return value
+
+
+def plan_identity(resolver, resources, owner, role_ref, name):
+    """What to register for `owner` (a function or workflow) running as the role `role_ref`."""
+    role_id = _role_of(role_ref)
+    role = resources.get(role_id, {})
+    if role.get("Type") != "AWS::IAM::Role":
+        raise SystemExit(f"{owner}: its role is not an AWS::IAM::Role of the template ({role_ref})")
+    if role["Properties"].get("ManagedPolicyArns"):
+        # Their documents are AWS's, not in the template: the local check cannot read them.
+        raise SystemExit(f"{role_id}: managed policies cannot be checked locally; write the statements inline")
+    return {
+        "logicalId": owner,
+        "name": name,
+        "roleArn": resolver.want({"Fn::GetAtt": [role_id, "Arn"]}),
+        "policies": [_want_tree(resolver, p["PolicyDocument"]) for p in role["Properties"].get("Policies", [])],
+        **credentials(owner),
+    }
+
+
+def register_identities(identities, outputs, endpoint):
+    import urllib.request
+
+    resolved = [
+        {**i, "name": Resolver.read(i["name"], outputs), "roleArn": Resolver.read(i["roleArn"], outputs), "policies": _read_tree(i["policies"], outputs)}
+        for i in identities
+    ]
+    request = urllib.request.Request(
+        f"{endpoint}/taskflow/iam/identities",
+        data=json.dumps({"identities": resolved}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = json.loads(response.read())
+    log(f"{answer['registered']} identities registered with the emulator (IAM mode {answer['mode']})")
+    return resolved
+
+
 def translate(template_path, parameters, region):
     with open(template_path) as f:
         sam = yaml_parse(f.read())
@@ -104,7 +242,7 @@ def plan_local(cfn, binaries, definitions):
     """Takes the Lambda parts out of the template and lists what to resolve for the host."""
     resolver = Resolver()
     resources = cfn["Resources"]
-    functions, mappings, machines = [], [], []
+    functions, mappings, machines, identities = [], [], [], []
     for logical_id, resource in resources.items():
         props = resource.get("Properties", {})
         if resource["Type"] == "AWS::Lambda::Function":
@@ -116,7 +254,9 @@ def plan_local(cfn, binaries, definitions):
                 "timeout": props.get("Timeout", 3),
                 "memorySize": props.get("MemorySize", 128),
                 "environment": {k: resolver.want(v) for k, v in env.items()},
+                **credentials(logical_id),
             })
+            identities.append(plan_identity(resolver, resources, logical_id, props.get("Role"), functions[-1]["name"]))
         elif resource["Type"] == "AWS::Lambda::EventSourceMapping":
             function_ref = props["FunctionName"]
             on_failure = props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
@@ -138,13 +278,14 @@ def plan_local(cfn, binaries, definitions):
                 "definition": spec["text"],
                 "substitutions": {k: resolver.want(v) for k, v in spec["substitutions"].items()},
             })
+            identities.append(plan_identity(resolver, resources, logical_id, props["RoleArn"], machines[-1]["name"]))
     for logical_id in [k for k, r in resources.items() if r["Type"] in LAMBDA_TYPES | MONITORING_TYPES or r["Type"].startswith(GATEWAY_PREFIXES)]:
         del resources[logical_id]
     known = set(resources) | set(cfn.get("Parameters", {}))
     for name in [k for k, o in cfn.get("Outputs", {}).items() if refers_to_missing(o, known)]:
         del cfn["Outputs"][name]
     cfn.setdefault("Outputs", {}).update(resolver.outputs)
-    return functions, mappings, machines
+    return functions, mappings, machines, identities
 
 
 def refers_to_missing(value, known):
@@ -217,13 +358,17 @@ def main():
     parser.add_argument("--template", required=True)
     parser.add_argument("--stack-name", required=True)
     parser.add_argument("--parameter", action="append", default=[], help="Key=Value")
+    parser.add_argument("--remove-grant", action="append", default=[], help="ROLE:ACTION[:RESOURCE_LOGICAL_ID], to prove a missing grant is refused")
     args = parser.parse_args()
     parameters = [tuple(p.split("=", 1)) for p in args.parameter]
 
     started = time.time()
     cfn, binaries, definitions, routes = translate(args.template, parameters, args.region)
-    functions, mappings, machines = plan_local(cfn, binaries, definitions)
+    remove_grants(cfn["Resources"], args.remove_grant)
+    functions, mappings, machines, identities = plan_local(cfn, binaries, definitions)
     outputs = create_stack(cfn, args.stack_name, parameters, args.endpoint, args.region)
+    # Before any state machine runs or any function starts: from here on they are checked.
+    identities = register_identities(identities, outputs, args.endpoint)
     machine_arns = {m["logicalId"]: create_state_machine(m, outputs, args.endpoint, args.region) for m in machines}
 
     for f in functions:
@@ -241,6 +386,7 @@ def main():
         "functions": functions,
         "eventSources": mappings,
         "httpRoutes": routes,
+        "identities": [{k: v for k, v in i.items() if k != "secretAccessKey"} for i in identities],
     }, sys.stdout, indent=2)
     print()
 

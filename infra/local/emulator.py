@@ -33,6 +33,8 @@ from moto.server import main
 from moto.sqs.models import SQSBackend
 from moto.xray.models import XRayBackend
 
+import iam
+
 _LOCK = threading.RLock()
 
 # Every operation that reads or writes items: writes so that none is lost, reads so that none
@@ -283,9 +285,22 @@ XRayBackend.process_segment = _process_segment_counted
 _dispatch = DomainDispatcherApplication.__call__
 
 
+def _json_answer(start_response, value, status="200 OK"):
+    body = json.dumps(value, sort_keys=True).encode()
+    start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def _dispatch_with_usage(self, environ, start_response):
-    if environ.get("PATH_INFO") != "/taskflow/usage":
-        return _dispatch(self, environ, start_response)
+    path = environ.get("PATH_INFO")
+    method = environ.get("REQUEST_METHOD")
+    if path == "/taskflow/iam/identities" and method == "POST":
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        return _json_answer(start_response, iam.register(environ["wsgi.input"].read(length)))
+    if path == "/taskflow/iam/denials":
+        return _json_answer(start_response, {"mode": iam.MODE, "denials": iam.denials(clear=method == "DELETE")})
+    if path != "/taskflow/usage":
+        return iam.check(environ, start_response, lambda e, s: _dispatch(self, e, s))
     with _USAGE_LOCK:
         body = json.dumps(dict(_usage), sort_keys=True).encode()
         if environ.get("REQUEST_METHOD") == "DELETE":
@@ -296,6 +311,40 @@ def _dispatch_with_usage(self, environ, start_response):
 
 
 DomainDispatcherApplication.__call__ = _dispatch_with_usage
+
+# --- The workflows' own calls, as their roles -----------------------------------------------
+# moto's Step Functions engine makes a task's service calls (sqs:sendMessage, events:putEvents)
+# with boto3 against this server, signed with fixed keys. Signed instead with the key registered
+# for the state machine's role (deploy.py registers the workflow roles), they are checked against
+# that role, as Step Functions calls with its execution role on AWS.
+import moto.stepfunctions.parser.asl.utils.boto_client as _boto_client  # noqa: E402
+from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (  # noqa: E402
+    state_task_service_events as _sfn_events,
+    state_task_service_sqs as _sfn_sqs,
+)
+
+_boto_client_for = _boto_client.boto_client_for
+
+
+def _boto_client_as_role(region, service, state_credentials=None):
+    client = _boto_client_for(region, service, state_credentials)
+    key = iam.access_key_for_role(getattr(state_credentials, "role_arn", None))
+    if key is None:
+        return client
+    import boto3
+
+    return boto3.client(
+        service_name=service,
+        region_name=region,
+        endpoint_url=client.meta.endpoint_url,
+        aws_access_key_id=key,
+        aws_secret_access_key="local",
+        config=client.meta.config,
+    )
+
+
+for _module in (_sfn_sqs, _sfn_events):
+    _module.boto_client_for = _boto_client_as_role
 
 if __name__ == "__main__":
     sys.argv[0] = "moto_server"
