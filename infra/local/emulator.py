@@ -1,4 +1,4 @@
-"""The local AWS emulator: the pinned moto server, with DynamoDB made atomic.
+"""The local AWS emulator: the pinned moto server, with DynamoDB made atomic and IAM checked.
 
 moto serves requests on many threads but its DynamoDB backend has no lock. A cancelled
 TransactWriteItems rolls back by putting back a copy of every table it touched, taken when it
@@ -13,6 +13,10 @@ SQS requests, DynamoDB read/write request units, EventBridge events, S3 puts and
 The counts are taken in moto's backends, so calls that Step Functions integrations and
 EventBridge targets make inside the emulator count as they do on AWS. `make bench` builds its
 cost model on them.
+
+It checks every call a function or workflow makes against that caller's role, as AWS does
+(`iam.py`: identities registered by deploy.py at `POST /taskflow/iam/identities`, refusals at
+`GET /taskflow/iam/denials`; `TASKFLOW_IAM=enforce|record|off`).
 
 Run as `python emulator.py -H 127.0.0.1 -p PORT`; the arguments are moto_server's.
 """

@@ -334,3 +334,11 @@ pub fn refund(order_id: &str, owner: &str, of: &str, amount: Option<u64>) -> ser
 pub fn statuses(events: &[TaskStatusChanged]) -> Vec<taskflow_contracts::TaskStatus> {
     events.iter().map(|e| e.status).collect()
 }
+
+/// The emulator's IAM denial log (`infra/local/iam.py`): every call a function's (or workflow's)
+/// role did not allow, oldest first, each with `function`, `principal`, `action`, `resource`.
+pub async fn iam_denials() -> Vec<serde_json::Value> {
+    let endpoint = stack().endpoint.clone().expect("a local stack has an endpoint");
+    let port = endpoint.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).expect("endpoint with a port");
+    taskflow::local::iam_denials(port, false).await.unwrap()
+}

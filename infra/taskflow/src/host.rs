@@ -132,8 +132,9 @@ impl Function {
             ("AWS_ENDPOINT_URL", config.endpoint.as_str()),
             ("AWS_REGION", config.region.as_str()),
             ("AWS_DEFAULT_REGION", config.region.as_str()),
-            ("AWS_ACCESS_KEY_ID", "test"),
-            ("AWS_SECRET_ACCESS_KEY", "test"),
+            // Its own identity, as Lambda hands a function its execution role's credentials.
+            ("AWS_ACCESS_KEY_ID", spec.access_key_id.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", spec.secret_access_key.as_str()),
             ("AWS_LAMBDA_FUNCTION_NAME", spec.name.as_str()),
             ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
             ("AWS_LAMBDA_LOG_STREAM_NAME", "local"),

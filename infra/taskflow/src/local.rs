@@ -31,6 +31,11 @@ pub struct Options {
     /// Function binaries run in place of the template's (binary → stand-in binary, both in
     /// `bin_dir`): `make bench` measures the stack with null workers this way.
     pub stand_ins: BTreeMap<String, String>,
+    /// Grants taken out of the template's roles before deploying, each
+    /// `ROLE:service:Action[:RESOURCE_LOGICAL_ID]` (e.g.
+    /// `RefundFunctionRole:dynamodb:GetItem:SandboxChargesTable`): the tests that prove a
+    /// missing grant is refused use it (`infra/local/deploy.py --remove-grant`).
+    pub remove_grants: Vec<String>,
 }
 
 /// Faults the local stack injects, all off by default: what at-least-once delivery, crashes and
@@ -63,6 +68,7 @@ impl Options {
             parameters: BTreeMap::new(),
             faults: Faults::default(),
             stand_ins: BTreeMap::new(),
+            remove_grants: Vec::new(),
         }
     }
 }
@@ -84,7 +90,7 @@ impl LocalStack {
         let emulator = Emulator::start(&options.root, &logs.join("moto.log")).await?;
         let mut parameters = options.parameters.clone();
         parameters.insert("Stage".into(), STAGE.into());
-        let plan = match plan::deploy(&options.root, &emulator.endpoint, REGION, STACK_NAME, &parameters).await {
+        let plan = match plan::deploy(&options.root, &emulator.endpoint, REGION, STACK_NAME, &parameters, &options.remove_grants).await {
             Ok(plan) => plan,
             Err(e) => {
                 emulator.stop().await;
@@ -147,12 +153,6 @@ impl LocalStack {
                 }
             }
         }
-        let clients = Arc::new(Clients {
-            sqs: aws_sdk_sqs::Client::new(&aws),
-            streams: aws_sdk_dynamodbstreams::Client::new(&aws),
-            region: REGION.into(),
-            duplicate_deliveries: faults.duplicate_deliveries,
-        });
         // The HTTP API, as API Gateway would serve it: its URL and token issuer become outputs.
         let mut info = info;
         if !plan.http_routes.is_empty() {
@@ -172,7 +172,8 @@ impl LocalStack {
             let function = functions
                 .get(&mapping.function)
                 .with_context(|| format!("event source for unknown function {}", mapping.function))?;
-            sources::start(mapping.clone(), function.clone(), clients.clone(), watcher.clone());
+            let clients = Arc::new(Clients::of(&aws, &function.spec, REGION, faults.duplicate_deliveries));
+            sources::start(mapping.clone(), function.clone(), clients, watcher.clone());
         }
         Ok(LocalStack { info, plan, functions, started_in: started.elapsed(), emulator, shutdown })
     }
@@ -193,6 +194,13 @@ impl LocalStack {
             anyhow::bail!("the emulator did not give its usage counts: {status} {body}");
         }
         serde_json::from_str(&body).context("reading the emulator's usage counts")
+    }
+
+    /// The calls the emulator refused (or, with `TASKFLOW_IAM=record`, would have refused) as
+    /// not allowed by the caller's role, oldest first; `clear` empties the log. Each entry:
+    /// `function`, `principal`, `action`, `resource`, `at`, `enforced` (see `infra/local/iam.py`).
+    pub async fn iam_denials(&self, clear: bool) -> Result<Vec<serde_json::Value>> {
+        iam_denials(self.emulator.port, clear).await
     }
 
     /// How to point the aws CLI at this stack.
@@ -234,4 +242,14 @@ pub async fn seed_inventory(aws: &aws_config::SdkConfig, info: &StackInfo, catal
             .context("seeding the inventory")?;
     }
     Ok(())
+}
+
+/// The emulator's IAM denial log (see [`LocalStack::iam_denials`]), by the emulator's port.
+pub async fn iam_denials(port: u16, clear: bool) -> Result<Vec<serde_json::Value>> {
+    let (status, body) = crate::emulator::http(port, if clear { "DELETE" } else { "GET" }, "/taskflow/iam/denials", "").await?;
+    if status != 200 {
+        anyhow::bail!("the emulator did not give its IAM denials: {status} {body}");
+    }
+    let value: serde_json::Value = serde_json::from_str(&body).context("reading the emulator's IAM denials")?;
+    Ok(value["denials"].as_array().cloned().unwrap_or_default())
 }

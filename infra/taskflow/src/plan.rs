@@ -37,6 +37,11 @@ pub struct FunctionSpec {
     pub timeout: u64,
     pub memory_size: u64,
     pub environment: BTreeMap<String, String>,
+    /// The function's own access key (its execution role's identity, registered with the
+    /// emulator by the deploy step): every call it makes, and every call its event sources make
+    /// for it, is checked against its role (`infra/local/iam.py`).
+    pub access_key_id: String,
+    pub secret_access_key: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,12 +59,24 @@ pub struct EventSourceSpec {
 }
 
 /// Runs the deploy script against the emulator at `endpoint`.
-pub async fn deploy(root: &Path, endpoint: &str, region: &str, stack_name: &str, parameters: &BTreeMap<String, String>) -> Result<DeployPlan> {
+/// `remove_grants` (`ROLE:service:Action[:RESOURCE_LOGICAL_ID]`) takes actions out of the
+/// template's roles first, to prove that a missing grant is refused.
+pub async fn deploy(
+    root: &Path,
+    endpoint: &str,
+    region: &str,
+    stack_name: &str,
+    parameters: &BTreeMap<String, String>,
+    remove_grants: &[String],
+) -> Result<DeployPlan> {
     let python = crate::paths::venv_bin(root, "python");
     let mut cmd = crate::process::command(&python);
     cmd.arg(root.join("infra/local/deploy.py"));
     for (key, value) in parameters {
         cmd.arg(format!("--parameter={key}={value}"));
+    }
+    for grant in remove_grants {
+        cmd.arg(format!("--remove-grant={grant}"));
     }
     let output = cmd
         .args(["--endpoint", endpoint, "--region", region, "--stack-name", stack_name])

@@ -16,12 +16,40 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 
+/// The clients an event source polls with: signed with the function's own credentials, since
+/// Lambda reads the queue or stream, and sends to the on-failure destination, with the function's
+/// execution role (Lambda Developer Guide, "Lambda execution role": the SQS and DynamoDB Streams
+/// event source permissions are the function's).
 pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     pub streams: aws_sdk_dynamodbstreams::Client,
     pub region: String,
     /// Fault injection: deliver every SQS batch twice.
     pub duplicate_deliveries: bool,
+}
+
+impl Clients {
+    /// Clients of `aws` (endpoint, region) signed with `function`'s credentials.
+    pub fn of(aws: &aws_config::SdkConfig, function: &crate::plan::FunctionSpec, region: &str, duplicate_deliveries: bool) -> Clients {
+        let credentials = aws_sdk_sqs::config::Credentials::new(&function.access_key_id, &function.secret_access_key, None, None, "taskflow-local-function");
+        let config = aws.to_builder().credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(credentials)).build();
+        Clients {
+            sqs: aws_sdk_sqs::Client::new(&config),
+            streams: aws_sdk_dynamodbstreams::Client::new(&config),
+            region: region.to_string(),
+            duplicate_deliveries,
+        }
+    }
+}
+
+/// A queue's URL from its ARN (`arn:aws:sqs:REGION:ACCOUNT:NAME`), as Lambda addresses the queue
+/// of a mapping without a GetQueueUrl call (which the role does not grant).
+pub fn queue_url(arn: &str) -> String {
+    let parts: Vec<&str> = arn.split(':').collect();
+    match parts.as_slice() {
+        [_, _, _, region, account, name] => format!("https://sqs.{region}.amazonaws.com/{account}/{name}"),
+        _ => arn.to_string(),
+    }
 }
 
 /// Starts the poller for one mapping.
@@ -39,15 +67,7 @@ pub fn queue_name(arn: &str) -> &str {
 }
 
 async fn poll_queue(spec: EventSourceSpec, function: Arc<Function>, clients: Arc<Clients>, mut shutdown: watch::Receiver<bool>) {
-    let queue_url = loop {
-        match clients.sqs.get_queue_url().queue_name(queue_name(&spec.source_arn)).send().await {
-            Ok(out) => break out.queue_url.unwrap_or_default(),
-            Err(e) => {
-                eprintln!("host: queue {} not found yet: {e}", spec.source_arn);
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
+    let queue_url = queue_url(&spec.source_arn);
     while !*shutdown.borrow() {
         let received = tokio::select! {
             r = clients.sqs.receive_message()
@@ -234,8 +254,8 @@ async fn deliver_stream_batch(
                         "startSequenceNumber": records.first().and_then(seq), "endSequenceNumber": records.last().and_then(seq),
                     },
                 });
-                if let Ok(url) = clients.sqs.get_queue_url().queue_name(queue_name(destination)).send().await {
-                    let _ = clients.sqs.send_message().queue_url(url.queue_url.unwrap_or_default()).message_body(note.to_string()).send().await;
+                if let Err(e) = clients.sqs.send_message().queue_url(queue_url(destination)).message_body(note.to_string()).send().await {
+                    eprintln!("host: {} could not send to its on-failure destination {destination}: {}", function.spec.name, aws_sdk_sqs::error::DisplayErrorContext(&e));
                 }
                 return;
             }
