@@ -165,7 +165,7 @@ def _read_tree(value, outputs):
     return value
 
 
-def plan_identity(resolver, resources, owner, role_ref, name):
+def plan_identity(resolver, resources, owner, role_ref, name, kind):
     """What to register for `owner` (a function or workflow) running as the role `role_ref`."""
     role_id = _role_of(role_ref)
     role = resources.get(role_id, {})
@@ -176,6 +176,7 @@ def plan_identity(resolver, resources, owner, role_ref, name):
         raise SystemExit(f"{role_id}: managed policies cannot be checked locally; write the statements inline")
     return {
         "logicalId": owner,
+        "kind": kind,
         "name": name,
         "roleArn": resolver.want({"Fn::GetAtt": [role_id, "Arn"]}),
         "policies": [_want_tree(resolver, p["PolicyDocument"]) for p in role["Properties"].get("Policies", [])],
@@ -256,7 +257,7 @@ def plan_local(cfn, binaries, definitions):
                 "environment": {k: resolver.want(v) for k, v in env.items()},
                 **credentials(logical_id),
             })
-            identities.append(plan_identity(resolver, resources, logical_id, props.get("Role"), functions[-1]["name"]))
+            identities.append(plan_identity(resolver, resources, logical_id, props.get("Role"), functions[-1]["name"], "function"))
         elif resource["Type"] == "AWS::Lambda::EventSourceMapping":
             function_ref = props["FunctionName"]
             on_failure = props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
@@ -278,7 +279,7 @@ def plan_local(cfn, binaries, definitions):
                 "definition": spec["text"],
                 "substitutions": {k: resolver.want(v) for k, v in spec["substitutions"].items()},
             })
-            identities.append(plan_identity(resolver, resources, logical_id, props["RoleArn"], machines[-1]["name"]))
+            identities.append(plan_identity(resolver, resources, logical_id, props["RoleArn"], machines[-1]["name"], "stateMachine"))
     for logical_id in [k for k, r in resources.items() if r["Type"] in LAMBDA_TYPES | MONITORING_TYPES or r["Type"].startswith(GATEWAY_PREFIXES)]:
         del resources[logical_id]
     known = set(resources) | set(cfn.get("Parameters", {}))

@@ -53,6 +53,8 @@ class Identity:
     def __init__(self, spec):
         self.access_key_id = spec["accessKeyId"]
         self.name = spec["name"]
+        # "function" (a Lambda function) or "stateMachine" (a workflow's execution role).
+        self.kind = spec.get("kind", "function")
         self.role_arn = spec["roleArn"]
         role_name = self.role_arn.rsplit("/", 1)[-1]
         # Lambda's and Step Functions' sessions of the role: assumed-role/ROLE/SESSION.
@@ -421,7 +423,7 @@ def check(environ, start_response, dispatch):
     action, resource = refused[0]
     entry = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "function": identity.name,
+        identity.kind: identity.name,
         "principal": identity.principal,
         "action": action,
         "resource": resource,
@@ -430,7 +432,7 @@ def check(environ, start_response, dispatch):
     with _lock:
         if len(_denials) < MAX_DENIALS:
             _denials.append(entry)
-    log(f"iam: {'DENIED' if MODE == 'enforce' else 'would deny (record mode)'}: {identity.name} ({identity.principal}) {action} on {resource}")
+    log(f"iam: {'DENIED' if MODE == 'enforce' else 'would deny (record mode)'}: {identity.kind} {identity.name} ({identity.principal}) {action} on {resource}")
     if MODE != "enforce":
         return dispatch(environ, start_response)
     return denied(environ, start_response, identity, service, action, resource, target)

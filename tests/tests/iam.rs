@@ -8,11 +8,13 @@ use taskflow_contracts::TaskStatus;
 use taskflow_e2e::{http, iam_denials, log_dir, order_id, purchase, stack_with, token, Run};
 
 /// The grants taken out for this binary's stack (`ROLE:service:Action:RESOURCE`).
-const REMOVED: [&str; 2] = [
+const REMOVED: [&str; 3] = [
     // The compensation's read of what was charged (the refund function's find_charge).
     "RefundFunctionRole:dynamodb:GetItem:SandboxChargesTable",
     // The HTTP API's listing of an owner's tasks (a Query of the byOwner index).
     "ApiFunctionRole:dynamodb:Query:TaskTable",
+    // The purchase workflow's own send of the owner's notice (its NotifyOwner step).
+    "PurchaseWorkflowRole:sqs:SendMessage:NotificationQueue",
 ];
 
 fn stack() -> &'static taskflow::stack::StackInfo {
@@ -22,10 +24,16 @@ fn stack() -> &'static taskflow::stack::StackInfo {
 /// Waits (at most `within`) for a denial of `action` to `function` on a resource ending with
 /// `resource_suffix`.
 async fn denial(function: &str, action: &str, resource_suffix: &str, within: Duration) -> serde_json::Value {
+    denial_to("function", function, action, resource_suffix, within).await
+}
+
+/// The same for a caller of `kind` (`function` or `stateMachine`).
+async fn denial_to(kind: &str, name: &str, action: &str, resource_suffix: &str, within: Duration) -> serde_json::Value {
+    let (function, kind) = (name, kind);
     let started = Instant::now();
     loop {
         let found = iam_denials().await.into_iter().find(|d| {
-            d["function"] == function && d["action"] == action && d["resource"].as_str().is_some_and(|r| r.ends_with(resource_suffix))
+            d[kind] == function && d["action"] == action && d["resource"].as_str().is_some_and(|r| r.ends_with(resource_suffix))
         });
         if let Some(found) = found {
             return found;
@@ -87,4 +95,24 @@ async fn listing_tasks_without_query_on_the_owner_index_is_denied_and_reading_on
     // Nothing else was refused to the API function: the other calls are granted.
     let others: Vec<_> = iam_denials().await.into_iter().filter(|d| d["function"] == "taskflow-local-api" && d["action"] != "dynamodb:Query").collect();
     assert!(others.is_empty(), "{others:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workflow_without_its_send_to_the_notification_queue_is_denied_and_no_receipt_is_written() {
+    stack();
+    let run = Run::new().await;
+    let sku = run.new_sku("BOOK", 10).await;
+    let id = order_id("iam-notify");
+    run.submit(purchase(&id, "grace", &[(&sku, 1, 1250)], "tok_approve")).await;
+    // Step Functions sends the NotifyOwner message with the workflow's execution role.
+    let found = denial_to("stateMachine", "taskflow-local-purchase", "sqs:SendMessage", ":taskflow-local-notification", Duration::from_secs(90)).await;
+    assert!(found["principal"].as_str().unwrap().contains("PurchaseWorkflowRole"), "{found}");
+    // The purchase itself went through (its grants are intact); the owner was never told.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (charges, charged, _, _) = run.provider(&id).await;
+    assert_eq!((charges, charged), (1, 1250));
+    assert!(run.outbox("grace", &id).await.is_empty(), "no notice without the notification step");
+    let task = run.task(&id).await;
+    assert!(task.receipts.is_empty(), "no receipt: {task:?}");
+    run.close().await;
 }
