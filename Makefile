@@ -80,6 +80,7 @@ lint: setup $(LINT_STAMP) $(NODE_STAMP)
 	infra/local/node_modules/.bin/asl-validator $$(for f in statemachine/*.asl.json target/lint/*.asl.json; do printf -- '--json-path %s ' $$f; done)
 
 test: setup build lint
+	$(VENV)/bin/python -m unittest discover -s infra/local -p 'test_*.py'
 	$(CARGO) test --locked --workspace
 
 # Every figure of the bench, each next to its baseline, as one table (and target/bench/bench.json):
