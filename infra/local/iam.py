@@ -207,8 +207,9 @@ def _token_state_machine(token, region):
         backend = stepfunctions_parser_backends[ACCOUNT][region]
     except Exception:
         return None
+    # Newest executions first: a token is answered soon after its task starts.
     for machine in list(backend.state_machines):
-        for execution in list(machine.executions):
+        for execution in reversed(list(machine.executions)):
             pool = getattr(getattr(getattr(execution, "exec_worker", None), "env", None), "callback_pool_manager", None)
             if pool is not None and pool.get(token) is not None:
                 return machine.arn
