@@ -330,21 +330,34 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
 _boto_client_for = _boto_client.boto_client_for
 
 
+_role_clients = {}
+_role_clients_lock = threading.Lock()
+
+
 def _boto_client_as_role(region, service, state_credentials=None):
-    client = _boto_client_for(region, service, state_credentials)
     key = iam.access_key_for_role(getattr(state_credentials, "role_arn", None))
     if key is None:
-        return client
-    import boto3
+        return _boto_client_for(region, service, state_credentials)
+    # One client per role, service and region, kept (botocore clients are thread-safe): making
+    # a client costs tens of milliseconds, which moto's engine would pay on every task.
+    with _role_clients_lock:
+        client = _role_clients.get((region, service, key))
+        if client is None:
+            import boto3
+            from botocore.config import Config
+            from moto.settings import moto_server_port
 
-    return boto3.client(
-        service_name=service,
-        region_name=region,
-        endpoint_url=client.meta.endpoint_url,
-        aws_access_key_id=key,
-        aws_secret_access_key="local",
-        config=client.meta.config,
-    )
+            client = boto3.client(
+                service_name=service,
+                region_name=region,
+                endpoint_url=f"http://localhost:{moto_server_port()}",
+                aws_access_key_id=key,
+                aws_secret_access_key="local",
+                # As moto's own: no retries, so a refusal is the task's failure at once.
+                config=Config(parameter_validation=False, retries={"max_attempts": 0, "total_max_attempts": 1}),
+            )
+            _role_clients[(region, service, key)] = client
+        return client
 
 
 for _module in (_sfn_sqs, _sfn_events):
