@@ -70,14 +70,20 @@ up: setup build
 
 # The template and the workflow, checked as AWS users check theirs: cfn-lint with zero findings,
 # checkov with zero failed checks (every skip has its reason inline in the template), no IAM `*`
-# off the allow-list (infra/local/lint.py), and every ASL file valid, as written and with its
-# DefinitionSubstitutions applied.
+# off the allow-list, every alarm topic usable by CloudWatch, every vended log group under
+# /aws/vendedlogs/, the callback steps' seconds by their rule (infra/local/lint.py, whose checks
+# are unit-tested first), and every ASL file valid with its DefinitionSubstitutions applied (the
+# files as written hold unquoted numeric placeholders, so they are JSON only once substituted).
 lint: setup $(LINT_STAMP) $(NODE_STAMP)
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	$(LINT_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f infra/template.yaml
+	cd infra/local && ../../$(VENV)/bin/python -m unittest -q test_lint
 	cd infra/local && ../../$(VENV)/bin/python lint.py iam ../template.yaml
+	cd infra/local && ../../$(VENV)/bin/python lint.py alarms ../template.yaml
+	cd infra/local && ../../$(VENV)/bin/python lint.py logs ../template.yaml
+	cd infra/local && ../../$(VENV)/bin/python lint.py callbacks ../template.yaml
 	$(VENV)/bin/python infra/local/lint.py asl infra/template.yaml target/lint
-	infra/local/node_modules/.bin/asl-validator $$(for f in statemachine/*.asl.json target/lint/*.asl.json; do printf -- '--json-path %s ' $$f; done)
+	infra/local/node_modules/.bin/asl-validator $$(for f in target/lint/*.asl.json; do printf -- '--json-path %s ' $$f; done)
 
 test: setup build lint
 	$(CARGO) test --locked --workspace
