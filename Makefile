@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed-$(shell sha1sum infra/local/requirements.txt | cut
 CARGO   ?= cargo
 TASKFLOW := ./target/debug/taskflow
 
-.PHONY: setup build demo up test lint schemas chaos fuzz clean package deploy bench
+.PHONY: setup build demo up test lint schemas chaos burst fuzz clean package deploy bench
 
 # The pinned Python tools (moto server, SAM translator, cfn-lint) in a project venv.
 $(STAMP): infra/local/requirements.txt
@@ -102,6 +102,15 @@ bench: setup package
 # 1000 orders under every fault at once; prints one line of figures (see tests/tests/chaos.rs).
 chaos: setup build
 	CHAOS_ORDERS=$${CHAOS_ORDERS:-1000} $(CARGO) test --locked -p taskflow-e2e --test chaos -- --nocapture
+
+# 1500 orders published at once, far above what the local stack serves: every order must end,
+# and none by a step timeout from waiting in a queue; prints one line of figures (see
+# tests/tests/backlog.rs). The queue-wait budget (600 s) is what the local stack's backlog needs;
+# the callback steps' seconds come from it by the rule (README "Timeouts under a backlog").
+burst: setup build
+	BACKLOG_ORDERS=$${BACKLOG_ORDERS:-1500} BACKLOG_WAIT_BUDGET=$${BACKLOG_WAIT_BUDGET:-600} \
+	BACKLOG_PAYMENT_LATENCY_MS=$${BACKLOG_PAYMENT_LATENCY_MS:-0} \
+	$(CARGO) test --locked -p taskflow-e2e --test backlog -- --nocapture
 
 # The in-repo fuzz harness (tests/src/fuzz.rs) for FUZZ_SECONDS (default 60); make test runs a short pass.
 fuzz: build
