@@ -109,7 +109,7 @@ chaos: setup build
 # the callback steps' seconds come from it by the rule (README "Timeouts under a backlog").
 burst: setup build
 	BACKLOG_ORDERS=$${BACKLOG_ORDERS:-1500} BACKLOG_WAIT_BUDGET=$${BACKLOG_WAIT_BUDGET:-600} \
-	BACKLOG_PAYMENT_LATENCY_MS=$${BACKLOG_PAYMENT_LATENCY_MS:-0} \
+	BACKLOG_PAYMENT_LATENCY_MS=$${BACKLOG_PAYMENT_LATENCY_MS:-0} BACKLOG_EXPECT_WAIT=$${BACKLOG_EXPECT_WAIT:-false} \
 	$(CARGO) test --locked -p taskflow-e2e --test backlog -- --nocapture
 
 # The in-repo fuzz harness (tests/src/fuzz.rs) for FUZZ_SECONDS (default 60); make test runs a short pass.

@@ -265,7 +265,7 @@ impl<W: TaskWorker, C: TaskCallback, R: Redelivery> Driver<W, C, R> {
             // rule that sets HeartbeatSeconds counts on it: README "Timeouts under a backlog".)
             match self.callback.heartbeat(&token).await {
                 Err(CallbackError::TokenSpent(code)) => {
-                    info!(order_id, code, "step already over; redelivered message dropped");
+                    info!(order_id, code, attempt = number, "step already over; message dropped without work");
                     return Disposition::Done;
                 }
                 Err(CallbackError::Unavailable(e)) => warn!(order_id, error = %e, "heartbeat failed"),
