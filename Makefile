@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed-$(shell sha1sum infra/local/requirements.txt | cut
 CARGO   ?= cargo
 TASKFLOW := ./target/debug/taskflow
 
-.PHONY: setup build demo up test lint schemas chaos fuzz clean package deploy bench
+.PHONY: setup build demo up test lint schemas chaos burst fuzz clean package deploy bench
 
 # The pinned Python tools (moto server, SAM translator, cfn-lint) in a project venv.
 $(STAMP): infra/local/requirements.txt
@@ -70,14 +70,20 @@ up: setup build
 
 # The template and the workflow, checked as AWS users check theirs: cfn-lint with zero findings,
 # checkov with zero failed checks (every skip has its reason inline in the template), no IAM `*`
-# off the allow-list (infra/local/lint.py), and every ASL file valid, as written and with its
-# DefinitionSubstitutions applied.
+# off the allow-list, every alarm topic usable by CloudWatch, every vended log group under
+# /aws/vendedlogs/, the callback steps' seconds by their rule (infra/local/lint.py, whose checks
+# are unit-tested first), and every ASL file valid with its DefinitionSubstitutions applied (the
+# files as written hold unquoted numeric placeholders, so they are JSON only once substituted).
 lint: setup $(LINT_STAMP) $(NODE_STAMP)
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	$(LINT_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f infra/template.yaml
+	cd infra/local && ../../$(VENV)/bin/python -m unittest -q test_lint
 	cd infra/local && ../../$(VENV)/bin/python lint.py iam ../template.yaml
+	cd infra/local && ../../$(VENV)/bin/python lint.py alarms ../template.yaml
+	cd infra/local && ../../$(VENV)/bin/python lint.py logs ../template.yaml
+	cd infra/local && ../../$(VENV)/bin/python lint.py callbacks ../template.yaml
 	$(VENV)/bin/python infra/local/lint.py asl infra/template.yaml target/lint
-	infra/local/node_modules/.bin/asl-validator $$(for f in statemachine/*.asl.json target/lint/*.asl.json; do printf -- '--json-path %s ' $$f; done)
+	infra/local/node_modules/.bin/asl-validator $$(for f in target/lint/*.asl.json; do printf -- '--json-path %s ' $$f; done)
 
 test: setup build lint
 	$(VENV)/bin/python -m unittest discover -s infra/local -p 'test_*.py'
@@ -97,6 +103,15 @@ bench: setup package
 # 1000 orders under every fault at once; prints one line of figures (see tests/tests/chaos.rs).
 chaos: setup build
 	CHAOS_ORDERS=$${CHAOS_ORDERS:-1000} $(CARGO) test --locked -p taskflow-e2e --test chaos -- --nocapture
+
+# 1500 orders published at once, far above what the local stack serves: every order must end,
+# and none by a step timeout from waiting in a queue; prints one line of figures (see
+# tests/tests/backlog.rs). The queue-wait budget (600 s) is what the local stack's backlog needs;
+# the callback steps' seconds come from it by the rule (README "Timeouts under a backlog").
+burst: setup build
+	BACKLOG_ORDERS=$${BACKLOG_ORDERS:-1500} BACKLOG_WAIT_BUDGET=$${BACKLOG_WAIT_BUDGET:-600} \
+	BACKLOG_PAYMENT_LATENCY_MS=$${BACKLOG_PAYMENT_LATENCY_MS:-0} BACKLOG_EXPECT_WAIT=$${BACKLOG_EXPECT_WAIT:-false} \
+	$(CARGO) test --locked -p taskflow-e2e --test backlog -- --nocapture
 
 # The in-repo fuzz harness (tests/src/fuzz.rs) for FUZZ_SECONDS (default 60); make test runs a short pass.
 fuzz: build

@@ -256,11 +256,16 @@ impl<W: TaskWorker, C: TaskCallback, R: Redelivery> Driver<W, C, R> {
         let order_id = work.order_id();
         tracing::Span::current().record("order_id", order_id);
 
-        if attempt.number > 1 {
-            // A retry: keep the step alive across the backoff, and stop early if it is over.
+        let waited = waited_in_queue(message);
+        if attempt.number > 1 || waited.is_some_and(|w| w >= self.heartbeat_every) {
+            // A retry, or a message that waited long behind a backlog: the step's heartbeat clock
+            // has run since the message was sent (or since the last delivery), so reset it before
+            // the work, and stop early if the step is already over. (Without this, the first
+            // gap — sent, waited, failed, invisible, waited again — would have no heartbeat; the
+            // rule that sets HeartbeatSeconds counts on it: README "Timeouts under a backlog".)
             match self.callback.heartbeat(&token).await {
                 Err(CallbackError::TokenSpent(code)) => {
-                    info!(order_id, code, "step already over; redelivered message dropped");
+                    info!(order_id, code, attempt = number, "step already over; message dropped without work");
                     return Disposition::Done;
                 }
                 Err(CallbackError::Unavailable(e)) => warn!(order_id, error = %e, "heartbeat failed"),
@@ -346,6 +351,16 @@ impl<W: TaskWorker, C: TaskCallback, R: Redelivery> Driver<W, C, R> {
             }
         }
     }
+}
+
+/// How long a message waited between being sent and this delivery: now minus its SQS
+/// `SentTimestamp` attribute (epoch milliseconds); `None` when the attribute is missing or
+/// unreadable (the event source mapping passes it on AWS: SQS `ReceiveMessage`
+/// `MessageSystemAttributeNames`).
+fn waited_in_queue(message: &SqsMessage) -> Option<std::time::Duration> {
+    let sent_ms: u64 = message.attributes.get("SentTimestamp")?.parse().ok()?;
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as u64;
+    Some(std::time::Duration::from_millis(now_ms.saturating_sub(sent_ms)))
 }
 
 /// Runs `worker` as a Lambda function fed by an SQS queue with `ReportBatchItemFailures`.

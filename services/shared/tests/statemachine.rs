@@ -13,8 +13,29 @@ fn source(workflow: &str) -> String {
     std::fs::read_to_string(format!("{}/../../statemachine/{workflow}.asl.json", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
+/// The callback steps' seconds are template parameters (`DefinitionSubstitutions`), written
+/// unquoted so they become numbers; their values are set by the rule `infra/local/lint.py
+/// callbacks` checks. Stand-ins of the right kind here: the heartbeat below the timeout.
+const SECONDS_PLACEHOLDERS: [(&str, &str); 2] = [("${CallbackHeartbeatSeconds}", "320"), ("${CallbackTimeoutSeconds}", "1500")];
+
 fn definition(workflow: &str) -> Value {
-    serde_json::from_str(&source(workflow)).unwrap()
+    let mut text = source(workflow);
+    for (placeholder, stand_in) in SECONDS_PLACEHOLDERS {
+        text = text.replace(placeholder, stand_in);
+    }
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn every_callback_step_takes_its_seconds_from_the_template_parameters() {
+    for workflow in WORKFLOWS {
+        let text = source(workflow);
+        let steps = text.matches(".waitForTaskToken\"").count();
+        assert!(steps > 0);
+        assert_eq!(text.matches("\"HeartbeatSeconds\": ${CallbackHeartbeatSeconds},").count(), steps, "{workflow}");
+        assert_eq!(text.matches("\"TimeoutSeconds\": ${CallbackTimeoutSeconds},").count(), steps, "{workflow}");
+        assert_eq!(text.matches("\"HeartbeatSeconds\"").count(), steps, "{workflow}: no other heartbeat");
+    }
 }
 
 fn states(def: &Value) -> &Map<String, Value> {
@@ -132,7 +153,7 @@ fn the_placeholders_are_exactly_the_templates_substitutions() {
     let text: String = WORKFLOWS.iter().map(|w| source(w)).collect();
     let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/template.yaml")).unwrap();
     let placeholders: BTreeSet<&str> = text.split("${").skip(1).map(|rest| rest.split('}').next().unwrap()).collect();
-    assert_eq!(placeholders, BTreeSet::from(["NotificationQueueUrl", "PurchaseQueueUrl", "RefundQueueUrl"]));
+    assert_eq!(placeholders, BTreeSet::from(["CallbackHeartbeatSeconds", "CallbackTimeoutSeconds", "NotificationQueueUrl", "PurchaseQueueUrl", "RefundQueueUrl"]));
     for p in placeholders {
         assert!(template.contains(&format!("        {p}: ")), "template substitutes {p}");
     }

@@ -225,3 +225,32 @@ async fn long_work_keeps_its_step_alive_with_heartbeats() {
     assert!((3..=4).contains(&beats), "{beats} heartbeats in 250 ms at one per 60 ms");
     assert_eq!(answers.last().unwrap().1, Answer::Success("\"slow\"".into()));
 }
+
+fn sent_ago(mut m: SqsMessage, seconds: u64) -> SqsMessage {
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    m.attributes.insert("SentTimestamp".into(), (now_ms - seconds * 1000).to_string());
+    m
+}
+
+#[tokio::test]
+async fn a_first_delivery_that_waited_behind_a_backlog_resets_the_heartbeat_clock_first() {
+    // heartbeat_every is 60 s: a message sent 90 s ago has used most of a step's heartbeat
+    // window in the queue, so the worker beats before working; one sent 5 s ago does not cost
+    // a call.
+    let d = driver(vec![Ok("a".into()), Ok("b".into())]);
+    d.handle_batch(batch(vec![sent_ago(message("m1", &work_body("t1"), 1), 90)])).await;
+    d.handle_batch(batch(vec![sent_ago(message("m2", &work_body("t2"), 1), 5)])).await;
+    let answers = d.callback.answers();
+    let beats = |token: &str| answers.iter().filter(|(t, a)| t == token && *a == Answer::Heartbeat).count();
+    assert_eq!((beats("t1"), beats("t2")), (1, 0), "{answers:?}");
+    assert_eq!(answers.iter().position(|(t, a)| t == "t1" && *a == Answer::Heartbeat), Some(0), "the beat comes before the answer");
+}
+
+#[tokio::test]
+async fn a_waited_message_whose_step_timed_out_is_dropped_without_work() {
+    let d = driver(vec![]);
+    d.callback.succeed(&TaskToken::new("t1"), "earlier".into()).await.unwrap();
+    let response = d.handle_batch(batch(vec![sent_ago(message("m1", &work_body("t1"), 1), 90)])).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(d.worker.runs.load(Ordering::SeqCst), 0);
+}
