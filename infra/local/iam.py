@@ -189,9 +189,11 @@ def dynamodb(op, body, region):
 
 def dynamodb_streams(op, body, region):
     """DynamoDB Streams: DescribeStream, GetShardIterator and GetRecords are actions on the
-    stream ARN (`table/T/stream/LABEL`); ListStreams takes no resource (Service Authorization
-    Reference, Amazon DynamoDB). GetRecords names only its shard iterator: moto's iterators
-    begin with the stream ARN, up to the first `|`."""
+    stream ARN (`table/T/stream/LABEL`) (Service Authorization Reference, Amazon DynamoDB;
+    DynamoDB Developer Guide, "IAM policy to allow an AWS Lambda function to access DynamoDB
+    stream records"). ListStreams names no stream and is checked on `*` here; nothing local
+    calls it. GetRecords names only its shard iterator: moto's iterators begin with the stream
+    ARN, up to the first `|`."""
     if op == "GetRecords":
         return [("dynamodb:GetRecords", body.get("ShardIterator", "").split("|")[0])]
     if body.get("StreamArn"):

@@ -198,7 +198,9 @@ impl LocalStack {
 
     /// The calls the emulator refused (or, with `TASKFLOW_IAM=record`, would have refused) as
     /// not allowed by the caller's role, oldest first; `clear` empties the log. Each entry:
-    /// `function`, `principal`, `action`, `resource`, `at`, `enforced` (see `infra/local/iam.py`).
+    /// `function` (or `stateMachine`, for a workflow's role) with the caller's name, `principal`
+    /// (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`), `action`, `resource` (ARN), `at`
+    /// (UTC, seconds) and `enforced` (false in `TASKFLOW_IAM=record` mode); see `infra/local/iam.py`.
     pub async fn iam_denials(&self, clear: bool) -> Result<Vec<serde_json::Value>> {
         iam_denials(self.emulator.port, clear).await
     }

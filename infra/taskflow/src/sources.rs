@@ -18,8 +18,10 @@ use tokio::sync::watch;
 
 /// The clients an event source polls with: signed with the function's own credentials, since
 /// Lambda reads the queue or stream, and sends to the on-failure destination, with the function's
-/// execution role (Lambda Developer Guide, "Lambda execution role": the SQS and DynamoDB Streams
-/// event source permissions are the function's).
+/// execution role (Lambda Developer Guide: "Using Lambda with Amazon SQS", execution role
+/// permissions sqs:ReceiveMessage / DeleteMessage / GetQueueAttributes; "Using Lambda with
+/// DynamoDB", dynamodb:DescribeStream / GetRecords / GetShardIterator / ListStreams and the
+/// on-failure destination's sqs:SendMessage — all in the function's execution role).
 pub struct Clients {
     pub sqs: aws_sdk_sqs::Client,
     pub streams: aws_sdk_dynamodbstreams::Client,
@@ -318,6 +320,11 @@ mod tests {
         assert_eq!(failed_items(br#"{"batchItemFailures":[]}"#), Some(vec![]));
         assert_eq!(failed_items(b"null"), Some(vec![]));
         assert_eq!(failed_items(b"garbage"), None);
+    }
+
+    #[test]
+    fn a_queue_is_addressed_by_the_url_of_its_arn() {
+        assert_eq!(queue_url("arn:aws:sqs:us-east-1:123456789012:taskflow-local-purchase"), "https://sqs.us-east-1.amazonaws.com/123456789012/taskflow-local-purchase");
     }
 
     #[test]
