@@ -6,7 +6,7 @@
 use serde_json::json;
 use std::time::{Duration, Instant};
 use taskflow_contracts::TaskStatus;
-use taskflow_e2e::{http, order_id, purchase, statuses, token, Run};
+use taskflow_e2e::{http, order_id, purchase, stack, statuses, token, Run};
 use taskflow_shared::catalogue::CatalogueEntry;
 
 /// A purchase detail of `(sku, quantity)` lines with no `unitPrice` at all.
@@ -107,5 +107,48 @@ async fn over_the_http_api_a_price_below_the_catalogues_is_refused_and_an_omitte
     assert_eq!(charged["items"][0]["unitPrice"].as_u64(), Some(4599), "the owner sees the catalogue's price: {charged}");
     assert_eq!(run.provider(&omitted).await, (1, 3 * 4599, 0, 0));
     assert_eq!(run.available(&sku).await, 10 - 3);
+    run.close().await;
+}
+
+/// The documented step that loads a catalogue on AWS, `taskflow --stack NAME catalogue load FILE
+/// --stock`, run against the local stack as a CloudFormation stack (as `deployed_stack.rs` does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalogue_load_step_of_a_deployed_stack_sets_what_orders_are_charged() {
+    let run = Run::new().await;
+    let sku = format!("LOADED-{}", &order_id("x")[4..]).to_uppercase();
+    let file = std::env::temp_dir().join(format!("{sku}.json"));
+    let taskflow = |args: &[&str]| {
+        let out = std::process::Command::new(taskflow::paths::bin_dir().join("taskflow"))
+            .args(["--stack", &stack().stack_name])
+            .args(args)
+            .env("AWS_ENDPOINT_URL", stack().endpoint.as_deref().unwrap())
+            .env("AWS_REGION", &stack().region)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("TASKFLOW_STATE_DIR", std::env::temp_dir().join("taskflow-no-local-stack"))
+            .output()
+            .expect("the taskflow binary runs (cargo build --workspace)");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let write = |price: u64| {
+        let line = json!([{"sku": sku, "name": "loaded by the CLI", "unitPrice": price, "currency": "EUR", "active": true, "available": 5}]);
+        std::fs::write(&file, line.to_string()).unwrap();
+    };
+
+    write(0);
+    let (ok, text) = taskflow(&["catalogue", "load", file.to_str().unwrap(), "--stock"]);
+    assert!(!ok && text.contains("unitPrice must be at least 1"), "a broken file is refused whole: {text}");
+    write(777);
+    let (ok, text) = taskflow(&["catalogue", "load", file.to_str().unwrap(), "--stock"]);
+    assert!(ok && text.contains("1 catalogue entries") && text.contains("1 stock counts"), "{text}");
+    let (ok, text) = taskflow(&["catalogue", "list", "--json"]);
+    assert!(ok && text.contains(&sku) && text.contains("777"), "{text}");
+
+    let id = order_id("loaded");
+    run.submit(unpriced(&id, "lena", &[(&sku, 2)])).await;
+    assert_eq!(statuses(&run.events_until_terminal(&id).await).last(), Some(&TaskStatus::Completed));
+    assert_eq!(run.provider(&id).await, (1, 2 * 777, 0, 0));
+    assert_eq!(run.available(&sku).await, 5 - 2);
+    let _ = std::fs::remove_file(&file);
     run.close().await;
 }
