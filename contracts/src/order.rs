@@ -32,7 +32,7 @@ pub struct OrderItem {
     pub quantity: u32,
     /// Price of one unit in minor units, as the catalogue has it. Optional in an order (v1,
     /// additive): the catalogue is the only source of what is charged, so a submitter may leave it
-    /// out; when present it must equal the catalogue's price at acceptance, or the order is
+    /// out (`null` is the same); when present it must equal the catalogue's price at acceptance, or the order is
     /// REJECTED `PRICE_MISMATCH`. In what intake passes on (the execution input, work messages,
     /// the task record) it is always present and always the catalogue's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -125,5 +125,7 @@ mod tests {
         assert_eq!(parsed.items[0].unit_price, None);
         let back = serde_json::to_value(&parsed).unwrap();
         assert!(back["items"][0].get("unitPrice").is_none(), "{back}");
+        let null: OrderSubmitted = serde_json::from_str(&json.replace(r#""quantity":1}"#, r#""quantity":1,"unitPrice":null}"#)).unwrap();
+        assert_eq!(null.items[0].unit_price, None, "null is the same as absent");
     }
 }
