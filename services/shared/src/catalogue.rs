@@ -112,7 +112,10 @@ pub fn encode(entry: &CatalogueEntry) -> HashMap<String, AttributeValue> {
 /// operator, rarely, and read on every order. A price change may take a moment (typically under a
 /// second) to reach every read; the price an order is accepted at is the one intake read, and
 /// from then on the task record carries it, so nothing downstream reads the catalogue again.
-/// Eventually consistent reads cost half a strongly consistent one.
+/// Eventually consistent reads cost half a strongly consistent one. (DynamoDB developer guide,
+/// "Read consistency": https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/HowItWorks.ReadConsistency.html;
+/// read request units: one per strongly consistent read of up to 4 KB, half for eventually
+/// consistent.)
 pub struct DynamoCatalogue {
     client: aws_sdk_dynamodb::Client,
     table: String,
@@ -135,7 +138,8 @@ impl Catalogue for DynamoCatalogue {
         let mut found = HashMap::new();
         let mut distinct: Vec<&str> = skus.to_vec();
         distinct.sort_unstable();
-        // BatchGetItem refuses a request with the same key twice (ValidationException).
+        // BatchGetItem refuses a request with the same key twice ("ValidationException: Provided
+        // list of item keys contains duplicates"; BatchGetItem API reference, Errors).
         distinct.dedup();
         for chunk in distinct.chunks(BATCH_GET_MAX_KEYS) {
             let keys = KeysAndAttributes::builder()
