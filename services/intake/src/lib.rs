@@ -82,10 +82,12 @@ impl<S: TaskStore, W: Workflows, C: Catalogue> Intake<S, W, C> {
     }
 
     /// A valid order with the catalogue's prices on every line and its total as `amount`, or why
-    /// it cannot be sold (with the order as submitted). Refunds have no lines to price.
+    /// it cannot be sold (with the order as submitted). A refund is of its original order's
+    /// money: lines on it mean nothing, and are dropped so that no caller's price is recorded.
     #[allow(clippy::type_complexity)]
-    async fn price(&self, order: OrderSubmitted) -> Result<Result<OrderSubmitted, (OrderSubmitted, Rejection)>, IntakeError> {
+    async fn price(&self, mut order: OrderSubmitted) -> Result<Result<OrderSubmitted, (OrderSubmitted, Rejection)>, IntakeError> {
         if order.kind != OrderKind::Purchase {
+            order.items.clear();
             return Ok(Ok(order));
         }
         let skus: Vec<&str> = order.items.iter().map(|i| i.sku.as_str()).collect();

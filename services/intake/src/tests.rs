@@ -263,12 +263,15 @@ async fn a_catalogue_that_cannot_be_read_leaves_the_order_unjudged_for_a_retry()
 }
 
 #[tokio::test]
-async fn refunds_have_nothing_to_price() {
+async fn refunds_have_nothing_to_price_and_lines_sent_on_one_are_dropped() {
     let intake = intake();
-    let refund = json!({"schemaVersion": 1, "orderId": "r-9", "owner": "alice", "kind": "refund", "currency": "EUR", "refundOf": "o-1", "amount": 300});
+    let refund = json!({"schemaVersion": 1, "orderId": "r-9", "owner": "alice", "kind": "refund", "currency": "EUR", "refundOf": "o-1", "amount": 300,
+                        "items": [{"sku": "BOOK-1", "quantity": 1, "unitPrice": 99_999}]});
     intake.accept(&event(&refund), now()).await.unwrap();
     assert_eq!(intake.catalogue.reads.load(Ordering::SeqCst), 0);
-    assert_eq!(intake.tasks.snapshot("r-9").unwrap().amount, 300);
+    let task = intake.tasks.snapshot("r-9").unwrap();
+    assert_eq!((task.amount, task.items.len()), (300, 0));
+    assert!(execution_input(&intake, "r-9").items.is_empty(), "no caller's price reaches the refund workflow");
 }
 
 #[tokio::test]
