@@ -34,7 +34,7 @@ fn purchase_order(i: usize) -> OrderSubmitted {
         order_id: order_id(i),
         owner: "alice".into(),
         kind: OrderKind::Purchase,
-        items: vec![OrderItem { sku: "BOOK-1".into(), quantity: 1, unit_price: 1250 }],
+        items: vec![OrderItem { sku: "BOOK-1".into(), quantity: 1, unit_price: Some(1250) }],
         currency: "EUR".into(),
         payment_token: Some(PaymentToken::new("tok_approve")),
         refund_of: None,

@@ -57,7 +57,8 @@ impl Path {
             refund_of: None,
             amount: None,
         };
-        let book = || vec![OrderItem { sku: "BOOK-1".into(), quantity: 1, unit_price: 1250 }];
+        // No price: intake charges the catalogue's (1250 in infra/local/catalogue.json).
+        let book = || vec![OrderItem { sku: "BOOK-1".into(), quantity: 1, unit_price: None }];
         match self {
             Path::PurchaseCompleted => purchase(id("purchase"), book(), "tok_approve"),
             Path::PurchaseDeclined => purchase(id("declined"), book(), "tok_decline"),

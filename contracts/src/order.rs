@@ -30,8 +30,13 @@ impl OrderKind {
 pub struct OrderItem {
     pub sku: String,
     pub quantity: u32,
-    /// Price of one unit in minor units.
-    pub unit_price: Money,
+    /// Price of one unit in minor units, as the catalogue has it. Optional in an order (v1,
+    /// additive): the catalogue is the only source of what is charged, so a submitter may leave it
+    /// out (`null` is the same); when present it must equal the catalogue's price at acceptance, or the order is
+    /// REJECTED `PRICE_MISMATCH`. In what intake passes on (the execution input, work messages,
+    /// the task record) it is always present and always the catalogue's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit_price: Option<Money>,
 }
 
 /// The `detail` of an `OrderSubmitted` event (source `taskflow.orders`).
@@ -60,10 +65,12 @@ pub struct OrderSubmitted {
 }
 
 impl OrderSubmitted {
-    /// The purchase total, or `None` when it does not fit in `Money`.
+    /// The total of the lines' unit prices × quantities, in minor units; `None` when a line has
+    /// no `unitPrice` or the total does not fit in `Money`. Only meaningful on an order whose
+    /// prices intake took from the catalogue: a submitter's prices are never charged.
     pub fn items_total(&self) -> Option<Money> {
         self.items.iter().try_fold(0u64, |total, item| {
-            item.unit_price
+            item.unit_price?
                 .checked_mul(u64::from(item.quantity))
                 .and_then(|line| total.checked_add(line))
         })
@@ -90,9 +97,11 @@ mod tests {
 
     #[test]
     fn total_adds_lines_and_detects_overflow() {
-        let item = |q, p| OrderItem { sku: "A".into(), quantity: q, unit_price: p };
+        let item = |q, p| OrderItem { sku: "A".into(), quantity: q, unit_price: Some(p) };
         assert_eq!(order(vec![item(2, 1250), item(1, 99)]).items_total(), Some(2599));
         assert_eq!(order(vec![item(2, u64::MAX / 2 + 1)]).items_total(), None);
+        let unpriced = OrderItem { sku: "B".into(), quantity: 1, unit_price: None };
+        assert_eq!(order(vec![item(1, 99), unpriced]).items_total(), None, "an unpriced line has no total");
     }
 
     #[test]
@@ -102,9 +111,21 @@ mod tests {
             "paymentToken":"tok_approve","addedLater":true}"#;
         let parsed: OrderSubmitted = serde_json::from_str(json).unwrap();
         assert_eq!(parsed.order_id, "o-9");
-        assert_eq!(parsed.items[0].unit_price, 500);
+        assert_eq!(parsed.items[0].unit_price, Some(500));
         let back = serde_json::to_value(&parsed).unwrap();
         assert_eq!(back["paymentToken"], "tok_approve");
         assert!(back.get("refundOf").is_none());
+    }
+
+    #[test]
+    fn unit_price_is_optional_and_stays_absent_when_absent() {
+        let json = r#"{"schemaVersion":1,"orderId":"o-9","owner":"bob","kind":"purchase",
+            "items":[{"sku":"BOOK","quantity":1}],"currency":"EUR","paymentToken":"tok_approve"}"#;
+        let parsed: OrderSubmitted = serde_json::from_str(json).unwrap();
+        assert_eq!(parsed.items[0].unit_price, None);
+        let back = serde_json::to_value(&parsed).unwrap();
+        assert!(back["items"][0].get("unitPrice").is_none(), "{back}");
+        let null: OrderSubmitted = serde_json::from_str(&json.replace(r#""quantity":1}"#, r#""quantity":1,"unitPrice":null}"#)).unwrap();
+        assert_eq!(null.items[0].unit_price, None, "null is the same as absent");
     }
 }

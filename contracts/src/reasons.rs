@@ -43,8 +43,15 @@ reasons! {
     TooManyItems => "TOO_MANY_ITEMS",
     /// An item with quantity 0 or an empty sku.
     InvalidItem => "INVALID_ITEM",
-    /// An item priced at 0.
+    /// An item whose stated `unitPrice` is 0.
     InvalidPrice => "INVALID_PRICE",
+    /// A stated `unitPrice` (or a purchase's stated `amount`) is not what the catalogue charges
+    /// at acceptance: the catalogue is the only source of prices.
+    PriceMismatch => "PRICE_MISMATCH",
+    /// A sku the catalogue does not have.
+    UnknownSku => "UNKNOWN_SKU",
+    /// A sku the catalogue has but no longer sells (`active` false).
+    SkuInactive => "SKU_INACTIVE",
     /// The same sku on two lines.
     DuplicateSku => "DUPLICATE_SKU",
     /// The total does not fit the amount type or is above the per-order limit.
@@ -79,7 +86,9 @@ reasons! {
     WindowExpired => "WINDOW_EXPIRED",
     /// The amount is more than what is still refundable on the order.
     AmountExceedsRefundable => "AMOUNT_EXCEEDS_REFUNDABLE",
-    /// The refund's currency is not the order's.
+    /// The order's currency is not the one its money is in: a refund's is not its original
+    /// order's (refund service), or a purchase's is not the catalogue currency of one of its skus
+    /// (intake, REJECTED before any work starts).
     CurrencyMismatch => "CURRENCY_MISMATCH",
     /// A kind of order the workflow has no path for.
     UnsupportedKind => "UNSUPPORTED_KIND",

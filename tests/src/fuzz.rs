@@ -14,6 +14,13 @@ use taskflow_contracts::*;
 use taskflow_shared::driver::{Attempt, Driver, Redelivery, RetryPolicy, StepError, TaskWorker};
 use taskflow_shared::fakes::{InMemoryTaskStore, RecordingCallback};
 
+/// The local stack's catalogue (`infra/local/catalogue.json`), so mutated example orders are
+/// priced, refused for their price or for an unknown sku, as on the stack.
+pub fn local_catalogue() -> Vec<taskflow_shared::catalogue::CatalogueEntry> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../infra/local/catalogue.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
 /// The inputs mutations start from.
 pub fn seeds() -> Vec<Vec<u8>> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../contracts/examples");
@@ -160,7 +167,11 @@ pub async fn exercise(input: &[u8]) {
     let text = String::from_utf8_lossy(input);
 
     // Intake: an order is started, rejected, a duplicate, or a named NotAnOrder.
-    let intake = taskflow_intake::Intake { tasks: InMemoryTaskStore::default(), workflows: Workflows(Mutex::new(vec![])) };
+    let intake = taskflow_intake::Intake {
+        tasks: InMemoryTaskStore::default(),
+        workflows: Workflows(Mutex::new(vec![])),
+        catalogue: taskflow_shared::fakes::InMemoryCatalogue::with(local_catalogue()),
+    };
     match intake.accept(&text, chrono::Utc::now()).await {
         Ok(_) | Err(taskflow_intake::IntakeError::NotAnOrder(_)) => {}
         Err(e) => panic!("intake failed on a fake store: {e}"),

@@ -147,6 +147,7 @@ pub async fn publish(aws: &aws_config::SdkConfig, entry: aws_sdk_eventbridge::ty
 
 use taskflow::client::StatusFeed;
 use taskflow_contracts::TaskStatusChanged;
+use taskflow_shared::catalogue::CatalogueEntry;
 use taskflow_shared::ledger::{DynamoLedger, Ledger, LedgerEntry};
 use taskflow_shared::tasks::{DynamoTaskStore, TaskRecord, TaskStore};
 
@@ -229,9 +230,12 @@ impl Run {
         DynamoLedger::new(&self.aws, stack().output("LedgerTableName").unwrap()).get(order_id).await.unwrap()
     }
 
-    /// Adds a sku of this test's own, so its stock figures are not shared with other tests.
-    pub async fn new_sku(&self, label: &str, available: u64) -> String {
+    /// Adds a sku of this test's own, so its stock figures are not shared with other tests: in the
+    /// catalogue (active, at `unit_price` minor units in EUR) as an operator would load it, and
+    /// with `available` in stock.
+    pub async fn new_sku(&self, label: &str, available: u64, unit_price: u64) -> String {
         let sku = format!("{label}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]).to_uppercase();
+        self.put_catalogue(CatalogueEntry { sku: sku.clone(), name: format!("{label} (test)"), unit_price, currency: "EUR".into(), active: true }).await;
         aws_sdk_dynamodb::Client::new(&self.aws)
             .put_item()
             .table_name(stack().output("InventoryTableName").unwrap())
@@ -241,6 +245,17 @@ impl Run {
             .await
             .unwrap();
         sku
+    }
+
+    /// Adds or replaces a catalogue entry (as `taskflow catalogue load` does).
+    pub async fn put_catalogue(&self, entry: CatalogueEntry) {
+        aws_sdk_dynamodb::Client::new(&self.aws)
+            .put_item()
+            .table_name(stack().output("CatalogueTableName").unwrap())
+            .set_item(Some(taskflow_shared::catalogue::encode(&entry)))
+            .send()
+            .await
+            .unwrap();
     }
 
     pub async fn available(&self, sku: &str) -> u64 {
@@ -315,6 +330,8 @@ impl Run {
     }
 }
 
+/// A purchase detail; each line (sku, quantity, unitPrice) states its price (it must be the
+/// catalogue's, or the order is REJECTED `PRICE_MISMATCH`).
 pub fn purchase(order_id: &str, owner: &str, items: &[(&str, u32, u64)], token: &str) -> serde_json::Value {
     serde_json::json!({
         "schemaVersion": 1, "orderId": order_id, "owner": owner, "kind": "purchase", "currency": "EUR",

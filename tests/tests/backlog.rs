@@ -68,7 +68,7 @@ async fn a_burst_waits_in_the_queues_and_no_step_times_out_for_it() {
         }
     });
     let run = Run::new().await;
-    let sku = run.new_sku("BURST", 10 * orders as u64).await;
+    let sku = run.new_sku("BURST", 10 * orders as u64, 1000).await;
     let started = Instant::now();
 
     // All of it at once, as an outside producer would: PutEvents of 10 entries, 8 in flight.

@@ -28,7 +28,7 @@ async fn no_order_is_lost_and_nothing_happens_twice_under_faults() {
     });
     let run = Run::new().await;
     let started = Instant::now();
-    let sku = run.new_sku("CHAOS", 10 * orders as u64).await;
+    let sku = run.new_sku("CHAOS", 10 * orders as u64, 1000).await;
     let initial = 10 * orders as u64;
 
     // The orders, in PutEvents calls of 10 as a busy producer would send them, with malformed

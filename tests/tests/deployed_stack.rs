@@ -22,7 +22,7 @@ fn taskflow(args: &[&str]) -> (bool, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_reads_a_deployed_stack_by_name() {
     let run = Run::new().await;
-    let sku = run.new_sku("DEPLOYED", 3).await;
+    let sku = run.new_sku("DEPLOYED", 3, 400).await;
     let id = order_id("deployed");
     run.submit(purchase(&id, "dana", &[(&sku, 1, 400)], "tok_approve")).await;
     assert_eq!(run.events_until_terminal(&id).await.last().unwrap().status, TaskStatus::Completed);

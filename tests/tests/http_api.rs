@@ -21,7 +21,7 @@ async fn task_until_terminal(bearer: &str, id: &str) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owners_submit_read_and_list_only_their_own_tasks() {
     let run = Run::new().await;
-    let sku = run.new_sku("HTTP", 10).await;
+    let sku = run.new_sku("HTTP", 10, 450).await;
     let (alice, bob) = (format!("alice-{}", &order_id("x")[4..]), format!("bob-{}", &order_id("x")[4..]));
     let (alice_token, bob_token) = (token(&alice, 600), token(&bob, 600));
 

@@ -47,7 +47,7 @@ async fn denial_to(kind: &str, name: &str, action: &str, resource_suffix: &str, 
 async fn a_compensation_without_the_read_of_the_charges_is_denied_and_the_money_stays_owed() {
     stack();
     let run = Run::new().await;
-    let scarce = run.new_sku("RARE", 1).await;
+    let scarce = run.new_sku("RARE", 1, 25000).await;
     let id = order_id("iam-oos");
     // Out of stock after the charge: the purchase fails and its compensation must refund.
     run.submit(purchase(&id, "frank", &[(&scarce, 2, 25000)], "tok_approve")).await;
@@ -101,7 +101,7 @@ async fn listing_tasks_without_query_on_the_owner_index_is_denied_and_reading_on
 async fn a_workflow_without_its_send_to_the_notification_queue_is_denied_and_no_receipt_is_written() {
     stack();
     let run = Run::new().await;
-    let sku = run.new_sku("BOOK", 10).await;
+    let sku = run.new_sku("BOOK", 10, 1250).await;
     let id = order_id("iam-notify");
     run.submit(purchase(&id, "grace", &[(&sku, 1, 1250)], "tok_approve")).await;
     // Step Functions sends the NotifyOwner message with the workflow's execution role.

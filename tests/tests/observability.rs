@@ -26,7 +26,7 @@ async fn trace_of(run: &Run, order_id: &str, services: &[&str], publishes: usize
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_is_one_trace_rooted_at_the_intake() {
     let run = Run::new().await;
-    let sku = run.new_sku("TRACED", 5).await;
+    let sku = run.new_sku("TRACED", 5, 700).await;
     let id = order_id("traced");
     run.submit(purchase(&id, "tracy", &[(&sku, 1, 700)], "tok_approve")).await;
     let events = run.events_until_terminal(&id).await;
@@ -72,7 +72,7 @@ async fn an_order_is_one_trace_rooted_at_the_intake() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_log_line_holds_a_task_token_or_a_payment_token() {
     let run = Run::new().await;
-    let sku = run.new_sku("SECRET", 10).await;
+    let sku = run.new_sku("SECRET", 10, 900).await;
     // A full run: approved, declined, refunded; each path logs differently.
     let (bought, declined, refunded) = (order_id("secret-buy"), order_id("secret-decline"), order_id("secret-refund"));
     run.submit(purchase(&bought, "sam", &[(&sku, 2, 900)], "tok_approve")).await;

@@ -8,7 +8,7 @@ use taskflow_e2e::{order_id, purchase, refund, stack, statuses, Run};
 
 /// A completed purchase of 4 × 25.00 of a fresh sku (stock 10); returns (order id, sku).
 async fn completed_purchase(run: &Run, owner: &str) -> (String, String) {
-    let sku = run.new_sku("ITEM", 10).await;
+    let sku = run.new_sku("ITEM", 10, 2500).await;
     let id = order_id("buy");
     run.submit(purchase(&id, owner, &[(&sku, 4, 2500)], "tok_approve")).await;
     let events = run.events_until_terminal(&id).await;
@@ -31,7 +31,7 @@ async fn read_object(run: &Run, key: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_purchase_completes_reserves_its_stock_and_leaves_a_receipt_and_a_notice() {
     let run = Run::new().await;
-    let sku = run.new_sku("BOOK", 10).await;
+    let sku = run.new_sku("BOOK", 10, 1250).await;
     let id = order_id("receipt");
     run.submit(purchase(&id, "alice", &[(&sku, 3, 1250), ("PEN-1", 1, 199)], "tok_approve")).await;
     let events = run.events_until_terminal(&id).await;
@@ -67,7 +67,7 @@ async fn a_purchase_completes_reserves_its_stock_and_leaves_a_receipt_and_a_noti
 #[tokio::test(flavor = "multi_thread")]
 async fn a_declined_purchase_fails_and_moves_no_money_and_no_stock() {
     let run = Run::new().await;
-    let sku = run.new_sku("LAMP", 5).await;
+    let sku = run.new_sku("LAMP", 5, 4599).await;
     let id = order_id("decline");
     run.submit(purchase(&id, "dave", &[(&sku, 1, 4599)], "tok_decline")).await;
     let events = run.events_until_terminal(&id).await;
@@ -82,8 +82,8 @@ async fn a_declined_purchase_fails_and_moves_no_money_and_no_stock() {
 #[tokio::test(flavor = "multi_thread")]
 async fn out_of_stock_after_the_charge_is_refunded_and_fails_with_stock_unchanged() {
     let run = Run::new().await;
-    let plenty = run.new_sku("MUG", 10).await;
-    let scarce = run.new_sku("RARE", 1).await;
+    let plenty = run.new_sku("MUG", 10, 900).await;
+    let scarce = run.new_sku("RARE", 1, 25000).await;
     let id = order_id("oos");
     run.submit(purchase(&id, "frank", &[(&plenty, 2, 900), (&scarce, 2, 25000)], "tok_approve")).await;
     let events = run.events_until_terminal(&id).await;

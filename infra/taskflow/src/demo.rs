@@ -19,13 +19,14 @@ struct Sample {
     detail: String,
 }
 
-fn purchase(order_id: &str, owner: &str, items: &[(&str, u32, u64)], token: &str) -> OrderSubmitted {
+/// A purchase of `items` (sku, quantity) with no prices stated: the catalogue prices it.
+fn purchase(order_id: &str, owner: &str, items: &[(&str, u32)], token: &str) -> OrderSubmitted {
     OrderSubmitted {
         schema_version: SCHEMA_VERSION,
         order_id: order_id.into(),
         owner: owner.into(),
         kind: OrderKind::Purchase,
-        items: items.iter().map(|(sku, quantity, unit_price)| OrderItem { sku: sku.to_string(), quantity: *quantity, unit_price: *unit_price }).collect(),
+        items: items.iter().map(|(sku, quantity)| OrderItem { sku: sku.to_string(), quantity: *quantity, unit_price: None }).collect(),
         currency: "EUR".into(),
         payment_token: Some(PaymentToken::new(token)),
         refund_of: None,
@@ -50,9 +51,12 @@ fn json(order: &OrderSubmitted) -> String {
 
 /// The purchases, and then the refunds of some of them (a refund needs its order completed).
 fn samples() -> (Vec<Sample>, Vec<Sample>) {
-    let ids: Vec<String> = (0..10).map(|_| new_order_id()).collect();
-    let mut invalid = purchase(&ids[4], "erin", &[("MUG-1", 1, 900)], "tok_approve");
+    let ids: Vec<String> = (0..12).map(|_| new_order_id()).collect();
+    let mut invalid = purchase(&ids[4], "erin", &[("MUG-1", 1)], "tok_approve");
     invalid.currency = "XXX".into();
+    // The lamp is 45.99 in the catalogue: a client that says 0.01 is refused, not obeyed.
+    let mut underpriced = purchase(&ids[6], "mallory", &[("LAMP-1", 3)], "tok_approve");
+    underpriced.items[0].unit_price = Some(1);
     let sample = |i: usize, owner: &'static str, what: &'static str, expect: (TaskStatus, Option<Reason>), order: &OrderSubmitted| Sample {
         order_id: ids[i].clone(),
         owner,
@@ -61,18 +65,20 @@ fn samples() -> (Vec<Sample>, Vec<Sample>) {
         detail: json(order),
     };
     let purchases = vec![
-        sample(0, "alice", "purchase, approved", (TaskStatus::Completed, None), &purchase(&ids[0], "alice", &[("BOOK-1", 2, 1250)], "tok_approve")),
-        sample(1, "bob", "purchase, two lines", (TaskStatus::Completed, None), &purchase(&ids[1], "bob", &[("BOOK-1", 1, 1250), ("PEN-1", 3, 199)], "tok_approve")),
-        sample(2, "carol", "purchase, provider flaky once", (TaskStatus::Completed, None), &purchase(&ids[2], "carol", &[("LAMP-1", 1, 4599)], "tok_flaky")),
-        sample(3, "dave", "purchase, card declined", (TaskStatus::Failed, Some(Reason::PaymentDeclined)), &purchase(&ids[3], "dave", &[("BOOK-1", 1, 1250)], "tok_decline")),
+        sample(0, "alice", "purchase, approved", (TaskStatus::Completed, None), &purchase(&ids[0], "alice", &[("BOOK-1", 2)], "tok_approve")),
+        sample(1, "bob", "purchase, two lines", (TaskStatus::Completed, None), &purchase(&ids[1], "bob", &[("BOOK-1", 1), ("PEN-1", 3)], "tok_approve")),
+        sample(2, "carol", "purchase, provider flaky once", (TaskStatus::Completed, None), &purchase(&ids[2], "carol", &[("LAMP-1", 1)], "tok_flaky")),
+        sample(3, "dave", "purchase, card declined", (TaskStatus::Failed, Some(Reason::PaymentDeclined)), &purchase(&ids[3], "dave", &[("BOOK-1", 1)], "tok_decline")),
         sample(4, "erin", "invalid: unknown currency", (TaskStatus::Rejected, Some(Reason::UnsupportedCurrency)), &invalid),
-        sample(5, "frank", "out of stock after charge", (TaskStatus::Failed, Some(Reason::OutOfStock)), &purchase(&ids[5], "frank", &[("RARE-1", 2, 25000)], "tok_approve")),
+        sample(5, "frank", "out of stock after charge", (TaskStatus::Failed, Some(Reason::OutOfStock)), &purchase(&ids[5], "frank", &[("RARE-1", 2)], "tok_approve")),
+        sample(6, "mallory", "lamp at 0.01 (catalogue 45.99)", (TaskStatus::Rejected, Some(Reason::PriceMismatch)), &underpriced),
+        sample(7, "grace", "a sku no longer sold", (TaskStatus::Rejected, Some(Reason::SkuInactive)), &purchase(&ids[7], "grace", &[("OLD-1", 1)], "tok_approve")),
     ];
     let refunds = vec![
-        sample(6, "alice", "refund 10.00 of alice's", (TaskStatus::Completed, None), &refund(&ids[6], "alice", &ids[0], Some(1000))),
-        sample(7, "bob", "refund all of bob's", (TaskStatus::Completed, None), &refund(&ids[7], "bob", &ids[1], None)),
-        sample(8, "mallory", "refund of alice's by mallory", (TaskStatus::Rejected, Some(Reason::NotOwner)), &refund(&ids[8], "mallory", &ids[0], None)),
-        sample(9, "alice", "refund 99.00 of alice's", (TaskStatus::Rejected, Some(Reason::AmountExceedsRefundable)), &refund(&ids[9], "alice", &ids[0], Some(9900))),
+        sample(8, "alice", "refund 10.00 of alice's", (TaskStatus::Completed, None), &refund(&ids[8], "alice", &ids[0], Some(1000))),
+        sample(9, "bob", "refund all of bob's", (TaskStatus::Completed, None), &refund(&ids[9], "bob", &ids[1], None)),
+        sample(10, "mallory", "refund of alice's by mallory", (TaskStatus::Rejected, Some(Reason::NotOwner)), &refund(&ids[10], "mallory", &ids[0], None)),
+        sample(11, "alice", "refund 99.00 of alice's", (TaskStatus::Rejected, Some(Reason::AmountExceedsRefundable)), &refund(&ids[11], "alice", &ids[0], Some(9900))),
     ];
     (purchases, refunds)
 }
@@ -106,7 +112,7 @@ async fn drive(stack: &LocalStack) -> Result<bool> {
     }
     feed.close().await;
 
-    println!("\n{:<18} {:<7} {:<30} {:<32} {:<32} {}", "ORDER", "OWNER", "WHAT", "EXPECTED", "GOT", "STATUS EVENTS");
+    println!("\n{:<18} {:<7} {:<30} {:<32} {:<32} {:>9} {}", "ORDER", "OWNER", "WHAT", "EXPECTED", "GOT", "AMOUNT", "STATUS EVENTS");
     let mut all_ok = true;
     for sample in purchases.iter().chain(&refunds) {
         let task = client.task(&sample.order_id).await?;
@@ -121,9 +127,11 @@ async fn drive(stack: &LocalStack) -> Result<bool> {
             Some((status, None)) => status.to_string(),
             None => "no task".into(),
         };
+        // Purchases: the total at catalogue prices (refunds: the amount refunded).
+        let amount = task.as_ref().map_or(0, |t| if t.kind == Some(OrderKind::Refund) { t.refunded } else { t.amount });
         println!(
-            "{:<18} {:<7} {:<30} {:<32} {:<32} {} {}",
-            sample.order_id, sample.owner, sample.what, show(Some(sample.expect)), show(got), trail.join("→"),
+            "{:<18} {:<7} {:<30} {:<32} {:<32} {:>9} {} {}",
+            sample.order_id, sample.owner, sample.what, show(Some(sample.expect)), show(got), amount, trail.join("→"),
             if ok { "ok" } else { "MISMATCH" }
         );
     }

@@ -3,6 +3,7 @@
 //! client operations the CLI and the end-to-end tests use against any stack.
 
 pub mod auth;
+pub mod catalogue;
 pub mod client;
 pub mod dlq;
 pub mod emulator;

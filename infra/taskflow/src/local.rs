@@ -105,7 +105,9 @@ impl LocalStack {
         };
         info.save(&options.state_dir.join("stack.json"))?;
         let aws = info.sdk_config().await;
-        if let Err(e) = seed_inventory(&aws, &info, &options.root.join("infra/local/catalogue.json")).await {
+        // The catalogue and its starting stock, as an operator loads them
+        // (`taskflow catalogue load --stock`).
+        if let Err(e) = crate::catalogue::load(&aws, &info, &options.root.join("infra/local/catalogue.json"), true).await {
             emulator.stop().await;
             return Err(e);
         }
@@ -212,38 +214,6 @@ impl LocalStack {
             self.info.endpoint.as_deref().unwrap_or_default()
         )
     }
-}
-
-/// One line of `infra/local/catalogue.json`.
-#[derive(Debug, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CatalogueItem {
-    pub sku: String,
-    pub name: String,
-    pub unit_price: u64,
-    pub available: u64,
-}
-
-/// Puts the catalogue's stock into the inventory table, as an operator would.
-pub async fn seed_inventory(aws: &aws_config::SdkConfig, info: &StackInfo, catalogue: &std::path::Path) -> Result<()> {
-    let text = std::fs::read_to_string(catalogue).with_context(|| format!("reading {}", catalogue.display()))?;
-    let items: Vec<CatalogueItem> = serde_json::from_str(&text).with_context(|| format!("reading {}", catalogue.display()))?;
-    let dynamodb = aws_sdk_dynamodb::Client::new(aws);
-    let table = info.output("InventoryTableName")?;
-    for item in items {
-        use aws_sdk_dynamodb::types::AttributeValue::{N, S};
-        dynamodb
-            .put_item()
-            .table_name(table)
-            .item("sku", S(item.sku))
-            .item("name", S(item.name))
-            .item("unitPrice", N(item.unit_price.to_string()))
-            .item("available", N(item.available.to_string()))
-            .send()
-            .await
-            .context("seeding the inventory")?;
-    }
-    Ok(())
 }
 
 /// The emulator's IAM denial log (see [`LocalStack::iam_denials`]), by the emulator's port.

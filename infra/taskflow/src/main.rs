@@ -60,6 +60,11 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The catalogue (per sku: name, unit price, currency, active): the only source of prices.
+    Catalogue {
+        #[command(subcommand)]
+        command: CatalogueCommand,
+    },
     /// Inspect and replay dead-letter queues.
     Dlq {
         #[command(subcommand)]
@@ -143,12 +148,31 @@ enum Dlq {
 }
 
 #[derive(Subcommand)]
+enum CatalogueCommand {
+    /// Write a catalogue file's entries (infra/local/catalogue.json's shape) into the stack's
+    /// catalogue table, adding or replacing each sku whole. With --stock, also set each sku's
+    /// stock to its `available` (overwrites the count: for a new stack).
+    Load {
+        file: PathBuf,
+        #[arg(long)]
+        stock: bool,
+    },
+    /// Print the stack's catalogue.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum SubmitOrder {
-    /// A purchase: `taskflow submit purchase --owner alice --item BOOK-1:2:1250`
+    /// A purchase: `taskflow submit purchase --owner alice --item BOOK-1:2`
     Purchase {
         #[arg(long)]
         owner: String,
-        /// SKU:QUANTITY:UNIT_PRICE (minor units); repeat for more lines.
+        /// SKU:QUANTITY, charged at the catalogue's price; SKU:QUANTITY:UNIT_PRICE (minor
+        /// units) states the price you expect, and the order is REJECTED PRICE_MISMATCH if the
+        /// catalogue's differs. Repeat for more lines.
         #[arg(long = "item", required = true)]
         items: Vec<String>,
         #[arg(long, default_value = "EUR")]
@@ -188,6 +212,7 @@ async fn main() {
     let result = match cli.command {
         Command::Up { faults } => up(state_dir, faults).await,
         Command::Dlq { command } => dlq(&state_dir, command).await,
+        Command::Catalogue { command } => catalogue(&state_dir, command).await,
         Command::Demo => demo::run(state_dir).await,
         Command::Submit { order } => submit(&state_dir, order).await,
         Command::Status { order_id, json } => status(&state_dir, &order_id, json).await,
@@ -274,12 +299,42 @@ pub fn line(event: &TaskStatusChanged) -> String {
 
 fn parse_item(text: &str) -> Result<OrderItem> {
     let parts: Vec<&str> = text.split(':').collect();
-    let [sku, quantity, price] = parts.as_slice() else { bail!("--item {text:?}: expected SKU:QUANTITY:UNIT_PRICE") };
+    let (sku, quantity, price) = match parts.as_slice() {
+        [sku, quantity] => (sku, quantity, None),
+        [sku, quantity, price] => (sku, quantity, Some(price)),
+        _ => bail!("--item {text:?}: expected SKU:QUANTITY or SKU:QUANTITY:UNIT_PRICE"),
+    };
     Ok(OrderItem {
         sku: sku.to_string(),
         quantity: quantity.parse().with_context(|| format!("--item {text:?}: quantity"))?,
-        unit_price: price.parse().with_context(|| format!("--item {text:?}: unit price in minor units"))?,
+        unit_price: price.map(|p| p.parse().with_context(|| format!("--item {text:?}: unit price in minor units"))).transpose()?,
     })
+}
+
+async fn catalogue(state_dir: &std::path::Path, command: CatalogueCommand) -> Result<()> {
+    let stack = load_stack(state_dir).await?;
+    let aws = stack.sdk_config().await;
+    match command {
+        CatalogueCommand::Load { file, stock } => {
+            let loaded = taskflow::catalogue::load(&aws, &stack, &file, stock).await?;
+            println!("{} catalogue entries written to {}", loaded.entries, stack.output("CatalogueTableName")?);
+            if stock {
+                println!("{} stock counts written to {}", loaded.stock, stack.output("InventoryTableName")?);
+            }
+        }
+        CatalogueCommand::List { json } => {
+            let entries = taskflow::catalogue::list(&aws, &stack).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+                return Ok(());
+            }
+            println!("{:<16} {:>12} {:<8} {:<8} NAME", "SKU", "UNIT PRICE", "CURRENCY", "ACTIVE");
+            for e in &entries {
+                println!("{:<16} {:>12} {:<8} {:<8} {}", e.sku, e.unit_price, e.currency, if e.active { "yes" } else { "no" }, e.name);
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn new_order_id() -> String {

@@ -4,15 +4,22 @@
 //!   wins) and its execution is started under the order id as name, so a re-published event can
 //!   neither create a second task nor start a second execution.
 //! - An invalid order is recorded REJECTED with a named [`Reason`]; it never starts a workflow.
+//! - A purchase is priced from the [`Catalogue`] (see [`pricing`]): every line's price is the
+//!   catalogue's, the task's amount is the total at catalogue prices, and a price the submitter
+//!   states only has to match it (`PRICE_MISMATCH` otherwise). Unknown and inactive skus are
+//!   REJECTED (`UNKNOWN_SKU`, `SKU_INACTIVE`). A catalogue that cannot be read leaves the order on
+//!   the queue to be retried, unjudged.
 //! - An event that is not an order at all (not JSON, another detail-type, no order id) has nothing
 //!   to record: it fails by name and stays on the queue until SQS moves it to the dead-letter queue.
 
+pub mod pricing;
 pub mod validate;
 pub mod workflows;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use taskflow_contracts::{EventEnvelope, OrderSubmitted, Reason, TaskStatus, ORDER_SUBMITTED};
+use taskflow_contracts::{EventEnvelope, OrderKind, OrderSubmitted, Reason, TaskStatus, ORDER_SUBMITTED};
+use taskflow_shared::catalogue::{Catalogue, CatalogueError};
 use taskflow_shared::tasks::{Created, Note, StoreError, TaskRecord, TaskStore};
 use taskflow_shared::telemetry;
 use thiserror::Error;
@@ -39,14 +46,18 @@ pub enum IntakeError {
     Store(#[from] StoreError),
     #[error("WorkflowUnavailable: {0}")]
     Workflow(#[from] WorkflowError),
+    #[error("CatalogueUnavailable: {0}")]
+    Catalogue(#[from] CatalogueError),
 }
 
-pub struct Intake<S, W> {
+pub struct Intake<S, W, C> {
     pub tasks: S,
     pub workflows: W,
+    /// Where every purchase's prices come from.
+    pub catalogue: C,
 }
 
-impl<S: TaskStore, W: Workflows> Intake<S, W> {
+impl<S: TaskStore, W: Workflows, C: Catalogue> Intake<S, W, C> {
     /// Handles one SQS message body: an EventBridge event delivered by the intake rule.
     pub async fn accept(&self, body: &str, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
         let event: EventEnvelope<Value> =
@@ -60,12 +71,34 @@ impl<S: TaskStore, W: Workflows> Intake<S, W> {
             _ => return Err(IntakeError::NotAnOrder("the order has no usable orderId to record it under".into())),
         };
 
-        match validate(detail) {
+        let order = match validate(detail) {
+            Ok(order) => order,
+            Err(rejection) => return self.reject(&order_id, detail, rejection, None, now).await,
+        };
+        match self.price(order).await? {
             Ok(order) => self.receive(order, now).await,
-            Err(rejection) => self.reject(&order_id, detail, rejection, now).await,
+            Err((order, rejection)) => self.reject(&order_id, detail, rejection, Some(order), now).await,
         }
     }
 
+    /// A valid order with the catalogue's prices on every line and its total as `amount`, or why
+    /// it cannot be sold (with the order as submitted). A refund is of its original order's
+    /// money: lines on it mean nothing, and are dropped so that no caller's price is recorded.
+    #[allow(clippy::type_complexity)]
+    async fn price(&self, mut order: OrderSubmitted) -> Result<Result<OrderSubmitted, (OrderSubmitted, Rejection)>, IntakeError> {
+        if order.kind != OrderKind::Purchase {
+            order.items.clear();
+            return Ok(Ok(order));
+        }
+        let skus: Vec<&str> = order.items.iter().map(|i| i.sku.as_str()).collect();
+        let entries = self.catalogue.entries(&skus).await?;
+        Ok(match pricing::price(&order, &entries) {
+            Ok((priced, _total)) => Ok(priced),
+            Err(rejection) => Err((order, rejection)),
+        })
+    }
+
+    /// `order` is priced (purchases) and valid: record it RECEIVED and start its workflow.
     async fn receive(&self, order: OrderSubmitted, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
         let trace = telemetry::current_header_or_new();
         let mut task = TaskRecord::new(&order.order_id, &order.owner, TaskStatus::Received, None, now);
@@ -74,18 +107,22 @@ impl<S: TaskStore, W: Workflows> Intake<S, W> {
         task.kind = Some(order.kind);
         task.currency = order.currency.clone();
         task.items = order.items.clone();
-        task.amount = order.amount.or_else(|| order.items_total()).unwrap_or(0);
+        // A purchase's amount is the total at catalogue prices (`price` put it there); a
+        // refund's is the amount asked for (absent: all that is left, settled by the refund service).
+        task.amount = order.amount.unwrap_or(0);
         task.refund_of = order.refund_of.clone();
 
         match self.tasks.create(&task).await? {
-            Created::Created => {}
+            Created::Created => self.start(order, trace).await,
             // RECEIVED means a previous attempt may have stopped before starting the execution:
             // start it (again); the execution name makes that a no-op if it runs already.
-            Created::Exists(existing) if existing.status == TaskStatus::Received => {}
-            Created::Exists(existing) => {
-                return Ok(Accepted::Duplicate { order_id: order.order_id, status: existing.status });
-            }
+            Created::Exists(existing) if existing.status == TaskStatus::Received => self.start(as_recorded(order, &existing), trace).await,
+            Created::Exists(existing) => Ok(Accepted::Duplicate { order_id: order.order_id, status: existing.status }),
         }
+    }
+
+    /// Starts the workflow of a RECEIVED order and notes its execution on the task.
+    async fn start(&self, order: OrderSubmitted, trace: String) -> Result<Accepted, IntakeError> {
         // The execution carries the trace into every message it sends (`$.traceHeader`).
         let mut input = serde_json::to_value(&order).expect("orders always serialise");
         input["traceHeader"] = Value::from(trace.as_str());
@@ -101,7 +138,10 @@ impl<S: TaskStore, W: Workflows> Intake<S, W> {
         })
     }
 
-    async fn reject(&self, order_id: &str, detail: &Value, rejection: Rejection, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
+    /// Records the order REJECTED. `valid` is the order when only its pricing failed: if the
+    /// order was accepted before (a redelivery after the catalogue changed, of an order whose
+    /// workflow may not have started), it goes on at the price it was accepted at.
+    async fn reject(&self, order_id: &str, detail: &Value, rejection: Rejection, valid: Option<OrderSubmitted>, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
         let owner = detail.get("owner").and_then(Value::as_str).unwrap_or_default();
         let mut task = TaskRecord::new(order_id, owner.chars().take(validate::MAX_OWNER_CHARS).collect::<String>(), TaskStatus::Rejected, Some(rejection.reason), now);
         task.kind = detail.get("kind").and_then(|k| serde_json::from_value(k.clone()).ok());
@@ -111,9 +151,25 @@ impl<S: TaskStore, W: Workflows> Intake<S, W> {
         task.trace_header = Some(trace);
         match self.tasks.create(&task).await? {
             Created::Created => Ok(Accepted::Rejected { order_id: order_id.to_string(), reason: rejection.reason }),
-            Created::Exists(existing) => Ok(Accepted::Duplicate { order_id: order_id.to_string(), status: existing.status }),
+            Created::Exists(existing) => match valid {
+                Some(order) if existing.status == TaskStatus::Received && existing.owner == order.owner => {
+                    let trace = task.trace_header.unwrap_or_default();
+                    self.start(as_recorded(order, &existing), trace).await
+                }
+                _ => Ok(Accepted::Duplicate { order_id: order_id.to_string(), status: existing.status }),
+            },
         }
     }
+}
+
+/// `order` with the lines and amount its task was recorded with: an order is charged what it
+/// was accepted at, whatever the catalogue says by the time a redelivery comes.
+fn as_recorded(mut order: OrderSubmitted, task: &TaskRecord) -> OrderSubmitted {
+    if order.kind == OrderKind::Purchase {
+        order.items = task.items.clone();
+        order.amount = Some(task.amount);
+    }
+    order
 }
 
 #[cfg(test)]

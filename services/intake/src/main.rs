@@ -6,7 +6,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use std::sync::Arc;
 use taskflow_intake::{workflows::StepFunctionsWorkflows, Intake, IntakeError};
 use taskflow_shared::driver::{Redelivery, RetryPolicy, SqsRedelivery};
-use taskflow_shared::{clients, config, tasks::DynamoTaskStore, telemetry};
+use taskflow_shared::{catalogue::DynamoCatalogue, clients, config, tasks::DynamoTaskStore, telemetry};
 use tracing::{error, info, Instrument};
 
 #[tokio::main]
@@ -16,6 +16,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let intake = Arc::new(Intake {
         tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
         workflows: StepFunctionsWorkflows::new(&aws, config::required("PURCHASE_WORKFLOW_ARN")?, config::required("REFUND_WORKFLOW_ARN")?),
+        catalogue: DynamoCatalogue::new(&aws, config::required("CATALOGUE_TABLE")?),
     });
     let redelivery = Arc::new(SqsRedelivery::new(&aws, config::required("INTAKE_QUEUE_URL")?));
     let policy = RetryPolicy::from_env()?;

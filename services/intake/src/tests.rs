@@ -3,7 +3,9 @@ use async_trait::async_trait;
 use serde_json::json;
 use std::sync::Mutex;
 use taskflow_contracts::OrderKind;
-use taskflow_shared::fakes::InMemoryTaskStore;
+use std::sync::atomic::Ordering;
+use taskflow_shared::catalogue::CatalogueEntry;
+use taskflow_shared::fakes::{InMemoryCatalogue, InMemoryTaskStore};
 
 /// Step Functions' naming rule in memory: one execution per name.
 #[derive(Default)]
@@ -28,8 +30,28 @@ impl Workflows for FakeWorkflows {
     }
 }
 
-fn intake() -> Intake<InMemoryTaskStore, FakeWorkflows> {
-    Intake { tasks: InMemoryTaskStore::default(), workflows: FakeWorkflows::default() }
+fn entry(sku: &str, unit_price: u64, currency: &str, active: bool) -> CatalogueEntry {
+    CatalogueEntry { sku: sku.into(), name: format!("the {sku}"), unit_price, currency: currency.into(), active }
+}
+
+fn catalogue() -> InMemoryCatalogue {
+    InMemoryCatalogue::with([
+        entry("BOOK-1", 1250, "EUR", true),
+        entry("PEN-1", 199, "EUR", true),
+        entry("CAP-US", 1500, "USD", true),
+        entry("OLD-1", 500, "EUR", false),
+    ])
+}
+
+fn intake() -> Intake<InMemoryTaskStore, FakeWorkflows, InMemoryCatalogue> {
+    Intake { tasks: InMemoryTaskStore::default(), workflows: FakeWorkflows::default(), catalogue: catalogue() }
+}
+
+/// The order the workflow of `name` was started with.
+fn execution_input(intake: &Intake<InMemoryTaskStore, FakeWorkflows, InMemoryCatalogue>, name: &str) -> OrderSubmitted {
+    let executions = intake.workflows.executions.lock().unwrap().clone();
+    let (_, input) = executions.iter().find(|(n, _)| n == name).expect("an execution of this order");
+    serde_json::from_str(input).unwrap()
 }
 
 fn purchase(order_id: &str) -> serde_json::Value {
@@ -89,7 +111,7 @@ async fn the_same_order_event_twice_gives_one_task_and_one_execution() {
 async fn a_duplicate_of_a_finished_order_does_not_touch_the_workflow() {
     let mut done = TaskRecord::new("o-3", "alice", TaskStatus::Completed, None, now());
     done.kind = Some(taskflow_contracts::OrderKind::Purchase);
-    let intake = Intake { tasks: InMemoryTaskStore::with([done]), workflows: FakeWorkflows::default() };
+    let intake = Intake { tasks: InMemoryTaskStore::with([done]), workflows: FakeWorkflows::default(), catalogue: catalogue() };
     let accepted = intake.accept(&event(&purchase("o-3")), now()).await.unwrap();
     assert_eq!(accepted, Accepted::Duplicate { order_id: "o-3".into(), status: TaskStatus::Completed });
     assert!(intake.workflows.executions.lock().unwrap().is_empty());
@@ -155,4 +177,126 @@ async fn what_is_not_an_order_is_an_error_not_a_silent_drop() {
     no_id.as_object_mut().unwrap().remove("orderId");
     assert!(matches!(intake.accept(&event(&no_id), now()).await, Err(IntakeError::NotAnOrder(_))));
     assert!(intake.tasks.is_empty());
+}
+
+fn unpriced(order_id: &str) -> serde_json::Value {
+    let mut detail = purchase(order_id);
+    for item in detail["items"].as_array_mut().unwrap() {
+        item.as_object_mut().unwrap().remove("unitPrice");
+    }
+    detail
+}
+
+#[tokio::test]
+async fn an_order_without_prices_is_charged_the_catalogues() {
+    let intake = intake();
+    let accepted = intake.accept(&event(&unpriced("p-1")), now()).await.unwrap();
+    assert!(matches!(accepted, Accepted::Started { .. }), "{accepted:?}");
+    let task = intake.tasks.snapshot("p-1").unwrap();
+    assert_eq!(task.amount, 2 * 1250 + 199);
+    let prices: Vec<_> = task.items.iter().map(|i| (i.sku.as_str(), i.unit_price)).collect();
+    assert_eq!(prices, [("BOOK-1", Some(1250)), ("PEN-1", Some(199))]);
+    // What the workflow (and so the purchase service) gets is priced by the catalogue too.
+    let input = execution_input(&intake, "p-1");
+    assert_eq!(input.items, task.items);
+    assert_eq!(input.amount, Some(2 * 1250 + 199));
+}
+
+#[tokio::test]
+async fn a_stated_price_equal_to_the_catalogues_is_accepted_and_one_line_may_omit_it() {
+    let intake = intake();
+    let mut detail = purchase("p-2");
+    detail["items"][1].as_object_mut().unwrap().remove("unitPrice");
+    let accepted = intake.accept(&event(&detail), now()).await.unwrap();
+    assert!(matches!(accepted, Accepted::Started { .. }), "{accepted:?}");
+    assert_eq!(intake.tasks.snapshot("p-2").unwrap().amount, 2 * 1250 + 199);
+}
+
+#[tokio::test]
+async fn every_catalogue_rule_rejects_with_its_own_reason_and_charges_nothing() {
+    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, Reason)> = vec![
+        ("price below the catalogue's", Box::new(|d| d["items"][0]["unitPrice"] = json!(1)), Reason::PriceMismatch),
+        ("price above the catalogue's", Box::new(|d| d["items"][1]["unitPrice"] = json!(200)), Reason::PriceMismatch),
+        ("purchase amount below the total", Box::new(|d| d["amount"] = json!(1)), Reason::PriceMismatch),
+        ("purchase amount above the total", Box::new(|d| d["amount"] = json!(2 * 1250 + 199 + 1)), Reason::PriceMismatch),
+        ("unknown sku", Box::new(|d| d["items"][1]["sku"] = json!("NOPE-1")), Reason::UnknownSku),
+        ("sku differing only in case", Box::new(|d| d["items"][0]["sku"] = json!("book-1")), Reason::UnknownSku),
+        ("inactive sku", Box::new(|d| d["items"][1] = json!({"sku": "OLD-1", "quantity": 1})), Reason::SkuInactive),
+        ("inactive sku at its old price", Box::new(|d| d["items"][1] = json!({"sku": "OLD-1", "quantity": 1, "unitPrice": 500})), Reason::SkuInactive),
+        ("order currency not the sku's", Box::new(|d| d["currency"] = json!("USD")), Reason::CurrencyMismatch),
+        ("a dollar sku in a euro order", Box::new(|d| d["items"][1] = json!({"sku": "CAP-US", "quantity": 1})), Reason::CurrencyMismatch),
+        ("quantity times the catalogue price too large", Box::new(|d| d["items"][0]["quantity"] = json!(4_000_000_000u32)), Reason::AmountTooLarge),
+    ];
+    for (i, (name, mutate, reason)) in cases.into_iter().enumerate() {
+        let intake = intake();
+        let mut detail = unpriced(&format!("c-{i}"));
+        mutate(&mut detail);
+        let order_id = detail["orderId"].as_str().unwrap().to_string();
+        let accepted = intake.accept(&event(&detail), now()).await.unwrap();
+        assert_eq!(accepted, Accepted::Rejected { order_id: order_id.clone(), reason }, "case {name}");
+        let task = intake.tasks.snapshot(&order_id).unwrap();
+        assert_eq!((task.status, task.reason, task.amount), (TaskStatus::Rejected, Some(reason), 0), "case {name}");
+        assert!(task.reason_detail.is_some_and(|d| !d.is_empty()), "case {name} names what was wrong");
+        assert!(intake.workflows.executions.lock().unwrap().is_empty(), "case {name}: nothing started, nothing charged");
+    }
+}
+
+#[tokio::test]
+async fn the_first_broken_line_names_the_reason() {
+    let intake = intake();
+    let mut detail = unpriced("f-1");
+    detail["items"] = json!([{"sku": "OLD-1", "quantity": 1}, {"sku": "NOPE-1", "quantity": 1}]);
+    let accepted = intake.accept(&event(&detail), now()).await.unwrap();
+    assert_eq!(accepted, Accepted::Rejected { order_id: "f-1".into(), reason: Reason::SkuInactive });
+}
+
+#[tokio::test]
+async fn a_catalogue_that_cannot_be_read_leaves_the_order_unjudged_for_a_retry() {
+    let intake = intake();
+    intake.catalogue.unavailable.store(true, Ordering::SeqCst);
+    let result = intake.accept(&event(&unpriced("u-1")), now()).await;
+    assert!(matches!(result, Err(IntakeError::Catalogue(_))), "{result:?}");
+    assert!(intake.tasks.is_empty(), "nothing recorded: the redelivery decides");
+    intake.catalogue.unavailable.store(false, Ordering::SeqCst);
+    let accepted = intake.accept(&event(&unpriced("u-1")), now()).await.unwrap();
+    assert!(matches!(accepted, Accepted::Started { .. }), "{accepted:?}");
+}
+
+#[tokio::test]
+async fn refunds_have_nothing_to_price_and_lines_sent_on_one_are_dropped() {
+    let intake = intake();
+    let refund = json!({"schemaVersion": 1, "orderId": "r-9", "owner": "alice", "kind": "refund", "currency": "EUR", "refundOf": "o-1", "amount": 300,
+                        "items": [{"sku": "BOOK-1", "quantity": 1, "unitPrice": 99_999}]});
+    intake.accept(&event(&refund), now()).await.unwrap();
+    assert_eq!(intake.catalogue.reads.load(Ordering::SeqCst), 0);
+    let task = intake.tasks.snapshot("r-9").unwrap();
+    assert_eq!((task.amount, task.items.len()), (300, 0));
+    assert!(execution_input(&intake, "r-9").items.is_empty(), "no caller's price reaches the refund workflow");
+}
+
+#[tokio::test]
+async fn an_accepted_order_redelivered_after_a_price_change_goes_on_at_the_price_it_was_accepted_at() {
+    // The first delivery recorded the task RECEIVED and stopped before starting the execution;
+    // then the book's price went up.
+    let intake = intake();
+    let detail = purchase("pc-1");
+    let first = Intake { tasks: InMemoryTaskStore::default(), workflows: FakeWorkflows::default(), catalogue: catalogue() };
+    first.accept(&event(&detail), now()).await.unwrap();
+    let recorded = first.tasks.snapshot("pc-1").unwrap();
+    let intake = Intake { tasks: InMemoryTaskStore::with([TaskRecord { execution_arn: None, ..recorded }]), ..intake };
+    intake.catalogue.put([entry("BOOK-1", 1500, "EUR", true)]);
+
+    for detail in [detail.clone(), unpriced("pc-1")] {
+        let accepted = intake.accept(&event(&detail), now()).await.unwrap();
+        assert!(matches!(accepted, Accepted::Started { .. } | Accepted::Duplicate { status: TaskStatus::Received, .. }), "{accepted:?}");
+        let task = intake.tasks.snapshot("pc-1").unwrap();
+        assert_eq!((task.status, task.amount), (TaskStatus::Received, 2 * 1250 + 199), "not rejected, not repriced");
+        let input = execution_input(&intake, "pc-1");
+        assert_eq!((input.items[0].unit_price, input.amount), (Some(1250), Some(2 * 1250 + 199)));
+    }
+    // A new order of the same book pays the new price, and the old price is now a mismatch.
+    intake.accept(&event(&unpriced("pc-2")), now()).await.unwrap();
+    assert_eq!(intake.tasks.snapshot("pc-2").unwrap().amount, 2 * 1500 + 199);
+    let stale = intake.accept(&event(&purchase("pc-3")), now()).await.unwrap();
+    assert_eq!(stale, Accepted::Rejected { order_id: "pc-3".into(), reason: Reason::PriceMismatch });
 }

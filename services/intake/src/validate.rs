@@ -9,7 +9,7 @@ pub const MAX_ORDER_ID_CHARS: usize = 80;
 /// Beyond this even a rejection cannot be recorded under the id (DynamoDB key limit, with margin).
 pub const MAX_KEY_BYTES: usize = 1024;
 pub const MAX_OWNER_CHARS: usize = 128;
-pub const MAX_SKU_CHARS: usize = 64;
+pub const MAX_SKU_CHARS: usize = taskflow_shared::catalogue::MAX_SKU_CHARS;
 /// Lines of one purchase: its stock is reserved in one DynamoDB transaction (100 operations).
 pub const MAX_ITEMS: usize = 50;
 /// The largest order taskflow takes, in minor units (one million in a two-decimal currency).
@@ -70,14 +70,18 @@ fn check_purchase(order: &OrderSubmitted) -> Result<(), Rejection> {
         if item.sku.trim().is_empty() || item.sku.chars().count() > MAX_SKU_CHARS || item.quantity == 0 {
             return Err(reject(Reason::InvalidItem, format!("item {:?}: sku must be 1-{MAX_SKU_CHARS} characters and quantity at least 1", item.sku)));
         }
-        if item.unit_price == 0 {
+        // A stated price is only compared with the catalogue's (see `pricing`); 0 is never one.
+        if item.unit_price == Some(0) {
             return Err(reject(Reason::InvalidPrice, format!("item {:?}: unitPrice must be at least 1", item.sku)));
         }
         if !skus.insert(item.sku.as_str()) {
             return Err(reject(Reason::DuplicateSku, format!("sku {:?} appears on more than one line", item.sku)));
         }
     }
-    match order.items_total() {
+    // The total of the prices the submitter states (if any): beyond the limit it is refused
+    // before the catalogue is read. What is charged is the total at catalogue prices (`pricing`).
+    let stated = order.items.iter().filter_map(|i| i.unit_price.map(|p| p.checked_mul(u64::from(i.quantity)))).try_fold(0u64, |total, line| total.checked_add(line?));
+    match stated {
         Some(total) if total <= MAX_ORDER_AMOUNT => {}
         _ => return Err(reject(Reason::AmountTooLarge, format!("the total is above {MAX_ORDER_AMOUNT}"))),
     }

@@ -43,12 +43,14 @@ pub fn render(task: &TaskRecord) -> Receipt {
     if !task.items.is_empty() {
         lines.push(String::new());
         for item in &task.items {
-            let line_total = item.unit_price.saturating_mul(u64::from(item.quantity));
+            // Intake recorded every line with the catalogue's price.
+            let unit_price = item.unit_price.unwrap_or_default();
+            let line_total = unit_price.saturating_mul(u64::from(item.quantity));
             lines.push(format!(
                 "  {:<16} {:>4} × {:>14}  {:>16}",
                 item.sku,
                 item.quantity,
-                money(item.unit_price, &task.currency),
+                money(unit_price, &task.currency),
                 money(line_total, &task.currency)
             ));
         }
@@ -90,7 +92,7 @@ mod tests {
         let mut task = TaskRecord::new("o-1", "alice", TaskStatus::Received, None, Utc::now());
         task.kind = Some(OrderKind::Purchase);
         task.currency = "EUR".into();
-        task.items = vec![OrderItem { sku: "BOOK-1".into(), quantity: 2, unit_price: 1250 }];
+        task.items = vec![OrderItem { sku: "BOOK-1".into(), quantity: 2, unit_price: Some(1250) }];
         task.amount = 2500;
         Change::to(TaskStatus::Completed, Utc::now()).with_charge("ch_1").apply(&mut task);
         let receipt = render(&task);

@@ -4,7 +4,8 @@
 //! 1. Read the task. Already COMPLETED → answer with the stored charge (a duplicate delivery);
 //!    already FAILED or REFUNDING → answer with the recorded failure. Nothing is charged again.
 //! 2. RECEIVED → CHARGING (conditional: only one delivery moves it).
-//! 3. Charge the order total, keyed by the order id: the provider returns the same charge for the
+//! 3. Charge the task's amount (the total at catalogue prices, fixed by intake; never a price
+//!    from the message), keyed by the order id: the provider returns the same charge for the
 //!    same key, so a retry after a crash never charges twice. Declined → FAILED
 //!    `PAYMENT_DECLINED`; provider unavailable → retried by redelivery, and when the retries run
 //!    out the step fails as `PaymentUnavailable` and the failure path records it.
@@ -103,7 +104,10 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for P
             Err(e) => return Err(StepError::from_once(e, |e| StepError::retry(errors::PAYMENT_UNAVAILABLE, e.to_string()))),
         };
 
-        let entry = LedgerEntry::charged(&task, &charge.charge_id, &order.items);
+        // What is charged and recorded is what intake priced from the catalogue and put on the
+        // task (amount and lines), never a price carried in the message.
+        let items = if task.items.is_empty() { &order.items } else { &task.items };
+        let entry = LedgerEntry::charged(&task, &charge.charge_id, items);
         self.ledger.record_charge(&entry).await.map_err(|e| unavailable("LedgerUnavailable")(&e))?;
 
         let reserved = once(&*self.once, &format!("{id}/reserve"), self.inventory.reserve(id, &order.items))

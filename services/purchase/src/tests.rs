@@ -12,7 +12,7 @@ fn order(order_id: &str, token: &str) -> OrderSubmitted {
         order_id: order_id.into(),
         owner: "alice".into(),
         kind: OrderKind::Purchase,
-        items: vec![OrderItem { sku: "BOOK-1".into(), quantity: 2, unit_price: 1250 }],
+        items: vec![OrderItem { sku: "BOOK-1".into(), quantity: 2, unit_price: Some(1250) }],
         currency: "EUR".into(),
         payment_token: Some(PaymentToken::new(token)),
         refund_of: None,
@@ -151,4 +151,22 @@ async fn work_for_an_unknown_task_is_a_named_conflict() {
     let err = p.perform(&work(&o), FIRST).await.unwrap_err();
     assert!(matches!(err, StepError::Failed { ref error, .. } if error == errors::TASK_STATE_CONFLICT));
     assert_eq!(p.payments.issued("/charge"), 0);
+}
+
+#[tokio::test]
+async fn what_is_charged_and_recorded_is_the_tasks_catalogue_priced_amount_not_the_messages() {
+    let o = order("o-price", "tok_approve");
+    let p = purchase_of(&o, 10);
+    let mut task = p.tasks.snapshot("o-price").unwrap();
+    task.items = o.items.clone();
+    let p = Subject { tasks: InMemoryTaskStore::with([task]), ..p };
+    // A message whose order says one cent a unit and a one-cent amount.
+    let mut cheap = o.clone();
+    cheap.items[0].unit_price = Some(1);
+    cheap.amount = Some(1);
+    let result = p.perform(&work(&cheap), FIRST).await.unwrap();
+    assert_eq!(result.amount, 2500);
+    assert_eq!(p.payments.ledger.lock().unwrap()["o-price/charge"].2, 2500, "the provider was asked for the task's amount");
+    let entry = p.ledger.entries.lock().unwrap()["o-price"].clone();
+    assert_eq!((entry.charged, entry.items[0].unit_price), (2500, Some(1250)));
 }

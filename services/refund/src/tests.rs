@@ -13,7 +13,7 @@ fn entry(order_id: &str, owner: &str, status: EntryStatus, completed_days_ago: i
         charged: 10_000,
         refunded: 0,
         refunds: Default::default(),
-        items: vec![OrderItem { sku: "BOOK-1".into(), quantity: 2, unit_price: 5_000 }],
+        items: vec![OrderItem { sku: "BOOK-1".into(), quantity: 2, unit_price: Some(5_000) }],
         status,
         stock: None,
         charged_at: Utc::now() - Duration::days(completed_days_ago),
@@ -151,7 +151,7 @@ async fn a_refund_of_someone_elses_order_is_rejected_and_pays_nothing() {
 async fn compensation_refunds_the_whole_charge_releases_stock_and_fails_the_purchase() {
     let purchase = OrderSubmitted {
         kind: OrderKind::Purchase,
-        items: vec![OrderItem { sku: "BOOK-1".into(), quantity: 2, unit_price: 5_000 }],
+        items: vec![OrderItem { sku: "BOOK-1".into(), quantity: 2, unit_price: Some(5_000) }],
         payment_token: Some(PaymentToken::new("tok_approve")),
         refund_of: None,
         amount: None,
@@ -184,7 +184,7 @@ async fn compensation_refunds_the_whole_charge_releases_stock_and_fails_the_purc
 fn purchase_order(id: &str) -> OrderSubmitted {
     OrderSubmitted {
         kind: OrderKind::Purchase,
-        items: vec![OrderItem { sku: "BOOK-1".into(), quantity: 2, unit_price: 5_000 }],
+        items: vec![OrderItem { sku: "BOOK-1".into(), quantity: 2, unit_price: Some(5_000) }],
         payment_token: Some(PaymentToken::new("tok_approve")),
         refund_of: None,
         amount: None,

@@ -268,3 +268,37 @@ impl crate::inventory::Inventory for InMemoryInventory {
         Ok(())
     }
 }
+
+/// The catalogue in memory: entries by sku; `unavailable` makes every read fail (transient);
+/// `reads` counts the reads made.
+#[derive(Default)]
+pub struct InMemoryCatalogue {
+    entries: Mutex<HashMap<String, crate::catalogue::CatalogueEntry>>,
+    pub unavailable: std::sync::atomic::AtomicBool,
+    pub reads: std::sync::atomic::AtomicUsize,
+}
+
+impl InMemoryCatalogue {
+    pub fn with(entries: impl IntoIterator<Item = crate::catalogue::CatalogueEntry>) -> Self {
+        let catalogue = Self::default();
+        catalogue.put(entries);
+        catalogue
+    }
+
+    /// Adds or replaces entries (an operator's catalogue load).
+    pub fn put(&self, entries: impl IntoIterator<Item = crate::catalogue::CatalogueEntry>) {
+        self.entries.lock().unwrap().extend(entries.into_iter().map(|e| (e.sku.clone(), e)));
+    }
+}
+
+#[async_trait]
+impl crate::catalogue::Catalogue for InMemoryCatalogue {
+    async fn entries(&self, skus: &[&str]) -> Result<HashMap<String, crate::catalogue::CatalogueEntry>, crate::catalogue::CatalogueError> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if self.unavailable.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(crate::catalogue::CatalogueError::Unavailable("injected".into()));
+        }
+        let entries = self.entries.lock().unwrap();
+        Ok(skus.iter().filter_map(|sku| entries.get(*sku).map(|e| (e.sku.clone(), e.clone()))).collect())
+    }
+}

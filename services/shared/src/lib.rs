@@ -6,12 +6,15 @@
 //! - [`callback`]: the [`callback::TaskCallback`] port (answering a task token).
 //! - [`payments`], [`ledger`], [`inventory`]: the money and stock ports the purchase and refund
 //!   services share, with their DynamoDB adapters (and the sandbox payment provider).
+//! - [`catalogue`]: the [`catalogue::Catalogue`] port (per sku: name, unit price, currency,
+//!   active), the only source of what is charged, and its DynamoDB adapter.
 //! - [`idempotency`]: side effects done once whatever the deliveries (the Powertools pattern).
 //! - [`config`], [`clients`], [`telemetry`], [`metrics`]: environment, AWS client setup, traces
 //!   and logs, EMF metrics.
 //! - [`fakes`]: in-memory ports for unit tests.
 
 pub mod callback;
+pub mod catalogue;
 pub mod clients;
 pub mod config;
 pub mod driver;
