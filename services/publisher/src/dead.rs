@@ -33,8 +33,9 @@ pub struct UnpublishedChange {
     pub table_key: serde_dynamo::Item,
     /// The first history position (1-based, the event's `sequence`) the change added.
     pub first_sequence: u32,
-    /// The last history position the change added; `None` when the new image's history could not
-    /// be counted (then every position from `first_sequence` on is published again).
+    /// The last history position the change added (below `first_sequence` when it added none:
+    /// then there is nothing to publish, only a record to mend); `None` when the new image's
+    /// history could not be counted (then every position from `first_sequence` on is published).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sequence: Option<u32>,
     /// Why it was set aside (a named error, e.g. `CorruptTaskRecord: …`).
@@ -58,7 +59,7 @@ impl UnpublishedChange {
             Some(serde_dynamo::AttributeValue::S(id)) => Some(id.clone()),
             _ => None,
         };
-        let last = crate::history_len(&change.new_image).filter(|n| *n > seen).map(|n| n as u32);
+        let last = crate::history_len(&change.new_image).map(|n| n as u32);
         UnpublishedChange {
             kind: UNPUBLISHED_CHANGE.to_string(),
             order_id,

@@ -142,6 +142,10 @@ pub async fn republish(items: &impl TaskItems, bus: &impl EventBus, what: &Repub
     let key = key_text(&what.table_key);
     let item = items.item(&what.table_key).await?.ok_or_else(|| RedriveError::TaskNotFound(key.clone()))?;
     let task: TaskRecord = serde_dynamo::from_item(item).map_err(|e| RedriveError::Corrupt(format!("{key}: {e}")))?;
+    if what.last.is_some_and(|last| last < what.first) {
+        // The change added no history entry: readable now, nothing to announce.
+        return Ok(0);
+    }
     let len = task.history.len();
     let last = what.last.map_or(len, |l| l as usize);
     if what.first == 0 || what.first as usize > last || last > len {

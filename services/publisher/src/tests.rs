@@ -326,6 +326,25 @@ async fn a_set_aside_change_is_published_again_from_the_mended_task_record_with_
 }
 
 #[tokio::test]
+async fn an_unreadable_write_that_added_no_status_is_set_aside_and_cleared_once_readable() {
+    // A backfill rewrote a field of a task without a new status, making it unreadable.
+    let publisher = publisher();
+    let before = task("rewritten");
+    let mut after = image(&before);
+    after["status"] = serde_json::json!({"S": "ARCHIVED"});
+    publisher.relay(&stream(vec![record_at("41", "MODIFY", Some(image(&before)), after.clone())])).await.unwrap();
+    let note = publisher.dead_letters.notes.lock().unwrap()[0].clone();
+    assert_eq!((note.first_sequence, note.last_sequence), (2, Some(1)), "nothing added, but not silently dropped");
+    let body = serde_json::to_string(&note).unwrap();
+    let (table, bus, no_stream) = (FakeTable::default(), FakeBus::default(), FakeStream(vec![]));
+    table.put(after);
+    assert!(matches!(redrive(&body, &table, &no_stream, &bus).await, Err(RedriveError::Corrupt(_))), "still unreadable: stays");
+    table.put(image(&before));
+    assert_eq!(redrive(&body, &table, &no_stream, &bus).await.unwrap(), 0, "mended: done, nothing to announce");
+    assert!(bus.ids().is_empty());
+}
+
+#[tokio::test]
 async fn positions_no_longer_in_the_history_are_not_invented() {
     let (table, bus) = (FakeTable::default(), FakeBus::default());
     table.put(image(&task("short")));
