@@ -188,8 +188,8 @@ impl TraceHeader {
     ///
     /// Fields are `key=value` separated by `;`, in any order, with optional spaces around `;`
     /// and `=`; keys are matched without regard to case; the first of a repeated key counts;
-    /// unknown keys (`Lineage`, `Self`, …) are ignored. `Root` must be `1-` + 8 hex digits + `-`
-    /// + 24 hex digits, not all zero (X-Ray developer guide, "Trace IDs"). A `Parent` that is
+    /// unknown keys (`Lineage`, `Self`, …) are ignored. `Root` must be `1-`, 8 hex digits, `-`
+    /// and 24 hex digits, not all zero (X-Ray developer guide, "Trace IDs"). A `Parent` that is
     /// not 16 hex digits (or is all zero) is left out: the trace still continues, as its root.
     pub fn parse(header: &str) -> Option<TraceHeader> {
         let (mut root, mut parent, mut sampled) = (None, None, None);
