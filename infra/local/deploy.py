@@ -268,6 +268,7 @@ def plan_local(cfn, binaries, definitions):
                 "reportBatchItemFailures": "ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
                 "startingPosition": props.get("StartingPosition"),
                 "maximumRetryAttempts": props.get("MaximumRetryAttempts", -1),
+                "bisectBatchOnFunctionError": bool(props.get("BisectBatchOnFunctionError", False)),
                 "onFailureArn": resolver.want(on_failure) if on_failure else None,
             })
         elif resource["Type"] == "AWS::StepFunctions::StateMachine" and logical_id in definitions:

@@ -286,6 +286,46 @@ def _process_segment_counted(self, doc):
 
 XRayBackend.process_segment = _process_segment_counted
 
+# --- X-Ray trace headers through EventBridge ----------------------------------------------------
+# A PutEvents entry's `TraceHeader` reaches an SQS target as the message's `AWSTraceHeader` system
+# attribute (EventBridge API reference, PutEventsRequestEntry.TraceHeader; X-Ray developer guide,
+# "Amazon EventBridge and AWS X-Ray"). moto drops it: each entry is delivered with its header in
+# a thread-local, and a send to SQS made while it is set carries it.
+
+_trace = threading.local()
+_put_events_untraced = _put_events
+
+
+def _put_events_traced(self, events):
+    if len(events) > 10:
+        return _put_events_untraced(self, events)  # refused as a whole, as moto does
+    entries = []
+    for event in events:
+        _trace.header = event.get("TraceHeader") or None
+        try:
+            entries.extend(_put_events_untraced(self, [event]))
+        finally:
+            _trace.header = None
+    return entries
+
+
+# Under the counting wrapper above (it calls `_put_events` by name): still one request counted.
+_put_events = _put_events_traced
+_send_message = SQSBackend.send_message
+
+
+@functools.wraps(_send_message)
+def _send_message_traced(self, queue_name, message_body, *args, **kwargs):
+    header = getattr(_trace, "header", None)
+    if header:
+        system = dict(kwargs.get("system_attributes") or {})
+        system.setdefault("AWSTraceHeader", {"StringValue": header, "DataType": "String"})
+        kwargs["system_attributes"] = system
+    return _send_message(self, queue_name, message_body, *args, **kwargs)
+
+
+SQSBackend.send_message = _send_message_traced
+
 _dispatch = DomainDispatcherApplication.__call__
 
 

@@ -1,9 +1,10 @@
 //! An in-repo fuzz harness (cargo-fuzz needs a nightly toolchain, which this project does not
-//! assume): seeds from `contracts/examples` and sample Lambda events, mutated at the byte and the
-//! JSON level by a seeded generator, fed to every contract decoder and every inbound Lambda
-//! event handler (intake, the task-token driver, the publisher) with in-memory ports. The
-//! property: nothing panics, and every handler answers in its contract (a named error, a batch
-//! item failure, a rejection) — never a crash that would lose the batch.
+//! assume): seeds from `contracts/examples`, sample Lambda events and HTTP API request bodies,
+//! mutated at the byte and the JSON level by a seeded generator, fed to every contract decoder
+//! and every inbound handler (intake, the task-token driver, the publisher, the HTTP API's
+//! routes) with in-memory ports. The property: nothing panics, and every handler answers in its
+//! contract (a named error, a batch item failure, a rejection, a 4xx with a named error) — never
+//! a crash that would lose the batch, nor an order submitted in someone else's name.
 
 use async_trait::async_trait;
 use rand::rngs::StdRng;
@@ -42,7 +43,25 @@ pub fn seeds() -> Vec<Vec<u8>> {
             }
         }
     }
+    seeds.extend(api_seeds());
     seeds
+}
+
+/// HTTP API request bodies (`POST /orders`) and path values (`GET /tasks/{orderId}`) as clients
+/// send them: minimal, complete, naming the owner, too large, not JSON.
+fn api_seeds() -> Vec<Vec<u8>> {
+    let lines: Vec<Value> = (0..1400).map(|i| json!({"sku": format!("SKU-{i}"), "quantity": 1, "unitPrice": 100})).collect();
+    vec![
+        json!({"kind": "purchase", "currency": "EUR", "items": [{"sku": "BOOK-1", "quantity": 2}], "paymentToken": "tok_approve"}),
+        json!({"orderId": "cart-42", "kind": "purchase", "currency": "EUR", "items": [{"sku": "LAMP-1", "quantity": 3, "unitPrice": 1}], "paymentToken": "tok_approve"}),
+        json!({"orderId": "r-1", "owner": "alice", "kind": "refund", "currency": "EUR", "refundOf": "cart-42", "amount": 500}),
+        json!({"owner": "mallory", "kind": "purchase", "currency": "EUR", "items": []}),
+        json!({"kind": "purchase", "currency": "EUR", "items": lines, "paymentToken": "tok_approve"}),
+    ]
+    .into_iter()
+    .map(|v| v.to_string().into_bytes())
+    .chain([b"taken".to_vec(), b"../admin".to_vec(), b"".to_vec(), b"[]".to_vec()])
+    .collect()
 }
 
 fn random_value(rng: &mut StdRng, depth: u32) -> Value {
@@ -149,6 +168,69 @@ impl taskflow_publisher::bus::EventBus for NullBus {
     }
 }
 
+/// A dead-letter queue that takes every note.
+#[derive(Default)]
+struct NullDeadLetters(Mutex<usize>);
+
+#[async_trait]
+impl taskflow_publisher::dead::DeadLetters for NullDeadLetters {
+    async fn set_aside(&self, _change: &taskflow_publisher::dead::UnpublishedChange) -> Result<(), taskflow_publisher::dead::DeadLetterError> {
+        *self.0.lock().unwrap() += 1;
+        Ok(())
+    }
+}
+
+/// An order bus that records what the API submits.
+#[derive(Default)]
+struct RecordedOrders(Mutex<Vec<Value>>);
+
+#[async_trait]
+impl taskflow_api::OrderBus for RecordedOrders {
+    async fn submit(&self, detail: &Value) -> Result<(), taskflow_api::BusError> {
+        self.0.lock().unwrap().push(detail.clone());
+        Ok(())
+    }
+}
+
+/// The callers the API is tried as (token subjects: a Cognito `sub`, an email, unicode).
+const CALLERS: [&str; 3] = ["alice", "bob+orders@example.com", "Zoë"];
+
+/// An API answer is in its contract: a client error or success (the fake ports never fail), a
+/// JSON object, and a named error with a message when it is not a success.
+fn assert_answer(answer: &taskflow_api::Answer, what: &str) {
+    assert!((200..500).contains(&answer.status), "{what}: {} {}", answer.status, answer.body);
+    assert!(answer.body.is_object(), "{what}: {}", answer.body);
+    if answer.status >= 400 {
+        assert!(answer.body["error"].is_string() && answer.body["message"].is_string(), "{what}: unnamed error {}", answer.body);
+    }
+}
+
+/// The HTTP API's routes with `text` as the request body and as the path's order id.
+async fn exercise_api(text: &str) {
+    let other = taskflow_shared::tasks::TaskRecord::new("taken", "mallory", TaskStatus::Received, None, chrono::Utc::now());
+    let api = taskflow_api::Api { tasks: InMemoryTaskStore::with([other]), bus: RecordedOrders::default() };
+    for caller in CALLERS {
+        // POST /orders: a 202 submits exactly one order, in the caller's name and under the id it
+        // answers with; anything else submits nothing.
+        let answer = api.handle(taskflow_api::Route::SubmitOrder, caller, Some(text)).await;
+        assert_answer(&answer, &format!("POST /orders as {caller}: {text}"));
+        let sent = std::mem::take(&mut *api.bus.0.lock().unwrap());
+        if answer.status == 202 {
+            assert_eq!(sent.len(), 1, "{text}");
+            assert_eq!(sent[0]["owner"], caller, "submitted in someone else's name: {text}");
+            assert_eq!(sent[0]["orderId"], answer.body["orderId"], "{text}");
+        } else {
+            assert!(sent.is_empty(), "refused ({}) but submitted: {text}", answer.status);
+        }
+        // GET /tasks/{orderId}: another owner's task is never shown.
+        let answer = api.handle(taskflow_api::Route::ReadTask(text.to_string()), caller, None).await;
+        assert_answer(&answer, &format!("GET /tasks/{text} as {caller}"));
+        if answer.status == 200 {
+            assert_eq!(answer.body["owner"], caller, "{text}: {}", answer.body);
+        }
+    }
+}
+
 /// Feeds `input` to every decoder and handler; panics only if a property breaks.
 pub async fn exercise(input: &[u8]) {
     // Contract decoders.
@@ -196,9 +278,16 @@ pub async fn exercise(input: &[u8]) {
     let reported = response.batch_item_failures.iter().any(|f| f.item_identifier == "m1");
     assert!(answered || reported, "a message was neither answered nor reported: {text}");
 
-    // The publisher, when the input reads as a stream event.
+    // The HTTP API, with the input as a request body and an order id.
+    exercise_api(&text).await;
+
+    // The publisher, when the input reads as a stream event: with a bus and a dead-letter queue
+    // that work, every record is published, skipped or set aside — none is left failed.
     if let Ok(stream) = serde_json::from_slice::<aws_lambda_events::event::dynamodb::Event>(input) {
-        let _ = taskflow_publisher::Publisher { bus: NullBus }.relay(&stream).await;
+        let publisher = taskflow_publisher::Publisher { bus: NullBus, dead_letters: NullDeadLetters::default() };
+        if let Ok(relayed) = publisher.relay(&stream).await {
+            assert!(relayed.response.batch_item_failures.is_empty(), "a record failed with working ports: {text}");
+        }
     }
 }
 

@@ -127,3 +127,100 @@ async fn no_log_line_holds_a_task_token_or_a_payment_token() {
     assert!(lines > 0 && mentioned.len() == 3, "{lines} lines scanned; orders seen in them: {mentioned:?}");
     run.close().await;
 }
+
+/// A new X-Ray trace id of now, as a producer makes one (`1-` + 8 hex digits of epoch seconds +
+/// `-` + 24 hex digits).
+fn producer_trace_id() -> String {
+    format!("1-{:08x}-{}", chrono::Utc::now().timestamp(), &uuid::Uuid::new_v4().simple().to_string()[..24])
+}
+
+/// An order event as the bus's rule delivers it to the intake queue.
+fn delivered(detail: serde_json::Value) -> String {
+    serde_json::json!({
+        "version": "0", "id": uuid::Uuid::new_v4().to_string(), "detail-type": "OrderSubmitted", "source": "taskflow.orders",
+        "account": "123456789012", "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "region": "us-east-1", "resources": [], "detail": detail,
+    })
+    .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_valid_trace_header_continues_the_producers_trace() {
+    let run = Run::new().await;
+    let sku = run.new_sku("HEADER", 20).await;
+    let sqs = aws_sdk_sqs::Client::new(&run.aws);
+    let intake = taskflow_e2e::stack().output("IntakeQueueUrl").unwrap().to_string();
+    const PARENT: &str = "53995c3f42cd8ad8";
+    // (label, header with `{root}` for the producer's trace id, whether it continues it)
+    let variants = [
+        ("root-only", "Root={root};Sampled=1", true),
+        ("root-bare", "Root={root}", true),
+        ("parent", "Root={root};Parent=53995c3f42cd8ad8;Sampled=1", true),
+        ("spaces", " Root = {root} ; Sampled = 1 ; ", true),
+        ("lineage", "Root={root};Sampled=1;Lineage=a87bd80c:1|68fd508a:5", true),
+        ("any-order", "Sampled=?;Self=1-67891234-12456789abcdef012345678;Root={root}", true),
+        ("unsampled", "Root={root};Sampled=0", true),
+        ("bad-root", "Root=1-{root}x;Sampled=1", false),
+    ];
+    let mut orders = Vec::new();
+    for (label, template, continues) in variants {
+        let (id, root) = (order_id(&format!("hdr-{label}")), producer_trace_id());
+        let header = template.replace("{root}", &root);
+        // As SQS carries it from a producer: the AWSTraceHeader system attribute.
+        sqs.send_message()
+            .queue_url(&intake)
+            .message_body(delivered(purchase(&id, "tracy", &[(&sku, 1, 700)], "tok_approve")))
+            .message_system_attributes(
+                aws_sdk_sqs::types::MessageSystemAttributeNameForSends::AwsTraceHeader,
+                aws_sdk_sqs::types::MessageSystemAttributeValue::builder().data_type("String").string_value(&header).build().unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        orders.push((label, id, root, continues));
+    }
+    // And through the bus: PutEvents' TraceHeader reaches the intake queue as AWSTraceHeader.
+    let (bus_id, bus_root) = (order_id("hdr-bus"), producer_trace_id());
+    let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+        .source("taskflow.orders")
+        .detail_type("OrderSubmitted")
+        .event_bus_name(taskflow_e2e::stack().output("EventBusName").unwrap())
+        .detail(purchase(&bus_id, "tracy", &[(&sku, 1, 700)], "tok_approve").to_string())
+        .trace_header(format!("Root={bus_root};Sampled=1"))
+        .build();
+    taskflow_e2e::publish(&run.aws, entry).await;
+    orders.push(("bus", bus_id, bus_root, true));
+
+    let ids: Vec<String> = orders.iter().map(|(_, id, _, _)| id.clone()).collect();
+    let events = run.all_until_terminal(&ids).await;
+    for (label, id, root, continues) in &orders {
+        assert_eq!(events[id].last().unwrap().status, TaskStatus::Completed, "{label}: {:?}", events[id]);
+        let trace_id = run.task(id).await.trace_id.expect("the task keeps its trace id");
+        if *continues {
+            assert_eq!(&trace_id, root, "{label}: the producer's trace is continued");
+        } else {
+            assert_ne!(&trace_id, root, "{label}");
+            assert!(taskflow_shared::telemetry::TraceHeader::parse(&format!("Root={trace_id}")).is_some(), "{label}: a new X-Ray trace id, {trace_id}");
+        }
+    }
+
+    // Root only: the whole order is recorded in the producer's trace, rooted at the intake's
+    // segment (a root segment of that trace: there is no parent segment to point at).
+    let (_, id, root, _) = &orders[0];
+    let spans = trace_of(&run, id, &["intake", "purchase", "notification", "publisher"], events[id].len()).await;
+    let ids_in_trace: BTreeSet<&str> = spans.iter().map(|s| s.trace_id.as_str()).collect();
+    assert_eq!(ids_in_trace, BTreeSet::from([root.as_str()]), "{}", trace::waterfall(&spans));
+    let by_service = trace::segments_by_service(&spans);
+    for service in ["intake", "purchase", "notification", "publisher"] {
+        assert!(by_service.contains_key(service), "no {service} segment: {by_service:?}\n{}", trace::waterfall(&spans));
+    }
+    let roots: Vec<&Span> = trace::tree(&spans).into_iter().filter(|(depth, _)| *depth == 0).map(|(_, s)| s).collect();
+    assert!(roots.len() == 1 && roots[0].name == "intake" && roots[0].parent_id.is_none(), "{}", trace::waterfall(&spans));
+
+    // With a Parent: the intake's segment is that segment's child.
+    let (_, id, root, _) = orders.iter().find(|o| o.0 == "parent").unwrap();
+    let spans = trace_of(&run, id, &["intake"], 0).await;
+    let intake_segment = spans.iter().find(|s| s.segment && s.name == "intake").expect("an intake segment");
+    assert_eq!((intake_segment.trace_id.as_str(), intake_segment.parent_id.as_deref()), (root.as_str(), Some(PARENT)));
+    run.close().await;
+}

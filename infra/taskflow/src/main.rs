@@ -138,7 +138,8 @@ enum Dlq {
         #[arg(long, default_value_t = 0)]
         show: usize,
     },
-    /// Send a dead-letter queue's messages back to their queue (intake, purchase, refund, notification).
+    /// Send a dead-letter queue's messages back to their queue (intake, purchase, refund,
+    /// notification); for `publisher`, publish their status events again from the task records.
     Redrive {
         queue: String,
         /// Show what would be sent back, and leave it where it is.
@@ -504,12 +505,24 @@ async fn dlq(state_dir: &std::path::Path, command: Dlq) -> Result<()> {
             }
         }
         Dlq::Redrive { queue, dry_run } => {
+            let publisher = queue.eq_ignore_ascii_case(taskflow::dlq::PUBLISHER);
+            let (done, would) = if publisher { ("published again", "would publish again") } else { ("sent back", "would send back") };
+            let mut left = 0;
             let moved = taskflow::dlq::redrive(&stack, &queue, dry_run, |dead| {
                 let body: String = dead.body.chars().take(160).collect();
-                println!("{} {}: {body}", if dry_run { "would send back" } else { "sent back" }, dead.message_id);
+                match &dead.error {
+                    Some(error) => {
+                        left += 1;
+                        println!("left in the queue {}: {error}\n    {body}", dead.message_id);
+                    }
+                    None => println!("{} {}: {body}", if dry_run { would } else { done }, dead.message_id),
+                }
             })
             .await?;
-            println!("{moved} message(s) {}", if dry_run { "would be sent back (dry run: nothing moved)" } else { "sent back" });
+            println!("{moved} message(s) {}", if dry_run { format!("{would} (dry run: nothing moved)") } else { done.to_string() });
+            if left > 0 {
+                bail!("{left} message(s) left in the {queue} dead-letter queue (see above)");
+            }
         }
     }
     Ok(())

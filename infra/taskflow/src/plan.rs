@@ -55,6 +55,9 @@ pub struct EventSourceSpec {
     pub starting_position: Option<String>,
     /// -1: retry until the record expires (AWS); the host caps it.
     pub maximum_retry_attempts: i64,
+    /// Streams: split a batch in two when the function fails, and retry each half.
+    #[serde(default)]
+    pub bisect_batch_on_function_error: bool,
     pub on_failure_arn: Option<String>,
 }
 

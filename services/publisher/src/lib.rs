@@ -2,40 +2,75 @@
 //! history entry becomes exactly one `TaskStatusChanged` event, with an id derived from the order
 //! id and the entry's position, so a record delivered twice announces the same event ids again
 //! and consumers deduplicate on them. No service writes the table and the bus separately.
+//!
+//! One bad record never costs its neighbours their events:
+//! - A record that can never be announced as it is (a task record the publisher cannot read: a
+//!   status it does not know, a missing field — e.g. written by a backfill script) is set aside:
+//!   an [`UnpublishedChange`](dead::UnpublishedChange) naming its table key and history positions
+//!   goes to the publisher's dead-letter queue, and the batch goes on. Retrying it could not help.
+//! - A record that fails for a reason that may pass (the bus or the queue unavailable) is
+//!   reported in the partial batch response ([`StreamBatchResponse`]) and nothing after it is
+//!   tried: Lambda retries from it, so a task's events keep their order.
+//!
+//! `taskflow dlq redrive publisher` publishes a set-aside change again from the task record
+//! ([`redrive`]), with the same event ids.
 
 pub mod bus;
+pub mod dead;
+pub mod redrive;
 
-use aws_lambda_events::event::dynamodb::Event as StreamEvent;
+use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use bus::{EventBus, PublishError};
+use dead::{DeadLetters, UnpublishedChange};
+use serde::{Deserialize, Serialize};
 use taskflow_contracts::{TaskStatus, TaskStatusChanged, SCHEMA_VERSION};
 use taskflow_shared::tasks::TaskRecord;
 use taskflow_shared::{metrics, telemetry};
-use tracing::Instrument;
 use thiserror::Error;
+use tracing::{error, warn, Instrument};
 
 /// The status events for one write: the history entries `new` has beyond `old`.
 pub fn announcements(old: Option<&TaskRecord>, new: &TaskRecord) -> Vec<TaskStatusChanged> {
-    let seen = old.map_or(0, |o| o.history.len());
-    new.history
-        .iter()
-        .enumerate()
-        .skip(seen)
-        .map(|(i, entry)| {
-            let sequence = i as u32 + 1;
-            TaskStatusChanged {
-                schema_version: SCHEMA_VERSION,
-                event_id: TaskStatusChanged::event_id_for(&new.order_id, sequence),
-                order_id: new.order_id.clone(),
-                owner: new.owner.clone(),
-                kind: new.kind,
-                status: entry.status,
-                previous_status: i.checked_sub(1).map(|p| new.history[p].status),
-                reason: entry.reason.map(|r| r.as_str().to_string()),
-                sequence,
-                occurred_at: entry.at,
-            }
-        })
-        .collect()
+    events_after(new, old.map_or(0, |o| o.history.len()))
+}
+
+/// The status events of `task`'s history entries after the first `seen` (sequence `seen + 1`
+/// onwards).
+pub fn events_after(task: &TaskRecord, seen: usize) -> Vec<TaskStatusChanged> {
+    (seen..task.history.len()).map(|i| event_at(task, i)).collect()
+}
+
+/// The status event of `task`'s history entry at `index` (sequence `index + 1`).
+///
+/// Panics if `index` is not in the history.
+pub fn event_at(task: &TaskRecord, index: usize) -> TaskStatusChanged {
+    let entry = &task.history[index];
+    let sequence = index as u32 + 1;
+    TaskStatusChanged {
+        schema_version: SCHEMA_VERSION,
+        event_id: TaskStatusChanged::event_id_for(&task.order_id, sequence),
+        order_id: task.order_id.clone(),
+        owner: task.owner.clone(),
+        kind: task.kind,
+        status: entry.status,
+        previous_status: index.checked_sub(1).map(|p| task.history[p].status),
+        reason: entry.reason.map(|r| r.as_str().to_string()),
+        sequence,
+        occurred_at: entry.at,
+    }
+}
+
+/// How many history entries a stream image holds, read from its raw DynamoDB form (`history`
+/// as a list), so that it can be known of an image that is not a readable task record. An absent
+/// image holds none; `None` when the image has no readable `history` list.
+pub fn history_len(image: &serde_dynamo::Item) -> Option<usize> {
+    if image.is_empty() {
+        return Some(0);
+    }
+    match image.get("history") {
+        Some(serde_dynamo::AttributeValue::L(entries)) => Some(entries.len()),
+        _ => None,
+    }
 }
 
 /// Orders that ended, by how and by kind (metrics `OrdersCompleted`, `OrdersFailed`,
@@ -52,49 +87,123 @@ fn count_outcome(event: &TaskStatusChanged) {
     metrics::count(name, &[("Kind", kind)]);
 }
 
+/// The partial batch response of a function fed by a DynamoDB stream with
+/// `FunctionResponseTypes: [ReportBatchItemFailures]`: `{"batchItemFailures": [{"itemIdentifier":
+/// "<SequenceNumber>"}]}`. Lambda retries from the lowest sequence number listed (the records
+/// before it are done); an empty list is a complete success (AWS Lambda developer guide,
+/// "Configuring partial batch response with DynamoDB and Lambda").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamBatchResponse {
+    pub batch_item_failures: Vec<BatchItemFailure>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchItemFailure {
+    /// The failed record's `dynamodb.SequenceNumber`.
+    pub item_identifier: String,
+}
+
+/// What one batch came to.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Relayed {
+    /// Status events published.
+    pub published: usize,
+    /// Records set aside in the dead-letter queue (unreadable: retrying cannot help).
+    pub set_aside: usize,
+    /// What to answer Lambda: the record to retry from, if one failed for a reason that may pass.
+    pub response: StreamBatchResponse,
+}
+
+/// Why a record was not relayed.
 #[derive(Debug, Error)]
 pub enum RelayError {
-    /// A stream record that is not a task record: retried, then sent to the stream's failure
-    /// destination by the event source mapping.
+    /// A stream record that is not a readable task record: set aside in the dead-letter queue.
     #[error("CorruptTaskRecord: {0}")]
     Corrupt(String),
     #[error("EventBusUnavailable: {0}")]
     Bus(#[from] PublishError),
+    #[error("DeadLetterQueueUnavailable: {0}")]
+    DeadLetters(String),
+    /// A record failed and has no sequence number to report it by: the whole batch is retried.
+    #[error("UnidentifiedRecord: {0}")]
+    Unidentified(String),
 }
 
-pub struct Publisher<B> {
+pub struct Publisher<B, D> {
     pub bus: B,
+    pub dead_letters: D,
 }
 
-impl<B: EventBus> Publisher<B> {
-    /// Publishes the status events of a batch of stream records, in order; returns how many.
-    /// Each record's events are published in its order's trace, as a child of the work that
-    /// made the change (the header stored with it).
-    pub async fn relay(&self, event: &StreamEvent) -> Result<usize, RelayError> {
-        let mut published = 0;
+impl<B: EventBus, D: DeadLetters> Publisher<B, D> {
+    /// Publishes the status events of a batch of stream records, in order.
+    ///
+    /// Each record's events are published in its order's trace, as a child of the work that made
+    /// the change (the header stored with it). An unreadable record is set aside (see the crate
+    /// docs) and the batch goes on; the first record that fails otherwise is reported in
+    /// [`Relayed::response`] and the records after it are left for Lambda's retry.
+    ///
+    /// Errors: only [`RelayError::Unidentified`] — a record failed and carries no
+    /// `SequenceNumber` to report it by (Lambda then retries the whole batch).
+    pub async fn relay(&self, event: &StreamEvent) -> Result<Relayed, RelayError> {
+        let mut relayed = Relayed::default();
         for record in &event.records {
-            if record.event_name == "REMOVE" || record.change.new_image.is_empty() {
-                continue;
+            match self.relay_record(record).await {
+                Ok(Outcome::Published(n)) => relayed.published += n,
+                Ok(Outcome::SetAside) => relayed.set_aside += 1,
+                Err(e) => {
+                    let Some(sequence) = record.change.sequence_number.clone().filter(|s| !s.is_empty()) else {
+                        return Err(RelayError::Unidentified(format!("{}: {e}", record.event_id)));
+                    };
+                    error!(error = %e, sequence_number = sequence.as_str(), "stream record not relayed; retried from here");
+                    relayed.response.batch_item_failures.push(BatchItemFailure { item_identifier: sequence });
+                    break;
+                }
             }
-            let decode = |item: &serde_dynamo::Item| -> Result<TaskRecord, RelayError> {
-                serde_dynamo::from_item(item.clone()).map_err(|e| RelayError::Corrupt(format!("{}: {e}", record.event_id)))
-            };
-            let new = decode(&record.change.new_image)?;
-            let old = if record.change.old_image.is_empty() { None } else { Some(decode(&record.change.old_image)?) };
-            let events = announcements(old.as_ref(), &new);
-            if events.is_empty() {
-                continue;
-            }
-            let span = telemetry::continue_trace("publisher", new.trace_header.as_deref());
-            span.record("order_id", new.order_id.as_str());
-            self.bus.publish(&events).instrument(span).await?;
-            for event in &events {
-                count_outcome(event);
-            }
-            published += events.len();
         }
-        Ok(published)
+        Ok(relayed)
     }
+
+    async fn relay_record(&self, record: &EventRecord) -> Result<Outcome, RelayError> {
+        let change = &record.change;
+        if record.event_name == "REMOVE" || change.new_image.is_empty() {
+            return Ok(Outcome::Published(0));
+        }
+        // What the reader had already been told: the old image's entries. Counted from the raw
+        // image, so that mending an unreadable record (old image unreadable, new image fine)
+        // announces nothing twice and nothing is lost.
+        let seen = history_len(&change.old_image);
+        let new = match serde_dynamo::from_item::<_, TaskRecord>(change.new_image.clone()) {
+            Ok(new) => new,
+            Err(e) => {
+                let reason = RelayError::Corrupt(format!("{}: {e}", record.event_id));
+                let note = UnpublishedChange::of(record, seen.unwrap_or(0), &reason.to_string());
+                warn!(error = %reason, order_id = note.order_id.as_deref().unwrap_or_default(), "unreadable task record set aside in the dead-letter queue");
+                self.dead_letters.set_aside(&note).await.map_err(|e| RelayError::DeadLetters(e.to_string()))?;
+                metrics::count("UnpublishedChanges", &[]);
+                return Ok(Outcome::SetAside);
+            }
+        };
+        // An old image without a readable history: announce the whole history again (the same
+        // ids: consumers drop what they saw) rather than guess.
+        let events = events_after(&new, seen.unwrap_or(0).min(new.history.len()));
+        if events.is_empty() {
+            return Ok(Outcome::Published(0));
+        }
+        let span = telemetry::continue_trace("publisher", new.trace_header.as_deref());
+        span.record("order_id", new.order_id.as_str());
+        self.bus.publish(&events).instrument(span).await?;
+        for event in &events {
+            count_outcome(event);
+        }
+        Ok(Outcome::Published(events.len()))
+    }
+}
+
+enum Outcome {
+    Published(usize),
+    SetAside,
 }
 
 #[cfg(test)]

@@ -1,37 +1,95 @@
 use super::*;
+use crate::dead::DeadLetterError;
+use crate::redrive::{changes_in, redrive, DeadLetter, RedriveError, Republish, StreamBatchInfo, StreamRecords, TaskItems};
 use async_trait::async_trait;
 use chrono::Utc;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use taskflow_contracts::{OrderKind, Reason, TaskStatus};
 use taskflow_shared::tasks::Change;
 
+/// A bus that records what it is sent, and fails for the orders in `down`.
 #[derive(Default)]
-struct FakeBus(Mutex<Vec<TaskStatusChanged>>);
+struct FakeBus {
+    sent: Mutex<Vec<TaskStatusChanged>>,
+    down: Vec<String>,
+}
 
 #[async_trait]
 impl EventBus for FakeBus {
     async fn publish(&self, events: &[TaskStatusChanged]) -> Result<(), PublishError> {
-        self.0.lock().unwrap().extend_from_slice(events);
+        if events.iter().any(|e| self.down.contains(&e.order_id)) {
+            return Err(PublishError("1 of 1 entries failed".into()));
+        }
+        self.sent.lock().unwrap().extend_from_slice(events);
         Ok(())
     }
 }
 
-fn received() -> TaskRecord {
-    let mut t = TaskRecord::new("o-1", "alice", TaskStatus::Received, None, Utc::now());
+impl FakeBus {
+    fn ids(&self) -> Vec<String> {
+        self.sent.lock().unwrap().iter().map(|e| e.event_id.clone()).collect()
+    }
+}
+
+#[derive(Default)]
+struct FakeDeadLetters {
+    notes: Mutex<Vec<UnpublishedChange>>,
+    down: bool,
+}
+
+#[async_trait]
+impl DeadLetters for FakeDeadLetters {
+    async fn set_aside(&self, change: &UnpublishedChange) -> Result<(), DeadLetterError> {
+        if self.down {
+            return Err(DeadLetterError("queue unavailable".into()));
+        }
+        self.notes.lock().unwrap().push(change.clone());
+        Ok(())
+    }
+}
+
+fn publisher() -> Publisher<FakeBus, FakeDeadLetters> {
+    Publisher { bus: FakeBus::default(), dead_letters: FakeDeadLetters::default() }
+}
+
+fn task(id: &str) -> TaskRecord {
+    let mut t = TaskRecord::new(id, "alice", TaskStatus::Received, None, Utc::now());
     t.kind = Some(OrderKind::Purchase);
     t
 }
 
-fn record(name: &str, old: Option<&TaskRecord>, new: &TaskRecord) -> serde_json::Value {
-    let image = |t: &TaskRecord| serde_json::to_value(serde_dynamo::to_item::<_, serde_dynamo::Item>(t).unwrap()).unwrap();
-    let mut change = serde_json::json!({"Keys": {"orderId": {"S": "o-1"}}, "NewImage": image(new),
-        "SequenceNumber": "1", "SizeBytes": 10, "StreamViewType": "NEW_AND_OLD_IMAGES",
+fn received() -> TaskRecord {
+    task("o-1")
+}
+
+fn image(t: &TaskRecord) -> serde_json::Value {
+    serde_json::to_value(serde_dynamo::to_item::<_, serde_dynamo::Item>(t).unwrap()).unwrap()
+}
+
+/// A stream record as Lambda delivers it, with sequence number `seq`.
+fn record_at(seq: &str, name: &str, old: Option<serde_json::Value>, new: serde_json::Value) -> serde_json::Value {
+    let id = new["orderId"].clone();
+    let mut change = serde_json::json!({"Keys": {"orderId": id}, "NewImage": new,
+        "SequenceNumber": seq, "SizeBytes": 10, "StreamViewType": "NEW_AND_OLD_IMAGES",
         "ApproximateCreationDateTime": 1_700_000_000.0});
     if let Some(old) = old {
-        change["OldImage"] = image(old);
+        change["OldImage"] = old;
     }
-    serde_json::json!({"eventID": "e1", "eventName": name, "eventVersion": "1.1", "eventSource": "aws:dynamodb",
-        "awsRegion": "us-east-1", "dynamodb": change, "eventSourceARN": "arn:stream"})
+    serde_json::json!({"eventID": format!("e{seq}"), "eventName": name, "eventVersion": "1.1", "eventSource": "aws:dynamodb",
+        "awsRegion": "us-east-1", "dynamodb": change, "eventSourceARN": "arn:aws:dynamodb:us-east-1:1:table/t/stream/s"})
+}
+
+fn record(name: &str, old: Option<&TaskRecord>, new: &TaskRecord) -> serde_json::Value {
+    record_at("1", name, old.map(image), image(new))
+}
+
+/// A task record a backfill script wrote with a status the publisher does not know.
+fn backfilled(id: &str) -> serde_json::Value {
+    let mut bad = image(&task(id));
+    bad["status"] = serde_json::json!({"S": "ARCHIVED"});
+    bad["history"]["L"][0]["M"]["status"] = serde_json::json!({"S": "ARCHIVED"});
+    bad
 }
 
 fn stream(records: Vec<serde_json::Value>) -> StreamEvent {
@@ -72,23 +130,264 @@ async fn relays_stream_records_in_order_and_skips_removals() {
     let first = received();
     let mut charging = first.clone();
     Change::to(TaskStatus::Charging, Utc::now()).apply(&mut charging);
-    let publisher = Publisher { bus: FakeBus::default() };
+    let publisher = publisher();
     let event = stream(vec![
         record("INSERT", None, &first),
         record("MODIFY", Some(&first), &charging),
         record("REMOVE", Some(&charging), &TaskRecord { history: vec![], ..charging.clone() }),
     ]);
-    assert_eq!(publisher.relay(&event).await.unwrap(), 2);
-    let sent = publisher.bus.0.lock().unwrap().clone();
+    let relayed = publisher.relay(&event).await.unwrap();
+    assert_eq!((relayed.published, relayed.set_aside), (2, 0));
+    assert_eq!(relayed.response, StreamBatchResponse::default(), "all done");
+    let sent = publisher.bus.sent.lock().unwrap().clone();
     assert_eq!(sent.iter().map(|e| e.status).collect::<Vec<_>>(), [TaskStatus::Received, TaskStatus::Charging]);
 }
 
 #[tokio::test]
-async fn a_record_that_is_not_a_task_is_a_named_error() {
-    let publisher = Publisher { bus: FakeBus::default() };
-    let mut bad = record("INSERT", None, &received());
-    bad["dynamodb"]["NewImage"]["status"] = serde_json::json!({"S": "LOST"});
-    let err = publisher.relay(&stream(vec![bad])).await.unwrap_err();
-    assert!(err.to_string().starts_with("CorruptTaskRecord"));
-    assert!(publisher.bus.0.lock().unwrap().is_empty());
+async fn an_unreadable_record_is_set_aside_with_its_key_and_its_neighbours_are_published() {
+    let publisher = publisher();
+    let event = stream(vec![
+        record_at("101", "INSERT", None, image(&task("good-1"))),
+        record_at("102", "INSERT", None, image(&task("good-2"))),
+        record_at("103", "INSERT", None, backfilled("backfilled")),
+        record_at("104", "INSERT", None, image(&task("good-3"))),
+    ]);
+    let relayed = publisher.relay(&event).await.unwrap();
+    assert_eq!((relayed.published, relayed.set_aside), (3, 1));
+    assert!(relayed.response.batch_item_failures.is_empty(), "retrying an unreadable record cannot help: {:?}", relayed.response);
+    assert_eq!(publisher.bus.ids(), ["good-1#1", "good-2#1", "good-3#1"]);
+
+    let notes = publisher.dead_letters.notes.lock().unwrap().clone();
+    assert_eq!(notes.len(), 1);
+    let note = &notes[0];
+    assert_eq!(note.kind, dead::UNPUBLISHED_CHANGE);
+    assert_eq!(note.order_id.as_deref(), Some("backfilled"));
+    assert_eq!(serde_json::to_value(&note.table_key).unwrap(), serde_json::json!({"orderId": {"S": "backfilled"}}));
+    assert_eq!((note.first_sequence, note.last_sequence), (1, Some(1)));
+    assert_eq!((note.sequence_number.as_deref(), note.event_name.as_str()), (Some("103"), "INSERT"));
+    assert!(note.reason.starts_with("CorruptTaskRecord: e103: "), "{}", note.reason);
+    assert!(note.reason.contains("ARCHIVED"), "the reason names what could not be read: {}", note.reason);
+}
+
+#[tokio::test]
+async fn a_record_missing_a_field_is_set_aside_too() {
+    let publisher = publisher();
+    let mut missing = image(&task("no-status"));
+    missing.as_object_mut().unwrap().remove("status");
+    let relayed = publisher.relay(&stream(vec![record_at("7", "INSERT", None, missing)])).await.unwrap();
+    assert_eq!((relayed.published, relayed.set_aside), (0, 1));
+    let notes = publisher.dead_letters.notes.lock().unwrap().clone();
+    assert!(notes[0].reason.starts_with("CorruptTaskRecord") && notes[0].reason.contains("status"), "{}", notes[0].reason);
+}
+
+#[tokio::test]
+async fn a_bus_failure_reports_that_record_and_leaves_the_rest_for_the_retry() {
+    let publisher = Publisher { bus: FakeBus { down: vec!["second".into()], ..Default::default() }, dead_letters: FakeDeadLetters::default() };
+    let event = stream(vec![
+        record_at("11", "INSERT", None, image(&task("first"))),
+        record_at("12", "INSERT", None, image(&task("second"))),
+        record_at("13", "INSERT", None, image(&task("third"))),
+    ]);
+    let relayed = publisher.relay(&event).await.unwrap();
+    assert_eq!(relayed.published, 1);
+    assert_eq!(serde_json::to_value(&relayed.response).unwrap(), serde_json::json!({"batchItemFailures": [{"itemIdentifier": "12"}]}));
+    // Not published out of order: Lambda retries from 12, which includes 13.
+    assert_eq!(publisher.bus.ids(), ["first#1"]);
+}
+
+#[tokio::test]
+async fn an_unreadable_record_that_cannot_be_set_aside_is_retried() {
+    let publisher = Publisher { bus: FakeBus::default(), dead_letters: FakeDeadLetters { down: true, ..Default::default() } };
+    let event = stream(vec![record_at("21", "INSERT", None, backfilled("bad")), record_at("22", "INSERT", None, image(&task("after")))]);
+    let relayed = publisher.relay(&event).await.unwrap();
+    assert_eq!(relayed.response.batch_item_failures, [BatchItemFailure { item_identifier: "21".into() }]);
+    assert!(publisher.bus.ids().is_empty());
+}
+
+#[tokio::test]
+async fn a_failed_record_without_a_sequence_number_fails_the_whole_batch() {
+    let publisher = Publisher { bus: FakeBus { down: vec!["o-1".into()], ..Default::default() }, dead_letters: FakeDeadLetters::default() };
+    let mut r = record("INSERT", None, &received());
+    r["dynamodb"].as_object_mut().unwrap().remove("SequenceNumber");
+    let err = publisher.relay(&stream(vec![r])).await.unwrap_err();
+    assert!(err.to_string().starts_with("UnidentifiedRecord"), "{err}");
+}
+
+#[tokio::test]
+async fn mending_an_unreadable_record_announces_nothing_twice() {
+    // The fix is a MODIFY whose old image is the unreadable record: its one entry is the one in
+    // the dead-letter queue; the redrive, not this write, publishes it.
+    let publisher = publisher();
+    let mended = task("backfilled");
+    let relayed = publisher.relay(&stream(vec![record_at("31", "MODIFY", Some(backfilled("backfilled")), image(&mended))])).await.unwrap();
+    assert_eq!((relayed.published, relayed.set_aside), (0, 0));
+    // An old image with no readable history: everything is announced again (same ids).
+    let mut no_history = image(&mended);
+    no_history["history"] = serde_json::json!({"S": "?"});
+    let relayed = publisher.relay(&stream(vec![record_at("32", "MODIFY", Some(no_history), image(&mended))])).await.unwrap();
+    assert_eq!(relayed.published, 1);
+    assert_eq!(publisher.bus.ids(), ["backfilled#1"]);
+}
+
+#[test]
+fn history_is_counted_from_the_raw_image() {
+    let item = |v: serde_json::Value| serde_json::from_value::<serde_dynamo::Item>(v).unwrap();
+    assert_eq!(history_len(&serde_dynamo::Item::default()), Some(0));
+    assert_eq!(history_len(&item(backfilled("x"))), Some(1));
+    assert_eq!(history_len(&item(serde_json::json!({"orderId": {"S": "x"}}))), None);
+}
+
+// ---- redrive -----------------------------------------------------------------------------
+
+#[derive(Default)]
+struct FakeTable(Mutex<HashMap<String, serde_dynamo::Item>>);
+
+impl FakeTable {
+    fn put(&self, item: serde_json::Value) {
+        let item: serde_dynamo::Item = serde_json::from_value(item).unwrap();
+        let serde_dynamo::AttributeValue::S(id) = item["orderId"].clone() else { panic!() };
+        self.0.lock().unwrap().insert(id, item);
+    }
+}
+
+#[async_trait]
+impl TaskItems for FakeTable {
+    async fn item(&self, key: &serde_dynamo::Item) -> Result<Option<serde_dynamo::Item>, RedriveError> {
+        let serde_dynamo::AttributeValue::S(id) = key["orderId"].clone() else { panic!("keyed by orderId") };
+        Ok(self.0.lock().unwrap().get(&id).cloned())
+    }
+}
+
+struct FakeStream(Vec<serde_json::Value>);
+
+#[async_trait]
+impl StreamRecords for FakeStream {
+    async fn between(&self, batch: &StreamBatchInfo) -> Result<Vec<EventRecord>, RedriveError> {
+        let n = |s: &str| s.parse::<u64>().unwrap();
+        Ok(self
+            .0
+            .iter()
+            .filter(|r| (n(&batch.start_sequence_number)..=n(&batch.end_sequence_number)).contains(&n(r["dynamodb"]["SequenceNumber"].as_str().unwrap())))
+            .map(|r| serde_json::from_value(r.clone()).unwrap())
+            .collect())
+    }
+}
+
+/// Lambda's on-failure record for a stream batch, as the AWS Lambda developer guide shows it.
+fn lambda_on_failure(start: &str, end: &str) -> String {
+    serde_json::json!({
+        "requestContext": {"requestId": "316aa6d0-8154-xmpl-9af7-85d5f4a6bc81", "functionArn": "arn:aws:lambda:us-east-1:123456789012:function:publisher",
+            "condition": "RetryAttemptsExhausted", "approximateInvokeCount": 11},
+        "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+        "version": "1.0", "timestamp": "2019-11-14T00:13:49.717Z",
+        "DDBStreamBatchInfo": {"shardId": "shardId-00000001573689847184-864758bb", "startSequenceNumber": start, "endSequenceNumber": end,
+            "approximateArrivalOfFirstRecord": "2019-11-14T00:13:19Z", "approximateArrivalOfLastRecord": "2019-11-14T00:13:19Z",
+            "batchSize": 1, "streamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/2019-11-14T00:04:06.388"}
+    })
+    .to_string()
+}
+
+#[test]
+fn both_shapes_of_dead_letter_are_read_and_anything_else_is_named() {
+    let note = UnpublishedChange::of(&serde_json::from_value(record_at("5", "INSERT", None, backfilled("b"))).unwrap(), 0, "CorruptTaskRecord: x");
+    let body = serde_json::to_string(&note).unwrap();
+    assert_eq!(DeadLetter::read(&body).unwrap(), DeadLetter::Change(note));
+    match DeadLetter::read(&lambda_on_failure("100", "104")).unwrap() {
+        DeadLetter::Batch(b) => assert_eq!((b.start_sequence_number.as_str(), b.end_sequence_number.as_str(), b.batch_size), ("100", "104", Some(1))),
+        other => panic!("{other:?}"),
+    }
+    for body in ["", "{}", "[1]", r#"{"kind":"Other"}"#, r#"{"DDBStreamBatchInfo":{}}"#, r#"{"kind":"UnpublishedStatusChange"}"#] {
+        assert!(matches!(DeadLetter::read(body), Err(RedriveError::NotADeadLetter(_))), "{body:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_set_aside_change_is_published_again_from_the_mended_task_record_with_the_same_ids() {
+    let publisher = publisher();
+    publisher.relay(&stream(vec![record_at("103", "INSERT", None, backfilled("backfilled"))])).await.unwrap();
+    let body = serde_json::to_string(&publisher.dead_letters.notes.lock().unwrap()[0]).unwrap();
+    let (table, bus, no_stream) = (FakeTable::default(), FakeBus::default(), FakeStream(vec![]));
+
+    // Still unreadable: nothing published, the message stays.
+    table.put(backfilled("backfilled"));
+    let err = redrive(&body, &table, &no_stream, &bus).await.unwrap_err();
+    assert!(matches!(err, RedriveError::Corrupt(_)), "{err}");
+    assert!(bus.ids().is_empty());
+
+    // Mended: the event the publisher would have sent.
+    let mended = task("backfilled");
+    table.put(image(&mended));
+    assert_eq!(redrive(&body, &table, &no_stream, &bus).await.unwrap(), 1);
+    assert_eq!(*bus.sent.lock().unwrap(), announcements(None, &mended));
+
+    // Gone: named.
+    table.0.lock().unwrap().clear();
+    assert!(matches!(redrive(&body, &table, &no_stream, &bus).await, Err(RedriveError::TaskNotFound(_))));
+}
+
+#[tokio::test]
+async fn an_unreadable_write_that_added_no_status_is_set_aside_and_cleared_once_readable() {
+    // A backfill rewrote a field of a task without a new status, making it unreadable.
+    let publisher = publisher();
+    let before = task("rewritten");
+    let mut after = image(&before);
+    after["status"] = serde_json::json!({"S": "ARCHIVED"});
+    publisher.relay(&stream(vec![record_at("41", "MODIFY", Some(image(&before)), after.clone())])).await.unwrap();
+    let note = publisher.dead_letters.notes.lock().unwrap()[0].clone();
+    assert_eq!((note.first_sequence, note.last_sequence), (2, Some(1)), "nothing added, but not silently dropped");
+    let body = serde_json::to_string(&note).unwrap();
+    let (table, bus, no_stream) = (FakeTable::default(), FakeBus::default(), FakeStream(vec![]));
+    table.put(after);
+    assert!(matches!(redrive(&body, &table, &no_stream, &bus).await, Err(RedriveError::Corrupt(_))), "still unreadable: stays");
+    table.put(image(&before));
+    assert_eq!(redrive(&body, &table, &no_stream, &bus).await.unwrap(), 0, "mended: done, nothing to announce");
+    assert!(bus.ids().is_empty());
+}
+
+#[tokio::test]
+async fn positions_no_longer_in_the_history_are_not_invented() {
+    let (table, bus) = (FakeTable::default(), FakeBus::default());
+    table.put(image(&task("short")));
+    let what = Republish { table_key: serde_json::from_value(serde_json::json!({"orderId": {"S": "short"}})).unwrap(), first: 2, last: Some(3) };
+    assert!(matches!(redrive::republish(&table, &bus, &what).await, Err(RedriveError::NotInHistory(_))));
+    let open_ended = Republish { first: 1, last: None, ..what };
+    assert_eq!(redrive::republish(&table, &bus, &open_ended).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_discarded_batch_in_lambdas_shape_is_published_again_from_the_stream_and_the_task_records() {
+    let first = received();
+    let mut charging = first.clone();
+    Change::to(TaskStatus::Charging, Utc::now()).apply(&mut charging);
+    let mut completed = charging.clone();
+    Change::to(TaskStatus::Completed, Utc::now()).apply(&mut completed);
+    let records = vec![
+        record_at("200", "INSERT", None, image(&first)),
+        record_at("201", "MODIFY", Some(image(&first)), image(&charging)),
+        record_at("202", "MODIFY", Some(image(&charging)), image(&charging)), // no status change
+        record_at("203", "INSERT", None, image(&task("other"))),
+    ];
+    assert_eq!(
+        changes_in(&records.iter().map(|r| serde_json::from_value(r.clone()).unwrap()).collect::<Vec<_>>())
+            .iter()
+            .map(|c| (c.first, c.last))
+            .collect::<Vec<_>>(),
+        [(1, Some(1)), (2, Some(2)), (1, Some(1))]
+    );
+    let (table, bus) = (FakeTable::default(), FakeBus::default());
+    table.put(image(&completed)); // the task has moved on since: positions 2..=2 are still CHARGING
+    table.put(image(&task("other")));
+    let published = redrive(&lambda_on_failure("201", "203"), &table, &FakeStream(records.clone()), &bus).await.unwrap();
+    assert_eq!(published, 2);
+    assert_eq!(bus.ids(), ["o-1#2", "other#1"]);
+    assert_eq!(bus.sent.lock().unwrap()[0].status, TaskStatus::Charging);
+
+    // Trimmed from the stream (older than 24 hours): named, nothing published.
+    let err = redrive(&lambda_on_failure("900", "901"), &table, &FakeStream(records), &bus).await.unwrap_err();
+    assert!(matches!(err, RedriveError::StreamRecordsGone(_)), "{err}");
+}
+
+#[test]
+fn the_batch_response_is_lambdas_shape() {
+    assert_eq!(serde_json::to_string(&StreamBatchResponse::default()).unwrap(), r#"{"batchItemFailures":[]}"#);
 }
