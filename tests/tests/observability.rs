@@ -147,7 +147,7 @@ fn delivered(detail: serde_json::Value) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_valid_trace_header_continues_the_producers_trace() {
     let run = Run::new().await;
-    let sku = run.new_sku("HEADER", 20).await;
+    let sku = run.new_sku("HEADER", 20, 700).await;
     let sqs = aws_sdk_sqs::Client::new(&run.aws);
     let intake = taskflow_e2e::stack().output("IntakeQueueUrl").unwrap().to_string();
     const PARENT: &str = "53995c3f42cd8ad8";
