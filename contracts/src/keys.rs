@@ -110,6 +110,16 @@ pub fn fingerprint(detail: &Value) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The fingerprint of an order detail as intake and the HTTP API both compute it: of the order
+/// as read (`OrderSubmitted`, so number spellings and absent defaults do not matter) when it
+/// reads as one, else of the raw detail.
+pub fn order_fingerprint(detail: &Value) -> String {
+    match serde_json::from_value::<crate::OrderSubmitted>(detail.clone()) {
+        Ok(order) => fingerprint(&serde_json::to_value(&order).expect("orders always serialise")),
+        Err(_) => fingerprint(detail),
+    }
+}
+
 fn canonical(value: &Value, out: &mut String) {
     match value {
         Value::Object(map) => {

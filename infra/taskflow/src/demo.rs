@@ -71,7 +71,7 @@ fn samples() -> (Vec<Sample>, Vec<Sample>) {
     let refunds = vec![
         sample(6, "alice", "refund 10.00 of alice's", (TaskStatus::Completed, None), &refund(&ids[6], "alice", &ids[0], Some(1000))),
         sample(7, "bob", "refund all of bob's", (TaskStatus::Completed, None), &refund(&ids[7], "bob", &ids[1], None)),
-        sample(8, "mallory", "refund of alice's by mallory", (TaskStatus::Rejected, Some(Reason::NotOwner)), &refund(&ids[8], "mallory", &ids[0], None)),
+        sample(8, "mallory", "refund of alice's by mallory", (TaskStatus::Rejected, Some(Reason::OrderNotFound)), &refund(&ids[8], "mallory", &ids[0], None)),
         sample(9, "alice", "refund 99.00 of alice's", (TaskStatus::Rejected, Some(Reason::AmountExceedsRefundable)), &refund(&ids[9], "alice", &ids[0], Some(9900))),
     ];
     (purchases, refunds)
@@ -109,7 +109,7 @@ async fn drive(stack: &LocalStack) -> Result<bool> {
     println!("\n{:<18} {:<7} {:<30} {:<32} {:<32} {}", "ORDER", "OWNER", "WHAT", "EXPECTED", "GOT", "STATUS EVENTS");
     let mut all_ok = true;
     for sample in purchases.iter().chain(&refunds) {
-        let task = client.task(&sample.order_id).await?;
+        let task = client.find(Some(sample.owner), &sample.order_id).await?;
         let got = task.as_ref().map(|t| (t.status, t.reason));
         let mut events: Vec<TaskStatusChanged> = seen.remove(&sample.order_id).unwrap_or_default();
         events.sort_by_key(|e| e.sequence);

@@ -2,7 +2,7 @@ use super::*;
 use async_trait::async_trait;
 use serde_json::json;
 use std::sync::Mutex;
-use taskflow_contracts::OrderKind;
+use taskflow_contracts::{OrderKind, OwnerId};
 use taskflow_shared::fakes::InMemoryTaskStore;
 
 /// Step Functions' naming rule in memory: one execution per name.
@@ -51,7 +51,7 @@ fn now() -> DateTime<Utc> {
 }
 
 #[tokio::test]
-async fn a_valid_purchase_is_received_and_its_workflow_started_under_the_order_id() {
+async fn a_valid_purchase_is_received_and_its_workflow_started_under_its_task_id() {
     let intake = intake();
     let accepted = intake.accept(&event(&purchase("o-1")), now()).await.unwrap();
     assert!(matches!(accepted, Accepted::Started { ref order_id, .. } if order_id == "o-1"));
@@ -59,7 +59,8 @@ async fn a_valid_purchase_is_received_and_its_workflow_started_under_the_order_i
     assert_eq!(task.status, TaskStatus::Received);
     assert_eq!(task.amount, 2 * 1250 + 199);
     assert_eq!(task.owner, "alice");
-    assert!(task.execution_arn.unwrap().ends_with(":execution:purchase:o-1"), "the purchase workflow");
+    assert_eq!(task.task_id, taskflow_contracts::keys::task_id("alice", "o-1"));
+    assert!(task.execution_arn.unwrap().ends_with(&format!(":execution:purchase:{}", task.task_id)), "the purchase workflow");
     let executions = intake.workflows.executions.lock().unwrap().clone();
     assert_eq!(executions.len(), 1);
     let input: OrderSubmitted = serde_json::from_str(&executions[0].1).unwrap();
@@ -71,7 +72,8 @@ async fn a_refund_starts_the_refund_workflow() {
     let intake = intake();
     let refund = json!({"schemaVersion": 1, "orderId": "r-1", "owner": "alice", "kind": "refund", "currency": "EUR", "refundOf": "o-1"});
     let accepted = intake.accept(&event(&refund), now()).await.unwrap();
-    assert!(matches!(accepted, Accepted::Started { ref execution_arn, .. } if execution_arn.ends_with(":execution:refund:r-1")), "{accepted:?}");
+    let name = taskflow_contracts::keys::task_id("alice", "r-1");
+    assert!(matches!(accepted, Accepted::Started { ref execution_arn, .. } if execution_arn.ends_with(&format!(":execution:refund:{name}"))), "{accepted:?}");
 }
 
 #[tokio::test]
@@ -155,4 +157,75 @@ async fn what_is_not_an_order_is_an_error_not_a_silent_drop() {
     no_id.as_object_mut().unwrap().remove("orderId");
     assert!(matches!(intake.accept(&event(&no_id), now()).await, Err(IntakeError::NotAnOrder(_))));
     assert!(intake.tasks.is_empty());
+}
+
+fn purchase_of(owner: &str, order_id: &str) -> serde_json::Value {
+    let mut detail = purchase(order_id);
+    detail["owner"] = json!(owner);
+    detail
+}
+
+#[tokio::test]
+async fn two_owners_with_one_order_id_get_two_tasks_and_two_executions() {
+    let intake = intake();
+    let a = intake.accept(&event(&purchase_of("alice", "cart-42")), now()).await.unwrap();
+    let mut other = purchase_of("bob", "cart-42");
+    other["items"][0]["quantity"] = json!(5);
+    let b = intake.accept(&event(&other), now()).await.unwrap();
+    assert!(matches!(a, Accepted::Started { .. }) && matches!(b, Accepted::Started { .. }), "{a:?} {b:?}");
+    let (alice, bob) = (intake.tasks.of("alice", "cart-42").unwrap(), intake.tasks.of("bob", "cart-42").unwrap());
+    assert_ne!(alice.task_id, bob.task_id);
+    assert_eq!((alice.owner.as_str(), alice.amount), ("alice", 2 * 1250 + 199));
+    assert_eq!((bob.owner.as_str(), bob.amount), ("bob", 5 * 1250 + 199));
+    let executions = intake.workflows.executions.lock().unwrap().clone();
+    assert_eq!(executions.len(), 2);
+    assert_ne!(executions[0].0, executions[1].0);
+}
+
+#[tokio::test]
+async fn an_owners_conflicting_reuse_is_rejected_under_its_own_key_once_and_the_first_order_stands() {
+    let intake = intake();
+    intake.accept(&event(&purchase("o-7")), now()).await.unwrap();
+    let mut other = purchase("o-7");
+    other["items"][0]["quantity"] = json!(3);
+    let conflict = intake.accept(&event(&other), now()).await.unwrap();
+    assert_eq!(conflict, Accepted::Rejected { order_id: "o-7".into(), reason: Reason::OrderIdConflict });
+    let again = intake.accept(&event(&other), now()).await.unwrap();
+    assert_eq!(again, Accepted::Duplicate { order_id: "o-7".into(), status: TaskStatus::Rejected });
+    let first = intake.tasks.of("alice", "o-7").unwrap();
+    assert_eq!((first.status, first.amount, first.history.len()), (TaskStatus::Received, 2 * 1250 + 199, 1));
+    let tasks = intake.tasks.all();
+    assert_eq!(tasks.len(), 2, "the order and one conflict record");
+    let record = tasks.iter().find(|t| t.task_id != first.task_id).unwrap();
+    assert!(record.task_id.starts_with("c-"));
+    assert_eq!((record.order_id.as_str(), record.owner.as_str(), record.status, record.reason), ("o-7", "alice", TaskStatus::Rejected, Some(Reason::OrderIdConflict)));
+    assert_eq!(intake.workflows.executions.lock().unwrap().len(), 1, "nothing started for the conflict");
+    // The same order again (another payment token is not other content) is a plain duplicate.
+    let mut same = purchase("o-7");
+    same["paymentToken"] = json!("tok_decline");
+    assert_eq!(intake.accept(&event(&same), now()).await.unwrap(), Accepted::Duplicate { order_id: "o-7".into(), status: TaskStatus::Received });
+}
+
+#[tokio::test]
+async fn every_owner_rule_rejects_invalid_owner_before_anything_and_never_takes_a_valid_owners_id() {
+    let long = "a".repeat(255);
+    for owner in ["bob/x", "../admin", ".", "..", " ", "", "tab\tx", "a\\b", "zero\u{200b}w", "e\u{301}", long.as_str(), "x\u{0}"] {
+        let intake = intake();
+        let accepted = intake.accept(&event(&purchase_of(owner, "o-8")), now()).await.unwrap();
+        assert_eq!(accepted, Accepted::Rejected { order_id: "o-8".into(), reason: Reason::InvalidOwner }, "{owner:?}");
+        let task = intake.tasks.snapshot("o-8").unwrap();
+        assert!(task.task_id.starts_with("r-"), "{owner:?}: keyed apart from every owner's order ids");
+        assert!(intake.workflows.executions.lock().unwrap().is_empty());
+    }
+    // An owner one character too long, whose first 254 bytes are a valid owner: that owner's
+    // order id stays free.
+    let intake = intake();
+    intake.accept(&event(&purchase_of(&long, "o-9")), now()).await.unwrap();
+    let cut = intake.tasks.snapshot("o-9").unwrap().owner;
+    assert!(cut.len() <= 254 && cut.ends_with('…') && OwnerId::parse(&cut).is_err(), "{cut}");
+    let valid = "a".repeat(254);
+    assert!(matches!(intake.accept(&event(&purchase_of(&valid, "o-9")), now()).await.unwrap(), Accepted::Started { .. }));
+    for owner in ["alice+shop@example.com", "李雷", "o'brien@example.ie", "4f1c2b9e-8a7d-4c3b-9e2f-1a2b3c4d5e6f"] {
+        assert!(matches!(intake.accept(&event(&purchase_of(owner, "o-10")), now()).await.unwrap(), Accepted::Started { .. }), "{owner:?}");
+    }
 }

@@ -1,6 +1,6 @@
 //! Publisher: the outbox relay. Every write to the task table comes through its stream; each new
-//! history entry becomes exactly one `TaskStatusChanged` event, with an id derived from the order
-//! id and the entry's position, so a record delivered twice announces the same event ids again
+//! history entry becomes exactly one `TaskStatusChanged` event, with an id derived from the task
+//! id (unique across owners, unlike the order id) and the entry's position, so a record delivered twice announces the same event ids again
 //! and consumers deduplicate on them. No service writes the table and the bus separately.
 
 pub mod bus;
@@ -24,7 +24,7 @@ pub fn announcements(old: Option<&TaskRecord>, new: &TaskRecord) -> Vec<TaskStat
             let sequence = i as u32 + 1;
             TaskStatusChanged {
                 schema_version: SCHEMA_VERSION,
-                event_id: TaskStatusChanged::event_id_for(&new.order_id, sequence),
+                event_id: TaskStatusChanged::event_id_for(&new.task_id, sequence),
                 order_id: new.order_id.clone(),
                 owner: new.owner.clone(),
                 kind: new.kind,
