@@ -89,7 +89,7 @@ impl<S: TaskStore, W: Workflows> Intake<S, W> {
         match self.tasks.create(&task).await? {
             Created::Created => {}
             Created::Exists(existing) if !same_content(&existing, &fingerprint) => {
-                return self.conflict(&order.order_id, &order.owner, order.kind, &fingerprint, &existing, now).await;
+                return self.conflict(&order.order_id, &order.owner, Some(order.kind), &fingerprint, &existing, now).await;
             }
             // RECEIVED means a previous attempt may have stopped before starting the execution:
             // start it (again); the execution name makes that a no-op if it runs already.
@@ -118,10 +118,10 @@ impl<S: TaskStore, W: Workflows> Intake<S, W> {
     /// The owner already has an order with this id and other content: the first stands, and this
     /// one is recorded REJECTED `ORDER_ID_CONFLICT` under its own key (`keys::conflict_task_id`),
     /// so its status event tells the owner; the same conflicting event again changes nothing.
-    async fn conflict(&self, order_id: &str, owner: &str, kind: OrderKind, fingerprint: &str, existing: &TaskRecord, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
+    async fn conflict(&self, order_id: &str, owner: &str, kind: Option<OrderKind>, fingerprint: &str, existing: &TaskRecord, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
         let mut task = TaskRecord::new(order_id, owner, TaskStatus::Rejected, Some(Reason::OrderIdConflict), now);
         task.task_id = keys::conflict_task_id(owner, order_id, fingerprint);
-        task.kind = Some(kind);
+        task.kind = kind;
         task.fingerprint = Some(fingerprint.to_string());
         task.reason_detail = Some(format!("orderId {order_id:?} is already used by another of your orders (created {}); choose another orderId", existing.created_at.format("%Y-%m-%dT%H:%M:%SZ")));
         let trace = telemetry::current_header_or_new();
@@ -155,8 +155,7 @@ impl<S: TaskStore, W: Workflows> Intake<S, W> {
         match self.tasks.create(&task).await? {
             Created::Created => Ok(Accepted::Rejected { order_id: order_id.to_string(), reason: rejection.reason }),
             Created::Exists(existing) if owned && !same_content(&existing, &fingerprint) => {
-                let kind = task.kind.unwrap_or(OrderKind::Purchase);
-                self.conflict(order_id, raw_owner, kind, &fingerprint, &existing, now).await
+                self.conflict(order_id, raw_owner, task.kind, &fingerprint, &existing, now).await
             }
             Created::Exists(existing) => Ok(Accepted::Duplicate { order_id: order_id.to_string(), status: existing.status }),
         }

@@ -229,3 +229,18 @@ async fn every_owner_rule_rejects_invalid_owner_before_anything_and_never_takes_
         assert!(matches!(intake.accept(&event(&purchase_of(owner, "o-10")), now()).await.unwrap(), Accepted::Started { .. }), "{owner:?}");
     }
 }
+
+#[tokio::test]
+async fn an_invalid_order_holds_its_owners_id_and_a_different_one_after_it_is_a_conflict_told_once() {
+    let intake = intake();
+    let mut bad = purchase("o-11");
+    bad["currency"] = json!("XXX");
+    assert_eq!(intake.accept(&event(&bad), now()).await.unwrap(), Accepted::Rejected { order_id: "o-11".into(), reason: Reason::UnsupportedCurrency });
+    assert_eq!(intake.tasks.of("alice", "o-11").unwrap().reason, Some(Reason::UnsupportedCurrency), "keyed as alice's o-11");
+    let fixed = intake.accept(&event(&purchase("o-11")), now()).await.unwrap();
+    assert_eq!(fixed, Accepted::Rejected { order_id: "o-11".into(), reason: Reason::OrderIdConflict });
+    assert_eq!(intake.accept(&event(&purchase("o-11")), now()).await.unwrap(), Accepted::Duplicate { order_id: "o-11".into(), status: TaskStatus::Rejected });
+    assert!(intake.workflows.executions.lock().unwrap().is_empty());
+    let conflict = intake.tasks.all().into_iter().find(|t| t.task_id.starts_with("c-")).unwrap();
+    assert_eq!(conflict.kind, Some(OrderKind::Purchase));
+}
