@@ -69,7 +69,7 @@ fn each_new_history_entry_is_one_event_with_a_deterministic_id() {
 fn a_write_that_changes_no_status_announces_nothing() {
     let task = received();
     let mut noted = task.clone();
-    noted.receipts.push("receipts/alice/o-1/RECEIVED.txt".into());
+    noted.receipts.push("receipts/YWxpY2U/o-1/RECEIVED.txt".into());
     assert!(announcements(Some(&task), &noted).is_empty());
 }
 
