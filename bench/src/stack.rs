@@ -135,13 +135,14 @@ async fn settle(stack: &LocalStack, quiet: Duration, limit: Duration) -> Result<
     }
 }
 
-/// An order's execution: in the workflow of its kind, named by its id.
+/// An order's execution: in the workflow of its kind, named by its task id (owner and order id).
 fn execution_arn(stack: &LocalStack, order: &OrderSubmitted) -> Result<String> {
     let workflow = match order.kind {
         OrderKind::Purchase => "PurchaseWorkflowArn",
         OrderKind::Refund => "RefundWorkflowArn",
     };
-    Ok(taskflow_intake::workflows::execution_arn(stack.info.output(workflow)?, &order.order_id))
+    let name = taskflow_contracts::keys::task_id(&order.owner, &order.order_id);
+    Ok(taskflow_intake::workflows::execution_arn(stack.info.output(workflow)?, &name))
 }
 
 /// Waits until every order's execution has ended; returns each one's stop time.
@@ -194,8 +195,9 @@ pub async fn measure_paths(stack: &LocalStack, per_path: usize) -> Result<Vec<Pa
         let after = host_counts(stack);
 
         // Only now read back (reads of our own would count): every order went the path's way.
-        for id in orders.iter().map(|o| &o.order_id) {
-            let task = client.task(id).await?.with_context(|| format!("no task for {id}"))?;
+        for order in &orders {
+            let id = &order.order_id;
+            let task = client.find(Some(&order.owner), id).await?.with_context(|| format!("no task for {id}"))?;
             if task.status != path.expected() {
                 bail!("{id} ({}) ended {} (reason {:?}), not {}", path.name(), task.status, task.reason, path.expected());
             }

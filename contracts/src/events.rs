@@ -25,8 +25,10 @@ pub struct EventEnvelope<D> {
 #[serde(rename_all = "camelCase")]
 pub struct TaskStatusChanged {
     pub schema_version: u32,
-    /// `{orderId}#{sequence}`: the same change always has the same id, so consumers can drop
-    /// the duplicates that at-least-once delivery brings.
+    /// `{taskId}#{sequence}` (`taskId` as derived by `keys::task_id` from owner and order id, so
+    /// two owners' orders with one order id never share an event id): the same change always has
+    /// the same id, so consumers can drop the duplicates that at-least-once delivery brings.
+    /// Treat it as opaque.
     pub event_id: String,
     pub order_id: String,
     pub owner: String,
@@ -44,8 +46,9 @@ pub struct TaskStatusChanged {
 }
 
 impl TaskStatusChanged {
-    pub fn event_id_for(order_id: &str, sequence: u32) -> String {
-        format!("{order_id}#{sequence}")
+    /// The event id of the `sequence`th change of the task keyed `task_id`.
+    pub fn event_id_for(task_id: &str, sequence: u32) -> String {
+        format!("{task_id}#{sequence}")
     }
 }
 

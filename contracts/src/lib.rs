@@ -8,7 +8,9 @@
 //! by consumers through an upcaster ([`v2`] sketches one).
 
 pub mod events;
+pub mod keys;
 pub mod order;
+pub mod owner;
 pub mod reasons;
 pub mod schemas;
 pub mod secret;
@@ -18,6 +20,7 @@ pub mod work;
 
 pub use events::{EventEnvelope, TaskStatusChanged};
 pub use order::{Money, OrderItem, OrderKind, OrderSubmitted};
+pub use owner::{OwnerId, OwnerIdError};
 pub use reasons::Reason;
 pub use secret::{PaymentToken, TaskToken};
 pub use status::TaskStatus;

@@ -35,8 +35,13 @@ reasons! {
     UnsupportedSchemaVersion => "UNSUPPORTED_SCHEMA_VERSION",
     /// `orderId` is empty, too long or has characters an execution name cannot carry.
     InvalidOrderId => "INVALID_ORDER_ID",
-    /// `owner` is empty or too long.
+    /// `owner` is not a valid owner id (`OwnerId::parse`: 1–254 bytes of letters, digits and
+    /// email punctuation, no `/`, `\`, whitespace or control characters, no leading or trailing
+    /// `.`, in NFC).
     InvalidOwner => "INVALID_OWNER",
+    /// The owner already used this `orderId` for an order with other content. The first order
+    /// stands; this one is recorded REJECTED under its own key and announced to the owner.
+    OrderIdConflict => "ORDER_ID_CONFLICT",
     /// A purchase without items.
     NoItems => "NO_ITEMS",
     /// More lines than one order may have.

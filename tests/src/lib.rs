@@ -188,17 +188,31 @@ impl Run {
         all
     }
 
-    pub async fn task(&self, order_id: &str) -> TaskRecord {
+    fn tasks(&self) -> DynamoTaskStore {
         DynamoTaskStore::new(&self.aws, stack().output("TaskTableName").unwrap())
-            .get(order_id)
-            .await
-            .unwrap()
-            .expect("the task is recorded")
     }
 
-    /// The task, if it is recorded yet.
+    /// The one task with this order id (tests give every order its own id; order ids are per
+    /// owner, so this panics if several owners used it: then use [`Run::task_of`]).
+    pub async fn task(&self, order_id: &str) -> TaskRecord {
+        self.try_task(order_id).await.expect("the task is recorded")
+    }
+
+    /// The one task with this order id, if it is recorded yet.
     pub async fn try_task(&self, order_id: &str) -> Option<TaskRecord> {
-        DynamoTaskStore::new(&self.aws, stack().output("TaskTableName").unwrap()).get(order_id).await.unwrap()
+        let mut found = self.tasks().find_by_order_id(order_id).await.unwrap();
+        assert!(found.len() <= 1, "{} tasks have order id {order_id}: use task_of(owner, id)", found.len());
+        found.pop()
+    }
+
+    /// `owner`'s task of `order_id`, read by its task id (what the services do).
+    pub async fn task_of(&self, owner: &str, order_id: &str) -> Option<TaskRecord> {
+        self.tasks().get(&taskflow_contracts::keys::task_id(owner, order_id)).await.unwrap()
+    }
+
+    /// Every task with this order id, whoever owns it.
+    pub async fn tasks_with_order_id(&self, order_id: &str) -> Vec<TaskRecord> {
+        self.tasks().find_by_order_id(order_id).await.unwrap()
     }
 
     /// Notices sent, per `outbox/{owner}/{order}/{STATUS}` (one object per send).
@@ -226,8 +240,37 @@ impl Run {
         }
     }
 
+    /// The ledger entry of the one task with this order id (see [`Run::task`]).
     pub async fn ledger(&self, order_id: &str) -> Option<LedgerEntry> {
-        DynamoLedger::new(&self.aws, stack().output("LedgerTableName").unwrap()).get(order_id).await.unwrap()
+        let task = self.try_task(order_id).await?;
+        self.ledger_of(&task.owner, order_id).await
+    }
+
+    /// The ledger entry of `owner`'s order `order_id`.
+    pub async fn ledger_of(&self, owner: &str, order_id: &str) -> Option<LedgerEntry> {
+        let key = taskflow_contracts::keys::task_id(owner, order_id);
+        DynamoLedger::new(&self.aws, stack().output("LedgerTableName").unwrap()).get(&key).await.unwrap()
+    }
+
+    /// Every object key under `prefix` in the task bucket.
+    pub async fn objects(&self, prefix: &str) -> Vec<String> {
+        let s3 = aws_sdk_s3::Client::new(&self.aws);
+        let (mut keys, mut token) = (Vec::new(), None);
+        loop {
+            let out = s3
+                .list_objects_v2()
+                .bucket(stack().output("TaskBucketName").unwrap())
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .unwrap();
+            keys.extend(out.contents.unwrap_or_default().into_iter().filter_map(|o| o.key));
+            token = out.next_continuation_token;
+            if token.is_none() {
+                return keys;
+            }
+        }
     }
 
     /// Adds a sku of this test's own, so its stock figures are not shared with other tests: in the
@@ -309,12 +352,14 @@ impl Run {
         }
     }
 
-    /// The notices sent to `owner` about `order_id` (one object per send).
+    /// The notices sent to `owner` about `order_id` (one object per send), under the owner's
+    /// prefix (`keys::outbox_prefix`).
     pub async fn outbox(&self, owner: &str, order_id: &str) -> Vec<String> {
+        let owner = taskflow_contracts::OwnerId::parse(owner).expect("a valid owner");
         aws_sdk_s3::Client::new(&self.aws)
             .list_objects_v2()
             .bucket(stack().output("TaskBucketName").unwrap())
-            .prefix(format!("outbox/{owner}/{order_id}/"))
+            .prefix(format!("{}{order_id}/", taskflow_contracts::keys::outbox_prefix(&owner)))
             .send()
             .await
             .unwrap()

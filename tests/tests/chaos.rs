@@ -37,6 +37,7 @@ async fn no_order_is_lost_and_nothing_happens_twice_under_faults() {
     let events = aws_sdk_eventbridge::Client::new(&run.aws);
     let mut ids = Vec::new();
     let mut quantities = HashMap::new();
+    let mut owners: HashMap<String, String> = HashMap::new();
     let mut malformed = 0;
     for chunk in 0..orders.div_ceil(10) {
         let mut entries = Vec::new();
@@ -44,12 +45,13 @@ async fn no_order_is_lost_and_nothing_happens_twice_under_faults() {
             let id = order_id(&format!("chaos{i}"));
             let quantity = (i % 3 + 1) as u32;
             quantities.insert(id.clone(), u64::from(quantity));
+            owners.insert(id.clone(), format!("owner{}", i % 7));
             entries.push(
                 aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
                     .source("taskflow.orders")
                     .detail_type("OrderSubmitted")
                     .event_bus_name(stack().output("EventBusName").unwrap())
-                    .detail(purchase(&id, &format!("owner{}", i % 7), &[(&sku, quantity, 1000)], "tok_approve").to_string())
+                    .detail(purchase(&id, &owners[&id], &[(&sku, quantity, 1000)], "tok_approve").to_string())
                     .build(),
             );
             ids.push(id);
@@ -70,7 +72,8 @@ async fn no_order_is_lost_and_nothing_happens_twice_under_faults() {
     loop {
         for id in &ids {
             if !tasks.get(id).is_some_and(|t: &taskflow_shared::tasks::TaskRecord| t.status.is_terminal()) {
-                if let Some(task) = run.try_task(id).await {
+                // Read by task id (owner and order id), as the services do: no Scan per poll.
+                if let Some(task) = run.task_of(&owners[id], id).await {
                     tasks.insert(id.clone(), task);
                 }
             }
@@ -99,7 +102,7 @@ async fn no_order_is_lost_and_nothing_happens_twice_under_faults() {
         let (charges, charged, refunds, refunded) = run.provider(id).await;
         double_charges += usize::from(charges > 1);
         double_refunds += usize::from(refunds > 1 || refunded > charged);
-        let ledger = run.ledger(id).await;
+        let ledger = run.ledger_of(&owners[id], id).await;
         let ok = match (&ledger, tasks.get(id).map(|t| t.status)) {
             (Some(e), Some(TaskStatus::Completed)) => charges == 1 && e.charged == charged && e.refunded == refunded && refunded == 0,
             (Some(e), _) => e.charged == charged && e.refunded == refunded && charged == refunded,
@@ -122,7 +125,7 @@ async fn no_order_is_lost_and_nothing_happens_twice_under_faults() {
         // Which completed orders have no reservation mark on their ledger entry?
         let mut unmarked = Vec::new();
         for id in &completed {
-            if run.ledger(id).await.and_then(|e| e.stock) != Some(taskflow_shared::ledger::StockState::Reserved) {
+            if run.ledger_of(&owners[*id], id).await.and_then(|e| e.stock) != Some(taskflow_shared::ledger::StockState::Reserved) {
                 unmarked.push((*id).clone());
             }
         }

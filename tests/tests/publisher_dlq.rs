@@ -6,7 +6,7 @@
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use taskflow_contracts::{OrderKind, TaskStatus, TaskStatusChanged};
+use taskflow_contracts::{keys, OrderKind, TaskStatus, TaskStatusChanged};
 use taskflow_e2e::{log_dir, order_id, stack, Run};
 use taskflow_publisher::dead::UnpublishedChange;
 use taskflow_shared::tasks::TaskRecord;
@@ -16,6 +16,11 @@ static QUEUE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn item(task: &TaskRecord) -> HashMap<String, AttributeValue> {
     serde_dynamo::to_item(task).unwrap()
+}
+
+/// The task id (the table key) of the backfill owner's order `id`.
+fn tid(id: &str) -> String {
+    keys::task_id("backfill", id)
 }
 
 fn good(id: &str) -> TaskRecord {
@@ -99,7 +104,7 @@ async fn a_bad_stream_record_costs_its_neighbours_nothing_and_is_published_again
     let events = events_of(&run, &[&first, &second, &third], 1, Duration::from_secs(30)).await;
     for id in [&first, &second, &third] {
         let ids: Vec<&str> = events[id.as_str()].iter().map(|e| e.event_id.as_str()).collect();
-        assert_eq!(ids, [format!("{id}#1")], "{id}: {events:?}");
+        assert_eq!(ids, [format!("{}#1", tid(id))], "{id}: {events:?}");
         assert_eq!(events[id.as_str()][0].status, TaskStatus::Received);
     }
     // They were one batch, and the publisher set one record of it aside.
@@ -122,7 +127,7 @@ async fn a_bad_stream_record_costs_its_neighbours_nothing_and_is_published_again
         assert!(Instant::now() < deadline, "{bad} not in the publisher's dead-letter queue");
         tokio::time::sleep(Duration::from_millis(500)).await;
     };
-    assert_eq!(serde_json::to_value(&note.table_key).unwrap(), serde_json::json!({"orderId": {"S": bad}}));
+    assert_eq!(serde_json::to_value(&note.table_key).unwrap(), serde_json::json!({"taskId": {"S": tid(&bad)}}));
     assert_eq!((note.first_sequence, note.last_sequence), (1, Some(1)));
     assert!(note.reason.starts_with("CorruptTaskRecord") && note.reason.contains("ARCHIVED"), "{}", note.reason);
 
@@ -136,7 +141,7 @@ async fn a_bad_stream_record_costs_its_neighbours_nothing_and_is_published_again
     dynamodb
         .update_item()
         .table_name(&table)
-        .key("orderId", AttributeValue::S(bad.clone()))
+        .key("taskId", AttributeValue::S(tid(&bad)))
         .update_expression("SET #s = :s, history[0].#s = :s")
         .expression_attribute_names("#s", "status")
         .expression_attribute_values(":s", AttributeValue::S("RECEIVED".into()))
@@ -152,7 +157,7 @@ async fn a_bad_stream_record_costs_its_neighbours_nothing_and_is_published_again
     let events = events_of(&run, &[&bad], 1, Duration::from_secs(20)).await;
     let events = &events[bad.as_str()];
     assert_eq!(events.len(), 1, "{events:?}");
-    assert_eq!((events[0].event_id.clone(), events[0].status, events[0].sequence), (format!("{bad}#1"), TaskStatus::Received, 1));
+    assert_eq!((events[0].event_id.clone(), events[0].status, events[0].sequence), (format!("{}#1", tid(&bad)), TaskStatus::Received, 1));
     let (sqs, url) = publisher_dlq(&run).await;
     assert_eq!(taskflow::dlq::depth(&sqs, &url).await.unwrap(), 0, "the redrive emptied the queue");
     run.close().await;
@@ -185,7 +190,7 @@ async fn stream_position(run: &Run, order_id: &str) -> (String, String, String) 
             }
             for record in records {
                 let change = record.dynamodb.unwrap();
-                if change.keys.as_ref().and_then(|k| k.get("orderId")).and_then(|v| v.as_s().ok()) == Some(&order_id.to_string()) {
+                if change.keys.as_ref().and_then(|k| k.get("taskId")).and_then(|v| v.as_s().ok()) == Some(&tid(order_id)) {
                     return (stream_arn, shard_id, change.sequence_number.unwrap());
                 }
             }
@@ -236,7 +241,7 @@ async fn a_batch_lambda_gave_up_on_is_published_again_from_the_stream_and_the_ta
     assert!(left.len() == 1 && left[0].starts_with("StreamRecordsGone"), "{left:?}");
     // The event again, same id (a consumer drops it as a repeat).
     let again = events_of(&run, &[&id], 1, Duration::from_secs(20)).await;
-    assert_eq!(again[id.as_str()].iter().map(|e| e.event_id.clone()).collect::<Vec<_>>(), [format!("{id}#1")]);
+    assert_eq!(again[id.as_str()].iter().map(|e| e.event_id.clone()).collect::<Vec<_>>(), [format!("{}#1", tid(&id))]);
     // What could not be published stays; nothing else does.
     let bodies = dead_letters(&run).await;
     assert_eq!(bodies.len(), 1, "{bodies:?}");

@@ -14,9 +14,10 @@ impl Execution for Run {
     /// The execution's final status, once it has one (None when there is no execution).
     async fn execution_status(&self, order_id: &str) -> Option<String> {
         let sfn = aws_sdk_sfn::Client::new(&self.aws);
-        // The execution is in the workflow of the order's kind, under the order id.
+        // The execution is in the workflow of the order's kind, named by its task id.
+        let name = self.try_task(order_id).await?.task_id;
         for workflow in ["PurchaseWorkflowArn", "RefundWorkflowArn"] {
-            let arn = taskflow_intake::workflows::execution_arn(stack().output(workflow).unwrap(), order_id);
+            let arn = taskflow_intake::workflows::execution_arn(stack().output(workflow).unwrap(), &name);
             let deadline = tokio::time::Instant::now() + WAIT;
             loop {
                 match sfn.describe_execution().execution_arn(&arn).send().await {
@@ -35,7 +36,9 @@ impl Execution for Run {
 fn assert_chained(events: &[TaskStatusChanged], order_id: &str) {
     for (i, event) in events.iter().enumerate() {
         assert_eq!(event.sequence as usize, i + 1);
-        assert_eq!(event.event_id, format!("{order_id}#{}", i + 1));
+        // Event ids are per task (owner and order id), not per order id alone.
+        assert_eq!(event.order_id, order_id, "the order id stays the submitter's");
+        assert_eq!(event.event_id, format!("{}#{}", taskflow_contracts::keys::task_id(&event.owner, order_id), i + 1));
         assert_eq!(event.previous_status, i.checked_sub(1).map(|p| events[p].status));
         assert_eq!(event.schema_version, 1);
     }
@@ -59,7 +62,7 @@ async fn a_purchase_completes_with_its_status_events_charge_and_notice() {
     assert_eq!(run.execution_status(&id).await.as_deref(), Some("SUCCEEDED"));
     // The receipt is recorded on the task once the last step ran.
     let task = run.task(&id).await;
-    assert_eq!(task.receipts, vec![format!("receipts/alice/{id}/COMPLETED.txt")]);
+    assert_eq!(task.receipts, vec![format!("receipts/YWxpY2U/{id}/COMPLETED.txt")], "under alice's prefix (base64url of her id)");
     run.assert_balanced(&id).await;
     run.close().await;
 }
@@ -81,7 +84,7 @@ async fn a_declined_payment_ends_failed_with_its_reason() {
     // workflow: the execution succeeds and ExecutionsFailed stays for real breakage.
     assert_eq!(run.execution_status(&id).await.as_deref(), Some("SUCCEEDED"));
     let task = run.task(&id).await;
-    assert_eq!(task.receipts, vec![format!("receipts/bob/{id}/FAILED.txt")], "the failure path still notifies");
+    assert_eq!(task.receipts, vec![format!("receipts/Ym9i/{id}/FAILED.txt")], "the failure path still notifies (bob's prefix)");
     run.assert_balanced(&id).await;
     run.close().await;
 }
@@ -130,7 +133,7 @@ async fn the_same_order_event_published_twice_gives_one_task_one_execution_one_c
         .await
         .unwrap()
         .executions;
-    assert_eq!(executions.iter().filter(|e| e.name == id).count(), 1);
+    assert_eq!(executions.iter().filter(|e| e.name == task.task_id).count(), 1, "one execution, named by the task id");
 
     let charges = aws_sdk_dynamodb::Client::new(&run.aws)
         .scan()

@@ -50,8 +50,29 @@ impl Client {
         Ok(())
     }
 
-    pub async fn task(&self, order_id: &str) -> Result<Option<TaskRecord>> {
-        Ok(self.tasks.get(order_id).await?)
+    /// The task `id` names: with `owner`, that owner's order `id` (a direct read of its task id);
+    /// without, `id` may be a task id (`t-…`, `c-…`, `r-…`) or an order id, which is looked up
+    /// across owners (a Scan: an operator's tool) and must then be used by one owner only.
+    pub async fn find(&self, owner: Option<&str>, id: &str) -> Result<Option<TaskRecord>> {
+        if let Some(owner) = owner {
+            return Ok(self.tasks.get(&taskflow_contracts::keys::task_id(owner, id)).await?);
+        }
+        if taskflow_contracts::keys::is_derived_id(id) {
+            return Ok(self.tasks.get(id).await?);
+        }
+        let mut found = self.tasks.find_by_order_id(id).await?;
+        match found.len() {
+            0 | 1 => Ok(found.pop()),
+            n => {
+                let owners: Vec<String> = found.iter().map(|t| format!("{} ({})", t.owner, t.task_id)).collect();
+                bail!("order id {id} is used by {n} tasks: {}; name one with --owner or its task id", owners.join(", "))
+            }
+        }
+    }
+
+    /// [`Client::find`] without an owner: a task id, or an order id only one owner used.
+    pub async fn task(&self, id: &str) -> Result<Option<TaskRecord>> {
+        self.find(None, id).await
     }
 
     /// An owner's tasks, newest first.
@@ -60,8 +81,8 @@ impl Client {
     }
 
     /// The latest receipt of a task: its key and content.
-    pub async fn receipt(&self, order_id: &str) -> Result<(String, Vec<u8>)> {
-        let task = self.task(order_id).await?.with_context(|| format!("no task for order {order_id}"))?;
+    pub async fn receipt(&self, owner: Option<&str>, order_id: &str) -> Result<(String, Vec<u8>)> {
+        let task = self.find(owner, order_id).await?.with_context(|| format!("no task for order {order_id}"))?;
         let key = task.receipts.last().with_context(|| format!("order {order_id} has no receipt yet ({})", task.status))?.clone();
         let object = aws_sdk_s3::Client::new(&self.aws).get_object().bucket(&self.bucket).key(&key).send().await?;
         let body = object.body.collect().await?.into_bytes().to_vec();

@@ -77,7 +77,7 @@ fn samples() -> (Vec<Sample>, Vec<Sample>) {
     let refunds = vec![
         sample(8, "alice", "refund 10.00 of alice's", (TaskStatus::Completed, None), &refund(&ids[8], "alice", &ids[0], Some(1000))),
         sample(9, "bob", "refund all of bob's", (TaskStatus::Completed, None), &refund(&ids[9], "bob", &ids[1], None)),
-        sample(10, "mallory", "refund of alice's by mallory", (TaskStatus::Rejected, Some(Reason::NotOwner)), &refund(&ids[10], "mallory", &ids[0], None)),
+        sample(10, "mallory", "refund of alice's by mallory", (TaskStatus::Rejected, Some(Reason::OrderNotFound)), &refund(&ids[10], "mallory", &ids[0], None)),
         sample(11, "alice", "refund 99.00 of alice's", (TaskStatus::Rejected, Some(Reason::AmountExceedsRefundable)), &refund(&ids[11], "alice", &ids[0], Some(9900))),
     ];
     (purchases, refunds)
@@ -115,7 +115,7 @@ async fn drive(stack: &LocalStack) -> Result<bool> {
     println!("\n{:<18} {:<7} {:<30} {:<32} {:<32} {:>9} {}", "ORDER", "OWNER", "WHAT", "EXPECTED", "GOT", "AMOUNT", "STATUS EVENTS");
     let mut all_ok = true;
     for sample in purchases.iter().chain(&refunds) {
-        let task = client.task(&sample.order_id).await?;
+        let task = client.find(Some(sample.owner), &sample.order_id).await?;
         let got = task.as_ref().map(|t| (t.status, t.reason));
         let mut events: Vec<TaskStatusChanged> = seen.remove(&sample.order_id).unwrap_or_default();
         events.sort_by_key(|e| e.sequence);

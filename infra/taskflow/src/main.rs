@@ -43,6 +43,10 @@ enum Command {
     /// Show a task: its status, reason and history.
     Status {
         order_id: String,
+        /// The order's owner (order ids are per owner); without it, ORDER_ID may also be a task
+        /// id, or an order id only one owner used.
+        #[arg(long)]
+        owner: Option<String>,
         /// Print the task record as JSON.
         #[arg(long)]
         json: bool,
@@ -57,6 +61,10 @@ enum Command {
     /// Download a task's receipt (the latest, to stdout unless --out).
     Receipt {
         order_id: String,
+        /// The order's owner (order ids are per owner); without it, ORDER_ID may also be a task
+        /// id, or an order id only one owner used.
+        #[arg(long)]
+        owner: Option<String>,
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -81,6 +89,10 @@ enum Command {
     /// Draw an order's trace (from its task record's trace id, via the X-Ray API) as a waterfall.
     Trace {
         order_id: String,
+        /// The order's owner (order ids are per owner); without it, ORDER_ID may also be a task
+        /// id, or an order id only one owner used.
+        #[arg(long)]
+        owner: Option<String>,
         /// The segment documents as JSON, one a line, instead.
         #[arg(long)]
         json: bool,
@@ -216,11 +228,11 @@ async fn main() {
         Command::Catalogue { command } => catalogue(&state_dir, command).await,
         Command::Demo => demo::run(state_dir).await,
         Command::Submit { order } => submit(&state_dir, order).await,
-        Command::Status { order_id, json } => status(&state_dir, &order_id, json).await,
+        Command::Status { order_id, owner, json } => status(&state_dir, owner.as_deref(), &order_id, json).await,
         Command::Events { follow, wait, json } => events(&state_dir, follow, wait, json).await,
         Command::Tasks { owner, json } => tasks(&state_dir, &owner, json).await,
-        Command::Receipt { order_id, out } => receipt(&state_dir, &order_id, out).await,
-        Command::Trace { order_id, json } => trace(&state_dir, &order_id, json).await,
+        Command::Receipt { order_id, owner, out } => receipt(&state_dir, owner.as_deref(), &order_id, out).await,
+        Command::Trace { order_id, owner, json } => trace(&state_dir, owner.as_deref(), &order_id, json).await,
         Command::Token { owner, ttl } => token(&state_dir, &owner, ttl),
     };
     if let Err(e) = result {
@@ -388,9 +400,9 @@ fn token(state_dir: &std::path::Path, owner: &str, ttl: i64) -> Result<()> {
     Ok(())
 }
 
-async fn trace(state_dir: &std::path::Path, order_id: &str, json: bool) -> Result<()> {
+async fn trace(state_dir: &std::path::Path, owner: Option<&str>, order_id: &str, json: bool) -> Result<()> {
     let client = Client::connect(&load_stack(state_dir).await?).await?;
-    let Some(task) = client.task(order_id).await? else { bail!("no task for order {order_id}") };
+    let Some(task) = client.find(owner, order_id).await? else { bail!("no task for order {order_id}") };
     let Some(trace_id) = task.trace_id.clone() else { bail!("the task of {order_id} has no trace id") };
     let documents = taskflow::trace::documents(&client.aws, &trace_id).await?;
     if json {
@@ -405,15 +417,16 @@ async fn trace(state_dir: &std::path::Path, order_id: &str, json: bool) -> Resul
     Ok(())
 }
 
-async fn status(state_dir: &std::path::Path, order_id: &str, json: bool) -> Result<()> {
+async fn status(state_dir: &std::path::Path, owner: Option<&str>, order_id: &str, json: bool) -> Result<()> {
     let client = Client::connect(&load_stack(state_dir).await?).await?;
-    let Some(task) = client.task(order_id).await? else { bail!("no task for order {order_id}") };
+    let Some(task) = client.find(owner, order_id).await? else { bail!("no task for order {order_id}") };
     if json {
         println!("{}", serde_json::to_string_pretty(&task)?);
         return Ok(());
     }
     println!("order    {}", task.order_id);
     println!("owner    {}", task.owner);
+    println!("task     {}", task.task_id);
     println!("kind     {}", task.kind.map_or("?", |k| k.as_str()));
     println!("status   {}{}", task.status, task.reason.map(|r| format!(" ({r})")).unwrap_or_default());
     if let Some(detail) = &task.reason_detail {
@@ -430,7 +443,7 @@ async fn status(state_dir: &std::path::Path, order_id: &str, json: bool) -> Resu
         println!("refunds  {of}");
     }
     if let Some(trace_id) = &task.trace_id {
-        println!("trace    {trace_id} (taskflow trace {})", task.order_id);
+        println!("trace    {trace_id} (taskflow trace {})", task.task_id);
     }
     for receipt in &task.receipts {
         println!("receipt  {receipt}");
@@ -469,9 +482,9 @@ async fn tasks(state_dir: &std::path::Path, owner: &str, json: bool) -> Result<(
     Ok(())
 }
 
-async fn receipt(state_dir: &std::path::Path, order_id: &str, out: Option<PathBuf>) -> Result<()> {
+async fn receipt(state_dir: &std::path::Path, owner: Option<&str>, order_id: &str, out: Option<PathBuf>) -> Result<()> {
     let client = Client::connect(&load_stack(state_dir).await?).await?;
-    let (key, body) = client.receipt(order_id).await?;
+    let (key, body) = client.receipt(owner, order_id).await?;
     match out {
         Some(path) => {
             std::fs::write(&path, &body).with_context(|| format!("writing {}", path.display()))?;

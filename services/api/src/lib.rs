@@ -1,14 +1,21 @@
 //! The HTTP API: what an authenticated caller may do with orders and tasks.
 //!
 //! The caller is the token's subject (`sub`), checked before this code runs (API Gateway's JWT
-//! authorizer on AWS, the local gateway in `taskflow up`). That subject is the owner:
+//! authorizer on AWS, the local gateway in `taskflow up`). That subject is the owner, and must be
+//! a valid owner id (`OwnerId::parse`): any other subject gets 403 `InvalidOwner` on every route,
+//! before anything is read or submitted.
 //! - `POST /orders` submits an order as the caller. The body is an `OrderSubmitted` detail; its
 //!   `owner` is the caller (a body naming someone else is refused), `orderId` is made up if
-//!   absent. The order goes onto the bus like any other, and the intake validates it: the answer
-//!   is 202 with where to read the task.
-//! - `GET /tasks/{orderId}`: the caller's task. Another owner's task is 404, exactly as a task
-//!   that does not exist — its existence is not disclosed either.
-//! - `GET /tasks`: the caller's tasks, newest first.
+//!   absent, and must follow the order id rule (else 400 `InvalidOrderId`). Order ids are the
+//!   caller's own (scoped per owner, `keys::task_id`): if the caller already has an order with
+//!   this id and other content (`keys::order_fingerprint`), the answer is 409
+//!   `OrderIdConflict` and nothing is submitted; the same order again is 202 (idempotent).
+//!   Otherwise the order goes onto the bus like any other, and the intake validates it: the
+//!   answer is 202 with where to read the task.
+//! - `GET /tasks/{orderId}`: the caller's task, read under the caller's own key only. Another
+//!   owner's task with this order id is never read: 404, exactly as a task that does not exist.
+//! - `GET /tasks`: the caller's tasks, newest first (with any REJECTED `ORDER_ID_CONFLICT`
+//!   record of a reuse the API could not see coming, such as two submissions at once).
 
 pub mod bus;
 
@@ -16,7 +23,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
-use taskflow_contracts::{OrderItem, OrderKind, Reason, TaskStatus, ORDER_SUBMITTED, SCHEMA_VERSION};
+use taskflow_contracts::{keys, OrderItem, OrderKind, OwnerId, Reason, TaskStatus, ORDER_SUBMITTED, SCHEMA_VERSION};
 use taskflow_shared::tasks::{HistoryEntry, TaskRecord, TaskStore};
 use thiserror::Error;
 
@@ -126,9 +133,13 @@ impl<S: TaskStore, B: OrderBus> Api<S, B> {
         if caller.is_empty() {
             return Answer::error(401, "Unauthorized", "no caller identity");
         }
+        if let Err(e) = OwnerId::parse(caller) {
+            return Answer::error(403, "InvalidOwner", format!("the token's subject cannot own orders: {e}"));
+        }
         match route {
             Route::SubmitOrder => self.submit(caller, body.unwrap_or_default()).await,
-            Route::ReadTask(order_id) => match self.tasks.get(&order_id).await {
+            // The caller's own key only: another owner's order of this id is never read.
+            Route::ReadTask(order_id) => match self.tasks.get(&keys::task_id(caller, &order_id)).await {
                 // Not yours is not found: nothing about another owner's task leaks.
                 Ok(Some(task)) if task.owner == caller => Answer { status: 200, body: json!(TaskView::from(task)) },
                 Ok(_) => Answer::error(404, "NotFound", format!("no task {order_id}")),
@@ -159,7 +170,10 @@ impl<S: TaskStore, B: OrderBus> Api<S, B> {
         detail.insert("owner".into(), Value::from(caller));
         detail.entry("schemaVersion").or_insert(Value::from(SCHEMA_VERSION));
         let order_id = match detail.get("orderId") {
-            Some(Value::String(id)) if !id.is_empty() => id.clone(),
+            Some(Value::String(id)) if keys::order_id_ok(id) => id.clone(),
+            Some(Value::String(_)) => {
+                return Answer::error(400, "InvalidOrderId", format!("orderId must be 1-{} of [A-Za-z0-9_-]", keys::MAX_ORDER_ID_CHARS));
+            }
             Some(_) => return Answer::error(400, "NotAnOrder", "orderId must be a non-empty string"),
             None => {
                 let id = format!("ord-{}", uuid::Uuid::new_v4().simple());
@@ -167,9 +181,18 @@ impl<S: TaskStore, B: OrderBus> Api<S, B> {
                 id
             }
         };
+        let detail = Value::Object(detail);
+        // The caller's own reuse of an order id for something else: refused here, before the bus.
+        match self.tasks.get(&keys::task_id(caller, &order_id)).await {
+            Ok(Some(existing)) if existing.owner == caller && existing.fingerprint.as_deref().is_some_and(|f| f != keys::order_fingerprint(&detail)) => {
+                return Answer::error(409, "OrderIdConflict", format!("you already have an order {order_id} with other content; choose another orderId"));
+            }
+            Ok(_) => {}
+            Err(e) => return Answer::error(503, "TaskStoreUnavailable", e.to_string()),
+        }
         // Everything else is the intake's to judge: an invalid order is recorded REJECTED with
         // its reason, where the caller reads it.
-        match self.bus.submit(&Value::Object(detail)).await {
+        match self.bus.submit(&detail).await {
             Ok(()) => Answer {
                 status: 202,
                 body: json!({"orderId": order_id, "submitted": ORDER_SUBMITTED, "task": format!("/tasks/{order_id}")}),

@@ -73,3 +73,42 @@ fn routes_are_api_gateway_route_keys() {
     assert_eq!(Route::from_key("GET /tasks/{orderId}", Some("o-1")), Some(Route::ReadTask("o-1".into())));
     assert_eq!(Route::from_key("POST /tasks", None), None);
 }
+
+#[tokio::test]
+async fn a_subject_that_is_not_a_valid_owner_is_refused_with_a_4xx_before_anything_happens() {
+    let api = api();
+    for caller in ["bob/x", "../admin", ".", "..", "tab\tx", "a b", "x\u{202e}"] {
+        for (route, body) in [(Route::SubmitOrder, Some(r#"{"kind":"purchase"}"#)), (Route::ListTasks, None), (Route::ReadTask("o-1".into()), None)] {
+            let answer = api.handle(route, caller, body).await;
+            assert_eq!((answer.status, answer.body["error"].as_str()), (403, Some("InvalidOwner")), "{caller:?}");
+        }
+    }
+    assert!(api.bus.0.lock().unwrap().is_empty(), "nothing submitted");
+    for caller in ["alice+shop@example.com", "李雷"] {
+        assert_eq!(api.handle(Route::ListTasks, caller, None).await.status, 200, "{caller:?}");
+    }
+}
+
+#[tokio::test]
+async fn an_owners_own_conflicting_reuse_is_409_and_someone_elses_id_is_like_a_free_one() {
+    let order = r#"{"orderId":"cart-42","kind":"purchase","currency":"EUR","paymentToken":"tok_approve","items":[{"sku":"A","quantity":1,"unitPrice":5}]}"#;
+    let other = r#"{"orderId":"cart-42","kind":"purchase","currency":"EUR","paymentToken":"tok_approve","items":[{"sku":"A","quantity":2,"unitPrice":5}]}"#;
+    let mut mine = task("cart-42", "alice");
+    mine.fingerprint = Some(keys::order_fingerprint(&serde_json::from_str(order).unwrap()));
+    let mut bobs = task("cart-43", "bob");
+    bobs.fingerprint = Some(keys::order_fingerprint(&serde_json::from_str(other).unwrap()));
+    let api = Api { tasks: InMemoryTaskStore::with([mine, bobs]), bus: Recorded::default() };
+    let conflict = api.handle(Route::SubmitOrder, "alice", Some(other)).await;
+    assert_eq!((conflict.status, conflict.body["error"].as_str()), (409, Some("OrderIdConflict")), "{conflict:?}");
+    assert!(api.bus.0.lock().unwrap().is_empty());
+    assert_eq!(api.handle(Route::SubmitOrder, "alice", Some(order)).await.status, 202, "the same order again");
+    // bob's cart-43 exists and alice's does not: alice gets exactly what a free id gets.
+    let taken = api.handle(Route::SubmitOrder, "alice", Some(&other.replace("cart-42", "cart-43"))).await;
+    let free = api.handle(Route::SubmitOrder, "alice", Some(&other.replace("cart-42", "cart-44"))).await;
+    assert_eq!((taken.status, free.status), (202, 202));
+    assert_eq!(taken.body["task"], "/tasks/cart-43");
+    assert_eq!(api.handle(Route::ReadTask("cart-43".into()), "alice", None).await.status, 404);
+    assert_eq!(api.handle(Route::ReadTask("cart-43".into()), "bob", None).await.status, 200);
+    let bad = api.handle(Route::SubmitOrder, "alice", Some(r#"{"orderId":"../x","kind":"purchase"}"#)).await;
+    assert_eq!((bad.status, bad.body["error"].as_str()), (400, Some("InvalidOrderId")));
+}

@@ -1,14 +1,21 @@
 //! Intake: turns an `OrderSubmitted` event into a task and starts its workflow.
 //!
-//! - A valid order is recorded RECEIVED (a conditional write: the first event for an order id
-//!   wins) and its execution is started under the order id as name, so a re-published event can
-//!   neither create a second task nor start a second execution.
+//! - A valid order is recorded RECEIVED under its task id (`keys::task_id` of owner and order
+//!   id: order ids are scoped per owner) by a conditional write — the first event for an
+//!   owner's order id wins — and its execution is started with the task id as name, so a
+//!   re-published event can neither create a second task nor start a second execution.
+//! - The same owner reusing the order id for other content (a different `keys::fingerprint`)
+//!   changes nothing of the first order: the new one is recorded REJECTED `ORDER_ID_CONFLICT`
+//!   under its own key (`keys::conflict_task_id`), and its status event tells the owner.
 //! - An invalid order is recorded REJECTED with a named [`Reason`]; it never starts a workflow.
+//!   Its owner is checked first (`OwnerId::parse`), before anything else is read; one without a
+//!   valid owner or order id is keyed by its raw text (`keys::unowned_task_id`).
 //! - A purchase is priced from the [`Catalogue`] (see [`pricing`]): every line's price is the
 //!   catalogue's, the task's amount is the total at catalogue prices, and a price the submitter
 //!   states only has to match it (`PRICE_MISMATCH` otherwise). Unknown and inactive skus are
 //!   REJECTED (`UNKNOWN_SKU`, `SKU_INACTIVE`). A catalogue that cannot be read leaves the order on
-//!   the queue to be retried, unjudged.
+//!   the queue to be retried, unjudged. The content fingerprint is of the order as submitted
+//!   (before pricing), so a redelivery after a price change is the same order, not a conflict.
 //! - An event that is not an order at all (not JSON, another detail-type, no order id) has nothing
 //!   to record: it fails by name and stays on the queue until SQS moves it to the dead-letter queue.
 
@@ -18,7 +25,7 @@ pub mod workflows;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use taskflow_contracts::{EventEnvelope, OrderKind, OrderSubmitted, Reason, TaskStatus, ORDER_SUBMITTED};
+use taskflow_contracts::{keys, EventEnvelope, OrderKind, OrderSubmitted, OwnerId, Reason, TaskStatus, ORDER_SUBMITTED};
 use taskflow_shared::catalogue::{Catalogue, CatalogueError};
 use taskflow_shared::tasks::{Created, Note, StoreError, TaskRecord, TaskStore};
 use taskflow_shared::telemetry;
@@ -73,11 +80,13 @@ impl<S: TaskStore, W: Workflows, C: Catalogue> Intake<S, W, C> {
 
         let order = match validate(detail) {
             Ok(order) => order,
-            Err(rejection) => return self.reject(&order_id, detail, rejection, None, now).await,
+            Err(rejection) => return self.reject(&order_id, detail, rejection, keys::order_fingerprint(detail), None, now).await,
         };
+        // The order as submitted, before the catalogue's prices are put on it.
+        let fingerprint = keys::order_fingerprint(&serde_json::to_value(&order).expect("orders always serialise"));
         match self.price(order).await? {
-            Ok(order) => self.receive(order, now).await,
-            Err((order, rejection)) => self.reject(&order_id, detail, rejection, Some(order), now).await,
+            Ok(order) => self.receive(order, fingerprint, now).await,
+            Err((order, rejection)) => self.reject(&order_id, detail, rejection, fingerprint, Some(order), now).await,
         }
     }
 
@@ -99,7 +108,8 @@ impl<S: TaskStore, W: Workflows, C: Catalogue> Intake<S, W, C> {
     }
 
     /// `order` is priced (purchases) and valid: record it RECEIVED and start its workflow.
-    async fn receive(&self, order: OrderSubmitted, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
+    /// `fingerprint` is of the order as submitted.
+    async fn receive(&self, order: OrderSubmitted, fingerprint: String, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
         let trace = telemetry::current_header_or_new();
         let mut task = TaskRecord::new(&order.order_id, &order.owner, TaskStatus::Received, None, now);
         task.trace_id = telemetry::trace_id_in(&trace).map(str::to_string);
@@ -111,26 +121,34 @@ impl<S: TaskStore, W: Workflows, C: Catalogue> Intake<S, W, C> {
         // refund's is the amount asked for (absent: all that is left, settled by the refund service).
         task.amount = order.amount.unwrap_or(0);
         task.refund_of = order.refund_of.clone();
+        task.fingerprint = Some(fingerprint.clone());
 
         match self.tasks.create(&task).await? {
-            Created::Created => self.start(order, trace).await,
+            Created::Created => self.start(order, &task.task_id, trace).await,
+            Created::Exists(existing) if !same_content(&existing, &fingerprint) => {
+                self.conflict(&order.order_id, &order.owner, Some(order.kind), &fingerprint, &existing, now).await
+            }
             // RECEIVED means a previous attempt may have stopped before starting the execution:
             // start it (again); the execution name makes that a no-op if it runs already.
-            Created::Exists(existing) if existing.status == TaskStatus::Received => self.start(as_recorded(order, &existing), trace).await,
+            Created::Exists(existing) if existing.status == TaskStatus::Received => {
+                self.start(as_recorded(order, &existing), &existing.task_id, trace).await
+            }
             Created::Exists(existing) => Ok(Accepted::Duplicate { order_id: order.order_id, status: existing.status }),
         }
     }
 
-    /// Starts the workflow of a RECEIVED order and notes its execution on the task.
-    async fn start(&self, order: OrderSubmitted, trace: String) -> Result<Accepted, IntakeError> {
+    /// Starts the workflow of a RECEIVED order (task `task_id`) and notes its execution on the task.
+    async fn start(&self, order: OrderSubmitted, task_id: &str, trace: String) -> Result<Accepted, IntakeError> {
         // The execution carries the trace into every message it sends (`$.traceHeader`).
         let mut input = serde_json::to_value(&order).expect("orders always serialise");
         input["traceHeader"] = Value::from(trace.as_str());
-        let (execution_arn, new) = match self.workflows.start(order.kind, &order.order_id, &input.to_string(), Some(&trace)).await? {
+        // Named by the task id, not the order id: two owners' orders with one order id are two
+        // executions, and the name is always a valid one (`keys`).
+        let (execution_arn, new) = match self.workflows.start(order.kind, task_id, &input.to_string(), Some(&trace)).await? {
             Started::New(arn) => (arn, true),
             Started::Existing(arn) => (arn, false),
         };
-        self.tasks.note(&order.order_id, &Note::Execution(execution_arn.clone())).await?;
+        self.tasks.note(task_id, &Note::Execution(execution_arn.clone())).await?;
         Ok(if new {
             Accepted::Started { order_id: order.order_id, execution_arn }
         } else {
@@ -138,23 +156,54 @@ impl<S: TaskStore, W: Workflows, C: Catalogue> Intake<S, W, C> {
         })
     }
 
-    /// Records the order REJECTED. `valid` is the order when only its pricing failed: if the
-    /// order was accepted before (a redelivery after the catalogue changed, of an order whose
-    /// workflow may not have started), it goes on at the price it was accepted at.
-    async fn reject(&self, order_id: &str, detail: &Value, rejection: Rejection, valid: Option<OrderSubmitted>, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
-        let owner = detail.get("owner").and_then(Value::as_str).unwrap_or_default();
-        let mut task = TaskRecord::new(order_id, owner.chars().take(validate::MAX_OWNER_CHARS).collect::<String>(), TaskStatus::Rejected, Some(rejection.reason), now);
+    /// The owner already has an order with this id and other content: the first stands, and this
+    /// one is recorded REJECTED `ORDER_ID_CONFLICT` under its own key (`keys::conflict_task_id`),
+    /// so its status event tells the owner; the same conflicting event again changes nothing.
+    async fn conflict(&self, order_id: &str, owner: &str, kind: Option<OrderKind>, fingerprint: &str, existing: &TaskRecord, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
+        let mut task = TaskRecord::new(order_id, owner, TaskStatus::Rejected, Some(Reason::OrderIdConflict), now);
+        task.task_id = keys::conflict_task_id(owner, order_id, fingerprint);
+        task.kind = kind;
+        task.fingerprint = Some(fingerprint.to_string());
+        task.reason_detail = Some(format!("orderId {order_id:?} is already used by another of your orders (created {}); choose another orderId", existing.created_at.format("%Y-%m-%dT%H:%M:%SZ")));
+        let trace = telemetry::current_header_or_new();
+        task.trace_id = telemetry::trace_id_in(&trace).map(str::to_string);
+        task.trace_header = Some(trace);
+        match self.tasks.create(&task).await? {
+            Created::Created => Ok(Accepted::Rejected { order_id: order_id.to_string(), reason: Reason::OrderIdConflict }),
+            Created::Exists(existing) => Ok(Accepted::Duplicate { order_id: order_id.to_string(), status: existing.status }),
+        }
+    }
+
+    /// Records an invalid order REJECTED. With a valid owner and order id it takes the owner's
+    /// order id like any order (first come wins, a different reuse is a conflict); without, it is
+    /// keyed by its raw text (`keys::unowned_task_id`), so it can never occupy an owner's id.
+    /// `valid` is the order when only its pricing failed: if the same order was accepted before
+    /// (a redelivery after the catalogue changed, of an order whose workflow may not have
+    /// started), it goes on at the price it was accepted at.
+    async fn reject(&self, order_id: &str, detail: &Value, rejection: Rejection, fingerprint: String, valid: Option<OrderSubmitted>, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
+        let raw_owner = detail.get("owner").and_then(Value::as_str).unwrap_or_default();
+        let owned = OwnerId::parse(raw_owner).is_ok() && keys::order_id_ok(order_id);
+        // The owner as sent (bounded) is what the status event is addressed to, valid or not.
+        let owner = truncate(raw_owner, validate::MAX_OWNER_BYTES);
+        let mut task = TaskRecord::new(order_id, owner, TaskStatus::Rejected, Some(rejection.reason), now);
+        if !owned {
+            task.task_id = keys::unowned_task_id(raw_owner, order_id, &fingerprint);
+        }
         task.kind = detail.get("kind").and_then(|k| serde_json::from_value(k.clone()).ok());
         task.reason_detail = Some(rejection.detail);
+        task.fingerprint = Some(fingerprint.clone());
         let trace = telemetry::current_header_or_new();
         task.trace_id = telemetry::trace_id_in(&trace).map(str::to_string);
         task.trace_header = Some(trace);
         match self.tasks.create(&task).await? {
             Created::Created => Ok(Accepted::Rejected { order_id: order_id.to_string(), reason: rejection.reason }),
+            Created::Exists(existing) if owned && !same_content(&existing, &fingerprint) => {
+                self.conflict(order_id, raw_owner, task.kind, &fingerprint, &existing, now).await
+            }
             Created::Exists(existing) => match valid {
                 Some(order) if existing.status == TaskStatus::Received && existing.owner == order.owner => {
                     let trace = task.trace_header.unwrap_or_default();
-                    self.start(as_recorded(order, &existing), trace).await
+                    self.start(as_recorded(order, &existing), &existing.task_id, trace).await
                 }
                 _ => Ok(Accepted::Duplicate { order_id: order_id.to_string(), status: existing.status }),
             },
@@ -170,6 +219,25 @@ fn as_recorded(mut order: OrderSubmitted, task: &TaskRecord) -> OrderSubmitted {
         order.amount = Some(task.amount);
     }
     order
+}
+
+/// The stored task is this content (records from before fingerprints count as the same).
+fn same_content(existing: &TaskRecord, fingerprint: &str) -> bool {
+    existing.fingerprint.as_deref().is_none_or(|f| f == fingerprint)
+}
+
+/// `text` if it has at most `max` bytes; else its first bytes (cut at a character boundary) and
+/// `…`, at most `max` bytes in all. `…` is no owner id character, so a cut owner is never
+/// mistaken for (nor listed as) the valid owner its first bytes may spell.
+fn truncate(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max - '…'.len_utf8();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
 }
 
 #[cfg(test)]

@@ -2,8 +2,8 @@ use super::*;
 use async_trait::async_trait;
 use serde_json::json;
 use std::sync::Mutex;
-use taskflow_contracts::OrderKind;
 use std::sync::atomic::Ordering;
+use taskflow_contracts::{OrderKind, OwnerId};
 use taskflow_shared::catalogue::CatalogueEntry;
 use taskflow_shared::fakes::{InMemoryCatalogue, InMemoryTaskStore};
 
@@ -48,7 +48,10 @@ fn intake() -> Intake<InMemoryTaskStore, FakeWorkflows, InMemoryCatalogue> {
 }
 
 /// The order the workflow of `name` was started with.
-fn execution_input(intake: &Intake<InMemoryTaskStore, FakeWorkflows, InMemoryCatalogue>, name: &str) -> OrderSubmitted {
+fn execution_input(intake: &Intake<InMemoryTaskStore, FakeWorkflows, InMemoryCatalogue>, order_id: &str) -> OrderSubmitted {
+    // Executions are named by the task id of (owner, order id); these orders are alice's.
+    let name = taskflow_contracts::keys::task_id("alice", order_id);
+    let name = name.as_str();
     let executions = intake.workflows.executions.lock().unwrap().clone();
     let (_, input) = executions.iter().find(|(n, _)| n == name).expect("an execution of this order");
     serde_json::from_str(input).unwrap()
@@ -73,7 +76,7 @@ fn now() -> DateTime<Utc> {
 }
 
 #[tokio::test]
-async fn a_valid_purchase_is_received_and_its_workflow_started_under_the_order_id() {
+async fn a_valid_purchase_is_received_and_its_workflow_started_under_its_task_id() {
     let intake = intake();
     let accepted = intake.accept(&event(&purchase("o-1")), now()).await.unwrap();
     assert!(matches!(accepted, Accepted::Started { ref order_id, .. } if order_id == "o-1"));
@@ -81,7 +84,8 @@ async fn a_valid_purchase_is_received_and_its_workflow_started_under_the_order_i
     assert_eq!(task.status, TaskStatus::Received);
     assert_eq!(task.amount, 2 * 1250 + 199);
     assert_eq!(task.owner, "alice");
-    assert!(task.execution_arn.unwrap().ends_with(":execution:purchase:o-1"), "the purchase workflow");
+    assert_eq!(task.task_id, taskflow_contracts::keys::task_id("alice", "o-1"));
+    assert!(task.execution_arn.unwrap().ends_with(&format!(":execution:purchase:{}", task.task_id)), "the purchase workflow");
     let executions = intake.workflows.executions.lock().unwrap().clone();
     assert_eq!(executions.len(), 1);
     let input: OrderSubmitted = serde_json::from_str(&executions[0].1).unwrap();
@@ -93,7 +97,8 @@ async fn a_refund_starts_the_refund_workflow() {
     let intake = intake();
     let refund = json!({"schemaVersion": 1, "orderId": "r-1", "owner": "alice", "kind": "refund", "currency": "EUR", "refundOf": "o-1"});
     let accepted = intake.accept(&event(&refund), now()).await.unwrap();
-    assert!(matches!(accepted, Accepted::Started { ref execution_arn, .. } if execution_arn.ends_with(":execution:refund:r-1")), "{accepted:?}");
+    let name = taskflow_contracts::keys::task_id("alice", "r-1");
+    assert!(matches!(accepted, Accepted::Started { ref execution_arn, .. } if execution_arn.ends_with(&format!(":execution:refund:{name}"))), "{accepted:?}");
 }
 
 #[tokio::test]
@@ -187,6 +192,12 @@ fn unpriced(order_id: &str) -> serde_json::Value {
     detail
 }
 
+fn purchase_of(owner: &str, order_id: &str) -> serde_json::Value {
+    let mut detail = purchase(order_id);
+    detail["owner"] = json!(owner);
+    detail
+}
+
 #[tokio::test]
 async fn an_order_without_prices_is_charged_the_catalogues() {
     let intake = intake();
@@ -238,6 +249,71 @@ async fn every_catalogue_rule_rejects_with_its_own_reason_and_charges_nothing() 
         assert_eq!((task.status, task.reason, task.amount), (TaskStatus::Rejected, Some(reason), 0), "case {name}");
         assert!(task.reason_detail.is_some_and(|d| !d.is_empty()), "case {name} names what was wrong");
         assert!(intake.workflows.executions.lock().unwrap().is_empty(), "case {name}: nothing started, nothing charged");
+    }
+}
+
+#[tokio::test]
+async fn two_owners_with_one_order_id_get_two_tasks_and_two_executions() {
+    let intake = intake();
+    let a = intake.accept(&event(&purchase_of("alice", "cart-42")), now()).await.unwrap();
+    let mut other = purchase_of("bob", "cart-42");
+    other["items"][0]["quantity"] = json!(5);
+    let b = intake.accept(&event(&other), now()).await.unwrap();
+    assert!(matches!(a, Accepted::Started { .. }) && matches!(b, Accepted::Started { .. }), "{a:?} {b:?}");
+    let (alice, bob) = (intake.tasks.of("alice", "cart-42").unwrap(), intake.tasks.of("bob", "cart-42").unwrap());
+    assert_ne!(alice.task_id, bob.task_id);
+    assert_eq!((alice.owner.as_str(), alice.amount), ("alice", 2 * 1250 + 199));
+    assert_eq!((bob.owner.as_str(), bob.amount), ("bob", 5 * 1250 + 199));
+    let executions = intake.workflows.executions.lock().unwrap().clone();
+    assert_eq!(executions.len(), 2);
+    assert_ne!(executions[0].0, executions[1].0);
+}
+
+#[tokio::test]
+async fn an_owners_conflicting_reuse_is_rejected_under_its_own_key_once_and_the_first_order_stands() {
+    let intake = intake();
+    intake.accept(&event(&purchase("o-7")), now()).await.unwrap();
+    let mut other = purchase("o-7");
+    other["items"][0]["quantity"] = json!(3);
+    let conflict = intake.accept(&event(&other), now()).await.unwrap();
+    assert_eq!(conflict, Accepted::Rejected { order_id: "o-7".into(), reason: Reason::OrderIdConflict });
+    let again = intake.accept(&event(&other), now()).await.unwrap();
+    assert_eq!(again, Accepted::Duplicate { order_id: "o-7".into(), status: TaskStatus::Rejected });
+    let first = intake.tasks.of("alice", "o-7").unwrap();
+    assert_eq!((first.status, first.amount, first.history.len()), (TaskStatus::Received, 2 * 1250 + 199, 1));
+    let tasks = intake.tasks.all();
+    assert_eq!(tasks.len(), 2, "the order and one conflict record");
+    let record = tasks.iter().find(|t| t.task_id != first.task_id).unwrap();
+    assert!(record.task_id.starts_with("c-"));
+    assert_eq!((record.order_id.as_str(), record.owner.as_str(), record.status, record.reason), ("o-7", "alice", TaskStatus::Rejected, Some(Reason::OrderIdConflict)));
+    assert_eq!(intake.workflows.executions.lock().unwrap().len(), 1, "nothing started for the conflict");
+    // The same order again (another payment token is not other content) is a plain duplicate.
+    let mut same = purchase("o-7");
+    same["paymentToken"] = json!("tok_decline");
+    assert_eq!(intake.accept(&event(&same), now()).await.unwrap(), Accepted::Duplicate { order_id: "o-7".into(), status: TaskStatus::Received });
+}
+
+#[tokio::test]
+async fn every_owner_rule_rejects_invalid_owner_before_anything_and_never_takes_a_valid_owners_id() {
+    let long = "a".repeat(255);
+    for owner in ["bob/x", "../admin", ".", "..", " ", "", "tab\tx", "a\\b", "zero\u{200b}w", "e\u{301}", long.as_str(), "x\u{0}"] {
+        let intake = intake();
+        let accepted = intake.accept(&event(&purchase_of(owner, "o-8")), now()).await.unwrap();
+        assert_eq!(accepted, Accepted::Rejected { order_id: "o-8".into(), reason: Reason::InvalidOwner }, "{owner:?}");
+        let task = intake.tasks.snapshot("o-8").unwrap();
+        assert!(task.task_id.starts_with("r-"), "{owner:?}: keyed apart from every owner's order ids");
+        assert!(intake.workflows.executions.lock().unwrap().is_empty());
+    }
+    // An owner one character too long, whose first 254 bytes are a valid owner: that owner's
+    // order id stays free.
+    let intake = intake();
+    intake.accept(&event(&purchase_of(&long, "o-9")), now()).await.unwrap();
+    let cut = intake.tasks.snapshot("o-9").unwrap().owner;
+    assert!(cut.len() <= 254 && cut.ends_with('…') && OwnerId::parse(&cut).is_err(), "{cut}");
+    let valid = "a".repeat(254);
+    assert!(matches!(intake.accept(&event(&purchase_of(&valid, "o-9")), now()).await.unwrap(), Accepted::Started { .. }));
+    for owner in ["alice+shop@example.com", "李雷", "o'brien@example.ie", "4f1c2b9e-8a7d-4c3b-9e2f-1a2b3c4d5e6f"] {
+        assert!(matches!(intake.accept(&event(&purchase_of(owner, "o-10")), now()).await.unwrap(), Accepted::Started { .. }), "{owner:?}");
     }
 }
 
@@ -299,4 +375,19 @@ async fn an_accepted_order_redelivered_after_a_price_change_goes_on_at_the_price
     assert_eq!(intake.tasks.snapshot("pc-2").unwrap().amount, 2 * 1500 + 199);
     let stale = intake.accept(&event(&purchase("pc-3")), now()).await.unwrap();
     assert_eq!(stale, Accepted::Rejected { order_id: "pc-3".into(), reason: Reason::PriceMismatch });
+}
+
+#[tokio::test]
+async fn an_invalid_order_holds_its_owners_id_and_a_different_one_after_it_is_a_conflict_told_once() {
+    let intake = intake();
+    let mut bad = purchase("o-11");
+    bad["currency"] = json!("XXX");
+    assert_eq!(intake.accept(&event(&bad), now()).await.unwrap(), Accepted::Rejected { order_id: "o-11".into(), reason: Reason::UnsupportedCurrency });
+    assert_eq!(intake.tasks.of("alice", "o-11").unwrap().reason, Some(Reason::UnsupportedCurrency), "keyed as alice's o-11");
+    let fixed = intake.accept(&event(&purchase("o-11")), now()).await.unwrap();
+    assert_eq!(fixed, Accepted::Rejected { order_id: "o-11".into(), reason: Reason::OrderIdConflict });
+    assert_eq!(intake.accept(&event(&purchase("o-11")), now()).await.unwrap(), Accepted::Duplicate { order_id: "o-11".into(), status: TaskStatus::Rejected });
+    assert!(intake.workflows.executions.lock().unwrap().is_empty());
+    let conflict = intake.tasks.all().into_iter().find(|t| t.task_id.starts_with("c-")).unwrap();
+    assert_eq!(conflict.kind, Some(OrderKind::Purchase));
 }

@@ -2,13 +2,14 @@
 
 use serde_json::Value;
 use std::collections::HashSet;
-use taskflow_contracts::{Money, OrderKind, OrderSubmitted, Reason, SCHEMA_VERSION};
+use taskflow_contracts::{keys, Money, OrderKind, OrderSubmitted, OwnerId, Reason, SCHEMA_VERSION};
 
-/// Step Functions execution names: 1–80 characters of this alphabet.
-pub const MAX_ORDER_ID_CHARS: usize = 80;
+/// Order ids: 1–80 characters of `[A-Za-z0-9_-]` (`taskflow_contracts::keys::order_id_ok`).
+pub const MAX_ORDER_ID_CHARS: usize = taskflow_contracts::keys::MAX_ORDER_ID_CHARS;
 /// Beyond this even a rejection cannot be recorded under the id (DynamoDB key limit, with margin).
 pub const MAX_KEY_BYTES: usize = 1024;
-pub const MAX_OWNER_CHARS: usize = 128;
+/// Longest owner id, in bytes (`OwnerId::MAX_BYTES`).
+pub const MAX_OWNER_BYTES: usize = OwnerId::MAX_BYTES;
 pub const MAX_SKU_CHARS: usize = taskflow_shared::catalogue::MAX_SKU_CHARS;
 /// Lines of one purchase: its stock is reserved in one DynamoDB transaction (100 operations).
 pub const MAX_ITEMS: usize = 50;
@@ -39,14 +40,12 @@ pub fn validate(detail: &Value) -> Result<OrderSubmitted, Rejection> {
     let order: OrderSubmitted =
         serde_json::from_value(detail.clone()).map_err(|e| reject(Reason::MalformedOrder, e.to_string()))?;
 
-    let id_ok = !order.order_id.is_empty()
-        && order.order_id.chars().count() <= MAX_ORDER_ID_CHARS
-        && order.order_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-    if !id_ok {
-        return Err(reject(Reason::InvalidOrderId, format!("orderId must be 1-{MAX_ORDER_ID_CHARS} of [A-Za-z0-9_-]")));
+    // The owner first: nothing about an order whose owner is not valid is worth reading.
+    if let Err(e) = OwnerId::parse(&order.owner) {
+        return Err(reject(Reason::InvalidOwner, e.to_string()));
     }
-    if order.owner.trim().is_empty() || order.owner.chars().count() > MAX_OWNER_CHARS {
-        return Err(reject(Reason::InvalidOwner, format!("owner must be 1-{MAX_OWNER_CHARS} characters")));
+    if !keys::order_id_ok(&order.order_id) {
+        return Err(reject(Reason::InvalidOrderId, format!("orderId must be 1-{MAX_ORDER_ID_CHARS} of [A-Za-z0-9_-]")));
     }
     if !CURRENCIES.contains(&order.currency.as_str()) {
         return Err(reject(Reason::UnsupportedCurrency, format!("currency {:?} is not one of {CURRENCIES:?}", order.currency)));

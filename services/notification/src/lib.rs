@@ -47,7 +47,9 @@ impl<S: TaskStore, R: ReceiptStore, N: Notifier> TaskWorker for Notification<S, 
     type Output = NotificationResult;
 
     async fn perform(&self, work: &NotificationWork, _attempt: Attempt) -> Result<NotificationResult, StepError> {
-        let Some(mut task) = self.tasks.get(&work.order_id).await.map_err(store_error)? else {
+        // The task of this owner's order: order ids are scoped per owner (`keys::task_id`).
+        let task_id = taskflow_contracts::keys::task_id(&work.owner, &work.order_id);
+        let Some(mut task) = self.tasks.get(&task_id).await.map_err(store_error)? else {
             return Err(StepError::failed(errors::TASK_STATE_CONFLICT, "no task for this order"));
         };
         if work.outcome == Outcome::Failed && CLOSABLE.contains(&task.status) {
@@ -57,7 +59,7 @@ impl<S: TaskStore, R: ReceiptStore, N: Notifier> TaskWorker for Notification<S, 
                 None => f.error.clone(),
             });
             let change = Change::to(TaskStatus::Failed, Utc::now()).because(reason, detail);
-            task = match self.tasks.transition(&work.order_id, &CLOSABLE, &change).await.map_err(store_error)? {
+            task = match self.tasks.transition(&task_id, &CLOSABLE, &change).await.map_err(store_error)? {
                 Transitioned::Applied(task) | Transitioned::Conflict(task) => *task,
                 Transitioned::Missing => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, "task vanished")),
             };
@@ -68,7 +70,7 @@ impl<S: TaskStore, R: ReceiptStore, N: Notifier> TaskWorker for Notification<S, 
             tracing::error!(order_id = task.order_id.as_str(), "order failed with its compensation unfinished: a refund is owed");
             taskflow_shared::metrics::count("RefundsOwed", &[("Service", "notification")]);
         }
-        let receipt = receipt::render(&task);
+        let receipt = receipt::render(&task).map_err(|e| StepError::failed(errors::TASK_STATE_CONFLICT, format!("no receipt key: {e}")))?;
         let undelivered = |e: notifier::DeliveryError| StepError::retry("NotificationUnavailable", e.to_string());
         self.receipts.store(&receipt).await.map_err(undelivered)?;
         let notice = Notice {
@@ -78,12 +80,12 @@ impl<S: TaskStore, R: ReceiptStore, N: Notifier> TaskWorker for Notification<S, 
             receipt_key: receipt.key.clone(),
             body: receipt.body.clone(),
         };
-        let key = format!("{}/notice/{}", task.order_id, task.status);
+        let key = format!("{task_id}/notice/{}", task.status);
         once(&*self.once, &key, self.notifier.send(&notice))
             .await
             .map_err(|e| StepError::from_once(e, undelivered))?;
         if !task.receipts.contains(&receipt.key) {
-            self.tasks.note(&work.order_id, &Note::Receipt(receipt.key.clone())).await.map_err(store_error)?;
+            self.tasks.note(&task_id, &Note::Receipt(receipt.key.clone())).await.map_err(store_error)?;
         }
         Ok(NotificationResult { receipt_key: receipt.key })
     }

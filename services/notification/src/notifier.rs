@@ -1,7 +1,8 @@
 //! Where receipts and notices go: the ports, and their S3 adapters. Receipts are stored in the
 //! task bucket with server-side encryption; the notice (the email an owner would get) goes
 //! through the notifier port — an email provider on AWS, and locally the bucket's `outbox/`
-//! prefix (`outbox/{owner}/{orderId}/{STATUS}-{id}.json`), where it can be read like a mailbox.
+//! prefix (`outbox/{owner segment}/{orderId}/{STATUS}-{id}.json`, built by
+//! `taskflow_contracts::keys::object_key`), where it can be read like a mailbox.
 
 use crate::receipt::Receipt;
 use async_trait::async_trait;
@@ -73,7 +74,9 @@ impl Notifier for Bucket {
         // Every send is a new message in the outbox, as every email is: a notice sent twice
         // would show as two objects (the idempotency record is what prevents that).
         let status = notice.receipt_key.rsplit('/').next().unwrap_or("notice").trim_end_matches(".txt");
-        let key = format!("outbox/{}/{}/{status}-{}.json", notice.to, notice.order_id, uuid::Uuid::new_v4().simple());
+        let owner = taskflow_contracts::OwnerId::parse(&notice.to).map_err(|e| DeliveryError(e.to_string()))?;
+        let leaf = format!("{status}-{}.json", uuid::Uuid::new_v4().simple());
+        let key = taskflow_contracts::keys::object_key("outbox", &owner, &notice.order_id, &leaf).map_err(|e| DeliveryError(e.to_string()))?;
         self.put(&key, "application/json", serde_json::to_vec_pretty(notice).expect("notices serialise")).await
     }
 }

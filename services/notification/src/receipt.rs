@@ -1,12 +1,14 @@
 //! The receipt an owner gets: a purchase receipt, a refund receipt, or a failure notice — plain
 //! text rendered from the task record alone, so rendering it again gives the same document.
 
-use taskflow_contracts::{Money, OrderKind, TaskStatus};
+use taskflow_contracts::keys::{self, KeyError};
+use taskflow_contracts::{Money, OrderKind, OwnerId, TaskStatus};
 use taskflow_shared::tasks::TaskRecord;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
-    /// Owner first, so access can be granted per owner by prefix.
+    /// `receipts/{owner segment}/{orderId}/{STATUS}.txt` (`keys::object_key`): owner first, one
+    /// prefix per owner, so access can be granted per owner by prefix.
     pub key: String,
     pub subject: String,
     pub body: String,
@@ -17,7 +19,11 @@ pub fn money(amount: Money, currency: &str) -> String {
     format!("{}.{:02} {currency}", amount / 100, amount % 100)
 }
 
-pub fn render(task: &TaskRecord) -> Receipt {
+/// The task's receipt; an error (and no receipt) if its owner or order id cannot be part of a
+/// key, which intake never lets a task have.
+pub fn render(task: &TaskRecord) -> Result<Receipt, KeyError> {
+    let owner = OwnerId::parse(&task.owner).map_err(|e| KeyError(e.to_string()))?;
+    let key = keys::object_key("receipts", &owner, &task.order_id, &format!("{}.txt", task.status))?;
     let what = task.kind.map_or("order", |k| k.as_str());
     let reason = task.reason.map_or(String::new(), |r| match &task.reason_detail {
         Some(detail) => format!("{r} ({detail})"),
@@ -66,11 +72,7 @@ pub fn render(task: &TaskRecord) -> Receipt {
     if !reason.is_empty() {
         lines.push(format!("Reason    {reason}"));
     }
-    Receipt {
-        key: format!("receipts/{}/{}/{}.txt", task.owner, task.order_id, task.status),
-        subject,
-        body: lines.join("\n") + "\n",
-    }
+    Ok(Receipt { key, subject, body: lines.join("\n") + "\n" })
 }
 
 #[cfg(test)]
@@ -95,12 +97,12 @@ mod tests {
         task.items = vec![OrderItem { sku: "BOOK-1".into(), quantity: 2, unit_price: Some(1250) }];
         task.amount = 2500;
         Change::to(TaskStatus::Completed, Utc::now()).with_charge("ch_1").apply(&mut task);
-        let receipt = render(&task);
-        assert_eq!(receipt.key, "receipts/alice/o-1/COMPLETED.txt");
+        let receipt = render(&task).unwrap();
+        assert_eq!(receipt.key, "receipts/YWxpY2U/o-1/COMPLETED.txt");
         assert!(receipt.body.contains("BOOK-1"));
         assert!(receipt.body.contains("12.50 EUR") && receipt.body.contains("25.00 EUR"));
         assert!(receipt.body.contains("ch_1"));
-        assert_eq!(render(&task), receipt, "rendering is repeatable");
+        assert_eq!(render(&task).unwrap(), receipt, "rendering is repeatable");
     }
 
     #[test]
@@ -113,8 +115,18 @@ mod tests {
             .because(Reason::OutOfStock, Some("not enough MUG-1".into()))
             .with_refund("re_9", 900)
             .apply(&mut task);
-        let receipt = render(&task);
+        let receipt = render(&task).unwrap();
         assert!(receipt.subject.contains("FAILED") && receipt.subject.contains("OUT_OF_STOCK"));
         assert!(receipt.body.contains("Refunded  9.00 EUR (re_9)"));
+    }
+
+    #[test]
+    fn no_receipt_key_from_an_owner_that_is_not_one() {
+        for owner in ["bob/x", "../admin", ".", ""] {
+            let task = TaskRecord::new("o-3", owner, TaskStatus::Completed, None, Utc::now());
+            assert!(render(&task).is_err(), "{owner:?}");
+        }
+        let task = TaskRecord::new("o-3", "bob+shop@example.com", TaskStatus::Completed, None, Utc::now());
+        assert_eq!(render(&task).unwrap().key, "receipts/Ym9iK3Nob3BAZXhhbXBsZS5jb20/o-3/COMPLETED.txt");
     }
 }

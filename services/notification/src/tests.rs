@@ -73,12 +73,12 @@ async fn a_completed_order_gets_a_receipt_and_a_notice_recorded_on_its_task() {
     let mail = FakeMail::default();
     let n = subject(&mail, task(TaskStatus::Completed));
     let result = n.perform(&work(Outcome::Completed, None), FIRST).await.unwrap();
-    assert_eq!(result.receipt_key, "receipts/alice/o-1/COMPLETED.txt");
+    assert_eq!(result.receipt_key, "receipts/YWxpY2U/o-1/COMPLETED.txt");
     let stored = n.tasks.snapshot("o-1").unwrap();
-    assert_eq!(stored.receipts, vec!["receipts/alice/o-1/COMPLETED.txt".to_string()]);
+    assert_eq!(stored.receipts, vec!["receipts/YWxpY2U/o-1/COMPLETED.txt".to_string()]);
     assert_eq!(stored.status, TaskStatus::Completed, "notifying never changes the outcome");
     let sent = mail.sent.lock().unwrap().clone();
-    assert_eq!((sent[0].to.as_str(), sent[0].receipt_key.as_str()), ("alice", "receipts/alice/o-1/COMPLETED.txt"));
+    assert_eq!((sent[0].to.as_str(), sent[0].receipt_key.as_str()), ("alice", "receipts/YWxpY2U/o-1/COMPLETED.txt"));
     // Again (a duplicate delivery): the same receipt, recorded once, and no second notice.
     n.perform(&work(Outcome::Completed, None), FIRST).await.unwrap();
     assert_eq!(n.tasks.snapshot("o-1").unwrap().receipts.len(), 1);

@@ -1,6 +1,6 @@
 //! Publisher: the outbox relay. Every write to the task table comes through its stream; each new
-//! history entry becomes exactly one `TaskStatusChanged` event, with an id derived from the order
-//! id and the entry's position, so a record delivered twice announces the same event ids again
+//! history entry becomes exactly one `TaskStatusChanged` event, with an id derived from the task
+//! id (unique across owners, unlike the order id) and the entry's position, so a record delivered twice announces the same event ids again
 //! and consumers deduplicate on them. No service writes the table and the bus separately.
 //!
 //! One bad record never costs its neighbours their events:
@@ -48,7 +48,7 @@ pub fn event_at(task: &TaskRecord, index: usize) -> TaskStatusChanged {
     let sequence = index as u32 + 1;
     TaskStatusChanged {
         schema_version: SCHEMA_VERSION,
-        event_id: TaskStatusChanged::event_id_for(&task.order_id, sequence),
+        event_id: TaskStatusChanged::event_id_for(&task.task_id, sequence),
         order_id: task.order_id.clone(),
         owner: task.owner.clone(),
         kind: task.kind,

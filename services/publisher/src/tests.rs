@@ -107,21 +107,27 @@ fn each_new_history_entry_is_one_event_with_a_deterministic_id() {
     let created = announcements(None, &first);
     assert_eq!(created.len(), 1);
     assert_eq!((created[0].status, created[0].previous_status), (TaskStatus::Received, None));
-    assert_eq!(created[0].event_id, "o-1#1");
+    assert_eq!(created[0].event_id, format!("{}#1", first.task_id));
+    assert_eq!(created[0].order_id, "o-1", "the order id stays the submitter's");
 
     let ended = announcements(Some(&charging), &failed);
     assert_eq!(ended.len(), 1);
-    assert_eq!(ended[0].event_id, "o-1#3");
+    assert_eq!(ended[0].event_id, format!("{}#3", first.task_id));
     assert_eq!(ended[0].previous_status, Some(TaskStatus::Charging));
     assert_eq!(ended[0].reason.as_deref(), Some("PAYMENT_DECLINED"));
     assert_eq!(announcements(Some(&charging), &failed), ended, "the same write announces the same ids");
+
+    // Another owner's order with the same order id announces other event ids.
+    let other = TaskRecord::new("o-1", "bob", TaskStatus::Received, None, Utc::now());
+    assert_ne!(announcements(None, &other)[0].event_id, created[0].event_id);
+    assert_eq!(announcements(None, &other)[0].owner, "bob");
 }
 
 #[test]
 fn a_write_that_changes_no_status_announces_nothing() {
     let task = received();
     let mut noted = task.clone();
-    noted.receipts.push("receipts/alice/o-1/RECEIVED.txt".into());
+    noted.receipts.push("receipts/YWxpY2U/o-1/RECEIVED.txt".into());
     assert!(announcements(Some(&task), &noted).is_empty());
 }
 

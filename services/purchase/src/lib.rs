@@ -5,7 +5,7 @@
 //!    already FAILED or REFUNDING → answer with the recorded failure. Nothing is charged again.
 //! 2. RECEIVED → CHARGING (conditional: only one delivery moves it).
 //! 3. Charge the task's amount (the total at catalogue prices, fixed by intake; never a price
-//!    from the message), keyed by the order id: the provider returns the same charge for the
+//!    from the message), keyed by the task id (`keys::task_id` of owner and order id): the provider returns the same charge for the
 //!    same key, so a retry after a crash never charges twice. Declined → FAILED
 //!    `PAYMENT_DECLINED`; provider unavailable → retried by redelivery, and when the retries run
 //!    out the step fails as `PaymentUnavailable` and the failure path records it.
@@ -76,20 +76,22 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for P
 
     async fn perform(&self, work: &PurchaseWork, _attempt: Attempt) -> Result<PurchaseResult, StepError> {
         let order = &work.order;
-        let id = order.order_id.as_str();
+        // Everything is keyed by the task id: order ids are scoped per owner (`keys`).
+        let task_id = taskflow_contracts::keys::task_id(&order.owner, &order.order_id);
+        let id = task_id.as_str();
         let task = match self.tasks.get(id).await.map_err(|e| unavailable("TaskStoreUnavailable")(&e))? {
             Some(task) => task,
             None => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, "no task for this order")),
         };
         match task.status {
             TaskStatus::Received => self.step(id, TaskStatus::Received, Change::to(TaskStatus::Charging, Utc::now())).await?,
-            TaskStatus::Charging => info!(order_id = id, "resuming a purchase that did not finish"),
+            TaskStatus::Charging => info!(order_id = order.order_id.as_str(), task_id = id, "resuming a purchase that did not finish"),
             _ => return settled(&task),
         }
 
         let request = ChargeRequest {
             idempotency_key: charge_key(id),
-            order_id: id.to_string(),
+            order_id: order.order_id.clone(),
             amount: task.amount,
             currency: task.currency.clone(),
             payment_token: order.payment_token.clone().unwrap_or_else(|| taskflow_contracts::PaymentToken::new("")),

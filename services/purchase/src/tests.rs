@@ -58,7 +58,7 @@ async fn an_approved_purchase_is_charged_once_reserved_and_completed() {
     assert_eq!(p.tasks.snapshot("o-1").unwrap().charge_id.as_deref(), Some("ch_o-1"));
     assert_eq!(p.payments.issued("/charge"), 1);
     assert_eq!(p.inventory.available("BOOK-1"), 8);
-    let entry = p.ledger.entries.lock().unwrap()["o-1"].clone();
+    let entry = p.ledger.of("alice", "o-1").unwrap();
     assert_eq!((entry.charged, entry.refunded, entry.status), (2500, 0, EntryStatus::Completed));
     assert!(entry.completed_at.is_some());
 }
@@ -70,7 +70,7 @@ async fn a_duplicate_delivery_answers_the_stored_charge_without_charging_or_rese
     let first = p.perform(&work(&o), FIRST).await.unwrap();
     let second = p.perform(&work(&o), FIRST).await.unwrap();
     assert_eq!(first, second);
-    assert_eq!(p.payments.requests("o-2/charge"), 1, "the provider saw one request");
+    assert_eq!(p.payments.requests(&charge_key(&tid("o-2"))), 1, "the provider saw one request");
     assert_eq!(p.inventory.available("BOOK-1"), 8, "reserved once");
     assert_eq!(statuses(&p, "o-2").len(), 3, "no second history entry");
 }
@@ -80,16 +80,16 @@ async fn a_crash_after_charging_resumes_with_the_same_key_one_charge_one_reserva
     let o = order("o-3", "tok_approve");
     let p = purchase_of(&o, 10);
     // The first delivery charged and reserved, then died before recording COMPLETED.
-    p.tasks.transition("o-3", &[TaskStatus::Received], &Change::to(TaskStatus::Charging, Utc::now())).await.unwrap();
+    p.tasks.transition(&tid("o-3"), &[TaskStatus::Received], &Change::to(TaskStatus::Charging, Utc::now())).await.unwrap();
     let request = ChargeRequest {
-        idempotency_key: charge_key("o-3"),
+        idempotency_key: charge_key(&tid("o-3")),
         order_id: "o-3".into(),
         amount: 2500,
         currency: "EUR".into(),
         payment_token: PaymentToken::new("tok_approve"),
     };
     p.payments.charge(&request).await.unwrap();
-    p.inventory.reserve("o-3", &o.items).await.unwrap();
+    p.inventory.reserve(&tid("o-3"), &o.items).await.unwrap();
     let result = p.perform(&work(&o), Attempt { number: 2, last: false }).await.unwrap();
     assert_eq!(result.charge_id, "ch_o-3");
     assert_eq!(p.payments.issued("/charge"), 1);
@@ -121,9 +121,9 @@ async fn out_of_stock_after_the_charge_hands_the_order_to_compensation() {
     assert_eq!((task.status, task.reason), (TaskStatus::Refunding, Some(Reason::OutOfStock)));
     assert_eq!(task.charge_id.as_deref(), Some("ch_o-5"), "the charge to refund is recorded");
     assert_eq!(p.inventory.available("BOOK-1"), 1, "nothing reserved");
-    assert_eq!(p.ledger.entries.lock().unwrap()["o-5"].status, EntryStatus::Charged);
+    assert_eq!(p.ledger.of("alice", "o-5").unwrap().status, EntryStatus::Charged);
     assert_eq!(p.perform(&work(&o), FIRST).await.unwrap_err(), err, "delivered again: same answer, no second charge");
-    assert_eq!(p.payments.requests("o-5/charge"), 1);
+    assert_eq!(p.payments.requests(&charge_key(&tid("o-5"))), 1);
 }
 
 #[tokio::test]
@@ -157,7 +157,7 @@ async fn work_for_an_unknown_task_is_a_named_conflict() {
 async fn what_is_charged_and_recorded_is_the_tasks_catalogue_priced_amount_not_the_messages() {
     let o = order("o-price", "tok_approve");
     let p = purchase_of(&o, 10);
-    let mut task = p.tasks.snapshot("o-price").unwrap();
+    let mut task = p.tasks.snapshot(&tid("o-price")).unwrap();
     task.items = o.items.clone();
     let p = Subject { tasks: InMemoryTaskStore::with([task]), ..p };
     // A message whose order says one cent a unit and a one-cent amount.
@@ -166,7 +166,12 @@ async fn what_is_charged_and_recorded_is_the_tasks_catalogue_priced_amount_not_t
     cheap.amount = Some(1);
     let result = p.perform(&work(&cheap), FIRST).await.unwrap();
     assert_eq!(result.amount, 2500);
-    assert_eq!(p.payments.ledger.lock().unwrap()["o-price/charge"].2, 2500, "the provider was asked for the task's amount");
-    let entry = p.ledger.entries.lock().unwrap()["o-price"].clone();
+    assert_eq!(p.payments.ledger.lock().unwrap()[&charge_key(&tid("o-price"))].2, 2500, "the provider was asked for the task's amount");
+    let entry = p.ledger.entries.lock().unwrap()[&tid("o-price")].clone();
     assert_eq!((entry.charged, entry.items[0].unit_price), (2500, Some(1250)));
+}
+
+/// The task id of alice's order `order_id` (every key of an order derives from it).
+fn tid(order_id: &str) -> String {
+    taskflow_contracts::keys::task_id("alice", order_id)
 }

@@ -1,8 +1,10 @@
 //! Refund: gives money back, for two reasons (`RefundWork.purpose`).
 //!
 //! **A refund order** (a customer asks for money back on an earlier order):
-//! 1. The refund task RECEIVED is checked against the original order's ledger entry: it must exist
-//!    (`ORDER_NOT_FOUND`), belong to the same owner (`NOT_OWNER`), have completed and not been
+//! 1. The refund task RECEIVED is checked against the original order's ledger entry, looked up
+//!    in the refunding owner's scope (`keys::task_id(owner, refundOf)`: another owner's order of
+//!    that id is not theirs to see, so it is `ORDER_NOT_FOUND`): it must exist
+//!    (`ORDER_NOT_FOUND`), belong to the same owner (`NOT_OWNER`, kept as a second check), have completed and not been
 //!    compensated (`NOT_REFUNDABLE`), lie inside the refund window (`WINDOW_EXPIRED`), be in the same
 //!    currency (`CURRENCY_MISMATCH`), and still have the amount refundable
 //!    (`AMOUNT_EXCEEDS_REFUNDABLE`). A failed check → REJECTED with that reason, answered as
@@ -10,7 +12,7 @@
 //! 2. RECEIVED → REFUNDING; the amount is taken from the ledger entry by a conditional write, so
 //!    concurrent refunds of one order can never add up to more than it was charged (the loser is
 //!    REJECTED `AMOUNT_EXCEEDS_REFUNDABLE`).
-//! 3. The provider refunds the original charge, keyed by the refund order id (once per refund).
+//! 3. The provider refunds the original charge, keyed by the refund's task id (once per refund).
 //! 4. REFUNDING → COMPLETED with the refund id.
 //!
 //! **A compensation** (a purchase that did not complete, for any reason but a declined payment):
@@ -20,7 +22,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use taskflow_contracts::{errors, Money, OrderSubmitted, Reason, RefundPurpose, RefundResult, RefundWork, StepFailure, TaskStatus};
+use taskflow_contracts::{keys, errors, Money, OrderSubmitted, Reason, RefundPurpose, RefundResult, RefundWork, StepFailure, TaskStatus};
 use taskflow_shared::driver::{Attempt, StepError, TaskWorker};
 use taskflow_shared::idempotency::{once, Claim, Idempotency};
 use taskflow_shared::inventory::Inventory;
@@ -128,9 +130,13 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
     }
 
     async fn refund_order(&self, order: &OrderSubmitted) -> Result<RefundResult, StepError> {
-        let id = order.order_id.as_str();
+        let task_id = keys::task_id(&order.owner, &order.order_id);
+        let id = task_id.as_str();
         let task = self.task(id).await?;
         let original_id = order.refund_of.clone().unwrap_or_default();
+        // `refundOf` names one of the refunding owner's own orders: another owner's order with
+        // that id is not in this owner's scope, so it is simply not found.
+        let original_key = keys::task_id(&order.owner, &original_id);
         match (task.status, task.reason) {
             (TaskStatus::Completed, _) => return Ok(result_of(&task)),
             (TaskStatus::Rejected, reason) => {
@@ -140,7 +146,7 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
             (TaskStatus::Received | TaskStatus::Refunding, _) => {}
             (status, _) => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, format!("task is {status}"))),
         }
-        let original = self.ledger.get(&original_id).await.map_err(|e| retry("LedgerUnavailable")(&e))?;
+        let original = self.ledger.get(&original_key).await.map_err(|e| retry("LedgerUnavailable")(&e))?;
 
         let amount = if task.status == TaskStatus::Received {
             let amount = match check(order, original.as_ref(), self.window, Utc::now()) {
@@ -156,7 +162,7 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
 
         match self
             .ledger
-            .apply_refund(&original_id, id, amount, EntryStatus::Completed, EntryStatus::Completed)
+            .apply_refund(&original_key, id, amount, EntryStatus::Completed, EntryStatus::Completed)
             .await
             .map_err(|e| retry("LedgerUnavailable")(&e))?
         {
@@ -187,7 +193,8 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
     ///    ledger entry compensated (writing the entry first if the purchase never did);
     /// 5. ends the task FAILED with the reason, and the refund if there was one.
     async fn compensate(&self, order: &OrderSubmitted, failure: Option<&StepFailure>) -> Result<RefundResult, StepError> {
-        let id = order.order_id.as_str();
+        let task_id = keys::task_id(&order.owner, &order.order_id);
+        let id = task_id.as_str();
         let task = self.task(id).await?;
         let (reason, detail) = match (task.status, task.reason) {
             (TaskStatus::Failed, _) => return Ok(result_of(&task)),

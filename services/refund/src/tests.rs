@@ -6,6 +6,7 @@ type Subject = Refunds<InMemoryTaskStore, InMemoryPayments, InMemoryLedger, InMe
 
 fn entry(order_id: &str, owner: &str, status: EntryStatus, completed_days_ago: i64) -> LedgerEntry {
     LedgerEntry {
+        task_id: taskflow_contracts::keys::task_id(owner, order_id),
         order_id: order_id.into(),
         owner: owner.into(),
         currency: "EUR".into(),
@@ -45,7 +46,7 @@ fn received(order: &OrderSubmitted) -> TaskRecord {
 
 fn subject(orders: &[&OrderSubmitted], entries: Vec<LedgerEntry>) -> Subject {
     let ledger = InMemoryLedger::default();
-    ledger.entries.lock().unwrap().extend(entries.into_iter().map(|e| (e.order_id.clone(), e)));
+    ledger.entries.lock().unwrap().extend(entries.into_iter().map(|e| (e.task_id.clone(), e)));
     Refunds {
         tasks: InMemoryTaskStore::with(orders.iter().map(|o| received(o))),
         payments: InMemoryPayments::default(),
@@ -74,7 +75,7 @@ async fn a_full_refund_completes_once_and_uses_up_the_order() {
     let task = s.tasks.snapshot("r-1").unwrap();
     assert_eq!(task.history.iter().map(|h| h.status).collect::<Vec<_>>(), [TaskStatus::Received, TaskStatus::Refunding, TaskStatus::Completed]);
     assert_eq!((task.amount, task.refunded), (10_000, 10_000));
-    assert_eq!(s.ledger.entries.lock().unwrap()["p-1"].refunded, 10_000);
+    assert_eq!(s.ledger.of("alice", "p-1").unwrap().refunded, 10_000);
 }
 
 #[tokio::test]
@@ -89,7 +90,7 @@ async fn partial_refunds_add_up_and_the_one_that_does_not_fit_is_rejected() {
     assert!(matches!(err, StepError::Failed { ref error, .. } if error == errors::REFUND_REJECTED));
     let rejected = s.tasks.snapshot("r-c").unwrap();
     assert_eq!((rejected.status, rejected.reason), (TaskStatus::Rejected, Some(Reason::AmountExceedsRefundable)));
-    let e = s.ledger.entries.lock().unwrap()["p-1"].clone();
+    let e = s.ledger.of("alice", "p-1").unwrap();
     assert_eq!((e.refunded, e.refundable()), (9_000, 1_000));
     assert_eq!(s.payments.issued("/refund"), 2);
 }
@@ -110,7 +111,7 @@ async fn concurrent_refunds_never_exceed_the_order() {
         completed += usize::from(h.await.unwrap().is_ok());
     }
     assert_eq!(completed, 2, "4000 fits twice into 10000");
-    assert_eq!(s.ledger.entries.lock().unwrap()["p-1"].refunded, 8_000);
+    assert_eq!(s.ledger.of("alice", "p-1").unwrap().refunded, 8_000);
     assert_eq!(s.payments.issued("/refund"), 2);
 }
 
@@ -137,14 +138,16 @@ fn each_broken_rule_has_its_reason() {
 }
 
 #[tokio::test]
-async fn a_refund_of_someone_elses_order_is_rejected_and_pays_nothing() {
+async fn a_refund_of_someone_elses_order_is_not_found_in_the_refunders_scope_and_pays_nothing() {
+    // Order ids are scoped per owner: mallory's `refundOf: p-1` names her own p-1, which does
+    // not exist; alice's p-1 is not hers to see (not even as NOT_OWNER, which would reveal it).
     let r = refund_order("r-x", "mallory", "p-1", None);
     let s = subject(&[&r], vec![entry("p-1", "alice", EntryStatus::Completed, 1)]);
     let err = s.perform(&work(&r, RefundPurpose::Refund), FIRST).await.unwrap_err();
     assert!(matches!(err, StepError::Failed { ref error, .. } if error == errors::REFUND_REJECTED));
-    assert_eq!(s.tasks.snapshot("r-x").unwrap().reason, Some(Reason::NotOwner));
+    assert_eq!(s.tasks.snapshot("r-x").unwrap().reason, Some(Reason::OrderNotFound));
     assert_eq!(s.payments.issued("/refund"), 0);
-    assert_eq!(s.ledger.entries.lock().unwrap()["p-1"].refunded, 0);
+    assert_eq!(s.ledger.of("alice", "p-1").unwrap().refunded, 0);
 }
 
 #[tokio::test]
@@ -165,7 +168,7 @@ async fn compensation_refunds_the_whole_charge_releases_stock_and_fails_the_purc
     let s = Refunds { tasks: InMemoryTaskStore::with([task]), ..s };
     charge(&s, "p-9", 10_000).await;
     // Say a reservation did happen before (a partial failure elsewhere): it must come back.
-    s.inventory.reserve("p-9", &purchase.items).await.unwrap();
+    s.inventory.reserve(&tid("p-9"), &purchase.items).await.unwrap();
     assert_eq!(s.inventory.available("BOOK-1"), 8);
 
     let result = s.perform(&work(&purchase, RefundPurpose::Compensation), FIRST).await.unwrap();
@@ -173,7 +176,7 @@ async fn compensation_refunds_the_whole_charge_releases_stock_and_fails_the_purc
     assert_eq!(s.inventory.available("BOOK-1"), 10);
     let done = s.tasks.snapshot("p-9").unwrap();
     assert_eq!((done.status, done.reason, done.refunded), (TaskStatus::Failed, Some(Reason::OutOfStock), 10_000));
-    let e = s.ledger.entries.lock().unwrap()["p-9"].clone();
+    let e = s.ledger.of("alice", "p-9").unwrap();
     assert_eq!((e.status, e.refunded), (EntryStatus::Compensated, 10_000));
     // Delivered again: nothing moves twice.
     assert_eq!(s.perform(&work(&purchase, RefundPurpose::Compensation), FIRST).await.unwrap(), result);
@@ -195,7 +198,7 @@ fn purchase_order(id: &str) -> OrderSubmitted {
 /// The provider charges `order_id` under its charge key, as a purchase does.
 async fn charge(s: &Subject, order_id: &str, amount: Money) {
     let request = taskflow_shared::payments::ChargeRequest {
-        idempotency_key: taskflow_shared::payments::charge_key(order_id),
+        idempotency_key: taskflow_shared::payments::charge_key(&tid(order_id)),
         order_id: order_id.into(),
         amount,
         currency: "EUR".into(),
@@ -226,12 +229,12 @@ async fn a_purchase_that_died_after_charging_is_refunded_though_it_wrote_no_ledg
     assert_eq!(result.amount, 10_000);
     let done = s.tasks.snapshot("p-dead").unwrap();
     assert_eq!((done.status, done.reason, done.refunded), (TaskStatus::Failed, Some(Reason::TimedOut), 10_000));
-    let e = s.ledger.entries.lock().unwrap()["p-dead"].clone();
+    let e = s.ledger.of("alice", "p-dead").unwrap();
     assert_eq!((e.status, e.charged, e.refunded), (EntryStatus::Compensated, 10_000, 10_000));
     assert_eq!(s.payments.issued("/compensation"), 1);
     assert_eq!(s.inventory.available("BOOK-1"), 10, "nothing was reserved, nothing moves");
     // And a purchase delivery arriving late can take nothing: the stock is closed.
-    assert_eq!(s.inventory.reserve("p-dead", &purchase.items).await.unwrap(), taskflow_shared::inventory::Reserved::Fenced);
+    assert_eq!(s.inventory.reserve(&tid("p-dead"), &purchase.items).await.unwrap(), taskflow_shared::inventory::Reserved::Fenced);
     assert_eq!(s.inventory.available("BOOK-1"), 10);
 }
 
@@ -246,7 +249,7 @@ async fn a_purchase_that_charged_nothing_fails_with_its_reason_and_can_charge_no
     assert_eq!((done.status, done.reason, done.refund_id), (TaskStatus::Failed, Some(Reason::PaymentUnavailable), None));
     assert_eq!(s.payments.issued("/compensation"), 0);
     // A purchase delivery arriving late finds the charge key closed, not free to charge.
-    let claim = s.once.claim(&taskflow_shared::payments::charge_key("p-none"), Utc::now(), s.once.hold()).await.unwrap();
+    let claim = s.once.claim(&taskflow_shared::payments::charge_key(&tid("p-none")), Utc::now(), s.once.hold()).await.unwrap();
     assert!(matches!(claim, Claim::Done(_)), "{claim:?}");
 }
 
@@ -255,7 +258,7 @@ async fn a_compensation_waits_for_a_charge_in_progress() {
     let purchase = purchase_order("p-busy");
     let s = Refunds { tasks: InMemoryTaskStore::with([charging(&purchase)]), ..subject(&[], vec![]) };
     // A live purchase delivery holds the charge right now.
-    let key = taskflow_shared::payments::charge_key("p-busy");
+    let key = taskflow_shared::payments::charge_key(&tid("p-busy"));
     assert_eq!(s.once.claim(&key, Utc::now(), s.once.hold()).await.unwrap(), Claim::Proceed);
 
     let err = s.perform(&compensation(&purchase, "States.Timeout"), FIRST).await.unwrap_err();
@@ -269,4 +272,19 @@ async fn a_compensation_waits_for_a_charge_in_progress() {
     let result = s.perform(&compensation(&purchase, "States.Timeout"), FIRST).await.unwrap();
     assert_eq!(result.amount, 10_000);
     assert_eq!(s.tasks.snapshot("p-busy").unwrap().status, TaskStatus::Failed);
+}
+
+/// The task id of alice's order `order_id` (every key of an order derives from it).
+fn tid(order_id: &str) -> String {
+    taskflow_contracts::keys::task_id("alice", order_id)
+}
+
+#[tokio::test]
+async fn two_owners_with_one_order_id_each_refund_their_own() {
+    let (a, b) = (refund_order("r-a", "alice", "p-1", Some(1_000)), refund_order("r-b", "bob", "p-1", Some(2_000)));
+    let s = subject(&[&a, &b], vec![entry("p-1", "alice", EntryStatus::Completed, 1), entry("p-1", "bob", EntryStatus::Completed, 1)]);
+    s.perform(&work(&a, RefundPurpose::Refund), FIRST).await.unwrap();
+    s.perform(&work(&b, RefundPurpose::Refund), FIRST).await.unwrap();
+    assert_eq!(s.ledger.of("alice", "p-1").unwrap().refunded, 1_000);
+    assert_eq!(s.ledger.of("bob", "p-1").unwrap().refunded, 2_000);
 }

@@ -16,11 +16,28 @@ pub struct InMemoryTaskStore {
 impl InMemoryTaskStore {
     pub fn with(tasks: impl IntoIterator<Item = TaskRecord>) -> Self {
         let store = Self::default();
-        store.tasks.lock().unwrap().extend(tasks.into_iter().map(|t| (t.order_id.clone(), t)));
+        store.tasks.lock().unwrap().extend(tasks.into_iter().map(|t| (t.task_id.clone(), t)));
         store
     }
+    /// The task keyed `task_id`.
+    pub fn by_key(&self, task_id: &str) -> Option<TaskRecord> {
+        self.tasks.lock().unwrap().get(task_id).cloned()
+    }
+    /// The task of `owner`'s order `order_id`.
+    pub fn of(&self, owner: &str, order_id: &str) -> Option<TaskRecord> {
+        self.by_key(&taskflow_contracts::keys::task_id(owner, order_id))
+    }
+    /// The one task with this order id, whoever owns it (panics if several owners used it).
     pub fn snapshot(&self, order_id: &str) -> Option<TaskRecord> {
-        self.tasks.lock().unwrap().get(order_id).cloned()
+        let tasks = self.tasks.lock().unwrap();
+        let mut found = tasks.values().filter(|t| t.order_id == order_id);
+        let one = found.next().cloned();
+        assert!(found.next().is_none(), "several tasks have order id {order_id}: use `of(owner, order_id)`");
+        one
+    }
+    /// Every task stored.
+    pub fn all(&self) -> Vec<TaskRecord> {
+        self.tasks.lock().unwrap().values().cloned().collect()
     }
     pub fn len(&self) -> usize {
         self.tasks.lock().unwrap().len()
@@ -32,16 +49,16 @@ impl InMemoryTaskStore {
 
 #[async_trait]
 impl TaskStore for InMemoryTaskStore {
-    async fn get(&self, order_id: &str) -> Result<Option<TaskRecord>, StoreError> {
-        Ok(self.snapshot(order_id))
+    async fn get(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        Ok(self.by_key(task_id))
     }
 
     async fn create(&self, task: &TaskRecord) -> Result<Created, StoreError> {
         let mut tasks = self.tasks.lock().unwrap();
-        if let Some(existing) = tasks.get(&task.order_id) {
+        if let Some(existing) = tasks.get(&task.task_id) {
             return Ok(Created::Exists(Box::new(existing.clone())));
         }
-        tasks.insert(task.order_id.clone(), task.clone());
+        tasks.insert(task.task_id.clone(), task.clone());
         Ok(Created::Created)
     }
 
@@ -175,13 +192,20 @@ pub struct InMemoryLedger {
     pub entries: Mutex<HashMap<String, crate::ledger::LedgerEntry>>,
 }
 
+impl InMemoryLedger {
+    /// The entry of `owner`'s order `order_id`.
+    pub fn of(&self, owner: &str, order_id: &str) -> Option<crate::ledger::LedgerEntry> {
+        self.entries.lock().unwrap().get(&taskflow_contracts::keys::task_id(owner, order_id)).cloned()
+    }
+}
+
 #[async_trait]
 impl crate::ledger::Ledger for InMemoryLedger {
     async fn get(&self, order_id: &str) -> Result<Option<crate::ledger::LedgerEntry>, crate::ledger::LedgerError> {
         Ok(self.entries.lock().unwrap().get(order_id).cloned())
     }
     async fn record_charge(&self, entry: &crate::ledger::LedgerEntry) -> Result<(), crate::ledger::LedgerError> {
-        self.entries.lock().unwrap().entry(entry.order_id.clone()).or_insert_with(|| entry.clone());
+        self.entries.lock().unwrap().entry(entry.task_id.clone()).or_insert_with(|| entry.clone());
         Ok(())
     }
     async fn complete(&self, order_id: &str, at: chrono::DateTime<chrono::Utc>) -> Result<(), crate::ledger::LedgerError> {

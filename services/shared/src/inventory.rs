@@ -25,7 +25,8 @@ pub struct InventoryError(pub String);
 
 #[async_trait]
 pub trait Inventory: Send + Sync {
-    /// Takes `items` out of stock for `order_id`, all or nothing, once.
+    /// Takes `items` out of stock for the order whose ledger entry is keyed `order_id` (its task
+    /// id), all or nothing, once.
     async fn reserve(&self, order_id: &str, items: &[OrderItem]) -> Result<Reserved, InventoryError>;
     /// Puts back what `order_id` reserved, once, and closes its stock: after this, `reserve`
     /// answers `Fenced` (a late purchase delivery takes nothing a compensation gave back).
@@ -62,7 +63,7 @@ impl DynamoInventory {
     fn mark(&self, order_id: &str, to: StockState, condition: &str, from: Option<StockState>) -> TransactWriteItem {
         let mut update = Update::builder()
             .table_name(&self.ledger_table)
-            .key("orderId", AttributeValue::S(order_id.into()))
+            .key("taskId", AttributeValue::S(order_id.into()))
             .update_expression("SET stock = :to")
             .condition_expression(condition)
             // On a failed condition, the entry as it is: a repeat (RESERVED) or closed (RELEASED)?
@@ -108,7 +109,7 @@ fn failed_conditions<E>(e: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb::
 impl Inventory for DynamoInventory {
     async fn reserve(&self, order_id: &str, items: &[OrderItem]) -> Result<Reserved, InventoryError> {
         let mut ops: Vec<_> = items.iter().map(|i| self.line(i, "-", Some("available >= :q"))).collect();
-        ops.push(self.mark(order_id, StockState::Reserved, "attribute_exists(orderId) AND attribute_not_exists(stock)", None));
+        ops.push(self.mark(order_id, StockState::Reserved, "attribute_exists(taskId) AND attribute_not_exists(stock)", None));
         let result = self.client.transact_write_items().set_transact_items(Some(ops)).send().await;
         let Err(e) = result else { return Ok(Reserved::Reserved) };
         let Some(failed) = failed_conditions(&e) else {
@@ -150,9 +151,9 @@ impl Inventory for DynamoInventory {
                         .client
                         .update_item()
                         .table_name(&self.ledger_table)
-                        .key("orderId", AttributeValue::S(order_id.into()))
+                        .key("taskId", AttributeValue::S(order_id.into()))
                         .update_expression("SET stock = :released")
-                        .condition_expression("attribute_exists(orderId) AND attribute_not_exists(stock)")
+                        .condition_expression("attribute_exists(taskId) AND attribute_not_exists(stock)")
                         .expression_attribute_values(":released", attr(&StockState::Released))
                         .send()
                         .await;

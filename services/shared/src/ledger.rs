@@ -32,6 +32,9 @@ pub enum StockState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LedgerEntry {
+    /// The table's partition key (`taskId`): the charged order's task id (`keys::task_id`).
+    pub task_id: String,
+    /// The submitter's order id, as sent.
     pub order_id: String,
     pub owner: String,
     pub currency: String,
@@ -55,6 +58,7 @@ impl LedgerEntry {
     /// The entry of a charge just made for `task`'s order of `items`: nothing refunded, no stock.
     pub fn charged(task: &crate::tasks::TaskRecord, charge_id: &str, items: &[taskflow_contracts::OrderItem]) -> Self {
         LedgerEntry {
+            task_id: task.task_id.clone(),
             order_id: task.order_id.clone(),
             owner: task.owner.clone(),
             currency: task.currency.clone(),
@@ -91,6 +95,7 @@ pub enum Applied {
 pub struct LedgerError(pub String);
 
 #[async_trait]
+/// Every method takes the order's task id (`keys::task_id`), never a raw order id.
 pub trait Ledger: Send + Sync {
     async fn get(&self, order_id: &str) -> Result<Option<LedgerEntry>, LedgerError>;
     /// Writes the entry of a fresh charge; a second write for the same order keeps the first.
@@ -124,7 +129,7 @@ fn attr<T: Serialize>(value: &T) -> AttributeValue {
 #[async_trait]
 impl Ledger for DynamoLedger {
     async fn get(&self, order_id: &str) -> Result<Option<LedgerEntry>, LedgerError> {
-        crate::dynamo::get(&self.client, &self.table, "orderId", order_id)
+        crate::dynamo::get(&self.client, &self.table, "taskId", order_id)
             .await
             .map_err(unavailable)?
             .map(|item| serde_dynamo::from_item(item).map_err(|e| LedgerError(format!("entry {order_id} unreadable: {e}"))))
@@ -137,7 +142,7 @@ impl Ledger for DynamoLedger {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(serde_dynamo::to_item(entry).expect("entries serialise")))
-            .condition_expression("attribute_not_exists(orderId)")
+            .condition_expression("attribute_not_exists(taskId)")
             .send()
             .await;
         match result {
@@ -152,7 +157,7 @@ impl Ledger for DynamoLedger {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("orderId", AttributeValue::S(order_id.into()))
+            .key("taskId", AttributeValue::S(order_id.into()))
             .update_expression("SET #status = :completed, completedAt = :at")
             .condition_expression("#status = :charged")
             .expression_attribute_names("#status", "status")
@@ -183,7 +188,7 @@ impl Ledger for DynamoLedger {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("orderId", AttributeValue::S(order_id.into()))
+            .key("taskId", AttributeValue::S(order_id.into()))
             .update_expression("SET refunded = refunded + :amount, refunds.#id = :amount, #status = :then")
             .condition_expression("refunded <= :limit AND #status = :allowed AND attribute_not_exists(refunds.#id)")
             .expression_attribute_names("#id", refund_id)

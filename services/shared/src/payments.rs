@@ -40,9 +40,10 @@ where
     }
 }
 
-/// The idempotency key of an order's charge: derived from the task, never from the message.
-pub fn charge_key(order_id: &str) -> String {
-    format!("{order_id}/charge")
+/// The idempotency key of an order's charge, from its task id (`keys::task_id`: scoped per
+/// owner, so another owner's order with the same order id can never get this charge back).
+pub fn charge_key(task_id: &str) -> String {
+    format!("{task_id}/charge")
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

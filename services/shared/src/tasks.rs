@@ -1,5 +1,6 @@
-//! The task record — one per order, keyed by order id — and the port every service records
-//! through. Status changes are conditional on the current status, so a duplicate or late message
+//! The task record — one per order, keyed by its task id (`taskflow_contracts::keys::task_id`
+//! of the owner and the order id, so order ids are scoped per owner) — and the port every
+//! service records through. Status changes are conditional on the current status, so a duplicate or late message
 //! can never move a task backwards, and each change appends to the history the publisher turns
 //! into exactly one `TaskStatusChanged` event (the table is the outbox).
 
@@ -25,6 +26,10 @@ pub struct HistoryEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TaskRecord {
+    /// The table's partition key (`taskId`): `keys::task_id(owner, orderId)` for an order, or a
+    /// `c-`/`r-` id for a rejection that must not occupy an owner's order id (see `keys`).
+    pub task_id: String,
+    /// The submitter's order id, as sent (unique per owner, not across owners).
     pub order_id: String,
     /// Empty only for a rejected order that named no owner; then not stored at all, because an
     /// index key (the `byOwner` index) may not be an empty string.
@@ -68,16 +73,23 @@ pub struct TaskRecord {
     /// that change's status event becomes its child.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_header: Option<String>,
+    /// What the order asked for (`keys::fingerprint` of its detail): an owner reusing the order
+    /// id for other content is told `ORDER_ID_CONFLICT` (absent on records from before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 impl TaskRecord {
-    /// A new task whose first status is `status`.
+    /// A new task of `owner`'s order `order_id` (keyed by their task id) whose first status is
+    /// `status`.
     pub fn new(order_id: impl Into<String>, owner: impl Into<String>, status: TaskStatus, reason: Option<Reason>, at: DateTime<Utc>) -> Self {
+        let (order_id, owner) = (order_id.into(), owner.into());
         TaskRecord {
-            order_id: order_id.into(),
-            owner: owner.into(),
+            task_id: taskflow_contracts::keys::task_id(&owner, &order_id),
+            order_id,
+            owner,
             kind: None,
             status,
             reason,
@@ -94,6 +106,7 @@ impl TaskRecord {
             receipts: Vec::new(),
             trace_id: None,
             trace_header: None,
+            fingerprint: None,
             created_at: at,
             updated_at: at,
         }
@@ -169,7 +182,7 @@ pub enum Note {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created {
     Created,
-    /// A task with this order id already exists (as it is now).
+    /// A task with this task id already exists (as it is now).
     Exists(Box<TaskRecord>),
 }
 
@@ -185,23 +198,24 @@ pub enum Transitioned {
 pub enum StoreError {
     #[error("task store unavailable: {0}")]
     Unavailable(String),
-    #[error("task record {order_id} cannot be read: {message}")]
-    Corrupt { order_id: String, message: String },
+    #[error("task record {task_id} cannot be read: {message}")]
+    Corrupt { task_id: String, message: String },
 }
 
 #[async_trait]
 pub trait TaskStore: Send + Sync {
-    async fn get(&self, order_id: &str) -> Result<Option<TaskRecord>, StoreError>;
-    /// Writes `task` unless a task with its order id exists.
+    /// The task whose task id is `task_id` (never looked up by a raw order id: see `keys`).
+    async fn get(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError>;
+    /// Writes `task` unless a task with its task id exists.
     async fn create(&self, task: &TaskRecord) -> Result<Created, StoreError>;
     /// Applies `change` if the task's status is one of `from`.
-    async fn transition(&self, order_id: &str, from: &[TaskStatus], change: &Change) -> Result<Transitioned, StoreError>;
-    async fn note(&self, order_id: &str, note: &Note) -> Result<(), StoreError>;
+    async fn transition(&self, task_id: &str, from: &[TaskStatus], change: &Change) -> Result<Transitioned, StoreError>;
+    async fn note(&self, task_id: &str, note: &Note) -> Result<(), StoreError>;
     /// An owner's tasks, newest first.
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<TaskRecord>, StoreError>;
 }
 
-/// The task table in DynamoDB (partition key `orderId`).
+/// The task table in DynamoDB (partition key `taskId`).
 pub struct DynamoTaskStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
@@ -216,13 +230,41 @@ impl DynamoTaskStore {
         StoreError::Unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(&err).to_string())
     }
 
-    fn decode(order_id: &str, item: HashMap<String, AttributeValue>) -> Result<TaskRecord, StoreError> {
+    fn decode(task_id: &str, item: HashMap<String, AttributeValue>) -> Result<TaskRecord, StoreError> {
         serde_dynamo::from_item(item)
-            .map_err(|e| StoreError::Corrupt { order_id: order_id.to_string(), message: e.to_string() })
+            .map_err(|e| StoreError::Corrupt { task_id: task_id.to_string(), message: e.to_string() })
     }
 
-    fn key(order_id: &str) -> (String, AttributeValue) {
-        ("orderId".to_string(), AttributeValue::S(order_id.to_string()))
+    fn key(task_id: &str) -> (String, AttributeValue) {
+        ("taskId".to_string(), AttributeValue::S(task_id.to_string()))
+    }
+
+    /// Every task whose submitter's order id is `order_id`, whoever owns it: a Scan with a
+    /// filter, for operators (the CLI) and tests only — services read by task id.
+    pub async fn find_by_order_id(&self, order_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut tasks = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("orderId = :id")
+                .expression_attribute_values(":id", AttributeValue::S(order_id.to_string()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(Self::unavailable)?;
+            for item in out.items.unwrap_or_default() {
+                let id = item.get("taskId").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                tasks.push(Self::decode(&id, item)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(tasks);
+            }
+        }
     }
 }
 
@@ -232,9 +274,9 @@ fn to_attribute<T: Serialize>(value: &T) -> AttributeValue {
 
 #[async_trait]
 impl TaskStore for DynamoTaskStore {
-    async fn get(&self, order_id: &str) -> Result<Option<TaskRecord>, StoreError> {
-        let item = crate::dynamo::get(&self.client, &self.table, "orderId", order_id).await.map_err(Self::unavailable)?;
-        item.map(|item| Self::decode(order_id, item)).transpose()
+    async fn get(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        let item = crate::dynamo::get(&self.client, &self.table, "taskId", task_id).await.map_err(Self::unavailable)?;
+        item.map(|item| Self::decode(task_id, item)).transpose()
     }
 
     async fn create(&self, task: &TaskRecord) -> Result<Created, StoreError> {
@@ -244,13 +286,13 @@ impl TaskStore for DynamoTaskStore {
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(orderId)")
+            .condition_expression("attribute_not_exists(taskId)")
             .send()
             .await;
         match result {
             Ok(_) => Ok(Created::Created),
             Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
-                match self.get(&task.order_id).await? {
+                match self.get(&task.task_id).await? {
                     Some(existing) => Ok(Created::Exists(Box::new(existing))),
                     None => Err(StoreError::Unavailable("task vanished after a conflicting write".into())),
                 }
@@ -259,10 +301,10 @@ impl TaskStore for DynamoTaskStore {
         }
     }
 
-    async fn transition(&self, order_id: &str, from: &[TaskStatus], change: &Change) -> Result<Transitioned, StoreError> {
+    async fn transition(&self, task_id: &str, from: &[TaskStatus], change: &Change) -> Result<Transitioned, StoreError> {
         let entry = HistoryEntry { status: change.to, at: change.at, reason: change.reason };
         let mut sets = vec!["#status = :to", "history = list_append(history, :entry)", "updatedAt = :at"];
-        let (k, v) = Self::key(order_id);
+        let (k, v) = Self::key(task_id);
         let mut request = self
             .client
             .update_item()
@@ -308,18 +350,18 @@ impl TaskStore for DynamoTaskStore {
         }
         let result = request
             .update_expression(format!("SET {}", sets.join(", ")))
-            .condition_expression(format!("attribute_exists(orderId) AND #status IN ({})", allowed.join(", ")))
+            .condition_expression(format!("attribute_exists(taskId) AND #status IN ({})", allowed.join(", ")))
             .send()
             .await;
         match result {
             Ok(out) => {
                 let item = out.attributes.unwrap_or_default();
-                Ok(Transitioned::Applied(Box::new(Self::decode(order_id, item)?)))
+                Ok(Transitioned::Applied(Box::new(Self::decode(task_id, item)?)))
             }
             Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
                 // Read the current state rather than trusting the failure's payload: the emulator
                 // does not always return it.
-                match self.get(order_id).await? {
+                match self.get(task_id).await? {
                     Some(current) => Ok(Transitioned::Conflict(Box::new(current))),
                     None => Ok(Transitioned::Missing),
                 }
@@ -328,17 +370,17 @@ impl TaskStore for DynamoTaskStore {
         }
     }
 
-    async fn note(&self, order_id: &str, note: &Note) -> Result<(), StoreError> {
-        let (k, v) = Self::key(order_id);
+    async fn note(&self, task_id: &str, note: &Note) -> Result<(), StoreError> {
+        let (k, v) = Self::key(task_id);
         let request = self.client.update_item().table_name(&self.table).key(k, v);
         let request = match note {
             Note::Execution(arn) => request
                 .update_expression("SET executionArn = :arn")
-                .condition_expression("attribute_exists(orderId)")
+                .condition_expression("attribute_exists(taskId)")
                 .expression_attribute_values(":arn", AttributeValue::S(arn.clone())),
             Note::Receipt(key) => request
                 .update_expression("SET receipts = list_append(if_not_exists(receipts, :none), :key)")
-                .condition_expression("attribute_exists(orderId) AND NOT contains(receipts, :one)")
+                .condition_expression("attribute_exists(taskId) AND NOT contains(receipts, :one)")
                 .expression_attribute_values(":none", AttributeValue::L(vec![]))
                 .expression_attribute_values(":key", AttributeValue::L(vec![AttributeValue::S(key.clone())]))
                 .expression_attribute_values(":one", AttributeValue::S(key.clone())),
@@ -370,7 +412,7 @@ impl TaskStore for DynamoTaskStore {
                 .await
                 .map_err(Self::unavailable)?;
             for item in out.items.unwrap_or_default() {
-                let id = item.get("orderId").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                let id = item.get("taskId").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
                 tasks.push(Self::decode(&id, item)?);
             }
             start = out.last_evaluated_key;
