@@ -14,6 +14,9 @@ The counts are taken in moto's backends, so calls that Step Functions integratio
 EventBridge targets make inside the emulator count as they do on AWS. `make bench` builds its
 cost model on them.
 
+It refuses what AWS refuses where moto is lenient: payload sizes, execution names, event
+details, DynamoDB item sizes and numbers (`limits.py`, each rule with its source).
+
 Run as `python emulator.py -H 127.0.0.1 -p PORT`; the arguments are moto_server's.
 """
 
@@ -296,6 +299,12 @@ def _dispatch_with_usage(self, environ, start_response):
 
 
 DomainDispatcherApplication.__call__ = _dispatch_with_usage
+
+# AWS's payload and shape limits (limits.py): installed last, so that a call AWS refuses is
+# refused before anything above counts it.
+import limits  # noqa: E402
+
+limits.install(_LOCK)
 
 if __name__ == "__main__":
     sys.argv[0] = "moto_server"
