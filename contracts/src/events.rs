@@ -27,8 +27,15 @@ pub struct TaskStatusChanged {
     pub schema_version: u32,
     /// `{orderId}#{sequence}`: the same change always has the same id, so consumers can drop
     /// the duplicates that at-least-once delivery brings.
+    #[schemars(length(min = 3, max = crate::limits::MAX_RECORDED_ORDER_ID_BYTES + 11))]
     pub event_id: String,
+    /// A rejected order's id is recorded as sent, up to `limits::MAX_RECORDED_ORDER_ID_BYTES`;
+    /// every other order's is at most `limits::MAX_ORDER_ID_CHARS`.
+    #[schemars(length(min = 1, max = crate::limits::MAX_RECORDED_ORDER_ID_BYTES))]
     pub order_id: String,
+    /// Empty only for a rejected order that named no owner; a rejected order's owner is recorded
+    /// cut to `limits::MAX_OWNER_CHARS`.
+    #[schemars(length(max = crate::limits::MAX_OWNER_CHARS))]
     pub owner: String,
     /// `null` only for a rejected order whose kind could not be read.
     pub kind: Option<OrderKind>,
@@ -37,6 +44,7 @@ pub struct TaskStatusChanged {
     pub previous_status: Option<TaskStatus>,
     /// Set for REJECTED and FAILED (see `Reason` for the names).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
     pub reason: Option<String>,
     /// Position of this change in the task's history, from 1.
     pub sequence: u32,
