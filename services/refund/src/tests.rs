@@ -270,3 +270,30 @@ async fn a_compensation_waits_for_a_charge_in_progress() {
     assert_eq!(result.amount, 10_000);
     assert_eq!(s.tasks.snapshot("p-busy").unwrap().status, TaskStatus::Failed);
 }
+
+#[tokio::test]
+async fn refunds_of_one_order_stop_at_the_bound_with_a_named_reason() {
+    use taskflow_contracts::limits::MAX_REFUNDS_PER_ORDER;
+    let last = refund_order("r-last", "alice", "p-1", Some(1));
+    let over = refund_order("r-over", "alice", "p-1", Some(1));
+    let mut original = entry("p-1", "alice", EntryStatus::Completed, 1);
+    // MAX - 1 small refunds already applied.
+    for i in 0..MAX_REFUNDS_PER_ORDER - 1 {
+        original.refunds.insert(format!("r-{i}"), 1);
+        original.refunded += 1;
+    }
+    let s = subject(&[&last, &over], vec![original]);
+    s.perform(&work(&last, RefundPurpose::Refund), FIRST).await.unwrap();
+    let err = s.perform(&work(&over, RefundPurpose::Refund), FIRST).await.unwrap_err();
+    assert!(matches!(err, StepError::Failed { ref error, .. } if error == errors::REFUND_REJECTED));
+    let rejected = s.tasks.snapshot("r-over").unwrap();
+    assert_eq!((rejected.status, rejected.reason), (TaskStatus::Rejected, Some(Reason::TooManyRefunds)));
+    let e = s.ledger.entries.lock().unwrap()["p-1"].clone();
+    assert_eq!(e.refunds.len(), MAX_REFUNDS_PER_ORDER);
+    assert_eq!(s.payments.issued("/refund"), 1, "the refused refund paid nothing");
+
+    // The ledger holds the bound under concurrency too (check passed, then another refund won),
+    // and never refuses a compensation for it.
+    assert_eq!(s.ledger.apply_refund("p-1", "r-late", 1, EntryStatus::Completed, EntryStatus::Completed).await.unwrap(), Applied::TooManyRefunds);
+    assert_eq!(s.ledger.apply_refund("p-1", COMPENSATION, 1, EntryStatus::Completed, EntryStatus::Compensated).await.unwrap(), Applied::Applied);
+}
