@@ -7,6 +7,7 @@
 //! - An event that is not an order at all (not JSON, another detail-type, no order id) has nothing
 //!   to record: it fails by name and stays on the queue until SQS moves it to the dead-letter queue.
 
+pub mod size;
 pub mod validate;
 pub mod workflows;
 
@@ -68,14 +69,15 @@ impl<S: TaskStore, W: Workflows> Intake<S, W> {
 
     async fn receive(&self, order: OrderSubmitted, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
         let trace = telemetry::current_header_or_new();
-        let mut task = TaskRecord::new(&order.order_id, &order.owner, TaskStatus::Received, None, now);
-        task.trace_id = telemetry::trace_id_in(&trace).map(str::to_string);
-        task.trace_header = Some(trace.clone());
-        task.kind = Some(order.kind);
-        task.currency = order.currency.clone();
-        task.items = order.items.clone();
-        task.amount = order.amount.or_else(|| order.items_total()).unwrap_or(0);
-        task.refund_of = order.refund_of.clone();
+        let task = received(&order, &trace, now);
+        // The execution carries the trace into every message it sends (`$.traceHeader`).
+        let input = execution_input(&order, &trace);
+        // Checked before the calls that would fail on it: an order too large for AWS is
+        // rejected by name rather than retried into a dead-letter queue.
+        if let Err(rejection) = size::fits(&task, &input) {
+            let detail = serde_json::to_value(&order).expect("orders always serialise");
+            return self.reject(&order.order_id, &detail, rejection, now).await;
+        }
 
         match self.tasks.create(&task).await? {
             Created::Created => {}
@@ -86,10 +88,7 @@ impl<S: TaskStore, W: Workflows> Intake<S, W> {
                 return Ok(Accepted::Duplicate { order_id: order.order_id, status: existing.status });
             }
         }
-        // The execution carries the trace into every message it sends (`$.traceHeader`).
-        let mut input = serde_json::to_value(&order).expect("orders always serialise");
-        input["traceHeader"] = Value::from(trace.as_str());
-        let (execution_arn, new) = match self.workflows.start(order.kind, &order.order_id, &input.to_string(), Some(&trace)).await? {
+        let (execution_arn, new) = match self.workflows.start(order.kind, &order.order_id, &input, Some(&trace)).await? {
             Started::New(arn) => (arn, true),
             Started::Existing(arn) => (arn, false),
         };
@@ -105,7 +104,7 @@ impl<S: TaskStore, W: Workflows> Intake<S, W> {
         let owner = detail.get("owner").and_then(Value::as_str).unwrap_or_default();
         let mut task = TaskRecord::new(order_id, owner.chars().take(validate::MAX_OWNER_CHARS).collect::<String>(), TaskStatus::Rejected, Some(rejection.reason), now);
         task.kind = detail.get("kind").and_then(|k| serde_json::from_value(k.clone()).ok());
-        task.reason_detail = Some(rejection.detail);
+        task.reason_detail = Some(taskflow_shared::tasks::bounded_detail(&rejection.detail));
         let trace = telemetry::current_header_or_new();
         task.trace_id = telemetry::trace_id_in(&trace).map(str::to_string);
         task.trace_header = Some(trace);
@@ -114,6 +113,27 @@ impl<S: TaskStore, W: Workflows> Intake<S, W> {
             Created::Exists(existing) => Ok(Accepted::Duplicate { order_id: order_id.to_string(), status: existing.status }),
         }
     }
+}
+
+/// The task of a valid order, RECEIVED.
+pub fn received(order: &OrderSubmitted, trace: &str, now: DateTime<Utc>) -> TaskRecord {
+    let mut task = TaskRecord::new(&order.order_id, &order.owner, TaskStatus::Received, None, now);
+    task.trace_id = telemetry::trace_id_in(trace).map(str::to_string);
+    task.trace_header = Some(trace.to_string());
+    task.kind = Some(order.kind);
+    task.currency = order.currency.clone();
+    task.items = order.items.clone();
+    task.amount = order.amount.or_else(|| order.items_total()).unwrap_or(0);
+    task.refund_of = order.refund_of.clone();
+    task
+}
+
+/// The execution input of a valid order: the order, and the trace header the workflow passes on
+/// in every work message (`$.traceHeader`).
+pub fn execution_input(order: &OrderSubmitted, trace: &str) -> String {
+    let mut input = serde_json::to_value(order).expect("orders always serialise");
+    input["traceHeader"] = Value::from(trace);
+    input.to_string()
 }
 
 #[cfg(test)]
