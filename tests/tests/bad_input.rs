@@ -140,6 +140,7 @@ async fn oversize_and_malformed_orders_from_an_outside_client_end_rejected_with_
         ("500 KB sku", Box::new(|d| d["items"][0]["sku"] = json!("S".repeat(500 * 1024))), "INVALID_ITEM"),
         ("refund of a 5 KB order id", Box::new(|d| *d = refund(d["orderId"].as_str().unwrap(), "alice", &"r".repeat(5 * 1024), None)), "FIELD_TOO_LONG"),
         ("1000-byte order id", Box::new(|d| d["orderId"] = json!(format!("{}-{}", d["orderId"].as_str().unwrap(), "i".repeat(960)))), "INVALID_ORDER_ID"),
+        ("an unknown field nested 300 levels deep", Box::new(|d| d["extra"] = (0..300).fold(json!(1), |inner, _| json!([inner]))), "MALFORMED_ORDER"),
         ("900 KB of unknown fields and a 100 KB owner", Box::new(|d| { d["extra"] = json!("u".repeat(900 * 1024)); d["owner"] = json!("o".repeat(100 * 1024)); }), "INVALID_OWNER"),
     ];
     let mut ids = Vec::new();

@@ -50,8 +50,10 @@ pub struct Intake<S, W> {
 impl<S: TaskStore, W: Workflows> Intake<S, W> {
     /// Handles one SQS message body: an EventBridge event delivered by the intake rule.
     pub async fn accept(&self, body: &str, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
-        let event: EventEnvelope<Value> =
-            serde_json::from_str(body).map_err(|e| IntakeError::NotAnOrder(format!("not an EventBridge event: {e}")))?;
+        let event: EventEnvelope<Value> = match serde_json::from_str(body) {
+            Ok(event) => event,
+            Err(e) => return self.unreadable(body, e, now).await,
+        };
         if event.detail_type != ORDER_SUBMITTED {
             return Err(IntakeError::NotAnOrder(format!("detail-type {:?} is not {ORDER_SUBMITTED}", event.detail_type)));
         }
@@ -64,6 +66,36 @@ impl<S: TaskStore, W: Workflows> Intake<S, W> {
         match validate(detail) {
             Ok(order) => self.receive(order, now).await,
             Err(rejection) => self.reject(&order_id, detail, rejection, now).await,
+        }
+    }
+
+    /// A body serde_json cannot read as a value, though EventBridge took it: JSON nested deeper
+    /// than serde_json's 128 levels (EventBridge takes 1000 and more). If the order's id can still
+    /// be read (its fields are read shallowly, skipping the deep ones), the order is REJECTED
+    /// `MALFORMED_ORDER`; otherwise there is no order in it.
+    async fn unreadable(&self, body: &str, error: serde_json::Error, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
+        #[derive(serde::Deserialize)]
+        struct Shallow {
+            #[serde(rename = "detail-type")]
+            detail_type: String,
+            detail: ShallowDetail,
+        }
+        #[derive(serde::Deserialize)]
+        struct ShallowDetail {
+            #[serde(rename = "orderId")]
+            order_id: Option<Value>,
+            owner: Option<Value>,
+            kind: Option<Value>,
+        }
+        let not_an_order = || IntakeError::NotAnOrder(format!("not an EventBridge event: {error}"));
+        let shallow: Shallow = serde_json::from_str(body).map_err(|_| not_an_order())?;
+        match shallow.detail.order_id {
+            Some(Value::String(id)) if shallow.detail_type == ORDER_SUBMITTED && !id.is_empty() && id.len() <= validate::MAX_KEY_BYTES => {
+                let detail = serde_json::json!({"owner": shallow.detail.owner, "kind": shallow.detail.kind});
+                let rejection = validate::reject(Reason::MalformedOrder, format!("the order cannot be read: {error}"));
+                self.reject(&id, &detail, rejection, now).await
+            }
+            _ => Err(not_an_order()),
         }
     }
 

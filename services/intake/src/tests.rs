@@ -193,3 +193,19 @@ async fn oversized_fields_are_rejected_by_name_and_the_rejection_record_stays_sm
     assert!(matches!(intake.accept(&event(&detail), now()).await.unwrap(), Accepted::Started { .. }));
     assert!(intake.workflows.executions.lock().unwrap()[0].1.len() < 1024);
 }
+
+#[tokio::test]
+async fn an_order_nested_deeper_than_serde_json_reads_is_rejected_not_dead_lettered() {
+    let intake = intake();
+    // EventBridge takes JSON nested 1000 levels and more; serde_json's Value stops at 128.
+    let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+    let body = event(&purchase("deep-1")).replace("\"kind\":\"purchase\"", &format!("\"kind\":\"purchase\",\"extra\":{deep}"));
+    assert!(body.contains(&deep));
+    let accepted = intake.accept(&body, now()).await.unwrap();
+    assert_eq!(accepted, Accepted::Rejected { order_id: "deep-1".into(), reason: Reason::MalformedOrder });
+    let task = intake.tasks.snapshot("deep-1").unwrap();
+    assert_eq!((task.owner.as_str(), task.kind), ("alice", Some(OrderKind::Purchase)));
+    // Without a readable order id it is still not an order.
+    let body = body.replace("\"orderId\":\"deep-1\"", "\"orderId\":7");
+    assert!(matches!(intake.accept(&body, now()).await, Err(IntakeError::NotAnOrder(_))));
+}
