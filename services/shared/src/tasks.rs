@@ -73,6 +73,12 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
+    /// The record's size as DynamoDB counts it against its 400 KB item limit (see
+    /// [`crate::dynamo::item_size`]).
+    pub fn stored_size(&self) -> usize {
+        crate::dynamo::item_size(&serde_dynamo::to_item(self).expect("task records always serialise"))
+    }
+
     /// A new task whose first status is `status`.
     pub fn new(order_id: impl Into<String>, owner: impl Into<String>, status: TaskStatus, reason: Option<Reason>, at: DateTime<Utc>) -> Self {
         TaskRecord {
