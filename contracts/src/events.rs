@@ -29,8 +29,17 @@ pub struct TaskStatusChanged {
     /// two owners' orders with one order id never share an event id): the same change always has
     /// the same id, so consumers can drop the duplicates that at-least-once delivery brings.
     /// Treat it as opaque.
+    /// A task id is 34 characters (`keys::DIGEST_HEX` + a two-character prefix); the sequence a
+    /// few digits.
+    #[schemars(length(min = 3, max = 64))]
     pub event_id: String,
+    /// A rejected order's id is recorded as sent, up to `limits::MAX_RECORDED_ORDER_ID_BYTES`;
+    /// every other order's is at most `limits::MAX_ORDER_ID_CHARS`.
+    #[schemars(length(min = 1, max = crate::limits::MAX_RECORDED_ORDER_ID_BYTES))]
     pub order_id: String,
+    /// Empty only for a rejected order that named no owner; a rejected order's owner is recorded
+    /// cut to `limits::MAX_OWNER_BYTES`.
+    #[schemars(length(max = crate::limits::MAX_OWNER_BYTES))]
     pub owner: String,
     /// `null` only for a rejected order whose kind could not be read.
     pub kind: Option<OrderKind>,
@@ -39,6 +48,7 @@ pub struct TaskStatusChanged {
     pub previous_status: Option<TaskStatus>,
     /// Set for REJECTED and FAILED (see `Reason` for the names).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
     pub reason: Option<String>,
     /// Position of this change in the task's history, from 1.
     pub sequence: u32,

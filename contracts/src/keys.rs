@@ -112,10 +112,18 @@ pub fn fingerprint(detail: &Value) -> String {
 
 /// The fingerprint of an order detail as intake and the HTTP API both compute it: of the order
 /// as read (`OrderSubmitted`, so number spellings and absent defaults do not matter) when it
-/// reads as one, else of the raw detail.
+/// reads as one, else of the raw detail. A purchase's stated prices (`unitPrice`, `amount`) are
+/// not part of what it asks for: they are assertions checked against the catalogue, never what
+/// is charged, so a redelivery that states them (or not) is the same order, not a reuse of its id.
 pub fn order_fingerprint(detail: &Value) -> String {
     match serde_json::from_value::<crate::OrderSubmitted>(detail.clone()) {
-        Ok(order) => fingerprint(&serde_json::to_value(&order).expect("orders always serialise")),
+        Ok(mut order) => {
+            if order.kind == crate::OrderKind::Purchase {
+                order.amount = None;
+                order.items.iter_mut().for_each(|item| item.unit_price = None);
+            }
+            fingerprint(&serde_json::to_value(&order).expect("orders always serialise"))
+        }
         Err(_) => fingerprint(detail),
     }
 }
@@ -156,7 +164,7 @@ pub fn owner_segment(owner: &OwnerId) -> String {
 }
 
 /// Order ids: 1–80 characters of `[A-Za-z0-9_-]` (what intake accepts; also S3-safe).
-pub const MAX_ORDER_ID_CHARS: usize = 80;
+pub const MAX_ORDER_ID_CHARS: usize = crate::limits::MAX_ORDER_ID_CHARS;
 
 /// True if `order_id` follows the order id rule.
 pub fn order_id_ok(order_id: &str) -> bool {

@@ -9,6 +9,7 @@
 
 pub mod events;
 pub mod keys;
+pub mod limits;
 pub mod order;
 pub mod owner;
 pub mod reasons;
@@ -60,6 +61,9 @@ pub mod errors {
     /// A compensation found the purchase's charge still claimed by a delivery: it waits for that
     /// claim to end (completed, or expired with its dead holder) before it looks.
     pub const CHARGE_IN_PROGRESS: &str = "ChargeInProgress";
+    /// The step's result is larger than Step Functions takes as task output
+    /// ([`crate::limits::SFN_PAYLOAD_MAX_BYTES`]): the step fails by this name instead.
+    pub const OUTPUT_TOO_LARGE: &str = "OutputTooLarge";
 
     /// The task's reason for a step failure the state machine caught (by its error name).
     pub fn reason_for(error: Option<&str>) -> crate::Reason {

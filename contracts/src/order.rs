@@ -28,6 +28,7 @@ impl OrderKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderItem {
+    #[schemars(length(min = 1, max = crate::limits::MAX_SKU_CHARS))]
     pub sku: String,
     pub quantity: u32,
     /// Price of one unit in minor units, as the catalogue has it. Optional in an order (v1,
@@ -49,16 +50,21 @@ pub struct OrderSubmitted {
     pub schema_version: u32,
     /// Chosen by the submitter and unique per order: it names the task and its execution, which is
     /// what makes a re-published event harmless.
+    #[schemars(length(min = 1, max = crate::limits::MAX_ORDER_ID_CHARS), regex(pattern = r"^[A-Za-z0-9_-]+$"))]
     pub order_id: String,
+    #[schemars(length(min = 1, max = crate::limits::MAX_OWNER_BYTES))]
     pub owner: String,
     pub kind: OrderKind,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::limits::MAX_ITEMS))]
     pub items: Vec<OrderItem>,
     /// ISO 4217 code, upper case.
+    #[schemars(length(min = 3, max = crate::limits::MAX_CURRENCY_CHARS))]
     pub currency: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payment_token: Option<PaymentToken>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = crate::limits::MAX_REFUND_OF_CHARS))]
     pub refund_of: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<Money>,

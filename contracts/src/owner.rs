@@ -59,7 +59,7 @@ impl std::error::Error for OwnerIdError {}
 
 impl OwnerId {
     /// Longest owner id in bytes of UTF-8 (RFC 5321's longest forwardable address).
-    pub const MAX_BYTES: usize = 254;
+    pub const MAX_BYTES: usize = crate::limits::MAX_OWNER_BYTES;
     /// The ASCII punctuation an owner id may contain besides letters and digits.
     pub const PUNCTUATION: &'static str = "!#$&'*+-=?^_{|}~.@";
 

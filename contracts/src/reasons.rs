@@ -69,6 +69,14 @@ reasons! {
     MissingPaymentToken => "MISSING_PAYMENT_TOKEN",
     /// A refund that does not say which order it refunds.
     MissingRefundOf => "MISSING_REFUND_OF",
+    /// A free-text field longer than its bound (`contracts::limits`; `reasonDetail` names the
+    /// field). Fields with a reason of their own keep it: a long `orderId` is `INVALID_ORDER_ID`,
+    /// a long `owner` `INVALID_OWNER`, a long sku `INVALID_ITEM`.
+    FieldTooLong => "FIELD_TOO_LONG",
+    /// The order, though each field is within its bound, would make an execution input or a task
+    /// record larger than AWS takes (Step Functions 256 KiB, DynamoDB 400 KB; the margins are in
+    /// `contracts::limits`).
+    OrderTooLarge => "ORDER_TOO_LARGE",
 
     // Why a task FAILED (after its workflow started).
     /// The payment provider declined the charge.
@@ -95,6 +103,9 @@ reasons! {
     /// order's (refund service), or a purchase's is not the catalogue currency of one of its skus
     /// (intake, REJECTED before any work starts).
     CurrencyMismatch => "CURRENCY_MISMATCH",
+    /// The order to refund has had `contracts::limits::MAX_REFUNDS_PER_ORDER` refunds already
+    /// (its ledger entry must stay under DynamoDB's item limit).
+    TooManyRefunds => "TOO_MANY_REFUNDS",
     /// A kind of order the workflow has no path for.
     UnsupportedKind => "UNSUPPORTED_KIND",
     /// Anything the workflow did not expect; the execution history has the details.

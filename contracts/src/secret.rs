@@ -6,11 +6,11 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 macro_rules! secret {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident, max = $max:expr) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
         #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name(#[schemars(length(min = 1, max = $max))] String);
 
         impl $name {
             pub fn new(value: impl Into<String>) -> Self {
@@ -38,11 +38,15 @@ macro_rules! secret {
 
 secret!(
     /// The Step Functions task token a work message carries: whoever holds it can answer the step.
-    TaskToken
+    /// 1–2048 characters (Step Functions API reference, SendTaskSuccess `taskToken`).
+    TaskToken,
+    max = crate::limits::TASK_TOKEN_MAX_CHARS
 );
 secret!(
-    /// The customer's payment method token, handed to the payment provider only.
-    PaymentToken
+    /// The customer's payment method token, handed to the payment provider only (at most
+    /// `limits::MAX_PAYMENT_TOKEN_CHARS`).
+    PaymentToken,
+    max = crate::limits::MAX_PAYMENT_TOKEN_CHARS
 );
 
 #[cfg(test)]

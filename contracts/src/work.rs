@@ -19,6 +19,7 @@ pub struct PurchaseWork {
     /// The order's X-Ray trace header (`Root=…;Parent=…;Sampled=…`), so the service's work joins
     /// the order's one trace. Absent (older producers): the service starts a new trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::limits::MAX_TRACE_HEADER_CHARS))]
     pub trace_header: Option<String>,
 }
 
@@ -26,8 +27,10 @@ pub struct PurchaseWork {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PurchaseResult {
+    #[schemars(length(min = 1, max = crate::limits::MAX_ID_CHARS))]
     pub charge_id: String,
     pub amount: Money,
+    #[schemars(length(min = 3, max = crate::limits::MAX_CURRENCY_CHARS))]
     pub currency: String,
 }
 
@@ -57,6 +60,7 @@ pub struct RefundWork {
     /// The order's X-Ray trace header (`Root=…;Parent=…;Sampled=…`), so the service's work joins
     /// the order's one trace. Absent (older producers): the service starts a new trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::limits::MAX_TRACE_HEADER_CHARS))]
     pub trace_header: Option<String>,
 }
 
@@ -64,8 +68,10 @@ pub struct RefundWork {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RefundResult {
+    #[schemars(length(max = crate::limits::MAX_ID_CHARS))]
     pub refund_id: String,
     pub amount: Money,
+    #[schemars(length(max = crate::limits::MAX_CURRENCY_CHARS))]
     pub currency: String,
 }
 
@@ -80,9 +86,14 @@ pub enum Outcome {
 /// A caught error as Step Functions hands it to the failure path (`$.failure`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct StepFailure {
+    /// At most 256 characters (Step Functions API reference, SendTaskFailure `error`).
     #[serde(rename = "Error")]
+    #[schemars(length(max = crate::limits::SFN_ERROR_MAX_CHARS))]
     pub error: String,
+    /// At most 32768 characters (SendTaskFailure `cause`); taskflow's workers send at most
+    /// `limits::MAX_FAILURE_CAUSE_CHARS`.
     #[serde(rename = "Cause", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::limits::SFN_CAUSE_MAX_CHARS))]
     pub cause: Option<String>,
 }
 
@@ -92,7 +103,9 @@ pub struct StepFailure {
 pub struct NotificationWork {
     pub schema_version: u32,
     pub task_token: TaskToken,
+    #[schemars(length(min = 1, max = crate::limits::MAX_ORDER_ID_CHARS))]
     pub order_id: String,
+    #[schemars(length(min = 1, max = crate::limits::MAX_OWNER_BYTES))]
     pub owner: String,
     pub kind: OrderKind,
     pub outcome: Outcome,
@@ -102,6 +115,7 @@ pub struct NotificationWork {
     /// The order's X-Ray trace header (`Root=…;Parent=…;Sampled=…`), so the service's work joins
     /// the order's one trace. Absent (older producers): the service starts a new trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = crate::limits::MAX_TRACE_HEADER_CHARS))]
     pub trace_header: Option<String>,
 }
 
@@ -110,5 +124,6 @@ pub struct NotificationWork {
 #[serde(rename_all = "camelCase")]
 pub struct NotificationResult {
     /// Where the receipt is stored (S3 key in the task bucket).
+    #[schemars(length(min = 1, max = crate::limits::MAX_S3_KEY_BYTES))]
     pub receipt_key: String,
 }

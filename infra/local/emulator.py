@@ -17,6 +17,8 @@ cost model on them.
 It checks every call a function or workflow makes against that caller's role, as AWS does
 (`iam.py`: identities registered by deploy.py at `POST /taskflow/iam/identities`, refusals at
 `GET /taskflow/iam/denials`; `TASKFLOW_IAM=enforce|record|off`).
+It refuses what AWS refuses where moto is lenient: payload sizes, execution names, event
+details, DynamoDB item sizes and numbers (`limits.py`, each rule with its source).
 
 Run as `python emulator.py -H 127.0.0.1 -p PORT`; the arguments are moto_server's.
 """
@@ -402,6 +404,11 @@ def _boto_client_as_role(region, service, state_credentials=None):
 
 for _module in (_sfn_sqs, _sfn_events):
     _module.boto_client_for = _boto_client_as_role
+# AWS's payload and shape limits (limits.py): installed last, so that a call AWS refuses is
+# refused before anything above counts it.
+import limits  # noqa: E402
+
+limits.install(_LOCK)
 
 if __name__ == "__main__":
     sys.argv[0] = "moto_server"

@@ -147,3 +147,115 @@ async fn messages_with_no_order_in_them_end_in_a_dead_letter_queue() {
     }
     run.close().await;
 }
+
+/// Oversize and malformed orders, put on the bus by an outside client (the AWS SDK): those
+/// EventBridge takes end REJECTED with their named reason and their status event, none in a
+/// dead-letter queue; those it refuses are refused to the client, with AWS's error.
+#[tokio::test(flavor = "multi_thread")]
+async fn oversize_and_malformed_orders_from_an_outside_client_end_rejected_with_their_reason() {
+    use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+    let run = Run::new().await;
+    let events = aws_sdk_eventbridge::Client::new(&run.aws);
+    let bus = stack().output("EventBusName").unwrap().to_string();
+    let entry = |detail: String| PutEventsRequestEntry::builder().event_bus_name(&bus).source("taskflow.orders").detail_type("OrderSubmitted").detail(detail).build();
+
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        ("10 KB owner", Box::new(|d| d["owner"] = json!("o".repeat(10 * 1024))), "INVALID_OWNER"),
+        ("900 KB payment token", Box::new(|d| d["paymentToken"] = json!("t".repeat(900 * 1024))), "FIELD_TOO_LONG"),
+        ("500 KB quantity as text (its parse error quotes it)", Box::new(|d| d["items"][0]["quantity"] = json!("q".repeat(500 * 1024))), "MALFORMED_ORDER"),
+        ("500 KB currency", Box::new(|d| d["currency"] = json!("E".repeat(500 * 1024))), "UNSUPPORTED_CURRENCY"),
+        ("500 KB sku", Box::new(|d| d["items"][0]["sku"] = json!("S".repeat(500 * 1024))), "INVALID_ITEM"),
+        ("refund of a 5 KB order id", Box::new(|d| *d = refund(d["orderId"].as_str().unwrap(), "alice", &"r".repeat(5 * 1024), None)), "FIELD_TOO_LONG"),
+        ("1000-byte order id", Box::new(|d| d["orderId"] = json!(format!("{}-{}", d["orderId"].as_str().unwrap(), "i".repeat(960)))), "INVALID_ORDER_ID"),
+        ("an unknown field nested 300 levels deep", Box::new(|d| d["extra"] = (0..300).fold(json!(1), |inner, _| json!([inner]))), "MALFORMED_ORDER"),
+        ("900 KB of unknown fields and a 100 KB owner", Box::new(|d| { d["extra"] = json!("u".repeat(900 * 1024)); d["owner"] = json!("o".repeat(100 * 1024)); }), "INVALID_OWNER"),
+    ];
+    let mut ids = Vec::new();
+    for (i, (kind, edit, _)) in cases.iter().enumerate() {
+        let mut detail = base(&order_id(&format!("big{i}")));
+        edit(&mut detail);
+        ids.push(detail["orderId"].as_str().unwrap().to_string());
+        let out = events.put_events().entries(entry(detail.to_string())).send().await.unwrap();
+        assert_eq!(out.failed_entry_count, 0, "{kind}: {:?}", out.entries);
+    }
+    let all = run.all_until_terminal(&ids).await;
+    for ((kind, _, reason), id) in cases.iter().zip(&ids) {
+        let last = all[id].last().unwrap();
+        assert_eq!((last.status, last.reason.as_deref()), (TaskStatus::Rejected, Some(*reason)), "{kind}");
+        let task = run.task(id).await;
+        assert_eq!(task.reason.map(|r| r.as_str()), Some(*reason), "{kind}: recorded");
+        assert!(task.stored_size() < 8 * 1024, "{kind}: the rejection record is {} bytes", task.stored_size());
+    }
+
+    // What EventBridge itself refuses never becomes an order: the client is told, per entry or
+    // for the call, as AWS tells it.
+    let marker = order_id("refused");
+    let out = events
+        .put_events()
+        .entries(entry(json!(format!("a string detail {marker}")).to_string()))
+        .entries(entry(json!([marker.clone()]).to_string()))
+        .send()
+        .await
+        .unwrap();
+    let codes: Vec<_> = out.entries().iter().map(|e| e.error_code().unwrap_or("ok")).collect();
+    assert_eq!(codes, ["MalformedDetail", "MalformedDetail"]);
+    let mut too_big = base(&marker);
+    too_big["paymentToken"] = json!("t".repeat(1024 * 1024));
+    let err = events.put_events().entries(entry(too_big.to_string())).send().await.unwrap_err().into_service_error();
+    assert_eq!(aws_sdk_eventbridge::error::ProvideErrorMetadata::code(&err), Some("ValidationException"), "{err:?}");
+
+    // None of them is in any dead-letter queue.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sqs = aws_sdk_sqs::Client::new(&run.aws);
+    for dlq in taskflow::dlq::queues(stack()) {
+        let mut found = 0;
+        taskflow::dlq::drain(&sqs, &dlq.url, false, 1000, |dead, _| {
+            found += usize::from(ids.iter().any(|id| dead.body.contains(id.as_str())) || dead.body.contains(&marker));
+            async { Ok(()) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(found, 0, "dead letters of these orders in {}", dlq.name);
+    }
+    run.close().await;
+}
+
+/// A ledger entry's refunds are bounded (it must stay under DynamoDB's 400 KB): the refund past
+/// `MAX_REFUNDS_PER_ORDER` is REJECTED `TOO_MANY_REFUNDS`, and the one before it still completes.
+#[tokio::test(flavor = "multi_thread")]
+async fn refunds_past_the_bound_are_rejected_with_their_reason() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use taskflow_contracts::limits::MAX_REFUNDS_PER_ORDER;
+    let run = Run::new().await;
+    let original = order_id("many-refunds");
+    run.submit(base(&original)).await;
+    assert_eq!(run.events_until_terminal(&original).await.last().unwrap().status, TaskStatus::Completed);
+
+    // MAX - 1 refunds of one cent each already on the entry (as if refunded one by one).
+    let mut refunds = std::collections::HashMap::new();
+    for i in 0..MAX_REFUNDS_PER_ORDER - 1 {
+        refunds.insert(format!("earlier-{i}"), AttributeValue::N("1".into()));
+    }
+    aws_sdk_dynamodb::Client::new(&run.aws)
+        .update_item()
+        .table_name(stack().output("LedgerTableName").unwrap())
+        .key("orderId", AttributeValue::S(original.clone()))
+        .update_expression("SET refunds = :r, refunded = :n")
+        .expression_attribute_values(":r", AttributeValue::M(refunds))
+        .expression_attribute_values(":n", AttributeValue::N((MAX_REFUNDS_PER_ORDER - 1).to_string()))
+        .send()
+        .await
+        .unwrap();
+
+    let last = order_id("refund-last");
+    run.submit(refund(&last, "alice", &original, Some(1))).await;
+    assert_eq!(run.events_until_terminal(&last).await.last().unwrap().status, TaskStatus::Completed);
+    let over = order_id("refund-over");
+    run.submit(refund(&over, "alice", &original, Some(1))).await;
+    let end = run.events_until_terminal(&over).await.last().unwrap().clone();
+    assert_eq!((end.status, end.reason.as_deref()), (TaskStatus::Rejected, Some("TOO_MANY_REFUNDS")));
+    let entry = run.ledger(&original).await.unwrap();
+    assert_eq!((entry.refunds.len(), entry.refunded), (MAX_REFUNDS_PER_ORDER, MAX_REFUNDS_PER_ORDER as u64));
+    run.close().await;
+}

@@ -178,3 +178,237 @@ fn put(table: &str, id: &str) -> TransactWriteItem {
         .put(aws_sdk_dynamodb::types::Put::builder().table_name(table).item("id", AttributeValue::S(id.into())).build().unwrap())
         .build()
 }
+
+// --- AWS's limits, as an outside client meets them (infra/local/limits.py) --------------------
+
+/// The service error code of a refused call.
+fn code<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E) -> String {
+    e.code().unwrap_or_default().to_string()
+}
+
+fn message<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E) -> String {
+    e.message().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn step_functions_refuses_what_aws_refuses() {
+    use taskflow_contracts::limits::SFN_PAYLOAD_MAX_BYTES;
+    let run = Run::new().await;
+    let sfn = aws_sdk_sfn::Client::new(&run.aws);
+    let machine = taskflow_e2e::stack().output("PurchaseWorkflowArn").unwrap().to_string();
+    let start = |name: String, input: String| sfn.start_execution().state_machine_arn(&machine).name(name).input(input).send();
+
+    // Input over 256 KiB, counted in UTF-8 bytes: 87 382 three-byte characters are 262 146 bytes.
+    let err = start(taskflow_e2e::order_id("big-input"), format!("{{\"a\":\"{}\"}}", "€".repeat(87_382))).await.unwrap_err();
+    let err = err.into_service_error();
+    assert_eq!(code(&err), "ValidationException", "{err:?}");
+    assert!(message(&err).contains("'input'") && message(&err).contains(&SFN_PAYLOAD_MAX_BYTES.to_string()), "{}", message(&err));
+
+    // Names: 1–80 characters, none of whitespace, brackets, wildcards, specials, controls.
+    let err = start("n".repeat(81), "{}".into()).await.unwrap_err().into_service_error();
+    assert_eq!(code(&err), "ValidationException", "{err:?}");
+    for bad in ["has space", "a/b", "a:b", "a{b}", "a*", "tab\there", "a#b"] {
+        let err = start(format!("{bad}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]), "{}".into()).await.unwrap_err().into_service_error();
+        assert_eq!(code(&err), "InvalidName", "{bad:?}: {err:?}");
+    }
+
+    // Task answers: output over 256 KiB, error over 256, cause over 32768 characters are refused
+    // before the token is even looked at.
+    let token = "AAAA".repeat(100);
+    let err = sfn.send_task_success().task_token(&token).output(format!("\"{}\"", "x".repeat(SFN_PAYLOAD_MAX_BYTES))).send().await.unwrap_err().into_service_error();
+    assert_eq!(code(&err), "ValidationException", "{err:?}");
+    let err = sfn.send_task_failure().task_token(&token).error("E".repeat(257)).send().await.unwrap_err().into_service_error();
+    assert_eq!(code(&err), "ValidationException", "{err:?}");
+    let err = sfn.send_task_failure().task_token(&token).error("E").cause("c".repeat(32_769)).send().await.unwrap_err().into_service_error();
+    assert_eq!(code(&err), "ValidationException", "{err:?}");
+    // Within the limits, the token is what is wrong.
+    let err = sfn.send_task_failure().task_token(&token).error("E").cause("c".repeat(32_768)).send().await.unwrap_err().into_service_error();
+    assert_ne!(code(&err), "ValidationException", "{err:?}");
+    run.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn eventbridge_refuses_what_aws_refuses() {
+    use aws_sdk_eventbridge::types::PutEventsRequestEntry;
+    use taskflow_contracts::limits::EVENTBRIDGE_ENTRY_MAX_BYTES;
+    let run = Run::new().await;
+    let events = aws_sdk_eventbridge::Client::new(&run.aws);
+    let bus = taskflow_e2e::stack().output("EventBusName").unwrap().to_string();
+    // A source no rule matches: these events go nowhere once accepted.
+    let entry = |detail: String| PutEventsRequestEntry::builder().event_bus_name(&bus).source("test.limits").detail_type("Probe").detail(detail).build();
+
+    // Detail must be a JSON object; anything else fails its entry, the others go through.
+    let out = events
+        .put_events()
+        .entries(entry("\"a string\"".into()))
+        .entries(entry("{\"fine\":true}".into()))
+        .entries(entry("[1,2]".into()))
+        .entries(entry("42".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.failed_entry_count, 3, "{:?}", out.entries);
+    let codes: Vec<_> = out.entries().iter().map(|e| e.error_code().unwrap_or("ok")).collect();
+    assert_eq!(codes, ["MalformedDetail", "ok", "MalformedDetail", "MalformedDetail"]);
+    assert!(out.entries()[1].event_id().is_some());
+
+    // Entry size as EventBridge counts it (Source + DetailType + Detail, UTF-8): at the limit it
+    // is taken, one byte over the whole call is refused.
+    let overhead = "test.limits".len() + "Probe".len() + "{\"a\":\"\"}".len();
+    let at_limit = format!("{{\"a\":\"{}\"}}", "x".repeat(EVENTBRIDGE_ENTRY_MAX_BYTES - overhead));
+    let out = events.put_events().entries(entry(at_limit)).send().await.unwrap();
+    assert_eq!(out.failed_entry_count, 0, "{:?}", out.entries);
+    let over = format!("{{\"a\":\"{}\"}}", "x".repeat(EVENTBRIDGE_ENTRY_MAX_BYTES - overhead + 1));
+    let err = events.put_events().entries(entry(over)).send().await.unwrap_err().into_service_error();
+    assert_eq!(code(&err), "ValidationException", "{err:?}");
+    assert!(message(&err).contains("over the limit"), "{}", message(&err));
+
+    // At most 10 entries a call.
+    let mut call = events.put_events();
+    for i in 0..11 {
+        call = call.entries(entry(format!("{{\"i\":{i}}}")));
+    }
+    let err = call.send().await.unwrap_err().into_service_error();
+    assert_eq!(code(&err), "ValidationException", "{err:?}");
+    run.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sqs_counts_its_1_mib_in_bytes() {
+    use taskflow_contracts::limits::SQS_MESSAGE_MAX_BYTES;
+    let run = Run::new().await;
+    let sqs = aws_sdk_sqs::Client::new(&run.aws);
+    let url = sqs.create_queue().queue_name(format!("limits-{}", uuid::Uuid::new_v4().simple())).send().await.unwrap().queue_url.unwrap();
+
+    // 1 MiB exactly is taken; so many two-byte characters that they are one byte over is not
+    // (plain moto counted characters and took it).
+    sqs.send_message().queue_url(&url).message_body("x".repeat(SQS_MESSAGE_MAX_BYTES)).send().await.unwrap();
+    let err = sqs.send_message().queue_url(&url).message_body("é".repeat(SQS_MESSAGE_MAX_BYTES / 2 + 1)).send().await.unwrap_err().into_service_error();
+    assert_eq!(code(&err), "InvalidParameterValue", "{err:?}");
+    assert!(message(&err).contains("1048576"), "{}", message(&err));
+    // Attributes count too.
+    let attribute = aws_sdk_sqs::types::MessageAttributeValue::builder().data_type("String").string_value("v".repeat(100)).build().unwrap();
+    let err = sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body("x".repeat(SQS_MESSAGE_MAX_BYTES - 50))
+        .message_attributes("a", attribute)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(code(&err), "InvalidParameterValue", "{err:?}");
+
+    // A batch: all bodies together at most 1 MiB, in bytes.
+    let half = |id: &str| aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder().id(id).message_body("é".repeat(SQS_MESSAGE_MAX_BYTES / 4 + 1)).build().unwrap();
+    let err = sqs.send_message_batch().queue_url(&url).entries(half("a")).entries(half("b")).send().await.unwrap_err().into_service_error();
+    assert!(err.is_batch_request_too_long(), "{err:?}");
+    run.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dynamodb_refuses_items_over_400_kb_counted_as_aws_counts_them() {
+    use taskflow_contracts::limits::DYNAMODB_ITEM_MAX_BYTES;
+    let run = Run::new().await;
+    let db = aws_sdk_dynamodb::Client::new(&run.aws);
+    let name = format!("limits-{}", uuid::Uuid::new_v4().simple());
+    table(&db, &name, "id").await;
+    let s = |v: &str| AttributeValue::S(v.into());
+
+    // Names count: "id" + "a" (3 bytes) and "x" + its value make exactly 400 KB.
+    let fill = DYNAMODB_ITEM_MAX_BYTES - 3 - 1;
+    db.put_item().table_name(&name).item("id", s("a")).item("x", s(&"v".repeat(fill))).send().await.unwrap();
+    let err = db.put_item().table_name(&name).item("id", s("b")).item("x", s(&"v".repeat(fill + 1))).send().await.unwrap_err().into_service_error();
+    assert_eq!(code(&err), "ValidationException", "{err:?}");
+    assert_eq!(message(&err), "Item size has exceeded the maximum allowed size");
+
+    // A list costs 3 bytes and 1 byte per element: 100 one-byte strings are 3 + 200 bytes.
+    let list: Vec<_> = (0..100).map(|_| s("z")).collect();
+    let base = DYNAMODB_ITEM_MAX_BYTES - 3 - (1 + 3 + 200);
+    db.put_item().table_name(&name).item("id", s("c")).item("l", AttributeValue::L(list.clone())).item("x", s(&"v".repeat(base - 1))).send().await.unwrap();
+    // Growing it by one element (2 bytes) through UpdateItem is refused, and the item stays as it was.
+    let err = db
+        .update_item()
+        .table_name(&name)
+        .key("id", s("c"))
+        .update_expression("SET l = list_append(l, :one)")
+        .expression_attribute_values(":one", AttributeValue::L(vec![s("z")]))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(code(&err), "ValidationException", "{err:?}");
+    assert_eq!(message(&err), "Item size to update has exceeded the maximum allowed size");
+    let item = db.get_item().table_name(&name).key("id", s("c")).consistent_read(true).send().await.unwrap().item.unwrap();
+    assert_eq!(item["l"].as_l().unwrap().len(), 100);
+    // Growing a map by a nested SET (moto did not check nested writes at all).
+    db.put_item().table_name(&name).item("id", s("m")).item("m", AttributeValue::M(Default::default())).send().await.unwrap();
+    let err = db
+        .update_item()
+        .table_name(&name)
+        .key("id", s("m"))
+        .update_expression("SET m.#k = :v")
+        .expression_attribute_names("#k", "big")
+        .expression_attribute_values(":v", s(&"v".repeat(DYNAMODB_ITEM_MAX_BYTES)))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(code(&err), "ValidationException", "{err:?}");
+    // An UpdateItem that would create a too-large item leaves nothing behind.
+    let err = db
+        .update_item()
+        .table_name(&name)
+        .key("id", s("new"))
+        .update_expression("SET x = :v")
+        .expression_attribute_values(":v", s(&"v".repeat(DYNAMODB_ITEM_MAX_BYTES)))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(code(&err), "ValidationException", "{err:?}");
+    assert!(db.get_item().table_name(&name).key("id", s("new")).consistent_read(true).send().await.unwrap().item.is_none());
+    // A transaction's Put too.
+    let big = aws_sdk_dynamodb::types::Put::builder().table_name(&name).item("id", s("t")).item("x", s(&"v".repeat(fill + 1))).build().unwrap();
+    let err = db.transact_write_items().transact_items(TransactWriteItem::builder().put(big).build()).send().await.unwrap_err().into_service_error();
+    assert_eq!(code(&err), "ValidationException", "{err:?}");
+    run.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dynamodb_keeps_numbers_as_numbers_not_as_written() {
+    let run = Run::new().await;
+    let db = aws_sdk_dynamodb::Client::new(&run.aws);
+    let name = format!("numbers-{}", uuid::Uuid::new_v4().simple());
+    table(&db, &name, "id").await;
+    let n = |v: &str| AttributeValue::N(v.into());
+    let mut put = db.put_item().table_name(&name).item("id", AttributeValue::S("a".into()));
+    let cases = [("1250.00", "1250"), ("0012", "12"), ("1.5E3", "1500"), ("-0.0", "0"), ("+7", "7"), ("0.000100", "0.0001"), ("1E-5", "0.00001")];
+    for (i, (written, _)) in cases.iter().enumerate() {
+        put = put.item(format!("n{i}"), n(written));
+    }
+    put.send().await.unwrap();
+    let item = db.get_item().table_name(&name).key("id", AttributeValue::S("a".into())).consistent_read(true).send().await.unwrap().item.unwrap();
+    for (i, (written, stored)) in cases.iter().enumerate() {
+        assert_eq!(item[&format!("n{i}")].as_n().unwrap(), stored, "{written}");
+    }
+    // A condition compares numbers, not spellings.
+    db.update_item()
+        .table_name(&name)
+        .key("id", AttributeValue::S("a".into()))
+        .update_expression("SET n0 = n0 + :one")
+        .condition_expression("n0 = :same")
+        .expression_attribute_values(":one", n("1.0"))
+        .expression_attribute_values(":same", n("1.25e3"))
+        .send()
+        .await
+        .unwrap();
+    // What DynamoDB refuses: more than 38 significant digits, magnitudes out of range, not numbers.
+    for bad in ["1".repeat(39), "1E126".into(), "1E-131".into(), "12abc".into()] {
+        let err = db.put_item().table_name(&name).item("id", AttributeValue::S("b".into())).item("n", n(&bad)).send().await.unwrap_err().into_service_error();
+        assert_eq!(code(&err), "ValidationException", "{bad}: {err:?}");
+    }
+    let thirty_eight = format!("{}.{}", "9".repeat(19), "9".repeat(19));
+    db.put_item().table_name(&name).item("id", AttributeValue::S("c".into())).item("n", n(&thirty_eight)).send().await.unwrap();
+    run.close().await;
+}

@@ -119,7 +119,8 @@ impl From<TaskRecord> for TaskView {
     }
 }
 
-/// Largest order body taken (the bus takes 256 KiB a PutEvents call; an order is far smaller).
+/// Largest order body taken: far above the largest valid order, far below what the bus takes
+/// (`taskflow_contracts::limits::EVENTBRIDGE_ENTRY_MAX_BYTES`).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 pub struct Api<S, B> {

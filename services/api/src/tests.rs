@@ -93,10 +93,17 @@ async fn a_subject_that_is_not_a_valid_owner_is_refused_with_a_4xx_before_anythi
 async fn an_owners_own_conflicting_reuse_is_409_and_someone_elses_id_is_like_a_free_one() {
     let order = r#"{"orderId":"cart-42","kind":"purchase","currency":"EUR","paymentToken":"tok_approve","items":[{"sku":"A","quantity":1,"unitPrice":5}]}"#;
     let other = r#"{"orderId":"cart-42","kind":"purchase","currency":"EUR","paymentToken":"tok_approve","items":[{"sku":"A","quantity":2,"unitPrice":5}]}"#;
+    // As intake records it: of the detail as it reaches the bus (owner and version set).
+    let recorded = |body: &str, owner: &str| {
+        let mut detail: serde_json::Value = serde_json::from_str(body).unwrap();
+        detail["owner"] = owner.into();
+        detail["schemaVersion"] = 1.into();
+        Some(keys::order_fingerprint(&detail))
+    };
     let mut mine = task("cart-42", "alice");
-    mine.fingerprint = Some(keys::order_fingerprint(&serde_json::from_str(order).unwrap()));
+    mine.fingerprint = recorded(order, "alice");
     let mut bobs = task("cart-43", "bob");
-    bobs.fingerprint = Some(keys::order_fingerprint(&serde_json::from_str(other).unwrap()));
+    bobs.fingerprint = recorded(other, "bob");
     let api = Api { tasks: InMemoryTaskStore::with([mine, bobs]), bus: Recorded::default() };
     let conflict = api.handle(Route::SubmitOrder, "alice", Some(other)).await;
     assert_eq!((conflict.status, conflict.body["error"].as_str()), (409, Some("OrderIdConflict")), "{conflict:?}");

@@ -20,6 +20,7 @@
 //!   to record: it fails by name and stays on the queue until SQS moves it to the dead-letter queue.
 
 pub mod pricing;
+pub mod size;
 pub mod validate;
 pub mod workflows;
 
@@ -67,8 +68,10 @@ pub struct Intake<S, W, C> {
 impl<S: TaskStore, W: Workflows, C: Catalogue> Intake<S, W, C> {
     /// Handles one SQS message body: an EventBridge event delivered by the intake rule.
     pub async fn accept(&self, body: &str, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
-        let event: EventEnvelope<Value> =
-            serde_json::from_str(body).map_err(|e| IntakeError::NotAnOrder(format!("not an EventBridge event: {e}")))?;
+        let event: EventEnvelope<Value> = match serde_json::from_str(body) {
+            Ok(event) => event,
+            Err(e) => return self.unreadable(body, e, now).await,
+        };
         if event.detail_type != ORDER_SUBMITTED {
             return Err(IntakeError::NotAnOrder(format!("detail-type {:?} is not {ORDER_SUBMITTED}", event.detail_type)));
         }
@@ -82,7 +85,7 @@ impl<S: TaskStore, W: Workflows, C: Catalogue> Intake<S, W, C> {
             Ok(order) => order,
             Err(rejection) => return self.reject(&order_id, detail, rejection, keys::order_fingerprint(detail), None, now).await,
         };
-        // The order as submitted, before the catalogue's prices are put on it.
+        // Of the order as submitted, before the catalogue's prices are put on it.
         let fingerprint = keys::order_fingerprint(&serde_json::to_value(&order).expect("orders always serialise"));
         match self.price(order).await? {
             Ok(order) => self.receive(order, fingerprint, now).await,
@@ -107,21 +110,48 @@ impl<S: TaskStore, W: Workflows, C: Catalogue> Intake<S, W, C> {
         })
     }
 
+    /// A body serde_json cannot read as a value, though EventBridge took it: JSON nested deeper
+    /// than serde_json's 128 levels (EventBridge takes 1000 and more). If the order's id can still
+    /// be read (its fields are read shallowly, skipping the deep ones), the order is REJECTED
+    /// `MALFORMED_ORDER`; otherwise there is no order in it.
+    async fn unreadable(&self, body: &str, error: serde_json::Error, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
+        #[derive(serde::Deserialize)]
+        struct Shallow {
+            #[serde(rename = "detail-type")]
+            detail_type: String,
+            detail: ShallowDetail,
+        }
+        #[derive(serde::Deserialize)]
+        struct ShallowDetail {
+            #[serde(rename = "orderId")]
+            order_id: Option<Value>,
+            owner: Option<Value>,
+            kind: Option<Value>,
+        }
+        let not_an_order = || IntakeError::NotAnOrder(format!("not an EventBridge event: {error}"));
+        let shallow: Shallow = serde_json::from_str(body).map_err(|_| not_an_order())?;
+        match shallow.detail.order_id {
+            Some(Value::String(id)) if shallow.detail_type == ORDER_SUBMITTED && !id.is_empty() && id.len() <= validate::MAX_KEY_BYTES => {
+                let detail = serde_json::json!({"owner": shallow.detail.owner, "kind": shallow.detail.kind});
+                let rejection = validate::reject(Reason::MalformedOrder, format!("the order cannot be read: {error}"));
+                self.reject(&id, &detail, rejection, keys::order_fingerprint(&detail), None, now).await
+            }
+            _ => Err(not_an_order()),
+        }
+    }
+
     /// `order` is priced (purchases) and valid: record it RECEIVED and start its workflow.
     /// `fingerprint` is of the order as submitted.
     async fn receive(&self, order: OrderSubmitted, fingerprint: String, now: DateTime<Utc>) -> Result<Accepted, IntakeError> {
         let trace = telemetry::current_header_or_new();
-        let mut task = TaskRecord::new(&order.order_id, &order.owner, TaskStatus::Received, None, now);
-        task.trace_id = telemetry::trace_id_in(&trace).map(str::to_string);
-        task.trace_header = Some(trace.clone());
-        task.kind = Some(order.kind);
-        task.currency = order.currency.clone();
-        task.items = order.items.clone();
-        // A purchase's amount is the total at catalogue prices (`price` put it there); a
-        // refund's is the amount asked for (absent: all that is left, settled by the refund service).
-        task.amount = order.amount.unwrap_or(0);
-        task.refund_of = order.refund_of.clone();
+        let mut task = received(&order, &trace, now);
         task.fingerprint = Some(fingerprint.clone());
+        // Checked before the calls that would fail on it: an order too large for AWS is
+        // rejected by name rather than retried into a dead-letter queue.
+        if let Err(rejection) = size::fits(&task, &execution_input(&order, &trace)) {
+            let detail = serde_json::to_value(&order).expect("orders always serialise");
+            return self.reject(&order.order_id, &detail, rejection, fingerprint, None, now).await;
+        }
 
         match self.tasks.create(&task).await? {
             Created::Created => self.start(order, &task.task_id, trace).await,
@@ -140,11 +170,10 @@ impl<S: TaskStore, W: Workflows, C: Catalogue> Intake<S, W, C> {
     /// Starts the workflow of a RECEIVED order (task `task_id`) and notes its execution on the task.
     async fn start(&self, order: OrderSubmitted, task_id: &str, trace: String) -> Result<Accepted, IntakeError> {
         // The execution carries the trace into every message it sends (`$.traceHeader`).
-        let mut input = serde_json::to_value(&order).expect("orders always serialise");
-        input["traceHeader"] = Value::from(trace.as_str());
+        let input = execution_input(&order, &trace);
         // Named by the task id, not the order id: two owners' orders with one order id are two
         // executions, and the name is always a valid one (`keys`).
-        let (execution_arn, new) = match self.workflows.start(order.kind, task_id, &input.to_string(), Some(&trace)).await? {
+        let (execution_arn, new) = match self.workflows.start(order.kind, task_id, &input, Some(&trace)).await? {
             Started::New(arn) => (arn, true),
             Started::Existing(arn) => (arn, false),
         };
@@ -190,7 +219,7 @@ impl<S: TaskStore, W: Workflows, C: Catalogue> Intake<S, W, C> {
             task.task_id = keys::unowned_task_id(raw_owner, order_id, &fingerprint);
         }
         task.kind = detail.get("kind").and_then(|k| serde_json::from_value(k.clone()).ok());
-        task.reason_detail = Some(rejection.detail);
+        task.reason_detail = Some(taskflow_shared::tasks::bounded_detail(&rejection.detail));
         task.fingerprint = Some(fingerprint.clone());
         let trace = telemetry::current_header_or_new();
         task.trace_id = telemetry::trace_id_in(&trace).map(str::to_string);
@@ -238,6 +267,29 @@ fn truncate(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &text[..end])
+}
+
+/// The task of a valid order, RECEIVED.
+pub fn received(order: &OrderSubmitted, trace: &str, now: DateTime<Utc>) -> TaskRecord {
+    let mut task = TaskRecord::new(&order.order_id, &order.owner, TaskStatus::Received, None, now);
+    task.trace_id = telemetry::trace_id_in(trace).map(str::to_string);
+    task.trace_header = Some(trace.to_string());
+    task.kind = Some(order.kind);
+    task.currency = order.currency.clone();
+    task.items = order.items.clone();
+    // A purchase's amount is the total at catalogue prices (intake's pricing put it there); a
+    // refund's is the amount asked for (absent: all that is left, settled by the refund service).
+    task.amount = order.amount.unwrap_or(0);
+    task.refund_of = order.refund_of.clone();
+    task
+}
+
+/// The execution input of a valid order: the order, and the trace header the workflow passes on
+/// in every work message (`$.traceHeader`).
+pub fn execution_input(order: &OrderSubmitted, trace: &str) -> String {
+    let mut input = serde_json::to_value(order).expect("orders always serialise");
+    input["traceHeader"] = Value::from(trace);
+    input.to_string()
 }
 
 #[cfg(test)]

@@ -391,3 +391,56 @@ async fn an_invalid_order_holds_its_owners_id_and_a_different_one_after_it_is_a_
     let conflict = intake.tasks.all().into_iter().find(|t| t.task_id.starts_with("c-")).unwrap();
     assert_eq!(conflict.kind, Some(OrderKind::Purchase));
 }
+
+#[tokio::test]
+async fn oversized_fields_are_rejected_by_name_and_the_rejection_record_stays_small() {
+    use taskflow_contracts::limits::{MAX_OWNER_BYTES, MAX_REASON_DETAIL_CHARS};
+    let huge = "x".repeat(300 * 1024);
+    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, Reason)> = vec![
+        ("10 KB owner", Box::new(|d| d["owner"] = json!("o".repeat(10 * 1024))), Reason::InvalidOwner),
+        ("long payment token", Box::new(|d| d["paymentToken"] = json!("t".repeat(10 * 1024))), Reason::FieldTooLong),
+        ("long refundOf", Box::new(|d| { d["kind"] = json!("refund"); d["refundOf"] = json!("r".repeat(81)); }), Reason::FieldTooLong),
+        ("300 KB quantity text", Box::new(|d| d["items"][0]["quantity"] = json!("x".repeat(300 * 1024))), Reason::MalformedOrder),
+        ("300 KB currency", Box::new(|d| d["currency"] = json!("E".repeat(300 * 1024))), Reason::UnsupportedCurrency),
+        ("300 KB sku", Box::new(|d| d["items"][0]["sku"] = json!("S".repeat(300 * 1024))), Reason::InvalidItem),
+        ("1000-byte order id", Box::new(|d| d["orderId"] = json!(format!("{}-{}", d["orderId"].as_str().unwrap(), "i".repeat(990)))), Reason::InvalidOrderId),
+    ];
+    for (i, (name, mutate, reason)) in cases.into_iter().enumerate() {
+        let intake = intake();
+        let mut detail = purchase(&format!("big-{i}"));
+        detail["unknownButHuge"] = json!(huge); // ignored, as unknown fields are
+        mutate(&mut detail);
+        let order_id = detail["orderId"].as_str().unwrap().to_string();
+        let accepted = intake.accept(&event(&detail), now()).await.unwrap();
+        assert_eq!(accepted, Accepted::Rejected { order_id: order_id.clone(), reason }, "case {name}");
+        let task = intake.tasks.snapshot(&order_id).unwrap();
+        assert_eq!((task.status, task.reason), (TaskStatus::Rejected, Some(reason)), "case {name}");
+        assert!(task.owner.len() <= MAX_OWNER_BYTES, "case {name}: owner as recorded is bounded");
+        assert!(task.reason_detail.as_ref().is_some_and(|d| d.chars().count() <= MAX_REASON_DETAIL_CHARS), "case {name}");
+        assert!(task.stored_size() < 8 * 1024, "case {name}: rejection record is {} bytes", task.stored_size());
+        assert!(intake.workflows.executions.lock().unwrap().is_empty(), "case {name}");
+    }
+
+    // Unknown fields, however large, are ignored: the order goes ahead, its execution input small.
+    let intake = intake();
+    let mut detail = purchase("big-ok");
+    detail["unknownButHuge"] = json!(huge);
+    assert!(matches!(intake.accept(&event(&detail), now()).await.unwrap(), Accepted::Started { .. }));
+    assert!(intake.workflows.executions.lock().unwrap()[0].1.len() < 1024);
+}
+
+#[tokio::test]
+async fn an_order_nested_deeper_than_serde_json_reads_is_rejected_not_dead_lettered() {
+    let intake = intake();
+    // EventBridge takes JSON nested 1000 levels and more; serde_json's Value stops at 128.
+    let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+    let body = event(&purchase("deep-1")).replace("\"kind\":\"purchase\"", &format!("\"kind\":\"purchase\",\"extra\":{deep}"));
+    assert!(body.contains(&deep));
+    let accepted = intake.accept(&body, now()).await.unwrap();
+    assert_eq!(accepted, Accepted::Rejected { order_id: "deep-1".into(), reason: Reason::MalformedOrder });
+    let task = intake.tasks.snapshot("deep-1").unwrap();
+    assert_eq!((task.owner.as_str(), task.kind), ("alice", Some(OrderKind::Purchase)));
+    // Without a readable order id it is still not an order.
+    let body = body.replace("\"orderId\":\"deep-1\"", "\"orderId\":7");
+    assert!(matches!(intake.accept(&body, now()).await, Err(IntakeError::NotAnOrder(_))));
+}

@@ -2,17 +2,15 @@
 
 use serde_json::Value;
 use std::collections::HashSet;
+use taskflow_contracts::limits::{self, MAX_PAYMENT_TOKEN_CHARS, MAX_REFUND_OF_CHARS};
 use taskflow_contracts::{keys, Money, OrderKind, OrderSubmitted, OwnerId, Reason, SCHEMA_VERSION};
 
-/// Order ids: 1–80 characters of `[A-Za-z0-9_-]` (`taskflow_contracts::keys::order_id_ok`).
-pub const MAX_ORDER_ID_CHARS: usize = taskflow_contracts::keys::MAX_ORDER_ID_CHARS;
+// The bounds live in `taskflow_contracts::limits`, beside the AWS limits they serve.
+pub use taskflow_contracts::limits::{MAX_ITEMS, MAX_ORDER_ID_CHARS, MAX_SKU_CHARS};
 /// Beyond this even a rejection cannot be recorded under the id (DynamoDB key limit, with margin).
-pub const MAX_KEY_BYTES: usize = 1024;
-/// Longest owner id, in bytes (`OwnerId::MAX_BYTES`).
+pub const MAX_KEY_BYTES: usize = limits::MAX_RECORDED_ORDER_ID_BYTES;
+/// Longest owner id, in bytes (`OwnerId::MAX_BYTES`, `limits::MAX_OWNER_BYTES`).
 pub const MAX_OWNER_BYTES: usize = OwnerId::MAX_BYTES;
-pub const MAX_SKU_CHARS: usize = taskflow_shared::catalogue::MAX_SKU_CHARS;
-/// Lines of one purchase: its stock is reserved in one DynamoDB transaction (100 operations).
-pub const MAX_ITEMS: usize = 50;
 /// The largest order taskflow takes, in minor units (one million in a two-decimal currency).
 pub const MAX_ORDER_AMOUNT: Money = 100_000_000;
 /// ISO 4217 codes taskflow takes.
@@ -21,12 +19,23 @@ pub const CURRENCIES: [&str; 8] = ["EUR", "USD", "GBP", "CHF", "SEK", "NOK", "DK
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejection {
     pub reason: Reason,
-    /// For people: which field and why.
+    /// For people: which field and why (at most `limits::MAX_REASON_DETAIL_CHARS`: it may quote
+    /// the caller's input).
     pub detail: String,
 }
 
-fn reject(reason: Reason, detail: impl Into<String>) -> Rejection {
-    Rejection { reason, detail: detail.into() }
+pub(crate) fn reject(reason: Reason, detail: impl Into<String>) -> Rejection {
+    Rejection { reason, detail: limits::truncate(&detail.into(), limits::MAX_REASON_DETAIL_CHARS) }
+}
+
+/// `FIELD_TOO_LONG` when `value` has more than `max` characters.
+fn bounded(field: &str, value: Option<&str>, max: usize) -> Result<(), Rejection> {
+    match value {
+        Some(value) if value.chars().count() > max => {
+            Err(reject(Reason::FieldTooLong, format!("{field} is {} characters; at most {max}", value.chars().count())))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Reads and checks the `detail` of an `OrderSubmitted` event.
@@ -85,7 +94,7 @@ fn check_purchase(order: &OrderSubmitted) -> Result<(), Rejection> {
         _ => return Err(reject(Reason::AmountTooLarge, format!("the total is above {MAX_ORDER_AMOUNT}"))),
     }
     match &order.payment_token {
-        Some(token) if !token.expose().trim().is_empty() => Ok(()),
+        Some(token) if !token.expose().trim().is_empty() => bounded("paymentToken", Some(token.expose()), MAX_PAYMENT_TOKEN_CHARS),
         _ => Err(reject(Reason::MissingPaymentToken, "a purchase needs a paymentToken")),
     }
 }
@@ -94,6 +103,7 @@ fn check_refund(order: &OrderSubmitted) -> Result<(), Rejection> {
     if order.refund_of.as_deref().is_none_or(|id| id.trim().is_empty()) {
         return Err(reject(Reason::MissingRefundOf, "a refund needs refundOf (the order to refund)"));
     }
+    bounded("refundOf", order.refund_of.as_deref(), MAX_REFUND_OF_CHARS)?;
     match order.amount {
         Some(0) => Err(reject(Reason::InvalidAmount, "a refund amount must be at least 1")),
         Some(amount) if amount > MAX_ORDER_AMOUNT => Err(reject(Reason::AmountTooLarge, format!("the amount is above {MAX_ORDER_AMOUNT}"))),

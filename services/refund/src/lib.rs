@@ -7,7 +7,9 @@
 //!    (`ORDER_NOT_FOUND`), belong to the same owner (`NOT_OWNER`, kept as a second check), have completed and not been
 //!    compensated (`NOT_REFUNDABLE`), lie inside the refund window (`WINDOW_EXPIRED`), be in the same
 //!    currency (`CURRENCY_MISMATCH`), and still have the amount refundable
-//!    (`AMOUNT_EXCEEDS_REFUNDABLE`). A failed check → REJECTED with that reason, answered as
+//!    (`AMOUNT_EXCEEDS_REFUNDABLE`), and have had fewer than
+//!    `limits::MAX_REFUNDS_PER_ORDER` refunds (`TOO_MANY_REFUNDS`: its ledger entry must stay
+//!    under DynamoDB's item limit). A failed check → REJECTED with that reason, answered as
 //!    `RefundRejected`. No amount means "all that is left".
 //! 2. RECEIVED → REFUNDING; the amount is taken from the ledger entry by a conditional write, so
 //!    concurrent refunds of one order can never add up to more than it was charged (the loser is
@@ -68,6 +70,9 @@ pub fn check(order: &OrderSubmitted, original: Option<&LedgerEntry>, window: Dur
     }
     if entry.currency != order.currency {
         return Err(Reason::CurrencyMismatch);
+    }
+    if entry.refunds.len() >= taskflow_contracts::limits::MAX_REFUNDS_PER_ORDER {
+        return Err(Reason::TooManyRefunds);
     }
     let amount = order.amount.unwrap_or(entry.refundable());
     if amount == 0 {
@@ -170,6 +175,10 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
             Applied::Exceeds { refundable } => {
                 let detail = format!("{amount} asked, {refundable} still refundable on {original_id}");
                 return Err(self.reject(id, TaskStatus::Refunding, Reason::AmountExceedsRefundable, detail).await);
+            }
+            Applied::TooManyRefunds => {
+                let detail = format!("{original_id} has had {} refunds, the most one order may have", taskflow_contracts::limits::MAX_REFUNDS_PER_ORDER);
+                return Err(self.reject(id, TaskStatus::Refunding, Reason::TooManyRefunds, detail).await);
             }
             Applied::Missing => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, "original vanished")),
         }

@@ -288,3 +288,30 @@ async fn two_owners_with_one_order_id_each_refund_their_own() {
     assert_eq!(s.ledger.of("alice", "p-1").unwrap().refunded, 1_000);
     assert_eq!(s.ledger.of("bob", "p-1").unwrap().refunded, 2_000);
 }
+
+#[tokio::test]
+async fn refunds_of_one_order_stop_at_the_bound_with_a_named_reason() {
+    use taskflow_contracts::limits::MAX_REFUNDS_PER_ORDER;
+    let last = refund_order("r-last", "alice", "p-1", Some(1));
+    let over = refund_order("r-over", "alice", "p-1", Some(1));
+    let mut original = entry("p-1", "alice", EntryStatus::Completed, 1);
+    // MAX - 1 small refunds already applied.
+    for i in 0..MAX_REFUNDS_PER_ORDER - 1 {
+        original.refunds.insert(format!("r-{i}"), 1);
+        original.refunded += 1;
+    }
+    let s = subject(&[&last, &over], vec![original]);
+    s.perform(&work(&last, RefundPurpose::Refund), FIRST).await.unwrap();
+    let err = s.perform(&work(&over, RefundPurpose::Refund), FIRST).await.unwrap_err();
+    assert!(matches!(err, StepError::Failed { ref error, .. } if error == errors::REFUND_REJECTED));
+    let rejected = s.tasks.snapshot("r-over").unwrap();
+    assert_eq!((rejected.status, rejected.reason), (TaskStatus::Rejected, Some(Reason::TooManyRefunds)));
+    let e = s.ledger.entries.lock().unwrap()[&tid("p-1")].clone();
+    assert_eq!(e.refunds.len(), MAX_REFUNDS_PER_ORDER);
+    assert_eq!(s.payments.issued("/refund"), 1, "the refused refund paid nothing");
+
+    // The ledger holds the bound under concurrency too (check passed, then another refund won),
+    // and never refuses a compensation for it.
+    assert_eq!(s.ledger.apply_refund(&tid("p-1"), "r-late", 1, EntryStatus::Completed, EntryStatus::Completed).await.unwrap(), Applied::TooManyRefunds);
+    assert_eq!(s.ledger.apply_refund(&tid("p-1"), COMPENSATION, 1, EntryStatus::Completed, EntryStatus::Compensated).await.unwrap(), Applied::Applied);
+}

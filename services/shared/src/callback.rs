@@ -36,6 +36,15 @@ impl StepFunctionsCallback {
     }
 }
 
+/// A failure as Step Functions takes it: `error` cut to 256 characters (SendTaskFailure `error`,
+/// Step Functions API reference), `cause` to `limits::MAX_FAILURE_CAUSE_CHARS` (AWS takes 32768;
+/// the caught failure becomes part of the execution's state, itself limited to 256 KiB). Longer,
+/// AWS refuses the call (ValidationException) and the step could never be answered.
+pub fn bounded_failure(error: &str, cause: &str) -> (String, String) {
+    use taskflow_contracts::limits;
+    (limits::truncate(error, limits::SFN_ERROR_MAX_CHARS), limits::truncate(cause, limits::MAX_FAILURE_CAUSE_CHARS))
+}
+
 /// Step Functions names for a token that can never be answered again.
 const SPENT_TOKEN_ERRORS: [&str; 3] = ["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"];
 
@@ -62,6 +71,7 @@ impl TaskCallback for StepFunctionsCallback {
     }
 
     async fn fail(&self, token: &TaskToken, error: &str, cause: &str) -> Result<(), CallbackError> {
+        let (error, cause) = bounded_failure(error, cause);
         self.client
             .send_task_failure()
             .task_token(token.expose())
@@ -81,5 +91,19 @@ impl TaskCallback for StepFunctionsCallback {
             .await
             .map(|_| ())
             .map_err(classify)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taskflow_contracts::limits;
+
+    #[test]
+    fn a_failure_is_cut_to_what_step_functions_takes() {
+        let (error, cause) = bounded_failure(&"E".repeat(300), &"c".repeat(100_000));
+        assert_eq!(error.chars().count(), limits::SFN_ERROR_MAX_CHARS);
+        assert_eq!(cause.chars().count(), limits::MAX_FAILURE_CAUSE_CHARS);
+        assert_eq!(bounded_failure("PaymentDeclined", "card_declined"), ("PaymentDeclined".to_string(), "card_declined".to_string()));
     }
 }

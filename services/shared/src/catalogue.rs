@@ -54,7 +54,7 @@ impl CatalogueEntry {
 }
 
 /// The longest sku taskflow takes (intake refuses longer ones before reading the catalogue).
-pub const MAX_SKU_CHARS: usize = 64;
+pub const MAX_SKU_CHARS: usize = taskflow_contracts::limits::MAX_SKU_CHARS;
 
 /// Keys a single BatchGetItem may ask for ("as many as 100 items", DynamoDB API reference,
 /// BatchGetItem: https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html).

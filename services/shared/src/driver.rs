@@ -276,7 +276,15 @@ impl<W: TaskWorker, C: TaskCallback, R: Redelivery> Driver<W, C, R> {
         let answered = match self.perform_alive(&work, &token, attempt).await {
             Ok(output) => {
                 let output = serde_json::to_string(&output).expect("outputs always serialise");
-                self.callback.succeed(&token, output).await
+                if output.len() > taskflow_contracts::limits::SFN_PAYLOAD_MAX_BYTES {
+                    // Step Functions would refuse it (ValidationException) on every try: fail the
+                    // step by name instead, so the workflow takes its failure path.
+                    let cause = format!("the step's output is {} bytes; Step Functions takes at most {}", output.len(), taskflow_contracts::limits::SFN_PAYLOAD_MAX_BYTES);
+                    error!(order_id, error = errors::OUTPUT_TOO_LARGE, cause, "step output too large");
+                    self.callback.fail(&token, errors::OUTPUT_TOO_LARGE, &cause).await
+                } else {
+                    self.callback.succeed(&token, output).await
+                }
             }
             Err(StepError::Failed { error, cause }) => {
                 info!(order_id, error, cause, "step failed");

@@ -15,6 +15,63 @@ pub fn conditional_failed<E: ProvideErrorMetadata, R>(e: &SdkError<E, R>) -> boo
 /// An item as the SDK returns it.
 pub type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;
 
+/// An item's size in bytes as DynamoDB counts it against its 400 KB item limit
+/// (`taskflow_contracts::limits::DYNAMODB_ITEM_MAX_BYTES`): each attribute's name (UTF-8 bytes)
+/// plus its value — a string its UTF-8 bytes, a number 1 byte per two significant digits plus 1,
+/// binary its raw bytes, null and Boolean 1 byte, a list or map 3 bytes plus its elements plus 1
+/// byte per element (a map element's name counts too), a set the sum of its elements.
+/// Source: "DynamoDB item sizes and formats",
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html>.
+pub fn item_size(item: &Item) -> usize {
+    item.iter().map(|(name, value)| name.len() + value_size(value)).sum()
+}
+
+fn number_size(n: &str) -> usize {
+    // Significant digits: leading and trailing zeroes are trimmed, sign, point and exponent are not digits.
+    let mantissa = n.split(['e', 'E']).next().unwrap_or_default();
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let significant = digits.trim_start_matches('0').trim_end_matches('0').len().max(1);
+    significant.div_ceil(2) + 1
+}
+
+fn value_size(value: &aws_sdk_dynamodb::types::AttributeValue) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    match value {
+        A::S(s) => s.len(),
+        A::N(n) => number_size(n),
+        A::B(b) => b.as_ref().len(),
+        A::Bool(_) | A::Null(_) => 1,
+        A::Ss(ss) => ss.iter().map(String::len).sum(),
+        A::Ns(ns) => ns.iter().map(|n| number_size(n)).sum(),
+        A::Bs(bs) => bs.iter().map(|b| b.as_ref().len()).sum(),
+        A::L(list) => 3 + list.iter().map(|e| value_size(e) + 1).sum::<usize>(),
+        A::M(map) => 3 + map.iter().map(|(k, e)| k.len() + value_size(e) + 1).sum::<usize>(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+
+    #[test]
+    fn item_size_counts_as_dynamodb_does() {
+        let item: Item = [
+            ("id".to_string(), A::S("abc".into())),                     // 2 + 3
+            ("n".to_string(), A::N("1250.00".into())),                  // 1 + (3 digits → 2) + 1
+            ("ok".to_string(), A::Bool(true)),                          // 2 + 1
+            ("l".to_string(), A::L(vec![A::S("xy".into()), A::Null(true)])), // 1 + 3 + (2+1) + (1+1)
+            ("m".to_string(), A::M([("k".to_string(), A::S("v".into()))].into())), // 1 + 3 + (1+1+1)
+        ]
+        .into();
+        assert_eq!(item_size(&item), 5 + 4 + 3 + 9 + 7);
+        assert_eq!(number_size("0"), 2);
+        assert_eq!(number_size("-0.000123"), 3);
+        assert_eq!(number_size("12345678901234567890123456789012345678"), 20);
+    }
+}
+
 /// The item of `table` whose string key `key_name` is `key`, read strongly consistent: every
 /// adapter reads right after its own (or a duplicate delivery's) write and must see it.
 pub async fn get(

@@ -65,7 +65,7 @@ impl TaskStore for InMemoryTaskStore {
     async fn transition(&self, order_id: &str, from: &[TaskStatus], change: &Change) -> Result<Transitioned, StoreError> {
         let mut tasks = self.tasks.lock().unwrap();
         let Some(task) = tasks.get_mut(order_id) else { return Ok(Transitioned::Missing) };
-        if !from.contains(&task.status) {
+        if !from.contains(&task.status) || task.history.len() >= taskflow_contracts::limits::MAX_HISTORY_ENTRIES {
             return Ok(Transitioned::Conflict(Box::new(task.clone())));
         }
         change.apply(task);
@@ -230,6 +230,9 @@ impl crate::ledger::Ledger for InMemoryLedger {
         let Some(e) = entries.get_mut(order_id) else { return Ok(Applied::Missing) };
         if e.refunds.contains_key(refund_id) {
             return Ok(Applied::AlreadyApplied);
+        }
+        if then != crate::ledger::EntryStatus::Compensated && e.refunds.len() >= taskflow_contracts::limits::MAX_REFUNDS_PER_ORDER {
+            return Ok(Applied::TooManyRefunds);
         }
         if amount > e.refundable() || e.status != allowed {
             return Ok(Applied::Exceeds { refundable: e.refundable() });

@@ -8,6 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use taskflow_contracts::limits::MAX_REFUNDS_PER_ORDER;
 use taskflow_contracts::{Money, OrderItem};
 use thiserror::Error;
 
@@ -87,6 +88,9 @@ pub enum Applied {
     AlreadyApplied,
     /// It does not fit: only `refundable` is left.
     Exceeds { refundable: Money },
+    /// The entry has `limits::MAX_REFUNDS_PER_ORDER` refunds already (a refund, not a
+    /// compensation, is refused for it: the entry must stay under DynamoDB's item limit).
+    TooManyRefunds,
     Missing,
 }
 
@@ -103,7 +107,9 @@ pub trait Ledger: Send + Sync {
     /// Marks the purchase completed (idempotent).
     async fn complete(&self, order_id: &str, at: DateTime<Utc>) -> Result<(), LedgerError>;
     /// Adds `amount` to the refunded total under `refund_id`, unless that would exceed the charge
-    /// or the entry is not `allowed` (completed, for refunds; charged, for compensation).
+    /// or the entry is not `allowed` (completed, for refunds; charged, for compensation), or —
+    /// for a refund (`then` is not `Compensated`) — the entry has `limits::MAX_REFUNDS_PER_ORDER`
+    /// refunds already (`TooManyRefunds`).
     async fn apply_refund(&self, order_id: &str, refund_id: &str, amount: Money, allowed: EntryStatus, then: EntryStatus) -> Result<Applied, LedgerError>;
 }
 
@@ -178,34 +184,44 @@ impl Ledger for DynamoLedger {
         if entry.refunds.contains_key(refund_id) {
             return Ok(Applied::AlreadyApplied);
         }
+        // A compensation gives back what is owed whatever the count; only refunds are bounded.
+        let bounded = then != EntryStatus::Compensated;
+        if bounded && entry.refunds.len() >= MAX_REFUNDS_PER_ORDER {
+            return Ok(Applied::TooManyRefunds);
+        }
         if amount > entry.refundable() {
             return Ok(Applied::Exceeds { refundable: entry.refundable() });
         }
         // The check above is advisory; this condition is what holds under concurrency:
         // refunded may only grow while it stays within the charge.
         let limit = entry.charged - amount;
-        let result = self
+        let mut condition = "refunded <= :limit AND #status = :allowed AND attribute_not_exists(refunds.#id)".to_string();
+        if bounded {
+            condition.push_str(" AND size(refunds) < :maxRefunds");
+        }
+        let request = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("taskId", AttributeValue::S(order_id.into()))
             .update_expression("SET refunded = refunded + :amount, refunds.#id = :amount, #status = :then")
-            .condition_expression("refunded <= :limit AND #status = :allowed AND attribute_not_exists(refunds.#id)")
+            .condition_expression(condition)
             .expression_attribute_names("#id", refund_id)
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":amount", attr(&amount))
             .expression_attribute_values(":limit", attr(&limit))
             .expression_attribute_values(":allowed", attr(&allowed))
-            .expression_attribute_values(":then", attr(&then))
-            .send()
-            .await;
-        match result {
+            .expression_attribute_values(":then", attr(&then));
+        let request = if bounded { request.expression_attribute_values(":maxRefunds", attr(&MAX_REFUNDS_PER_ORDER)) } else { request };
+        match request.send().await {
             Ok(_) => Ok(Applied::Applied),
             Err(e) if crate::dynamo::conditional_failed(&e) => {
                 // Someone else moved it: tell which way.
                 let now = self.get(order_id).await?.ok_or_else(|| LedgerError("entry vanished".into()))?;
                 if now.refunds.contains_key(refund_id) {
                     Ok(Applied::AlreadyApplied)
+                } else if bounded && now.refunds.len() >= MAX_REFUNDS_PER_ORDER {
+                    Ok(Applied::TooManyRefunds)
                 } else {
                     Ok(Applied::Exceeds { refundable: now.refundable() })
                 }

@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use taskflow_contracts::{Money, OrderItem, OrderKind, Reason, TaskStatus};
+use taskflow_contracts::{limits, Money, OrderItem, OrderKind, Reason, TaskStatus};
 use thiserror::Error;
 
 /// One status change in a task's life.
@@ -82,6 +82,12 @@ pub struct TaskRecord {
 }
 
 impl TaskRecord {
+    /// The record's size as DynamoDB counts it against its 400 KB item limit (see
+    /// [`crate::dynamo::item_size`]).
+    pub fn stored_size(&self) -> usize {
+        crate::dynamo::item_size(&serde_dynamo::to_item(self).expect("task records always serialise"))
+    }
+
     /// A new task of `owner`'s order `order_id` (keyed by their task id) whose first status is
     /// `status`.
     pub fn new(order_id: impl Into<String>, owner: impl Into<String>, status: TaskStatus, reason: Option<Reason>, at: DateTime<Utc>) -> Self {
@@ -113,6 +119,12 @@ impl TaskRecord {
     }
 }
 
+/// Free text recorded beside a reason, cut to `limits::MAX_REASON_DETAIL_CHARS`, so that no
+/// input, however large, can make a task record too large to write.
+pub fn bounded_detail(detail: &str) -> String {
+    limits::truncate(detail, limits::MAX_REASON_DETAIL_CHARS)
+}
+
 /// A status change and the facts recorded with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
@@ -131,9 +143,11 @@ impl Change {
     pub fn to(to: TaskStatus, at: DateTime<Utc>) -> Self {
         Change { to, reason: None, reason_detail: None, charge_id: None, refund: None, amount: None, at }
     }
+    /// The change's reason, and free text beside it cut to
+    /// `limits::MAX_REASON_DETAIL_CHARS` (it may quote a caller or a provider).
     pub fn because(mut self, reason: Reason, detail: Option<String>) -> Self {
         self.reason = Some(reason);
-        self.reason_detail = detail;
+        self.reason_detail = detail.map(|d| bounded_detail(&d));
         self
     }
     pub fn with_charge(mut self, charge_id: impl Into<String>) -> Self {
@@ -208,7 +222,9 @@ pub trait TaskStore: Send + Sync {
     async fn get(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError>;
     /// Writes `task` unless a task with its task id exists.
     async fn create(&self, task: &TaskRecord) -> Result<Created, StoreError>;
-    /// Applies `change` if the task's status is one of `from`.
+    /// Applies `change` if the task's status is one of `from` and its history has fewer than
+    /// `limits::MAX_HISTORY_ENTRIES` entries (else `Conflict`, so the record can never grow past
+    /// DynamoDB's item limit; statuses only move forward, so a task never gets near it).
     async fn transition(&self, task_id: &str, from: &[TaskStatus], change: &Change) -> Result<Transitioned, StoreError>;
     async fn note(&self, task_id: &str, note: &Note) -> Result<(), StoreError>;
     /// An owner's tasks, newest first.
@@ -314,6 +330,7 @@ impl TaskStore for DynamoTaskStore {
             .expression_attribute_values(":to", to_attribute(&change.to))
             .expression_attribute_values(":entry", AttributeValue::L(vec![to_attribute(&entry)]))
             .expression_attribute_values(":at", to_attribute(&change.at))
+            .expression_attribute_values(":maxHistory", AttributeValue::N(limits::MAX_HISTORY_ENTRIES.to_string()))
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         if let Some(reason) = change.reason {
@@ -350,7 +367,7 @@ impl TaskStore for DynamoTaskStore {
         }
         let result = request
             .update_expression(format!("SET {}", sets.join(", ")))
-            .condition_expression(format!("attribute_exists(taskId) AND #status IN ({})", allowed.join(", ")))
+            .condition_expression(format!("attribute_exists(taskId) AND #status IN ({}) AND size(history) < :maxHistory", allowed.join(", ")))
             .send()
             .await;
         match result {
@@ -423,3 +440,36 @@ impl TaskStore for DynamoTaskStore {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fakes::InMemoryTaskStore;
+
+    #[tokio::test]
+    async fn a_task_history_stops_growing_at_its_bound_as_a_conflict() {
+        let now = Utc::now();
+        let store = InMemoryTaskStore::default();
+        store.create(&TaskRecord::new("o-1", "alice", TaskStatus::Received, None, now)).await.unwrap();
+        // No service moves a task to a status it has (statuses only move forward); a bug that
+        // did would be stopped here rather than grow the record past DynamoDB's item limit.
+        let mut applied = 1;
+        loop {
+            match store.transition("o-1", &[TaskStatus::Received], &Change::to(TaskStatus::Received, now)).await.unwrap() {
+                Transitioned::Applied(_) => applied += 1,
+                Transitioned::Conflict(task) => {
+                    assert_eq!(task.history.len(), limits::MAX_HISTORY_ENTRIES);
+                    break;
+                }
+                Transitioned::Missing => unreachable!(),
+            }
+        }
+        assert_eq!(applied, limits::MAX_HISTORY_ENTRIES);
+    }
+
+    #[test]
+    fn a_reason_detail_is_bounded() {
+        let change = Change::to(TaskStatus::Failed, Utc::now()).because(Reason::WorkflowError, Some("x".repeat(1_000_000)));
+        assert_eq!(change.reason_detail.unwrap().chars().count(), limits::MAX_REASON_DETAIL_CHARS);
+    }
+}

@@ -92,6 +92,24 @@ async fn success_answers_the_token_with_the_output() {
 }
 
 #[tokio::test]
+async fn an_output_step_functions_would_refuse_fails_the_step_by_name() {
+    // One byte over the task output limit (the quotes of the JSON string are two of them).
+    let too_large = "x".repeat(taskflow_contracts::limits::SFN_PAYLOAD_MAX_BYTES - 1);
+    let fits = "y".repeat(taskflow_contracts::limits::SFN_PAYLOAD_MAX_BYTES - 2);
+    let d = driver(vec![Ok(too_large), Ok(fits.clone())]);
+    let response = d.handle_batch(batch(vec![message("m1", &work_body("t1"), 1)])).await;
+    let response2 = d.handle_batch(batch(vec![message("m2", &work_body("t2"), 1)])).await;
+    assert!(failed_ids(&response).is_empty() && failed_ids(&response2).is_empty());
+    let answers = d.callback.answers();
+    assert!(
+        matches!(&answers[0], (t, Answer::Failure { error, .. }) if t == "t1" && error == errors::OUTPUT_TOO_LARGE),
+        "{:?}",
+        answers[0].1
+    );
+    assert_eq!(answers[1], ("t2".to_string(), Answer::Success(format!("\"{fits}\""))));
+}
+
+#[tokio::test]
 async fn final_failure_answers_with_its_error_name() {
     let d = driver(vec![Err(StepError::failed("PaymentDeclined", "card declined"))]);
     let response = d.handle_batch(batch(vec![message("m1", &work_body("t1"), 1)])).await;
