@@ -240,7 +240,7 @@ async fn refunds_past_the_bound_are_rejected_with_their_reason() {
     aws_sdk_dynamodb::Client::new(&run.aws)
         .update_item()
         .table_name(stack().output("LedgerTableName").unwrap())
-        .key("orderId", AttributeValue::S(original.clone()))
+        .key("taskId", AttributeValue::S(taskflow_contracts::keys::task_id("alice", &original)))
         .update_expression("SET refunds = :r, refunded = :n")
         .expression_attribute_values(":r", AttributeValue::M(refunds))
         .expression_attribute_values(":n", AttributeValue::N((MAX_REFUNDS_PER_ORDER - 1).to_string()))
