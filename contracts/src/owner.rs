@@ -7,7 +7,8 @@
 //! - 1 to [`OwnerId::MAX_BYTES`] (254) bytes of UTF-8: the longest email address a mail system
 //!   forwards (RFC 5321 §4.5.3.1.3, a path of 256 octets with its angle brackets);
 //! - made of Unicode letters and digits (`char::is_alphanumeric`: any script, so `josé`, `李雷`,
-//!   `दीपा` are owners) and the ASCII characters an email address's local part may use unquoted
+//!   `दीपा` are owners), the combining marks that follow a letter or digit (general category Mn
+//!   or Mc: the virama of `कृष्ण`, the dot of `q̇`; never first, never after punctuation) and the ASCII characters an email address's local part may use unquoted
 //!   (RFC 5322 §3.2.3 `atext`) plus `.` and `@`: `! # $ & ' * + - = ? ^ _ { | } ~ . @` —
 //!   except `/`, `%` (so no percent-encoded `%2F` for a tool that decodes it) and the backtick.
 //!   So no whitespace, no control or format characters (zero-width joiners, bidi overrides), no
@@ -71,8 +72,15 @@ impl OwnerId {
         if text.len() > Self::MAX_BYTES {
             return Err(OwnerIdError::TooLong(text.len()));
         }
-        if let Some(c) = text.chars().find(|&c| !Self::allowed(c)) {
-            return Err(OwnerIdError::Character(c));
+        let mut after_base = false;
+        for c in text.chars() {
+            // A combining mark (a virama, a vowel sign, a dot above) belongs to the letter or
+            // digit before it: `कृष्ण` is a name. On its own, or after punctuation, it is not.
+            let ok = Self::allowed(c) || (after_base && Self::combining(c));
+            if !ok {
+                return Err(OwnerIdError::Character(c));
+            }
+            after_base = c.is_alphanumeric() || (after_base && Self::combining(c));
         }
         if text.starts_with('.') || text.ends_with('.') {
             return Err(OwnerIdError::DotAtEdge);
@@ -87,6 +95,16 @@ impl OwnerId {
         // is_alphanumeric: Unicode Alphabetic or Numeric; neither includes whitespace, controls
         // (Cc), format characters (Cf) or symbols.
         c.is_alphanumeric() || (c.is_ascii() && Self::PUNCTUATION.contains(c))
+    }
+
+    /// A nonspacing or spacing combining mark (Unicode general category Mn or Mc; enclosing
+    /// marks, Me, are not taken).
+    fn combining(c: char) -> bool {
+        use icu_properties::props::GeneralCategory;
+        matches!(
+            icu_properties::CodePointMapData::<GeneralCategory>::new().get(c),
+            GeneralCategory::NonspacingMark | GeneralCategory::SpacingMark
+        )
     }
 
     pub fn as_str(&self) -> &str {
@@ -122,6 +140,8 @@ mod tests {
             "李雷",
             "дмитрий@пример.рф",
             "दीपा",
+            "कृष्ण",
+            "q\u{307}",
             "a_b-c~d!e#f$g&i*j=k?l^m{n|o}p",
             &"a".repeat(254),
         ] {
@@ -151,11 +171,14 @@ mod tests {
             ("del\u{7f}", Character('\u{7f}')),
             ("zero\u{200b}width", Character('\u{200b}')),
             ("bidi\u{202e}override", Character('\u{202e}')),
+            ("\u{94d}leading mark", Character('\u{94d}')),
+            ("mark@\u{301}after punctuation", Character('\u{301}')),
+            ("enclosing\u{20dd}", Character('\u{20dd}')),
             ("nbsp\u{a0}", Character('\u{a0}')),
             ("back`tick", Character('`')),
             ("colon:x", Character(':')),
             ("bob%2F..%2Fx", Character('%')),
-            ("e\u{301}", Character('\u{301}')),
+            ("e\u{301}", NotNfc),
             ("angstrom\u{212b}", NotNfc),
         ];
         for (text, error) in cases {

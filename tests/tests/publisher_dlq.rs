@@ -134,7 +134,7 @@ async fn a_bad_stream_record_costs_its_neighbours_nothing_and_is_published_again
     // Redriven as it is: still unreadable, nothing published, the message stays.
     let (published, left) = redrive().await;
     assert_eq!(published, 0);
-    assert!(left.iter().any(|e| e.starts_with("CorruptTaskRecord") && e.contains(&bad)), "{left:?}");
+    assert!(left.iter().any(|e| e.starts_with("CorruptTaskRecord") && e.contains(&tid(&bad))), "{left:?}");
     assert_eq!(dead_letters(&run).await.len(), 1);
 
     // Mended by an operator. The mending write announces nothing by itself…
