@@ -41,6 +41,13 @@ from moto.xray.models import XRayBackend
 
 import iam
 
+# EventBridge takes event details nested a thousand levels deep and more; CPython's json stops at
+# its recursion limit (1000 frames) with a RecursionError, which moto would answer with HTTP 500.
+# Deeper JSON is read here as on AWS (taskflow's intake then rejects it by name); the request
+# threads get the stack that needs.
+sys.setrecursionlimit(20_000)
+threading.stack_size(64 * 1024 * 1024)
+
 _LOCK = threading.RLock()
 
 # Every operation that reads or writes items: writes so that none is lost, reads so that none

@@ -133,7 +133,9 @@ def _malformed_detail(entry):
         return False  # moto answers a missing Detail itself (InvalidArgument), as AWS does.
     try:
         return not isinstance(json.loads(detail), dict)
-    except ValueError:
+    except (ValueError, RecursionError):
+        # Nested deeper than even the raised recursion limit (emulator.py) reads: refused as
+        # malformed, never an HTTP 500.
         return True
 
 

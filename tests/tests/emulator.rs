@@ -252,6 +252,12 @@ async fn eventbridge_refuses_what_aws_refuses() {
     assert_eq!(codes, ["MalformedDetail", "ok", "MalformedDetail", "MalformedDetail"]);
     assert!(out.entries()[1].event_id().is_some());
 
+    // A detail nested deeper than Python's default recursion limit is still an event, not an
+    // HTTP 500 (EventBridge takes a thousand levels and more).
+    let deep = format!("{{\"a\":{}1{}}}", "[".repeat(1500), "]".repeat(1500));
+    let out = events.put_events().entries(entry(deep)).send().await.unwrap();
+    assert_eq!(out.failed_entry_count, 0, "{:?}", out.entries);
+
     // Entry size as EventBridge counts it (Source + DetailType + Detail, UTF-8): at the limit it
     // is taken, one byte over the whole call is refused.
     let overhead = "test.limits".len() + "Probe".len() + "{\"a\":\"\"}".len();
