@@ -131,6 +131,12 @@ async fn a_bad_stream_record_costs_its_neighbours_nothing_and_is_published_again
     assert_eq!((note.first_sequence, note.last_sequence), (1, Some(1)));
     assert!(note.reason.starts_with("CorruptTaskRecord") && note.reason.contains("ARCHIVED"), "{}", note.reason);
 
+    // A dry run reads what the redrive would and says the same: not publishable yet.
+    let mut said = Vec::new();
+    let would = taskflow::dlq::redrive(stack(), "publisher", true, |dead| said.extend(dead.error.clone())).await.unwrap();
+    assert_eq!(would, 0, "a dry run does not promise what the redrive cannot do: {said:?}");
+    assert!(said.iter().any(|e| e.starts_with("CorruptTaskRecord")), "{said:?}");
+
     // Redriven as it is: still unreadable, nothing published, the message stays.
     let (published, left) = redrive().await;
     assert_eq!(published, 0);

@@ -205,8 +205,10 @@ pub async fn redrive_publisher(stack: &StackInfo, queue: &DeadLetters, dry_run: 
                     .unwrap_or_default(),
                 error: None,
             };
+            // A dry run reads everything a redrive reads (the task record too, so a record still
+            // unreadable is reported as the redrive would report it) and publishes nothing.
             let outcome = if dry_run {
-                taskflow_publisher::redrive::DeadLetter::read(&dead.body).map(|_| 0)
+                taskflow_publisher::redrive::redrive(&dead.body, &items, &stream, &NoBus).await
             } else {
                 taskflow_publisher::redrive::redrive(&dead.body, &items, &stream, &bus).await
             };
@@ -227,6 +229,16 @@ pub async fn redrive_publisher(stack: &StackInfo, queue: &DeadLetters, dry_run: 
         }
     }
     Ok(published)
+}
+
+/// What a dry run publishes to: nothing (every event is taken and dropped).
+struct NoBus;
+
+#[async_trait]
+impl taskflow_publisher::bus::EventBus for NoBus {
+    async fn publish(&self, _events: &[taskflow_contracts::TaskStatusChanged]) -> Result<(), taskflow_publisher::bus::PublishError> {
+        Ok(())
+    }
 }
 
 /// The task table, read by primary key with strongly consistent reads.
