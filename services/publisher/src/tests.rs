@@ -53,6 +53,11 @@ fn publisher() -> Publisher<FakeBus, FakeDeadLetters> {
     Publisher { bus: FakeBus::default(), dead_letters: FakeDeadLetters::default() }
 }
 
+/// The event id of alice's order `order_id`'s status `sequence` (`{taskId}#{sequence}`).
+fn ev(order_id: &str, sequence: u32) -> String {
+    format!("{}#{sequence}", taskflow_contracts::keys::task_id("alice", order_id))
+}
+
 fn task(id: &str) -> TaskRecord {
     let mut t = TaskRecord::new(id, "alice", TaskStatus::Received, None, Utc::now());
     t.kind = Some(OrderKind::Purchase);
@@ -161,7 +166,7 @@ async fn an_unreadable_record_is_set_aside_with_its_key_and_its_neighbours_are_p
     let relayed = publisher.relay(&event).await.unwrap();
     assert_eq!((relayed.published, relayed.set_aside), (3, 1));
     assert!(relayed.response.batch_item_failures.is_empty(), "retrying an unreadable record cannot help: {:?}", relayed.response);
-    assert_eq!(publisher.bus.ids(), ["good-1#1", "good-2#1", "good-3#1"]);
+    assert_eq!(publisher.bus.ids(), [ev("good-1", 1), ev("good-2", 1), ev("good-3", 1)]);
 
     let notes = publisher.dead_letters.notes.lock().unwrap().clone();
     assert_eq!(notes.len(), 1);
@@ -198,7 +203,7 @@ async fn a_bus_failure_reports_that_record_and_leaves_the_rest_for_the_retry() {
     assert_eq!(relayed.published, 1);
     assert_eq!(serde_json::to_value(&relayed.response).unwrap(), serde_json::json!({"batchItemFailures": [{"itemIdentifier": "12"}]}));
     // Not published out of order: Lambda retries from 12, which includes 13.
-    assert_eq!(publisher.bus.ids(), ["first#1"]);
+    assert_eq!(publisher.bus.ids(), [ev("first", 1)]);
 }
 
 #[tokio::test]
@@ -232,7 +237,7 @@ async fn mending_an_unreadable_record_announces_nothing_twice() {
     no_history["history"] = serde_json::json!({"S": "?"});
     let relayed = publisher.relay(&stream(vec![record_at("32", "MODIFY", Some(no_history), image(&mended))])).await.unwrap();
     assert_eq!(relayed.published, 1);
-    assert_eq!(publisher.bus.ids(), ["backfilled#1"]);
+    assert_eq!(publisher.bus.ids(), [ev("backfilled", 1)]);
 }
 
 #[test]
@@ -385,7 +390,7 @@ async fn a_discarded_batch_in_lambdas_shape_is_published_again_from_the_stream_a
     table.put(image(&task("other")));
     let published = redrive(&lambda_on_failure("201", "203"), &table, &FakeStream(records.clone()), &bus).await.unwrap();
     assert_eq!(published, 2);
-    assert_eq!(bus.ids(), ["o-1#2", "other#1"]);
+    assert_eq!(bus.ids(), [ev("o-1", 2), ev("other", 1)]);
     assert_eq!(bus.sent.lock().unwrap()[0].status, TaskStatus::Charging);
 
     // Trimmed from the stream (older than 24 hours): named, nothing published.

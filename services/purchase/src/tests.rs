@@ -157,7 +157,7 @@ async fn work_for_an_unknown_task_is_a_named_conflict() {
 async fn what_is_charged_and_recorded_is_the_tasks_catalogue_priced_amount_not_the_messages() {
     let o = order("o-price", "tok_approve");
     let p = purchase_of(&o, 10);
-    let mut task = p.tasks.snapshot(&tid("o-price")).unwrap();
+    let mut task = p.tasks.snapshot("o-price").unwrap();
     task.items = o.items.clone();
     let p = Subject { tasks: InMemoryTaskStore::with([task]), ..p };
     // A message whose order says one cent a unit and a one-cent amount.

@@ -450,12 +450,13 @@ mod tests {
     async fn a_task_history_stops_growing_at_its_bound_as_a_conflict() {
         let now = Utc::now();
         let store = InMemoryTaskStore::default();
-        store.create(&TaskRecord::new("o-1", "alice", TaskStatus::Received, None, now)).await.unwrap();
+        let task = TaskRecord::new("o-1", "alice", TaskStatus::Received, None, now);
+        store.create(&task).await.unwrap();
         // No service moves a task to a status it has (statuses only move forward); a bug that
         // did would be stopped here rather than grow the record past DynamoDB's item limit.
         let mut applied = 1;
         loop {
-            match store.transition("o-1", &[TaskStatus::Received], &Change::to(TaskStatus::Received, now)).await.unwrap() {
+            match store.transition(&task.task_id, &[TaskStatus::Received], &Change::to(TaskStatus::Received, now)).await.unwrap() {
                 Transitioned::Applied(_) => applied += 1,
                 Transitioned::Conflict(task) => {
                     assert_eq!(task.history.len(), limits::MAX_HISTORY_ENTRIES);
