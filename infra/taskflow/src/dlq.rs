@@ -77,6 +77,22 @@ pub struct Dead {
     pub error: Option<String>,
 }
 
+impl Dead {
+    /// A received message as the commands show it (no error yet).
+    fn of(m: &aws_sdk_sqs::types::Message) -> Dead {
+        Dead {
+            message_id: m.message_id.clone().unwrap_or_default(),
+            body: m.body.clone().unwrap_or_default(),
+            receive_count: m
+                .attributes
+                .as_ref()
+                .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount).cloned())
+                .unwrap_or_default(),
+            error: None,
+        }
+    }
+}
+
 /// Reads every message once, at most `limit` (each is hidden while it is read, then shown again
 /// unless `take`). With `take`, each is handed to `handle` and deleted only when `handle`
 /// succeeds. The limit matters when redriving: a message sent back that fails again returns to
@@ -105,16 +121,7 @@ where
             break;
         }
         for m in fresh {
-            let dead = Dead {
-                message_id: m.message_id.clone().unwrap_or_default(),
-                body: m.body.clone().unwrap_or_default(),
-                receive_count: m
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount).cloned())
-                    .unwrap_or_default(),
-                error: None,
-            };
+            let dead = Dead::of(&m);
             let receipt = m.receipt_handle.clone().unwrap_or_default();
             handle(dead, m).await?;
             if take {
@@ -195,16 +202,7 @@ pub async fn redrive_publisher(stack: &StackInfo, queue: &DeadLetters, dry_run: 
         }
         for m in fresh {
             let receipt = m.receipt_handle.clone().unwrap_or_default();
-            let mut dead = Dead {
-                message_id: m.message_id.clone().unwrap_or_default(),
-                body: m.body.clone().unwrap_or_default(),
-                receive_count: m
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.get(&aws_sdk_sqs::types::MessageSystemAttributeName::ApproximateReceiveCount).cloned())
-                    .unwrap_or_default(),
-                error: None,
-            };
+            let mut dead = Dead::of(&m);
             // A dry run reads everything a redrive reads (the task record too, so a record still
             // unreadable is reported as the redrive would report it) and publishes nothing.
             let outcome = if dry_run {
