@@ -181,6 +181,33 @@ pub fn outbox_prefix(owner: &OwnerId) -> String {
     format!("outbox/{}/", owner_segment(owner))
 }
 
+/// The prefix of every task log of `owner`: `logs/{owner_segment}/`.
+pub fn logs_prefix(owner: &OwnerId) -> String {
+    format!("logs/{}/", owner_segment(owner))
+}
+
+/// The segment under `logs/` for the logs of orders rejected before they had a valid owner and
+/// order id (`r-` task ids): `-`, which no owner segment can be (the base64url of at least one
+/// byte is at least two characters).
+pub const UNOWNED_LOGS_SEGMENT: &str = "-";
+
+/// The S3 key of a task's audit log (one JSON Lines object, written once when the task is
+/// closed): `logs/{owner_segment}/{orderId}/{taskId}.jsonl` — below the owner's prefix, and
+/// named by the task id, so that an `ORDER_ID_CONFLICT` record (`c-…`) of the same order id
+/// has a log of its own beside the order's (`t-…`). An order rejected before it had a valid
+/// owner and order id is logged as `logs/-/{taskId}.jsonl`.
+///
+/// Errors: `task_id` is not an id [`derive`]d here ([`is_derived_id`]).
+pub fn task_log_key(owner: &str, order_id: &str, task_id: &str) -> Result<String, KeyError> {
+    if !is_derived_id(task_id) {
+        return Err(KeyError(format!("task id {task_id:?} is not a derived id")));
+    }
+    match OwnerId::parse(owner) {
+        Ok(owner) if order_id_ok(order_id) && !task_id.starts_with("r-") => Ok(format!("{}{order_id}/{task_id}.jsonl", logs_prefix(&owner))),
+        _ => Ok(format!("logs/{UNOWNED_LOGS_SEGMENT}/{task_id}.jsonl")),
+    }
+}
+
 /// Why an S3 key could not be built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyError(pub String);
@@ -243,6 +270,23 @@ mod tests {
         assert_eq!(fingerprint(&one), fingerprint(&same));
         assert_ne!(fingerprint(&one), fingerprint(&other));
         assert_eq!(fingerprint(&one).len(), 64);
+    }
+
+    #[test]
+    fn task_logs_live_below_their_owner_and_are_named_by_task_id() {
+        let t = task_id("alice", "o-1");
+        assert_eq!(task_log_key("alice", "o-1", &t).unwrap(), format!("logs/YWxpY2U/o-1/{t}.jsonl"));
+        assert!(task_log_key("alice", "o-1", &t).unwrap().starts_with(&logs_prefix(&OwnerId::parse("alice").unwrap())));
+        let c = conflict_task_id("alice", "o-1", "f");
+        assert_ne!(task_log_key("alice", "o-1", &c).unwrap(), task_log_key("alice", "o-1", &t).unwrap());
+        let r = unowned_task_id("bob/../x", "o-1", "f");
+        assert_eq!(task_log_key("bob/../x", "o-1", &r).unwrap(), format!("logs/-/{r}.jsonl"));
+        assert_eq!(task_log_key("alice", "../o", &t).unwrap(), format!("logs/-/{t}.jsonl"));
+        assert!(task_log_key("alice", "o-1", "../../etc").is_err());
+        // No owner's segment is the unowned one.
+        for owner in ["a", "-", "~"] {
+            assert_ne!(owner_segment(&OwnerId::parse(owner).unwrap()), UNOWNED_LOGS_SEGMENT);
+        }
     }
 
     #[test]

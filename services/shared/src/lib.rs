@@ -11,6 +11,7 @@
 //! - [`idempotency`]: side effects done once whatever the deliveries (the Powertools pattern).
 //! - [`config`], [`clients`], [`telemetry`], [`metrics`]: environment, AWS client setup, traces
 //!   and logs, EMF metrics.
+//! - [`tasklog`]: a closed task's audit log (JSON Lines in S3, written once) and its port.
 //! - [`fakes`]: in-memory ports for unit tests.
 
 pub mod callback;
@@ -25,5 +26,6 @@ pub mod inventory;
 pub mod ledger;
 pub mod metrics;
 pub mod payments;
+pub mod tasklog;
 pub mod tasks;
 pub mod telemetry;
