@@ -14,6 +14,17 @@
 //!
 //! `taskflow dlq redrive publisher` publishes a set-aside change again from the task record
 //! ([`redrive`]), with the same event ids.
+//!
+//! # Task logs are written here
+//!
+//! When a task is closed ([`tasklog::ready`]: terminal, and its receipt recorded if a workflow
+//! ran for it) the publisher writes its audit log to S3 (`logs/{owner segment}/{orderId}/{taskId}.jsonl`,
+//! [`taskflow_shared::tasklog`]), once (`If-None-Match: *`). Here rather than in the notification
+//! step because the stream is the one place that sees every task's every write: orders REJECTED
+//! at intake never reach a notification step, and the status events the log lists are the ones
+//! published here, from the same image, with the same ids. A log that cannot be written yet
+//! fails its record like an unavailable bus (retried from it; its events are announced again
+//! with the same ids, which consumers drop), so no closed task goes without its log.
 
 pub mod bus;
 pub mod dead;
@@ -24,6 +35,7 @@ use bus::{EventBus, PublishError};
 use dead::{DeadLetters, UnpublishedChange};
 use serde::{Deserialize, Serialize};
 use taskflow_contracts::{TaskStatus, TaskStatusChanged, SCHEMA_VERSION};
+use taskflow_shared::tasklog::{self, TaskLogs};
 use taskflow_shared::tasks::TaskRecord;
 use taskflow_shared::{metrics, telemetry};
 use thiserror::Error;
@@ -126,17 +138,22 @@ pub enum RelayError {
     Bus(#[from] PublishError),
     #[error("DeadLetterQueueUnavailable: {0}")]
     DeadLetters(String),
+    /// The task log of a closed task could not be written (the bucket unavailable).
+    #[error("TaskLogUnavailable: {0}")]
+    TaskLog(String),
     /// A record failed and has no sequence number to report it by: the whole batch is retried.
     #[error("UnidentifiedRecord: {0}")]
     Unidentified(String),
 }
 
-pub struct Publisher<B, D> {
+pub struct Publisher<B, D, L = tasklog::InMemoryTaskLogs> {
     pub bus: B,
     pub dead_letters: D,
+    /// Where closed tasks' logs are written (the task bucket's `logs/` prefix).
+    pub logs: L,
 }
 
-impl<B: EventBus, D: DeadLetters> Publisher<B, D> {
+impl<B: EventBus, D: DeadLetters, L: TaskLogs> Publisher<B, D, L> {
     /// Publishes the status events of a batch of stream records, in order.
     ///
     /// Each record's events are published in its order's trace, as a child of the work that made
@@ -188,16 +205,37 @@ impl<B: EventBus, D: DeadLetters> Publisher<B, D> {
         // An old image without a readable history: announce the whole history again (the same
         // ids: consumers drop what they saw) rather than guess.
         let events = events_after(&new, seen.unwrap_or(0).min(new.history.len()));
-        if events.is_empty() {
-            return Ok(Outcome::Published(0));
+        if !events.is_empty() {
+            let span = telemetry::continue_trace("publisher", new.trace_header.as_deref());
+            span.record("order_id", new.order_id.as_str());
+            self.bus.publish(&events).instrument(span).await?;
+            for event in &events {
+                count_outcome(event);
+            }
         }
-        let span = telemetry::continue_trace("publisher", new.trace_header.as_deref());
-        span.record("order_id", new.order_id.as_str());
-        self.bus.publish(&events).instrument(span).await?;
-        for event in &events {
-            count_outcome(event);
-        }
+        // After its events: a log never lists an event that was not announced.
+        self.write_log(&new).await?;
         Ok(Outcome::Published(events.len()))
+    }
+
+    /// Writes `task`'s log if it is closed ([`tasklog::ready`]); once, whatever the deliveries.
+    async fn write_log(&self, task: &TaskRecord) -> Result<(), RelayError> {
+        if !tasklog::ready(task) {
+            return Ok(());
+        }
+        let key = match tasklog::key(task) {
+            Ok(key) => key,
+            Err(e) => {
+                // Only a record written outside taskflow has no derived task id.
+                warn!(error = %e, order_id = task.order_id.as_str(), "closed task has no log key; no log written");
+                return Ok(());
+            }
+        };
+        let written = self.logs.write_once(&key, &tasklog::render(task)).await.map_err(|e| RelayError::TaskLog(e.to_string()))?;
+        if written == tasklog::Written::Created {
+            tracing::info!(order_id = task.order_id.as_str(), key = key.as_str(), status = task.status.as_str(), "task log written");
+        }
+        Ok(())
     }
 }
 

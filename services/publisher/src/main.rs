@@ -4,6 +4,7 @@ use aws_lambda_events::event::dynamodb::Event as StreamEvent;
 use lambda_runtime::{service_fn, LambdaEvent};
 use std::sync::Arc;
 use taskflow_publisher::{bus::EventBridgeBus, dead::SqsDeadLetters, Publisher, StreamBatchResponse};
+use taskflow_shared::tasklog::S3TaskLogs;
 use taskflow_shared::{clients, config, telemetry};
 use tracing::{info, Instrument};
 
@@ -14,6 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let publisher = Arc::new(Publisher {
         bus: EventBridgeBus::new(&aws, config::required("EVENT_BUS_NAME")?),
         dead_letters: SqsDeadLetters::new(&aws, config::required("PUBLISHER_DLQ_URL")?),
+        logs: S3TaskLogs::new(&aws, config::required("TASK_BUCKET")?),
     });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| {
         let (publisher, telemetry) = (publisher.clone(), telemetry.clone());

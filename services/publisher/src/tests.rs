@@ -6,6 +6,7 @@ use chrono::Utc;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use taskflow_contracts::{OrderKind, Reason, TaskStatus};
+use taskflow_shared::tasklog::InMemoryTaskLogs;
 use taskflow_shared::tasks::Change;
 
 /// A bus that records what it is sent, and fails for the orders in `down`.
@@ -50,7 +51,7 @@ impl DeadLetters for FakeDeadLetters {
 }
 
 fn publisher() -> Publisher<FakeBus, FakeDeadLetters> {
-    Publisher { bus: FakeBus::default(), dead_letters: FakeDeadLetters::default() }
+    Publisher { bus: FakeBus::default(), dead_letters: FakeDeadLetters::default(), logs: InMemoryTaskLogs::default() }
 }
 
 /// The event id of alice's order `order_id`'s status `sequence` (`{taskId}#{sequence}`).
@@ -193,7 +194,7 @@ async fn a_record_missing_a_field_is_set_aside_too() {
 
 #[tokio::test]
 async fn a_bus_failure_reports_that_record_and_leaves_the_rest_for_the_retry() {
-    let publisher = Publisher { bus: FakeBus { down: vec!["second".into()], ..Default::default() }, dead_letters: FakeDeadLetters::default() };
+    let publisher = Publisher { bus: FakeBus { down: vec!["second".into()], ..Default::default() }, dead_letters: FakeDeadLetters::default(), logs: InMemoryTaskLogs::default() };
     let event = stream(vec![
         record_at("11", "INSERT", None, image(&task("first"))),
         record_at("12", "INSERT", None, image(&task("second"))),
@@ -208,7 +209,7 @@ async fn a_bus_failure_reports_that_record_and_leaves_the_rest_for_the_retry() {
 
 #[tokio::test]
 async fn an_unreadable_record_that_cannot_be_set_aside_is_retried() {
-    let publisher = Publisher { bus: FakeBus::default(), dead_letters: FakeDeadLetters { down: true, ..Default::default() } };
+    let publisher = Publisher { bus: FakeBus::default(), dead_letters: FakeDeadLetters { down: true, ..Default::default() }, logs: InMemoryTaskLogs::default() };
     let event = stream(vec![record_at("21", "INSERT", None, backfilled("bad")), record_at("22", "INSERT", None, image(&task("after")))]);
     let relayed = publisher.relay(&event).await.unwrap();
     assert_eq!(relayed.response.batch_item_failures, [BatchItemFailure { item_identifier: "21".into() }]);
@@ -217,7 +218,7 @@ async fn an_unreadable_record_that_cannot_be_set_aside_is_retried() {
 
 #[tokio::test]
 async fn a_failed_record_without_a_sequence_number_fails_the_whole_batch() {
-    let publisher = Publisher { bus: FakeBus { down: vec!["o-1".into()], ..Default::default() }, dead_letters: FakeDeadLetters::default() };
+    let publisher = Publisher { bus: FakeBus { down: vec!["o-1".into()], ..Default::default() }, dead_letters: FakeDeadLetters::default(), logs: InMemoryTaskLogs::default() };
     let mut r = record("INSERT", None, &received());
     r["dynamodb"].as_object_mut().unwrap().remove("SequenceNumber");
     let err = publisher.relay(&stream(vec![r])).await.unwrap_err();
@@ -401,4 +402,85 @@ async fn a_discarded_batch_in_lambdas_shape_is_published_again_from_the_stream_a
 #[test]
 fn the_batch_response_is_lambdas_shape() {
     assert_eq!(serde_json::to_string(&StreamBatchResponse::default()).unwrap(), r#"{"batchItemFailures":[]}"#);
+}
+
+/// alice's purchase `id` through `statuses`, as the workflow writes it (a receipt noted last).
+fn closed(id: &str, end: TaskStatus, reason: Option<Reason>) -> Vec<TaskRecord> {
+    let mut images = vec![task(id)];
+    let mut t = task(id);
+    t.execution_arn = Some(format!("arn:aws:states:us-east-1:1:execution:purchase:{}", t.task_id));
+    Change::to(TaskStatus::Charging, Utc::now()).apply(&mut t);
+    images.push(t.clone());
+    let mut change = Change::to(end, Utc::now()).with_charge("ch_1");
+    if let Some(reason) = reason {
+        change = change.because(reason, None);
+    }
+    change.apply(&mut t);
+    images.push(t.clone());
+    t.receipts.push(format!("receipts/YWxpY2U/{id}/{end}.txt"));
+    images.push(t);
+    images
+}
+
+fn writes(images: &[TaskRecord]) -> Vec<serde_json::Value> {
+    images
+        .iter()
+        .enumerate()
+        .map(|(i, t)| record_at(&(i + 1).to_string(), if i == 0 { "INSERT" } else { "MODIFY" }, i.checked_sub(1).map(|p| image(&images[p])), image(t)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_closed_task_gets_one_log_after_its_receipt_with_every_event_announced_even_when_redelivered() {
+    let images = closed("o-7", TaskStatus::Completed, None);
+    let publisher = publisher();
+    // Before the receipt is noted: events, no log.
+    publisher.relay(&stream(writes(&images)[..3].to_vec())).await.unwrap();
+    assert!(publisher.logs.objects.lock().unwrap().is_empty(), "no log before the notification step closed the task");
+    // The receipt's write, then the whole batch again (a redelivery).
+    publisher.relay(&stream(writes(&images)[3..].to_vec())).await.unwrap();
+    publisher.relay(&stream(writes(&images))).await.unwrap();
+    let objects = publisher.logs.objects.lock().unwrap().clone();
+    assert_eq!(objects.len(), 1, "one log object");
+    let (key, text) = objects.into_iter().next().unwrap();
+    assert_eq!(key, taskflow_shared::tasklog::key(&images[3]).unwrap());
+    assert_eq!(text, taskflow_shared::tasklog::render(&images[3]));
+    let logged: Vec<String> = taskflow_shared::tasklog::parse(&text)
+        .unwrap()
+        .into_iter()
+        .filter_map(|l| match l {
+            taskflow_shared::tasklog::LogLine::Transition { event_id, .. } => Some(event_id),
+            _ => None,
+        })
+        .collect();
+    let mut announced = publisher.bus.ids();
+    announced.dedup();
+    announced.sort();
+    announced.dedup();
+    let mut expected = logged.clone();
+    expected.sort();
+    assert_eq!(announced, expected, "the log lists exactly the events announced");
+    assert_eq!(logged, [ev("o-7", 1), ev("o-7", 2), ev("o-7", 3)], "in order");
+}
+
+#[tokio::test]
+async fn a_task_rejected_at_intake_is_logged_at_once() {
+    let rejected = TaskRecord::new("o-8", "alice", TaskStatus::Rejected, Some(Reason::UnknownSku), Utc::now());
+    let publisher = publisher();
+    publisher.relay(&stream(vec![record("INSERT", None, &rejected)])).await.unwrap();
+    let objects = publisher.logs.objects.lock().unwrap().clone();
+    assert_eq!(objects.keys().cloned().collect::<Vec<_>>(), [format!("logs/YWxpY2U/o-8/{}.jsonl", rejected.task_id)]);
+}
+
+#[tokio::test]
+async fn a_log_that_cannot_be_written_fails_its_record_for_a_retry() {
+    let images = closed("o-9", TaskStatus::Failed, Some(Reason::PaymentDeclined));
+    let publisher = publisher();
+    publisher.logs.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let relayed = publisher.relay(&stream(writes(&images))).await.unwrap();
+    assert_eq!(relayed.response.batch_item_failures, [BatchItemFailure { item_identifier: "4".into() }]);
+    publisher.logs.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let relayed = publisher.relay(&stream(writes(&images)[3..].to_vec())).await.unwrap();
+    assert!(relayed.response.batch_item_failures.is_empty());
+    assert_eq!(publisher.logs.objects.lock().unwrap().len(), 1);
 }
