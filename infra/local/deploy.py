@@ -37,7 +37,8 @@ from samtranslator.yaml_helper import yaml_parse
 LAMBDA_TYPES = {"AWS::Lambda::Function", "AWS::Lambda::EventSourceMapping", "AWS::Lambda::Permission"}
 # CloudWatch watches AWS's own metrics of the functions (which run in the local host, not in the
 # emulator) and the emulator does not implement it: these are checked by cfn-lint, not deployed.
-MONITORING_TYPES = {"AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard"}
+# Logs Insights query definitions likewise (the emulator implements none in CloudFormation).
+MONITORING_TYPES = {"AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard", "AWS::Logs::QueryDefinition"}
 # The HTTP API and its user pool: the local host plays API Gateway (its JWT authorizer with a key
 # of its own, served as a JWKS), and the emulator implements neither in CloudFormation.
 GATEWAY_PREFIXES = ("AWS::ApiGatewayV2::", "AWS::Cognito::")

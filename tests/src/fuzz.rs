@@ -208,7 +208,7 @@ fn assert_answer(answer: &taskflow_api::Answer, what: &str) {
 /// The HTTP API's routes with `text` as the request body and as the path's order id.
 async fn exercise_api(text: &str) {
     let other = taskflow_shared::tasks::TaskRecord::new("taken", "mallory", TaskStatus::Received, None, chrono::Utc::now());
-    let api = taskflow_api::Api { tasks: InMemoryTaskStore::with([other]), bus: RecordedOrders::default() };
+    let api = taskflow_api::Api { tasks: InMemoryTaskStore::with([other]), bus: RecordedOrders::default(), logs: taskflow_shared::tasklog::InMemoryTaskLogs::default() };
     for caller in CALLERS {
         // POST /orders: a 202 submits exactly one order, in the caller's name and under the id it
         // answers with; anything else submits nothing.

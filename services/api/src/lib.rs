@@ -14,6 +14,10 @@
 //!   answer is 202 with where to read the task.
 //! - `GET /tasks/{orderId}`: the caller's task, read under the caller's own key only. Another
 //!   owner's task with this order id is never read: 404, exactly as a task that does not exist.
+//! - `GET /tasks/{orderId}/log`: the caller's task's audit log (`taskflow_shared::tasklog`), read
+//!   from the caller's own key only: `{"orderId", "key", "lines": [ … one object per log line … ]}`.
+//!   Another owner's task or none: 404 `NotFound`; the caller's task not closed yet: 404
+//!   `NoTaskLog` (with its status).
 //! - `GET /tasks`: the caller's tasks, newest first (with any REJECTED `ORDER_ID_CONFLICT`
 //!   record of a reuse the API could not see coming, such as two submissions at once).
 
@@ -24,6 +28,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 use taskflow_contracts::{keys, OrderItem, OrderKind, OwnerId, Reason, TaskStatus, ORDER_SUBMITTED, SCHEMA_VERSION};
+use taskflow_shared::tasklog::{self, TaskLogs};
 use taskflow_shared::tasks::{HistoryEntry, TaskRecord, TaskStore};
 use thiserror::Error;
 
@@ -33,6 +38,7 @@ pub enum Route {
     SubmitOrder,
     ReadTask(String),
     ListTasks,
+    ReadTaskLog(String),
 }
 
 impl Route {
@@ -42,6 +48,7 @@ impl Route {
             "POST /orders" => Some(Route::SubmitOrder),
             "GET /tasks/{orderId}" => order_id.map(|id| Route::ReadTask(id.to_string())),
             "GET /tasks" => Some(Route::ListTasks),
+            "GET /tasks/{orderId}/log" => order_id.map(|id| Route::ReadTaskLog(id.to_string())),
             _ => None,
         }
     }
@@ -123,12 +130,14 @@ impl From<TaskRecord> for TaskView {
 /// (`taskflow_contracts::limits::EVENTBRIDGE_ENTRY_MAX_BYTES`).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-pub struct Api<S, B> {
+pub struct Api<S, B, L = taskflow_shared::tasklog::InMemoryTaskLogs> {
     pub tasks: S,
     pub bus: B,
+    /// Where closed tasks' logs are (the task bucket's `logs/` prefix).
+    pub logs: L,
 }
 
-impl<S: TaskStore, B: OrderBus> Api<S, B> {
+impl<S: TaskStore, B: OrderBus, L: TaskLogs> Api<S, B, L> {
     /// Answers `route` for the authenticated `caller`.
     pub async fn handle(&self, route: Route, caller: &str, body: Option<&str>) -> Answer {
         if caller.is_empty() {
@@ -153,6 +162,27 @@ impl<S: TaskStore, B: OrderBus> Api<S, B> {
                 }
                 Err(e) => Answer::error(503, "TaskStoreUnavailable", e.to_string()),
             },
+            Route::ReadTaskLog(order_id) => self.task_log(caller, &order_id).await,
+        }
+    }
+
+    async fn task_log(&self, caller: &str, order_id: &str) -> Answer {
+        // The caller's own key only, exactly as `GET /tasks/{orderId}`.
+        let task = match self.tasks.get(&keys::task_id(caller, order_id)).await {
+            Ok(Some(task)) if task.owner == caller => task,
+            Ok(_) => return Answer::error(404, "NotFound", format!("no task {order_id}")),
+            Err(e) => return Answer::error(503, "TaskStoreUnavailable", e.to_string()),
+        };
+        let Ok(key) = tasklog::key(&task) else {
+            return Answer::error(404, "NoTaskLog", format!("task {order_id} has no log"));
+        };
+        match self.logs.read(&key).await {
+            Ok(Some(text)) => match tasklog::parse(&text) {
+                Ok(lines) => Answer { status: 200, body: json!({"orderId": order_id, "key": key, "lines": lines}) },
+                Err(e) => Answer::error(500, "TaskLogUnreadable", e),
+            },
+            Ok(None) => Answer::error(404, "NoTaskLog", format!("task {order_id} is {} and has no log yet (a log is written once the task is closed)", task.status)),
+            Err(e) => Answer::error(503, "TaskLogUnavailable", e.to_string()),
         }
     }
 

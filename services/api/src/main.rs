@@ -5,6 +5,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use taskflow_api::{bus::EventBridgeOrders, Api, Answer, Route};
+use taskflow_shared::tasklog::S3TaskLogs;
 use taskflow_shared::{clients, config, tasks::DynamoTaskStore, telemetry};
 use tracing::{info, Instrument};
 
@@ -15,6 +16,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let api = Arc::new(Api {
         tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
         bus: EventBridgeOrders::new(&aws, config::required("EVENT_BUS_NAME")?),
+        logs: S3TaskLogs::new(&aws, config::required("TASK_BUCKET")?),
     });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let (api, telemetry) = (api.clone(), telemetry.clone());

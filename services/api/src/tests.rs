@@ -1,6 +1,7 @@
 use super::*;
 use std::sync::Mutex;
 use taskflow_shared::fakes::InMemoryTaskStore;
+use taskflow_shared::tasklog::InMemoryTaskLogs;
 
 #[derive(Default)]
 struct Recorded(Mutex<Vec<Value>>);
@@ -18,7 +19,7 @@ fn task(order_id: &str, owner: &str) -> TaskRecord {
 }
 
 fn api() -> Api<InMemoryTaskStore, Recorded> {
-    Api { tasks: InMemoryTaskStore::with([task("o-alice", "alice"), task("o-2", "bob")]), bus: Recorded::default() }
+    Api { tasks: InMemoryTaskStore::with([task("o-alice", "alice"), task("o-2", "bob")]), bus: Recorded::default(), logs: InMemoryTaskLogs::default() }
 }
 
 #[tokio::test]
@@ -104,7 +105,7 @@ async fn an_owners_own_conflicting_reuse_is_409_and_someone_elses_id_is_like_a_f
     mine.fingerprint = recorded(order, "alice");
     let mut bobs = task("cart-43", "bob");
     bobs.fingerprint = recorded(other, "bob");
-    let api = Api { tasks: InMemoryTaskStore::with([mine, bobs]), bus: Recorded::default() };
+    let api = Api { tasks: InMemoryTaskStore::with([mine, bobs]), bus: Recorded::default(), logs: InMemoryTaskLogs::default() };
     let conflict = api.handle(Route::SubmitOrder, "alice", Some(other)).await;
     assert_eq!((conflict.status, conflict.body["error"].as_str()), (409, Some("OrderIdConflict")), "{conflict:?}");
     assert!(api.bus.0.lock().unwrap().is_empty());
@@ -118,4 +119,33 @@ async fn an_owners_own_conflicting_reuse_is_409_and_someone_elses_id_is_like_a_f
     assert_eq!(api.handle(Route::ReadTask("cart-43".into()), "bob", None).await.status, 200);
     let bad = api.handle(Route::SubmitOrder, "alice", Some(r#"{"orderId":"../x","kind":"purchase"}"#)).await;
     assert_eq!((bad.status, bad.body["error"].as_str()), (400, Some("InvalidOrderId")));
+}
+
+#[tokio::test]
+async fn an_owner_reads_their_own_task_log_and_another_owners_is_not_found() {
+    let mut closed = TaskRecord::new("o-log", "alice", TaskStatus::Rejected, Some(Reason::UnknownSku), Utc::now());
+    closed.currency = "EUR".into();
+    let open = task("o-open", "alice");
+    let bobs = TaskRecord::new("o-log", "bob", TaskStatus::Rejected, Some(Reason::UnknownSku), Utc::now());
+    let api = Api { tasks: InMemoryTaskStore::with([closed.clone(), open, bobs.clone()]), bus: Recorded::default(), logs: InMemoryTaskLogs::default() };
+    for t in [&closed, &bobs] {
+        api.logs.write_once(&tasklog::key(t).unwrap(), &tasklog::render(t)).await.unwrap();
+    }
+    let mine = api.handle(Route::ReadTaskLog("o-log".into()), "alice", None).await;
+    assert_eq!(mine.status, 200, "{mine:?}");
+    assert_eq!(mine.body["lines"][0]["owner"], "alice");
+    assert_eq!(mine.body["lines"][1]["record"], "transition");
+    assert_eq!(mine.body["key"], tasklog::key(&closed).unwrap());
+    let not_closed = api.handle(Route::ReadTaskLog("o-open".into()), "alice", None).await;
+    assert_eq!((not_closed.status, not_closed.body["error"].as_str()), (404, Some("NoTaskLog")));
+    // carol has no order o-log; bob's and alice's are theirs alone.
+    let none = api.handle(Route::ReadTaskLog("o-log".into()), "carol", None).await;
+    assert_eq!((none.status, none.body["error"].as_str()), (404, Some("NotFound")));
+    let missing = api.handle(Route::ReadTaskLog("o-none".into()), "alice", None).await;
+    assert_eq!(missing, none_for("o-none"));
+    assert_eq!(Route::from_key("GET /tasks/{orderId}/log", Some("o-1")), Some(Route::ReadTaskLog("o-1".into())));
+}
+
+fn none_for(order_id: &str) -> Answer {
+    Answer { status: 404, body: json!({"error": "NotFound", "message": format!("no task {order_id}")}) }
 }
