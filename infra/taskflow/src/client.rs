@@ -89,6 +89,18 @@ impl Client {
         Ok((key, body))
     }
 
+    /// A closed task's audit log (`taskflow_shared::tasklog`): its key and its JSON Lines.
+    pub async fn task_log(&self, owner: Option<&str>, order_id: &str) -> Result<(String, String)> {
+        use taskflow_shared::tasklog::{self, TaskLogs};
+        let task = self.find(owner, order_id).await?.with_context(|| format!("no task for order {order_id}"))?;
+        let key = tasklog::key(&task).map_err(|e| anyhow::anyhow!("order {order_id}: {e}"))?;
+        let text = tasklog::S3TaskLogs::new(&self.aws, &self.bucket)
+            .read(&key)
+            .await?
+            .with_context(|| format!("order {order_id} is {} and has no log yet (a log is written once the task is closed)", task.status))?;
+        Ok((key, text))
+    }
+
     /// Waits until the task has a terminal status (or `timeout` passes); returns it as it is.
     pub async fn wait_terminal(&self, order_id: &str, timeout: Duration) -> Result<Option<TaskRecord>> {
         let deadline = tokio::time::Instant::now() + timeout;

@@ -68,6 +68,17 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// A closed task's audit log from S3 (JSON Lines: the task, every transition with its event
+    /// id, charge, refund, receipts, attachments), to stdout unless --out.
+    Log {
+        order_id: String,
+        /// The order's owner (order ids are per owner); without it, ORDER_ID may also be a task
+        /// id, or an order id only one owner used.
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The catalogue (per sku: name, unit price, currency, active): the only source of prices.
     Catalogue {
         #[command(subcommand)]
@@ -232,6 +243,7 @@ async fn main() {
         Command::Events { follow, wait, json } => events(&state_dir, follow, wait, json).await,
         Command::Tasks { owner, json } => tasks(&state_dir, &owner, json).await,
         Command::Receipt { order_id, owner, out } => receipt(&state_dir, owner.as_deref(), &order_id, out).await,
+        Command::Log { order_id, owner, out } => task_log(&state_dir, owner.as_deref(), &order_id, out).await,
         Command::Trace { order_id, owner, json } => trace(&state_dir, owner.as_deref(), &order_id, json).await,
         Command::Token { owner, ttl } => token(&state_dir, &owner, ttl),
     };
@@ -491,6 +503,19 @@ async fn receipt(state_dir: &std::path::Path, owner: Option<&str>, order_id: &st
             eprintln!("{key} → {}", path.display());
         }
         None => print!("{}", String::from_utf8_lossy(&body)),
+    }
+    Ok(())
+}
+
+async fn task_log(state_dir: &std::path::Path, owner: Option<&str>, order_id: &str, out: Option<PathBuf>) -> Result<()> {
+    let client = Client::connect(&load_stack(state_dir).await?).await?;
+    let (key, text) = client.task_log(owner, order_id).await?;
+    match out {
+        Some(path) => {
+            std::fs::write(&path, &text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("{key} → {}", path.display());
+        }
+        None => print!("{text}"),
     }
     Ok(())
 }
