@@ -9,12 +9,12 @@
 use std::time::Duration;
 use taskflow::local::Faults;
 use taskflow_contracts::{TaskStatus, TaskStatusChanged};
-use taskflow_e2e::{http, log_dir, order_id, purchase, stack, stack_with, statuses, token, Run};
+use taskflow_e2e::{http, iam_denials, log_dir, order_id, purchase, stack, stack_with, statuses, token, Run};
 use taskflow_shared::tasklog::{self, LogLine};
 use taskflow_shared::tasks::TaskRecord;
 
 fn bucket() -> String {
-    stack().output("TaskBucketName").unwrap()
+    stack().output("TaskBucketName").unwrap().to_string()
 }
 
 /// Waits for the task's log object; returns its key, its text and how many versions it has.
@@ -163,5 +163,8 @@ async fn completed_compensated_and_rejected_orders_each_have_one_log_under_dupli
         .filter(|l| l["order_id"] == compensated.as_str() && l["error"].is_string() && l["function"].is_string())
         .count();
     assert!(failed_lines > 0, "errors-by-reason reads error, function and order_id");
+    // The publisher's PutObject on logs/ and the API's GetObject are granted (and nothing else
+    // was refused).
+    assert_eq!(iam_denials().await, Vec::<serde_json::Value>::new());
     run.close().await;
 }
