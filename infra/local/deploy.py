@@ -42,6 +42,10 @@ MONITORING_TYPES = {"AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard", "AWS
 # The HTTP API and its user pool: the local host plays API Gateway (its JWT authorizer with a key
 # of its own, served as a JWKS), and the emulator implements neither in CloudFormation.
 GATEWAY_PREFIXES = ("AWS::ApiGatewayV2::", "AWS::Cognito::")
+# Email (Notifier ses): the emulator implements no SES resource in CloudFormation. The local
+# stack creates the sender identity and the configuration set through the SES v2 API instead
+# (`local_email`), where moto verifies an identity at once; on AWS its owner clicks a link first.
+EMAIL_TYPES = {"AWS::SES::EmailIdentity", "AWS::SES::ConfigurationSet", "AWS::SES::ConfigurationSetEventDestination"}
 PLACEHOLDER_CODE = "s3://taskflow-local-placeholder/bootstrap.zip"
 
 
@@ -282,7 +286,7 @@ def plan_local(cfn, binaries, definitions):
                 "substitutions": {k: resolver.want(v) for k, v in spec["substitutions"].items()},
             })
             identities.append(plan_identity(resolver, resources, logical_id, props["RoleArn"], machines[-1]["name"], "stateMachine"))
-    for logical_id in [k for k, r in resources.items() if r["Type"] in LAMBDA_TYPES | MONITORING_TYPES or r["Type"].startswith(GATEWAY_PREFIXES)]:
+    for logical_id in [k for k, r in resources.items() if r["Type"] in LAMBDA_TYPES | MONITORING_TYPES | EMAIL_TYPES or r["Type"].startswith(GATEWAY_PREFIXES)]:
         del resources[logical_id]
     known = set(resources) | set(cfn.get("Parameters", {}))
     for name in [k for k, o in cfn.get("Outputs", {}).items() if refers_to_missing(o, known)]:
@@ -332,6 +336,64 @@ def create_stack(cfn, stack_name, parameters, endpoint, region):
         time.sleep(0.1)
 
 
+def local_user_pools(cfn, parameters, endpoint, region):
+    """The template's Cognito user pools, created in the emulator through the API (its
+    CloudFormation implements none), and every `Ref` / `Fn::GetAtt …Arn` of them replaced by the
+    created pool's id / ARN: the notification function finds owners' addresses there (users are
+    made with `aws cognito-idp admin-create-user`; the local HTTP API keeps its own token issuer)."""
+    client = boto3.client("cognito-idp", endpoint_url=endpoint, region_name=region)
+    pools = {}
+    for logical_id, resource in cfn["Resources"].items():
+        if resource["Type"] == "AWS::Cognito::UserPool":
+            props = resource.get("Properties", {})
+            name = props.get("UserPoolName")
+            if isinstance(name, dict) and isinstance(name.get("Fn::Sub"), str):
+                name = name["Fn::Sub"].replace("${Stage}", dict(parameters).get("Stage", "local"))
+            name = name if isinstance(name, str) else f"local-{logical_id}"
+            pool = client.create_user_pool(
+                PoolName=name,
+                UsernameAttributes=props.get("UsernameAttributes", []),
+                AutoVerifiedAttributes=props.get("AutoVerifiedAttributes", []),
+            )["UserPool"]
+            pools[logical_id] = pool
+
+    def replace(value):
+        if isinstance(value, dict):
+            if set(value) == {"Ref"} and value["Ref"] in pools:
+                return pools[value["Ref"]]["Id"]
+            if set(value) == {"Fn::GetAtt"}:
+                target = value["Fn::GetAtt"]
+                target = target if isinstance(target, list) else target.split(".", 1)
+                if target[0] in pools and target[1] == "Arn":
+                    return pools[target[0]]["Arn"]
+            return {k: replace(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [replace(v) for v in value]
+        return value
+
+    for logical_id, resource in list(cfn["Resources"].items()):
+        if logical_id not in pools:
+            cfn["Resources"][logical_id] = replace(resource)
+    cfn["Outputs"] = replace(cfn.get("Outputs", {}))
+    return pools
+
+
+def local_email(parameters, endpoint, region):
+    """With `Notifier=ses`: the sender identity and the configuration set the template declares,
+    made through the SES v2 API (moto marks an identity verified at once; SES sends from no
+    other, as on AWS: moto answers `MessageRejected`, "Email address not verified")."""
+    values = dict(parameters)
+    if values.get("Notifier") != "ses":
+        return
+    sender = values.get("SenderAddress", "")
+    if not sender:
+        raise SystemExit("Notifier=ses needs SenderAddress (the template's rule SesNeedsASender)")
+    ses = boto3.client("sesv2", endpoint_url=endpoint, region_name=region)
+    name = f"taskflow-{values.get('Stage', 'local')}-notices"
+    ses.create_configuration_set(ConfigurationSetName=name, SuppressionOptions={"SuppressedReasons": ["BOUNCE", "COMPLAINT"]})
+    ses.create_email_identity(EmailIdentity=sender, ConfigurationSetName=name)
+
+
 def create_state_machine(machine, outputs, endpoint, region):
     sfn = boto3.client("stepfunctions", endpoint_url=endpoint, region_name=region)
     values = {k: Resolver.read(v, outputs) for k, v in machine["substitutions"].items()}
@@ -368,6 +430,8 @@ def main():
     started = time.time()
     cfn, binaries, definitions, routes = translate(args.template, parameters, args.region)
     remove_grants(cfn["Resources"], args.remove_grant)
+    local_user_pools(cfn, parameters, args.endpoint, args.region)
+    local_email(parameters, args.endpoint, args.region)
     functions, mappings, machines, identities = plan_local(cfn, binaries, definitions)
     outputs = create_stack(cfn, args.stack_name, parameters, args.endpoint, args.region)
     # Before any state machine runs or any function starts: from here on they are checked.

@@ -311,6 +311,38 @@ def s3(environ):
     return None
 
 
+def cognito_idp(op, params, region):
+    """Cognito user pools (JSON protocol): every user-pool operation is an action on the pool ARN
+    `arn:aws:cognito-idp:REGION:ACCOUNT:userpool/POOL_ID`. Source: Service Authorization Reference,
+    "Actions, resources, and condition keys for Amazon Cognito User Pools"
+    (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncognitouserpools.html)."""
+    pool = params.get("UserPoolId")
+    return [(f"cognito-idp:{op}", f"arn:aws:cognito-idp:{region}:{ACCOUNT}:userpool/{pool}" if pool else "*")]
+
+
+def ses(environ, region, body):
+    """Amazon SES API v2 (REST): SendEmail (`POST /v2/email/outbound-emails`) is `ses:SendEmail`
+    on the sending identity (`FromEmailAddressIdentityArn`, else the identity of the From
+    address) and, when one is named, on the configuration set. Source: Service Authorization
+    Reference, "Actions, resources, and condition keys for Amazon SES"
+    (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonsimpleemailservicev2.html)
+    and the SES developer guide, "Controlling access to Amazon SES"."""
+    from email.utils import parseaddr
+
+    method, path = environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "")
+    if method == "POST" and path.rstrip("/") == "/v2/email/outbound-emails":
+        try:
+            params = json.loads(body or b"{}")
+        except ValueError:
+            params = {}
+        identity = params.get("FromEmailAddressIdentityArn") or f"arn:aws:ses:{region}:{ACCOUNT}:identity/{parseaddr(params.get('FromEmailAddress', ''))[1]}"
+        needs = [("ses:SendEmail", identity)]
+        if params.get("ConfigurationSetName"):
+            needs.append(("ses:SendEmail", f"arn:aws:ses:{region}:{ACCOUNT}:configuration-set/{params['ConfigurationSetName']}"))
+        return needs
+    return None
+
+
 # X-Ray's REST paths and their actions; none takes a resource ARN (Service Authorization
 # Reference, "Actions, resources, and condition keys for AWS X-Ray":
 # https://docs.aws.amazon.com/service-authorization/latest/reference/list_awsx-ray.html).
@@ -343,9 +375,13 @@ def needs(environ, service, region, body):
             return events(op, params, region)
         if prefix == "AmazonSQS":
             return sqs(op, params, region)
+        if prefix == "AWSCognitoIdentityProviderService":
+            return cognito_idp(op, params, region)
         return None
     if service == "s3":
         return s3(environ)
+    if service == "ses":
+        return ses(environ, region, body)
     if service == "xray":
         action = _XRAY.get(environ.get("PATH_INFO", ""))
         return [(action, "*")] if action else None
@@ -408,7 +444,7 @@ def check(environ, start_response, dispatch):
     _, region, service = found
     target = environ.get("HTTP_X_AMZ_TARGET", "")
     body = b""
-    if target or service in ("sqs", "sts") or (service == "xray"):
+    if target or service in ("sqs", "sts", "ses") or (service == "xray"):
         # Read the body for the mapping, and put it back for moto.
         import io
 

@@ -37,6 +37,20 @@ class Mapping(unittest.TestCase):
         self.assertEqual(needs("DynamoDBStreams_20120810.GetRecords", {"ShardIterator": stream + "|1|abc"}), [("dynamodb:GetRecords", stream)])
         self.assertEqual(needs("DynamoDBStreams_20120810.DescribeStream", {"StreamArn": stream}), [("dynamodb:DescribeStream", stream)])
 
+    def test_ses_send_email_is_on_the_sender_identity_and_the_configuration_set(self):
+        body = json.dumps({"FromEmailAddress": "Taskflow <notices@example.com>", "ConfigurationSetName": "taskflow-local-notices",
+                           "Destination": {"ToAddresses": ["a@example.com"]}}).encode()
+        environ = {"REQUEST_METHOD": "POST", "PATH_INFO": "/v2/email/outbound-emails"}
+        self.assertEqual(iam.needs(environ, "ses", REGION, body), [
+            ("ses:SendEmail", "arn:aws:ses:us-east-1:123456789012:identity/notices@example.com"),
+            ("ses:SendEmail", "arn:aws:ses:us-east-1:123456789012:configuration-set/taskflow-local-notices"),
+        ])
+        self.assertIsNone(iam.needs({"REQUEST_METHOD": "GET", "PATH_INFO": "/v2/email/identities"}, "ses", REGION, b""))
+
+    def test_cognito_user_pool_operations_are_on_the_pool(self):
+        self.assertEqual(needs("AWSCognitoIdentityProviderService.ListUsers", {"UserPoolId": "us-east-1_abc"}, "cognito-idp"),
+                         [("cognito-idp:ListUsers", "arn:aws:cognito-idp:us-east-1:123456789012:userpool/us-east-1_abc")])
+
     def test_sqs_batches_need_their_single_actions_on_the_queue(self):
         url = "https://sqs.us-east-1.amazonaws.com/123456789012/work"
         self.assertEqual(needs("AmazonSQS.DeleteMessageBatch", {"QueueUrl": url}, "sqs"), [("sqs:DeleteMessage", "arn:aws:sqs:us-east-1:123456789012:work")])

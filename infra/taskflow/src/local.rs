@@ -71,7 +71,32 @@ impl Options {
             remove_grants: Vec::new(),
         }
     }
+
+    /// Notices by email through the emulator's SES instead of the outbox: the template's
+    /// `Notifier=ses` with `sender` as `SenderAddress` (made a verified identity by the local
+    /// deploy). Owners' addresses then come from the local user pool (`OwnerPoolId` output).
+    pub fn email_notices(&mut self, sender: &str) {
+        self.parameters.insert("Notifier".into(), "ses".into());
+        self.parameters.insert("SenderAddress".into(), sender.into());
+    }
+
+    /// `TASKFLOW_NOTIFIER=ses` (and optionally `TASKFLOW_SENDER`, default [`LOCAL_SENDER`]) in the
+    /// environment: [`Options::email_notices`]. Unset or `outbox`: the outbox (the default).
+    pub fn notifier_from_env(&mut self) -> Result<()> {
+        match std::env::var("TASKFLOW_NOTIFIER").as_deref() {
+            Err(_) | Ok("" | "outbox") => Ok(()),
+            Ok("ses") => {
+                let sender = std::env::var("TASKFLOW_SENDER").unwrap_or_else(|_| LOCAL_SENDER.to_string());
+                self.email_notices(&sender);
+                Ok(())
+            }
+            Ok(other) => anyhow::bail!("TASKFLOW_NOTIFIER={other:?}: \"ses\" or \"outbox\""),
+        }
+    }
 }
+
+/// The local stack's sender address when notices are emailed.
+pub const LOCAL_SENDER: &str = "notices@taskflow.example.com";
 
 pub struct LocalStack {
     pub info: StackInfo,

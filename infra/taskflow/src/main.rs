@@ -272,6 +272,7 @@ async fn up(state_dir: PathBuf, faults: FaultArgs) -> Result<()> {
     eprintln!("starting the local stack (moto server, template, functions)…");
     let mut options = Options::new(&state_dir);
     faults.apply(&mut options);
+    options.notifier_from_env()?;
     if options.faults.any() {
         eprintln!("fault injection on: {:?}", options.faults);
     }

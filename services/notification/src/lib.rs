@@ -10,6 +10,7 @@
 //!    recorded on the task. Each of these is repeatable, so a retry never sends a different one,
 //!    and none of them changes the business outcome.
 
+pub mod email;
 pub mod notifier;
 pub mod receipt;
 

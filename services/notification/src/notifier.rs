@@ -1,7 +1,7 @@
 //! Where receipts and notices go: the ports, and their S3 adapters. Receipts are stored in the
 //! task bucket with server-side encryption; the notice (the email an owner would get) goes
-//! through the notifier port — an email provider on AWS, and locally the bucket's `outbox/`
-//! prefix (`outbox/{owner segment}/{orderId}/{STATUS}-{id}.json`, built by
+//! through the notifier port — email through Amazon SES (`NOTIFIER=ses`, [`crate::email`]), or
+//! the bucket's `outbox/` prefix (`NOTIFIER=outbox`) (`outbox/{owner segment}/{orderId}/{STATUS}-{id}.json`, built by
 //! `taskflow_contracts::keys::object_key`), where it can be read like a mailbox.
 
 use crate::receipt::Receipt;
@@ -33,6 +33,14 @@ pub struct Notice {
 #[async_trait]
 pub trait Notifier: Send + Sync {
     async fn send(&self, notice: &Notice) -> Result<(), DeliveryError>;
+}
+
+/// The notifier chosen at start-up (`NOTIFIER`: `outbox` or `ses`).
+#[async_trait]
+impl Notifier for Box<dyn Notifier> {
+    async fn send(&self, notice: &Notice) -> Result<(), DeliveryError> {
+        (**self).send(notice).await
+    }
 }
 
 /// The task bucket: receipts under `receipts/`, notices under `outbox/`.
