@@ -86,36 +86,47 @@ def expected_signature(environ, params, secret):
 
 
 def check(environ, start_response, secret_for):
-    """None if `environ` is not a presigned S3 request or passes; else S3's refusal."""
+    """None if `environ` is not a presigned S3 request or passes; else S3's refusal (with the
+    request's body read first, so that the client, still sending it, gets the answer)."""
     query = environ.get("QUERY_STRING", "")
     if "X-Amz-Signature=" not in query:
         return None
+
+    def refuse(*args, **kwargs):
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        while length > 0:
+            chunk = environ["wsgi.input"].read(min(length, 65536))
+            if not chunk:
+                break
+            length -= len(chunk)
+        return _error(*args, **kwargs)
+
     params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
     credential = params.get("X-Amz-Credential", "").split("/")
     if params.get("X-Amz-Algorithm") != "AWS4-HMAC-SHA256" or len(credential) != 5 or credential[3] != "s3":
         return None  # not SigV4 query auth for S3: moto's as it was
     for name in ("X-Amz-Date", "X-Amz-Expires", "X-Amz-SignedHeaders"):
         if name not in params:
-            return _error(start_response, "400 Bad Request", "AuthorizationQueryParametersError", f"Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.")
+            return refuse(start_response, "400 Bad Request", "AuthorizationQueryParametersError", f"Query-string authentication version 4 requires the X-Amz-Algorithm, X-Amz-Credential, X-Amz-Signature, X-Amz-Date, X-Amz-SignedHeaders, and X-Amz-Expires parameters.")
     try:
         expires = int(params["X-Amz-Expires"])
         signed_at = calendar.timegm(time.strptime(params["X-Amz-Date"], "%Y%m%dT%H%M%SZ"))
     except ValueError:
-        return _error(start_response, "400 Bad Request", "AuthorizationQueryParametersError", "X-Amz-Expires must be a number of seconds and X-Amz-Date a date like 20261129T120000Z")
+        return refuse(start_response, "400 Bad Request", "AuthorizationQueryParametersError", "X-Amz-Expires must be a number of seconds and X-Amz-Date a date like 20261129T120000Z")
     if not 1 <= expires <= MAX_EXPIRES_SECONDS:
-        return _error(start_response, "400 Bad Request", "AuthorizationQueryParametersError", "X-Amz-Expires must be less than a week (in seconds) that is 604800")
+        return refuse(start_response, "400 Bad Request", "AuthorizationQueryParametersError", "X-Amz-Expires must be less than a week (in seconds) that is 604800")
     if "host" not in params["X-Amz-SignedHeaders"].split(";"):
-        return _error(start_response, "400 Bad Request", "AuthorizationQueryParametersError", "host must be a signed header")
+        return refuse(start_response, "400 Bad Request", "AuthorizationQueryParametersError", "host must be a signed header")
     now = time.time()
     if now > signed_at + expires:
         stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-        return _error(start_response, "403 Forbidden", "AccessDenied", "Request has expired", f"<X-Amz-Expires>{expires}</X-Amz-Expires><Expires>{stamp(signed_at + expires)}</Expires><ServerTime>{stamp(now)}</ServerTime>")
+        return refuse(start_response, "403 Forbidden", "AccessDenied", "Request has expired", f"<X-Amz-Expires>{expires}</X-Amz-Expires><Expires>{stamp(signed_at + expires)}</Expires><ServerTime>{stamp(now)}</ServerTime>")
     secret = secret_for(credential[0])
     if secret is None:
-        return _error(start_response, "403 Forbidden", "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
+        return refuse(start_response, "403 Forbidden", "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
     expected = expected_signature(environ, params, secret)
     if expected is None or not hmac.compare_digest(expected, params["X-Amz-Signature"]):
-        return _error(start_response, "403 Forbidden", "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your key and signing method.")
+        return refuse(start_response, "403 Forbidden", "SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your key and signing method.")
     return None
 
 
