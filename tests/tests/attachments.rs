@@ -101,10 +101,10 @@ async fn subscribe(run: &Run) -> (String, String) {
     (url, name)
 }
 
-async fn attachment_events(run: &Run, queue: &str, until: usize) -> Vec<Value> {
+async fn attachment_events(run: &Run, queue: &str, until: usize, within: Duration) -> Vec<Value> {
     let sqs = aws_sdk_sqs::Client::new(&run.aws);
     let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + within;
     while seen.len() < until && tokio::time::Instant::now() < deadline {
         let out = sqs.receive_message().queue_url(queue).max_number_of_messages(10).wait_time_seconds(2).send().await.unwrap();
         for m in out.messages.unwrap_or_default() {
@@ -185,7 +185,7 @@ async fn an_owner_attaches_lists_and_downloads_and_everything_else_is_refused() 
     assert_eq!(task.attachments.len(), 1);
 
     // The event, published through the outbox (the table's stream).
-    let events = attachment_events(&run, &queue, 1).await;
+    let events = attachment_events(&run, &queue, 1, Duration::from_secs(30)).await;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0]["detail"]["eventId"], format!("{}@{id}", task.task_id));
     assert_eq!(events[0]["detail"]["owner"], owner.as_str());
@@ -279,7 +279,7 @@ async fn an_owner_attaches_lists_and_downloads_and_everything_else_is_refused() 
 
     // After all of it: still exactly the one attachment, announced once.
     assert_eq!(attachments(&token, &order).await.len(), 1);
-    let later = attachment_events(&run, &queue, 1).await;
+    let later = attachment_events(&run, &queue, 1, Duration::from_secs(4)).await;
     assert!(later.is_empty(), "nothing more announced: {later:?}");
     assert!(log_of("attachments").contains("already recorded"), "the duplicate event was seen and changed nothing");
     assert!(iam_denials().await.is_empty(), "{:?}", iam_denials().await);
