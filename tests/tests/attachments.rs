@@ -209,6 +209,29 @@ async fn an_owner_attaches_lists_and_downloads_and_everything_else_is_refused() 
     assert_eq!(status, 200);
     assert_eq!(bytes, PDF, "the bytes uploaded");
 
+    // The CLI does the same for its user: attach, list, download.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(taskflow::paths::bin_dir().join("taskflow"))
+            .args(args)
+            .env("TASKFLOW_STATE_DIR", log_dir().parent().unwrap())
+            .output()
+            .expect("the taskflow binary runs (cargo build --workspace)");
+        assert!(out.status.success(), "taskflow {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let dir = std::env::temp_dir().join(format!("attach-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let note = dir.join("what happened.txt");
+    std::fs::write(&note, "The box arrived crushed; photos to follow.\n").unwrap();
+    let attached = cli(&["attach", &order, note.to_str().unwrap(), "--owner", &owner]);
+    let cli_id = attached.split_whitespace().next().unwrap().to_string();
+    assert!(taskflow_contracts::attachment::is_attachment_id(&cli_id), "{attached}");
+    let listed = cli(&["attachments", &order, "--owner", &owner]);
+    assert!(listed.contains(id) && listed.contains(&cli_id) && listed.contains("what happened.txt"), "{listed}");
+    let copy = dir.join("copy.txt");
+    cli(&["attachments", &order, "--owner", &owner, "--get", &cli_id, "--out", copy.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(&note).unwrap());
+
     // 3. Refused at the API, before any URL: too large, a type not allowed, a bad name.
     for (name, content_type, size, error) in [
         ("big.pdf", "application/pdf", 10 * 1024 * 1024 + 1, "ATTACHMENT_TOO_LARGE"),
@@ -277,9 +300,12 @@ async fn an_owner_attaches_lists_and_downloads_and_everything_else_is_refused() 
     let (status, _) = http("GET", &format!("/tasks/no-such-order/attachments"), Some(&token), None).await;
     assert_eq!(status, 404);
 
-    // After all of it: still exactly the one attachment, announced once.
-    assert_eq!(attachments(&token, &order).await.len(), 1);
-    let later = attachment_events(&run, &queue, 1, Duration::from_secs(4)).await;
+    // After all of it: exactly the two attachments, each announced once.
+    assert_eq!(attachments(&token, &order).await.len(), 2);
+    let later = attachment_events(&run, &queue, 2, Duration::from_secs(4)).await;
+    assert_eq!(later.len(), 1, "the CLI's attachment: {later:?}");
+    assert_eq!(later[0]["detail"]["attachment"]["id"], cli_id.as_str());
+    let later = attachment_events(&run, &queue, 1, Duration::from_secs(2)).await;
     assert!(later.is_empty(), "nothing more announced: {later:?}");
     assert!(log_of("attachments").contains("already recorded"), "the duplicate event was seen and changed nothing");
     assert!(iam_denials().await.is_empty(), "{:?}", iam_denials().await);
