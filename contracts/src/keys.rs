@@ -238,6 +238,40 @@ pub fn object_key(area: &str, owner: &OwnerId, order_id: &str, leaf: &str) -> Re
     Ok(format!("{area}/{}/{order_id}/{leaf}", owner_segment(owner)))
 }
 
+/// The prefix of every attachment of `owner`: `attachments/{owner_segment}/`.
+pub fn attachments_prefix(owner: &OwnerId) -> String {
+    format!("attachments/{}/", owner_segment(owner))
+}
+
+/// `attachments/{owner_segment}/{order_id}/{attachment_id}`: the S3 key of one attachment of
+/// `owner`'s order. `order_id` must follow the order id rule and `attachment_id` be an
+/// attachment id (`a-` + 32 hex digits, made by the API, never caller text); the file name the
+/// owner gave is never part of the key (it travels as signed object metadata).
+pub fn attachment_key(owner: &OwnerId, order_id: &str, attachment_id: &str) -> Result<String, KeyError> {
+    if !order_id_ok(order_id) {
+        return Err(KeyError(format!("order id {order_id:?} cannot be part of a key")));
+    }
+    if !crate::attachment::is_attachment_id(attachment_id) {
+        return Err(KeyError(format!("{attachment_id:?} is not an attachment id")));
+    }
+    Ok(format!("{}{order_id}/{attachment_id}", attachments_prefix(owner)))
+}
+
+/// The owner, order id and attachment id of an attachment key, or `None` for any key that
+/// [`attachment_key`] could not have built (so an object written anywhere else is never taken
+/// for an attachment of anyone).
+pub fn parse_attachment_key(key: &str) -> Option<(OwnerId, String, String)> {
+    let mut parts = key.split('/');
+    let (area, segment, order_id, id) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if area != "attachments" || parts.next().is_some() {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(segment).ok()?;
+    let owner = OwnerId::parse(std::str::from_utf8(&bytes).ok()?).ok()?;
+    let rebuilt = attachment_key(&owner, order_id, id).ok()?;
+    (rebuilt == key).then(|| (owner, order_id.to_string(), id.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,5 +341,21 @@ mod tests {
         assert!(object_key("receipts", &alice, "o-1", "../x").is_err());
         assert!(object_key("elsewhere", &alice, "o-1", "x").is_err());
         assert!(object_key("outbox", &alice, "o-1", "COMPLETED-abc.json").unwrap().starts_with(&outbox_prefix(&alice)));
+    }
+
+    #[test]
+    fn attachment_keys_round_trip_and_nothing_else_reads_as_one() {
+        let alice = OwnerId::parse("alice").unwrap();
+        let id = format!("a-{}", "ab".repeat(16));
+        let key = attachment_key(&alice, "o-1", &id).unwrap();
+        assert_eq!(key, format!("attachments/YWxpY2U/o-1/{id}"));
+        assert!(key.starts_with(&attachments_prefix(&alice)));
+        let (owner, order, back) = parse_attachment_key(&key).unwrap();
+        assert_eq!((owner.as_str(), order.as_str(), back.as_str()), ("alice", "o-1", id.as_str()));
+        assert!(attachment_key(&alice, "../o", &id).is_err());
+        assert!(attachment_key(&alice, "o-1", "photo.png").is_err());
+        for other in ["receipts/YWxpY2U/o-1/COMPLETED.txt", &format!("attachments/YWxpY2U=/o-1/{id}"), &format!("attachments/YWxpY2U/o-1/{id}/x"), "attachments/YWxpY2U/o-1/a-zz"] {
+            assert!(parse_attachment_key(other).is_none(), "{other}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 //! purpose: no type here denies them). Removing or changing the meaning of a field is a v2, read
 //! by consumers through an upcaster ([`v2`] sketches one).
 
+pub mod attachment;
 pub mod events;
 pub mod keys;
 pub mod limits;
@@ -19,6 +20,7 @@ pub mod status;
 pub mod v2;
 pub mod work;
 
+pub use attachment::{Attachment, AttachmentRefusal, TaskAttachmentAdded, TASK_ATTACHMENT_ADDED};
 pub use events::{EventEnvelope, TaskStatusChanged};
 pub use order::{Money, OrderItem, OrderKind, OrderSubmitted};
 pub use owner::{OwnerId, OwnerIdError};

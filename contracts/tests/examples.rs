@@ -40,6 +40,12 @@ fn every_example_is_a_put_events_entry_of_a_contract_type() {
                     assert!(Reason::parse(reason).is_some(), "{reason} is a named reason");
                 }
             }
+            (TASK_SOURCE, TASK_ATTACHMENT_ADDED) => {
+                let event: TaskAttachmentAdded = serde_json::from_str(&entry.detail).unwrap();
+                assert_eq!(event.schema_version, SCHEMA_VERSION);
+                assert!(attachment::is_attachment_id(&event.attachment.id));
+                assert_eq!(event.event_id.rsplit('@').next(), Some(event.attachment.id.as_str()));
+            }
             other => panic!("{}: unexpected {other:?}", path.display()),
         }
         checked += 1;
@@ -71,7 +77,7 @@ fn every_work_message_and_result_has_an_example_that_reads_as_its_type() {
     // Every schema'd type has an example (events are covered by the PutEvents entries).
     for (schema, _) in taskflow_contracts::schemas::all() {
         let type_name = schema.split('.').next().unwrap();
-        if !matches!(type_name, "OrderSubmitted" | "TaskStatusChanged") {
+        if !matches!(type_name, "OrderSubmitted" | "TaskStatusChanged" | "TaskAttachmentAdded") {
             assert!(seen.contains(type_name), "no example of {type_name}");
         }
     }

@@ -19,6 +19,9 @@ Steps (see ../shared/notes/local-emulator.md for why each workaround exists):
    (moto's own IAM objects for CloudFormation-made roles are not usable for this: see
    ../shared/notes/local-emulator.md.) `--remove-grant` takes actions out of a role first, for
    the tests that prove a missing grant is refused.
+6. Each bucket's `NotificationConfiguration` is applied with PutBucketNotificationConfiguration:
+   moto's CloudFormation ignores the property, but moto delivers S3 event notifications to SQS
+   once the bucket has them (moto/s3/notifications.py), as S3 does.
 """
 
 import argparse
@@ -249,8 +252,11 @@ def plan_local(cfn, binaries, definitions):
     resolver = Resolver()
     resources = cfn["Resources"]
     functions, mappings, machines, identities = [], [], [], []
+    notifications = []
     for logical_id, resource in resources.items():
         props = resource.get("Properties", {})
+        if resource["Type"] == "AWS::S3::Bucket" and "NotificationConfiguration" in props:
+            notifications.append({"bucket": resolver.want({"Ref": logical_id}), "configuration": _want_tree(resolver, props.pop("NotificationConfiguration"))})
         if resource["Type"] == "AWS::Lambda::Function":
             env = props.get("Environment", {}).get("Variables", {})
             functions.append({
@@ -292,7 +298,28 @@ def plan_local(cfn, binaries, definitions):
     for name in [k for k, o in cfn.get("Outputs", {}).items() if refers_to_missing(o, known)]:
         del cfn["Outputs"][name]
     cfn.setdefault("Outputs", {}).update(resolver.outputs)
-    return functions, mappings, machines, identities
+    return functions, mappings, machines, identities, notifications
+
+
+def apply_notifications(notifications, outputs, endpoint, region):
+    """A bucket's CloudFormation `NotificationConfiguration` as PutBucketNotificationConfiguration
+    (the API spells it differently: AWS::S3::Bucket NotificationConfiguration / QueueConfiguration
+    in the CloudFormation user guide; PutBucketNotificationConfiguration in the S3 API reference)."""
+    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=region)
+    for n in notifications:
+        bucket = Resolver.read(n["bucket"], outputs)
+        config = _read_tree(n["configuration"], outputs)
+        queues = []
+        for q in config.get("QueueConfigurations", []):
+            entry = {"QueueArn": q["Queue"], "Events": [q["Event"]]}
+            rules = q.get("Filter", {}).get("S3Key", {}).get("Rules", [])
+            if rules:
+                entry["Filter"] = {"Key": {"FilterRules": [{"Name": r["Name"], "Value": r["Value"]} for r in rules]}}
+            queues.append(entry)
+        if set(config) - {"QueueConfigurations"}:
+            raise SystemExit(f"{bucket}: only QueueConfigurations are applied locally, not {sorted(set(config) - {'QueueConfigurations'})}")
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={"QueueConfigurations": queues})
+        log(f"bucket {bucket}: {len(queues)} event notifications to SQS")
 
 
 def refers_to_missing(value, known):
@@ -432,8 +459,9 @@ def main():
     remove_grants(cfn["Resources"], args.remove_grant)
     local_user_pools(cfn, parameters, args.endpoint, args.region)
     local_email(parameters, args.endpoint, args.region)
-    functions, mappings, machines, identities = plan_local(cfn, binaries, definitions)
+    functions, mappings, machines, identities, notifications = plan_local(cfn, binaries, definitions)
     outputs = create_stack(cfn, args.stack_name, parameters, args.endpoint, args.region)
+    apply_notifications(notifications, outputs, args.endpoint, args.region)
     # Before any state machine runs or any function starts: from here on they are checked.
     identities = register_identities(identities, outputs, args.endpoint)
     machine_arns = {m["logicalId"]: create_state_machine(m, outputs, args.endpoint, args.region) for m in machines}

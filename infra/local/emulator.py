@@ -18,7 +18,8 @@ It checks every call a function or workflow makes against that caller's role, as
 (`iam.py`: identities registered by deploy.py at `POST /taskflow/iam/identities`, refusals at
 `GET /taskflow/iam/denials`; `TASKFLOW_IAM=enforce|record|off`).
 It refuses what AWS refuses where moto is lenient: payload sizes, execution names, event
-details, DynamoDB item sizes and numbers (`limits.py`, each rule with its source).
+details, DynamoDB item sizes and numbers (`limits.py`, each rule with its source), and presigned
+S3 URLs that are expired or do not match their signature (`presigned.py`).
 
 Run as `python emulator.py -H 127.0.0.1 -p PORT`; the arguments are moto_server's.
 """
@@ -416,6 +417,12 @@ for _module in (_sfn_sqs, _sfn_events):
 import limits  # noqa: E402
 
 limits.install(_LOCK)
+
+# Presigned S3 URLs: expiry and signature checked as S3 does (presigned.py); outermost, as S3
+# authenticates a request before anything else.
+import presigned  # noqa: E402
+
+presigned.install(iam.secret_for)
 
 if __name__ == "__main__":
     sys.argv[0] = "moto_server"

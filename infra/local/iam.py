@@ -52,6 +52,8 @@ MAX_DENIALS = 10_000
 class Identity:
     def __init__(self, spec):
         self.access_key_id = spec["accessKeyId"]
+        # Checked only on presigned S3 URLs (presigned.py), whose signature is all S3 has.
+        self.secret_access_key = spec.get("secretAccessKey")
         self.name = spec["name"]
         # "function" (a Lambda function) or "stateMachine" (a workflow's execution role).
         self.kind = spec.get("kind", "function")
@@ -97,6 +99,19 @@ def register(body):
             _by_role[identity.role_arn] = identity.access_key_id
     log(f"iam: {len(specs)} identities registered, mode {MODE}")
     return {"registered": len(specs), "mode": MODE}
+
+
+# The keys outside the stack use (the CLI, tests, the deploy step): the account's admin.
+ADMIN_KEYS = {"test": "test"}
+
+
+def secret_for(access_key_id):
+    """The secret of a registered identity or of the admin key, or None for an unknown key."""
+    with _lock:
+        identity = _identities.get(access_key_id)
+    if identity is not None:
+        return identity.secret_access_key
+    return ADMIN_KEYS.get(access_key_id)
 
 
 def access_key_for_role(role_arn):

@@ -2,6 +2,7 @@
 //! onto it, and a host that runs the real function binaries over the Lambda Runtime API) and the
 //! client operations the CLI and the end-to-end tests use against any stack.
 
+pub mod attach;
 pub mod auth;
 pub mod catalogue;
 pub mod client;

@@ -97,6 +97,37 @@ enum Command {
         #[arg(long, default_value_t = 3600, allow_hyphen_values = true)]
         ttl: i64,
     },
+    /// Attach a file to one of an owner's tasks, through the HTTP API and a presigned S3 upload
+    /// (pdf, png, jpeg, webp or text; at most the stack's AttachmentMaxBytes, 10 MiB by default).
+    Attach {
+        order_id: String,
+        file: PathBuf,
+        /// The owner (locally a token is made for them); or give --token.
+        #[arg(long)]
+        owner: Option<String>,
+        /// A bearer token for the HTTP API (a deployed stack's user pool access token).
+        #[arg(long, env = "TASKFLOW_TOKEN")]
+        token: Option<String>,
+        /// The content type, when the file's extension does not say it.
+        #[arg(long)]
+        content_type: Option<String>,
+    },
+    /// List a task's attachments, or download one (--get ID --out FILE).
+    Attachments {
+        order_id: String,
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long, env = "TASKFLOW_TOKEN")]
+        token: Option<String>,
+        /// The attachment id to download.
+        #[arg(long, requires = "out")]
+        get: Option<String>,
+        /// Where to write the download.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Draw an order's trace (from its task record's trace id, via the X-Ray API) as a waterfall.
     Trace {
         order_id: String,
@@ -246,6 +277,8 @@ async fn main() {
         Command::Log { order_id, owner, out } => task_log(&state_dir, owner.as_deref(), &order_id, out).await,
         Command::Trace { order_id, owner, json } => trace(&state_dir, owner.as_deref(), &order_id, json).await,
         Command::Token { owner, ttl } => token(&state_dir, &owner, ttl),
+        Command::Attach { order_id, file, owner, token, content_type } => attach(&state_dir, &order_id, &file, owner.as_deref(), token, content_type.as_deref()).await,
+        Command::Attachments { order_id, owner, token, get, out, json } => attachments(&state_dir, &order_id, owner.as_deref(), token, get.as_deref(), out, json).await,
     };
     if let Err(e) = result {
         eprintln!("taskflow: {e:#}");
@@ -410,6 +443,66 @@ fn token(state_dir: &std::path::Path, owner: &str, ttl: i64) -> Result<()> {
     }
     let issuer = taskflow::auth::Issuer::load(&state_dir.join(taskflow::local::TOKEN_ISSUER_FILE))?;
     println!("{}", issuer.token(owner, ttl)?);
+    Ok(())
+}
+
+/// The HTTP API's URL and a bearer token: `--token`, or one made for `--owner` by the local
+/// stack's issuer.
+async fn api_and_token(state_dir: &std::path::Path, owner: Option<&str>, token: Option<String>) -> Result<(String, String)> {
+    let stack = load_stack(state_dir).await?;
+    let api = stack.output("ApiUrl")?.to_string();
+    let token = match (token, owner) {
+        (Some(token), _) => token,
+        (None, Some(owner)) if !DEPLOYED.get().is_some_and(Option::is_some) => {
+            taskflow::auth::Issuer::load(&state_dir.join(taskflow::local::TOKEN_ISSUER_FILE))?.token(owner, 600)?
+        }
+        _ => bail!("give --owner (the local stack makes a token) or --token (a deployed stack's user pool token)"),
+    };
+    Ok((api, token))
+}
+
+async fn attach(state_dir: &std::path::Path, order_id: &str, file: &std::path::Path, owner: Option<&str>, token: Option<String>, content_type: Option<&str>) -> Result<()> {
+    let (api, token) = api_and_token(state_dir, owner, token).await?;
+    let attachment = taskflow::attach::attach(&api, &token, order_id, file, content_type).await?;
+    println!(
+        "{}  {}  {} bytes  {}  {}",
+        attachment["id"].as_str().unwrap_or_default(),
+        attachment["name"].as_str().unwrap_or_default(),
+        attachment["size"],
+        attachment["contentType"].as_str().unwrap_or_default(),
+        attachment["checksum"].as_str().unwrap_or_default()
+    );
+    Ok(())
+}
+
+async fn attachments(state_dir: &std::path::Path, order_id: &str, owner: Option<&str>, token: Option<String>, get: Option<&str>, out: Option<PathBuf>, json: bool) -> Result<()> {
+    let (api, token) = api_and_token(state_dir, owner, token).await?;
+    if let Some(id) = get {
+        let (attachment, bytes) = taskflow::attach::download(&api, &token, order_id, id).await?;
+        let out = out.context("--out FILE")?;
+        std::fs::write(&out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("{} ({} bytes) written to {}", attachment["name"].as_str().unwrap_or_default(), bytes.len(), out.display());
+        return Ok(());
+    }
+    let list = taskflow::attach::list(&api, &token, order_id).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(());
+    }
+    if list.is_empty() {
+        println!("no attachments on {order_id}");
+    }
+    for a in list {
+        println!(
+            "{}  {}  {} bytes  {}  {}  {}",
+            a["id"].as_str().unwrap_or_default(),
+            a["uploadedAt"].as_str().unwrap_or_default(),
+            a["size"],
+            a["contentType"].as_str().unwrap_or_default(),
+            a["checksum"].as_str().unwrap_or_default(),
+            a["name"].as_str().unwrap_or_default()
+        );
+    }
     Ok(())
 }
 

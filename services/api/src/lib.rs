@@ -21,6 +21,7 @@
 //! - `GET /tasks`: the caller's tasks, newest first (with any REJECTED `ORDER_ID_CONFLICT`
 //!   record of a reuse the API could not see coming, such as two submissions at once).
 
+pub mod attachments;
 pub mod bus;
 
 use async_trait::async_trait;

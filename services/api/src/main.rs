@@ -4,6 +4,7 @@
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 use std::sync::Arc;
+use taskflow_api::attachments::{AttachmentRoute, AttachmentsApi, S3Presigner};
 use taskflow_api::{bus::EventBridgeOrders, Api, Answer, Route};
 use taskflow_shared::tasklog::S3TaskLogs;
 use taskflow_shared::{clients, config, tasks::DynamoTaskStore, telemetry};
@@ -18,8 +19,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         bus: EventBridgeOrders::new(&aws, config::required("EVENT_BUS_NAME")?),
         logs: S3TaskLogs::new(&aws, config::required("TASK_BUCKET")?),
     });
+    let attachments = Arc::new(AttachmentsApi {
+        tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
+        presigner: S3Presigner::new(&aws, config::required("TASK_BUCKET")?),
+        max_bytes: config::number_or("ATTACHMENT_MAX_BYTES", taskflow_contracts::attachment::DEFAULT_MAX_BYTES)?,
+        max_per_task: config::number_or("MAX_ATTACHMENTS_PER_TASK", taskflow_contracts::attachment::DEFAULT_MAX_PER_TASK)?,
+    });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let (api, telemetry) = (api.clone(), telemetry.clone());
+        let (api, attachments, telemetry) = (api.clone(), attachments.clone(), telemetry.clone());
         let invocation = telemetry::invocation(&event.context);
         async move {
             let request = event.payload;
@@ -29,9 +36,11 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 let caller = request["requestContext"]["authorizer"]["jwt"]["claims"]["sub"].as_str().unwrap_or_default();
                 let order_id = request["pathParameters"]["orderId"].as_str();
                 let body = request_body(&request);
-                let answer = match Route::from_key(&route_key, order_id) {
-                    Some(route) => api.handle(route, caller, body.as_deref()).await,
-                    None => Answer { status: 404, body: json!({"error": "NotFound", "message": format!("no route {route_key}")}) },
+                let attachment_id = request["pathParameters"]["attachmentId"].as_str();
+                let answer = match (Route::from_key(&route_key, order_id), AttachmentRoute::from_key(&route_key, order_id, attachment_id)) {
+                    (Some(route), _) => api.handle(route, caller, body.as_deref()).await,
+                    (None, Some(route)) => attachments.handle(route, caller, body.as_deref()).await,
+                    (None, None) => Answer { status: 404, body: json!({"error": "NotFound", "message": format!("no route {route_key}")}) },
                 };
                 info!(route = route_key.as_str(), status = answer.status, "request answered");
                 answer

@@ -1,7 +1,7 @@
 //! Announcing status events: the port and its EventBridge adapter.
 
 use async_trait::async_trait;
-use taskflow_contracts::{TaskStatusChanged, TASK_SOURCE, TASK_STATUS_CHANGED};
+use taskflow_contracts::{TaskAttachmentAdded, TaskStatusChanged, TASK_ATTACHMENT_ADDED, TASK_SOURCE, TASK_STATUS_CHANGED};
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -11,6 +11,12 @@ pub struct PublishError(pub String);
 #[async_trait]
 pub trait EventBus: Send + Sync {
     async fn publish(&self, events: &[TaskStatusChanged]) -> Result<(), PublishError>;
+    /// Announces `TaskAttachmentAdded` events (detail type [`TASK_ATTACHMENT_ADDED`], source
+    /// `taskflow.tasks`). Buses that never relay attachments (dry runs) keep the default, which
+    /// refuses by name rather than drop them.
+    async fn publish_attachments(&self, events: &[TaskAttachmentAdded]) -> Result<(), PublishError> {
+        Err(PublishError(format!("this bus does not announce {TASK_ATTACHMENT_ADDED} ({} events)", events.len())))
+    }
 }
 
 pub struct EventBridgeBus {
@@ -50,6 +56,31 @@ impl EventBus for EventBridgeBus {
                 .map_err(|e| PublishError(aws_sdk_eventbridge::error::DisplayErrorContext(&e).to_string()))?;
             // Partial failures are all-or-nothing here: the whole batch is retried and the
             // deterministic event ids let consumers drop what they already saw.
+            if out.failed_entry_count > 0 {
+                return Err(PublishError(format!("{} of {} entries failed", out.failed_entry_count, chunk.len())));
+            }
+        }
+        Ok(())
+    }
+
+    async fn publish_attachments(&self, events: &[TaskAttachmentAdded]) -> Result<(), PublishError> {
+        for chunk in events.chunks(MAX_ENTRIES) {
+            let entries = chunk.iter().map(|event| {
+                aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                    .event_bus_name(&self.bus_name)
+                    .source(TASK_SOURCE)
+                    .detail_type(TASK_ATTACHMENT_ADDED)
+                    .detail(serde_json::to_string(event).expect("events always serialise"))
+                    .set_trace_header(taskflow_shared::telemetry::current_header())
+                    .build()
+            });
+            let out = self
+                .client
+                .put_events()
+                .set_entries(Some(entries.collect()))
+                .send()
+                .await
+                .map_err(|e| PublishError(aws_sdk_eventbridge::error::DisplayErrorContext(&e).to_string()))?;
             if out.failed_entry_count > 0 {
                 return Err(PublishError(format!("{} of {} entries failed", out.failed_entry_count, chunk.len())));
             }

@@ -34,7 +34,7 @@ use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use bus::{EventBus, PublishError};
 use dead::{DeadLetters, UnpublishedChange};
 use serde::{Deserialize, Serialize};
-use taskflow_contracts::{TaskStatus, TaskStatusChanged, SCHEMA_VERSION};
+use taskflow_contracts::{TaskAttachmentAdded, TaskStatus, TaskStatusChanged, SCHEMA_VERSION};
 use taskflow_shared::tasklog::{self, TaskLogs};
 use taskflow_shared::tasks::TaskRecord;
 use taskflow_shared::{metrics, telemetry};
@@ -69,6 +69,33 @@ pub fn event_at(task: &TaskRecord, index: usize) -> TaskStatusChanged {
         reason: entry.reason.map(|r| r.as_str().to_string()),
         sequence,
         occurred_at: entry.at,
+    }
+}
+
+/// The `TaskAttachmentAdded` events of `task`'s attachments after the first `seen` (attachments
+/// are only ever appended, so an image's count is what was announced up to it).
+pub fn attachments_after(task: &TaskRecord, seen: usize) -> Vec<TaskAttachmentAdded> {
+    task.attachments
+        .iter()
+        .enumerate()
+        .skip(seen)
+        .map(|(i, attachment)| TaskAttachmentAdded {
+            schema_version: SCHEMA_VERSION,
+            event_id: TaskAttachmentAdded::event_id_for(&task.task_id, &attachment.id),
+            order_id: task.order_id.clone(),
+            owner: task.owner.clone(),
+            attachment: attachment.clone(),
+            position: i as u32 + 1,
+        })
+        .collect()
+}
+
+/// How many attachments a stream image holds, read from its raw form (`attachments` as a
+/// list; absent or unreadable: none, so the new image's are all announced, with their stable ids).
+pub fn attachments_len(image: &serde_dynamo::Item) -> usize {
+    match image.get("attachments") {
+        Some(serde_dynamo::AttributeValue::L(entries)) => entries.len(),
+        _ => 0,
     }
 }
 
@@ -205,17 +232,23 @@ impl<B: EventBus, D: DeadLetters, L: TaskLogs> Publisher<B, D, L> {
         // An old image without a readable history: announce the whole history again (the same
         // ids: consumers drop what they saw) rather than guess.
         let events = events_after(&new, seen.unwrap_or(0).min(new.history.len()));
-        if !events.is_empty() {
+        let attached = attachments_after(&new, attachments_len(&change.old_image).min(new.attachments.len()));
+        if !events.is_empty() || !attached.is_empty() {
             let span = telemetry::continue_trace("publisher", new.trace_header.as_deref());
             span.record("order_id", new.order_id.as_str());
-            self.bus.publish(&events).instrument(span).await?;
+            if !events.is_empty() {
+                self.bus.publish(&events).instrument(span.clone()).await?;
+            }
             for event in &events {
                 count_outcome(event);
+            }
+            if !attached.is_empty() {
+                self.bus.publish_attachments(&attached).instrument(span).await?;
             }
         }
         // After its events: a log never lists an event that was not announced.
         self.write_log(&new).await?;
-        Ok(Outcome::Published(events.len()))
+        Ok(Outcome::Published(events.len() + attached.len()))
     }
 
     /// Writes `task`'s log if it is closed ([`tasklog::ready`]); once, whatever the deliveries.

@@ -13,6 +13,7 @@ use taskflow_shared::tasks::Change;
 #[derive(Default)]
 struct FakeBus {
     sent: Mutex<Vec<TaskStatusChanged>>,
+    attached: Mutex<Vec<taskflow_contracts::TaskAttachmentAdded>>,
     down: Vec<String>,
 }
 
@@ -23,6 +24,13 @@ impl EventBus for FakeBus {
             return Err(PublishError("1 of 1 entries failed".into()));
         }
         self.sent.lock().unwrap().extend_from_slice(events);
+        Ok(())
+    }
+    async fn publish_attachments(&self, events: &[taskflow_contracts::TaskAttachmentAdded]) -> Result<(), PublishError> {
+        if events.iter().any(|e| self.down.contains(&e.order_id)) {
+            return Err(PublishError("1 of 1 entries failed".into()));
+        }
+        self.attached.lock().unwrap().extend_from_slice(events);
         Ok(())
     }
 }
@@ -483,4 +491,43 @@ async fn a_log_that_cannot_be_written_fails_its_record_for_a_retry() {
     let relayed = publisher.relay(&stream(writes(&images)[3..].to_vec())).await.unwrap();
     assert!(relayed.response.batch_item_failures.is_empty());
     assert_eq!(publisher.logs.objects.lock().unwrap().len(), 1);
+fn attachment(id: &str) -> taskflow_contracts::Attachment {
+    taskflow_contracts::Attachment {
+        id: id.to_string(),
+        name: "note.pdf".into(),
+        size: 9,
+        content_type: "application/pdf".into(),
+        checksum: format!("sha256:{}", "0".repeat(64)),
+        uploaded_at: Utc::now(),
+    }
+}
+
+#[tokio::test]
+async fn each_recorded_attachment_is_one_task_attachment_added_event_and_no_status_event() {
+    let before = received();
+    let mut one = before.clone();
+    one.attachments.push(attachment(&format!("a-{}", "1".repeat(32))));
+    let mut two = one.clone();
+    two.attachments.push(attachment(&format!("a-{}", "2".repeat(32))));
+    let p = publisher();
+    // The write that records the first, delivered twice; then the second.
+    let batch = stream(vec![record_at("1", "MODIFY", Some(image(&before)), image(&one)), record_at("2", "MODIFY", Some(image(&before)), image(&one)), record_at("3", "MODIFY", Some(image(&one)), image(&two))]);
+    let relayed = p.relay(&batch).await.unwrap();
+    assert_eq!(relayed.published, 3);
+    assert!(p.bus.ids().is_empty(), "recording an attachment changes no status");
+    let attached = p.bus.attached.lock().unwrap().clone();
+    let ids: Vec<String> = attached.iter().map(|e| e.event_id.clone()).collect();
+    let first = format!("{}@a-{}", before.task_id, "1".repeat(32));
+    assert_eq!(ids, vec![first.clone(), first, format!("{}@a-{}", before.task_id, "2".repeat(32))], "a duplicate delivery repeats the same id");
+    assert_eq!((attached[2].position, attached[2].owner.as_str(), attached[2].order_id.as_str()), (2, "alice", "o-1"));
+}
+
+#[tokio::test]
+async fn an_attachment_the_bus_refuses_is_retried_from_its_record() {
+    let before = received();
+    let mut one = before.clone();
+    one.attachments.push(attachment(&format!("a-{}", "1".repeat(32))));
+    let p = Publisher { bus: FakeBus { down: vec!["o-1".into()], ..FakeBus::default() }, dead_letters: FakeDeadLetters::default(), logs: InMemoryTaskLogs::default() };
+    let relayed = p.relay(&stream(vec![record_at("7", "MODIFY", Some(image(&before)), image(&one))])).await.unwrap();
+    assert_eq!(relayed.response.batch_item_failures, vec![BatchItemFailure { item_identifier: "7".into() }]);
 }

@@ -2,7 +2,7 @@
 //! tokens) so service logic can be tested without AWS.
 
 use crate::callback::{CallbackError, TaskCallback};
-use crate::tasks::{Change, Created, Note, StoreError, TaskRecord, TaskStore, Transitioned};
+use crate::tasks::{AttachmentRecorded, Change, Created, Note, StoreError, TaskRecord, TaskStore, Transitioned};
 use async_trait::async_trait;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -87,6 +87,19 @@ impl TaskStore for InMemoryTaskStore {
         let mut tasks: Vec<TaskRecord> = self.tasks.lock().unwrap().values().filter(|t| t.owner == owner).cloned().collect();
         tasks.sort_by(|a, b| b.created_at.cmp(&a.created_at));
         Ok(tasks)
+    }
+
+    async fn add_attachment(&self, task_id: &str, owner: &str, attachment: &taskflow_contracts::Attachment, max: usize) -> Result<AttachmentRecorded, StoreError> {
+        let mut tasks = self.tasks.lock().unwrap();
+        let Some(task) = tasks.get_mut(task_id).filter(|t| t.owner == owner) else { return Ok(AttachmentRecorded::Missing) };
+        if task.attachments.iter().any(|a| a.id == attachment.id) {
+            return Ok(AttachmentRecorded::AlreadyThere);
+        }
+        if task.attachments.len() >= max {
+            return Ok(AttachmentRecorded::Full);
+        }
+        task.attachments.push(attachment.clone());
+        Ok(AttachmentRecorded::Added)
     }
 }
 

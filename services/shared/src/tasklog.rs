@@ -11,7 +11,7 @@
 //! {"record":"charge", "chargeId", "amount", "currency"}                                          if charged
 //! {"record":"refund", "refundId", "amount", "currency"}                                          if money went back
 //! {"record":"receipts", "keys": [...]}                                                            always (may be empty)
-//! {"record":"attachments", "attachments": [...]}                                                  always (empty until attachments exist)
+//! {"record":"attachments", "attachments": [...]}                                                  always (empty if none)
 //! ```
 //!
 //! Amounts are minor units; times RFC 3339 UTC; `eventId` is the id of the `TaskStatusChanged`
@@ -94,10 +94,10 @@ pub enum LogLine {
     Receipts {
         keys: Vec<String>,
     },
-    /// The task's attachments (issue 14, part 1). Empty until tasks carry attachments; then
-    /// [`render`] fills it from the record.
+    /// The task's attachments, as recorded on the task by the attachments function (empty if
+    /// none).
     Attachments {
-        attachments: Vec<serde_json::Value>,
+        attachments: Vec<taskflow_contracts::Attachment>,
     },
 }
 
@@ -166,9 +166,8 @@ pub fn lines(task: &TaskRecord) -> Vec<LogLine> {
         lines.push(LogLine::Refund { refund_id: refund_id.clone(), amount: task.refunded, currency: task.currency.clone() });
     }
     lines.push(LogLine::Receipts { keys: task.receipts.clone() });
-    // Attachments (issue 14, part 1) are recorded on the task by the attachments function; until
-    // the task record has them this section is empty.
-    lines.push(LogLine::Attachments { attachments: Vec::new() });
+    // Attachments are recorded on the task by the attachments function.
+    lines.push(LogLine::Attachments { attachments: task.attachments.clone() });
     lines
 }
 

@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use taskflow_contracts::{limits, Money, OrderItem, OrderKind, Reason, TaskStatus};
+use taskflow_contracts::{limits, Attachment, Money, OrderItem, OrderKind, Reason, TaskStatus};
 use thiserror::Error;
 
 /// One status change in a task's life.
@@ -77,6 +77,11 @@ pub struct TaskRecord {
     /// id for other content is told `ORDER_ID_CONFLICT` (absent on records from before it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// What the owner attached to the task, in the order recorded (each once; at most the
+    /// attachments function's `MAX_ATTACHMENTS_PER_TASK`). The attachment ids are also kept in
+    /// the string set `attachmentIds`, which the conditional write that records one tests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -113,6 +118,7 @@ impl TaskRecord {
             trace_id: None,
             trace_header: None,
             fingerprint: None,
+            attachments: Vec::new(),
             created_at: at,
             updated_at: at,
         }
@@ -208,6 +214,19 @@ pub enum Transitioned {
     Missing,
 }
 
+/// What recording an attachment on a task came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachmentRecorded {
+    /// Recorded now (its `TaskAttachmentAdded` event follows from the stream).
+    Added,
+    /// Already on the task (a duplicate delivery): nothing changed.
+    AlreadyThere,
+    /// The task has `max` attachments already: not recorded.
+    Full,
+    /// No task with this task id and owner.
+    Missing,
+}
+
 #[derive(Debug, Error)]
 pub enum StoreError {
     #[error("task store unavailable: {0}")]
@@ -229,6 +248,10 @@ pub trait TaskStore: Send + Sync {
     async fn note(&self, task_id: &str, note: &Note) -> Result<(), StoreError>;
     /// An owner's tasks, newest first.
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<TaskRecord>, StoreError>;
+    /// Appends `attachment` to the task keyed `task_id` if that task is `owner`'s, does not have
+    /// it yet (by id) and has fewer than `max` attachments: one conditional write, so duplicate
+    /// and concurrent deliveries record it once and never past `max`. Changes no status.
+    async fn add_attachment(&self, task_id: &str, owner: &str, attachment: &Attachment, max: usize) -> Result<AttachmentRecorded, StoreError>;
 }
 
 /// The task table in DynamoDB (partition key `taskId`).
@@ -438,8 +461,40 @@ impl TaskStore for DynamoTaskStore {
             }
         }
     }
-}
 
+    async fn add_attachment(&self, task_id: &str, owner: &str, attachment: &Attachment, max: usize) -> Result<AttachmentRecorded, StoreError> {
+        let (k, v) = Self::key(task_id);
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(k, v)
+            .update_expression("SET attachments = list_append(if_not_exists(attachments, :none), :one) ADD attachmentIds :ids")
+            .condition_expression("attribute_exists(taskId) AND #owner = :owner AND (attribute_not_exists(attachments) OR size(attachments) < :max) AND NOT contains(attachmentIds, :id)")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":none", AttributeValue::L(vec![]))
+            .expression_attribute_values(":one", AttributeValue::L(vec![to_attribute(attachment)]))
+            .expression_attribute_values(":ids", AttributeValue::Ss(vec![attachment.id.clone()]))
+            .expression_attribute_values(":id", AttributeValue::S(attachment.id.clone()))
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
+            .expression_attribute_values(":max", AttributeValue::N(max.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(AttachmentRecorded::Added),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => {
+                // Which condition failed: read the task as it is now.
+                Ok(match self.get(task_id).await? {
+                    Some(task) if task.owner != owner => AttachmentRecorded::Missing,
+                    Some(task) if task.attachments.iter().any(|a| a.id == attachment.id) => AttachmentRecorded::AlreadyThere,
+                    Some(_) => AttachmentRecorded::Full,
+                    None => AttachmentRecorded::Missing,
+                })
+            }
+            Err(err) => Err(Self::unavailable(err)),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
