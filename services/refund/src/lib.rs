@@ -19,8 +19,8 @@
 //!
 //! **Above the approval threshold** (`approval_thresholds`, minor units per currency): a refund
 //! that passed its checks but has no operator's approval recorded on its task is not refunded:
-//! the step fails as `ApprovalRequired`, which the workflow hands to the approval path (the task
-//! becomes AWAITING_APPROVAL there). Once an operator approved it (`approval` on the task — the
+//! the task becomes AWAITING_APPROVAL (with the amount) and the step fails as `ApprovalRequired`,
+//! which the workflow hands to the approval path. Once an operator approved it (`approval` on the task — the
 //! record, never the work message, is what is trusted), the workflow asks again and the refund
 //! goes ahead from AWAITING_APPROVAL, checked against the ledger once more.
 //!
@@ -201,7 +201,9 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
                 Err(reason) => return Err(self.reject(id, task.status, reason, format!("refund of {original_id}")).await),
             };
             if task.status == TaskStatus::Received && self.approval_thresholds.requires_approval(&order.currency, amount) {
-                // Not refunded until an operator says so: the workflow takes it to the approval path.
+                // Not refunded until an operator says so: the task waits with its amount, and the
+                // workflow takes it to the approval path (which keeps the task token).
+                self.step(id, &[TaskStatus::Received], Change::to(TaskStatus::AwaitingApproval, Utc::now()).with_amount(amount)).await?;
                 return Err(StepError::failed(errors::APPROVAL_REQUIRED, format!("{amount} {} is above the approval threshold", order.currency)));
             }
             self.step(id, &[task.status], Change::to(TaskStatus::Refunding, Utc::now()).with_amount(amount)).await?;

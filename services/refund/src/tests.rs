@@ -336,11 +336,11 @@ async fn a_refund_above_the_threshold_waits_for_an_approval_recorded_on_its_task
     let err = s.perform(&work(&r, RefundPurpose::Refund), FIRST).await.unwrap_err();
     assert!(matches!(err, StepError::Failed { ref error, .. } if error == errors::APPROVAL_REQUIRED), "{err:?}");
     assert_eq!(s.payments.issued("/refund"), 0, "nothing refunded before the decision");
-    assert_eq!(s.tasks.snapshot("r-big").unwrap().status, TaskStatus::Received);
+    let waiting = s.tasks.snapshot("r-big").unwrap();
+    assert_eq!((waiting.status, waiting.amount), (TaskStatus::AwaitingApproval, 10_000));
 
-    // The approval path makes it AWAITING_APPROVAL; a message claiming approval is not enough.
+    // A duplicate delivery, or a message claiming approval, is not enough: only the task's record.
     let id = tid_of("alice", "r-big");
-    s.tasks.transition(&id, &[TaskStatus::Received], &Change::to(TaskStatus::AwaitingApproval, Utc::now())).await.unwrap();
     let err = s.perform(&work(&r, RefundPurpose::Refund), FIRST).await.unwrap_err();
     assert!(matches!(err, StepError::Failed { ref error, .. } if error == errors::APPROVAL_REQUIRED), "{err:?}");
 

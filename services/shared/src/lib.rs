@@ -11,8 +11,10 @@
 //! - [`idempotency`]: side effects done once whatever the deliveries (the Powertools pattern).
 //! - [`config`], [`clients`], [`telemetry`], [`metrics`]: environment, AWS client setup, traces
 //!   and logs, EMF metrics.
+//! - [`approvals`]: pending refund approvals and their task tokens (the approval path only).
 //! - [`fakes`]: in-memory ports for unit tests.
 
+pub mod approvals;
 pub mod callback;
 pub mod catalogue;
 pub mod clients;
