@@ -18,6 +18,7 @@
 //!   record of a reuse the API could not see coming, such as two submissions at once).
 
 pub mod bus;
+pub mod operators;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -93,6 +94,9 @@ pub struct TaskView {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub receipts: Vec<String>,
     pub history: Vec<HistoryEntry>,
+    /// An operator's decision on a refund above the approval threshold (who, when, why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<taskflow_contracts::ApprovalDecision>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -113,6 +117,7 @@ impl From<TaskRecord> for TaskView {
             refunded: t.refunded,
             receipts: t.receipts,
             history: t.history,
+            approval: t.approval,
             created_at: t.created_at,
             updated_at: t.updated_at,
         }

@@ -4,8 +4,9 @@
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 use std::sync::Arc;
+use taskflow_api::operators::{self, OperatorRoute, Operators};
 use taskflow_api::{bus::EventBridgeOrders, Api, Answer, Route};
-use taskflow_shared::{clients, config, tasks::DynamoTaskStore, telemetry};
+use taskflow_shared::{approvals::DynamoApprovalStore, callback::StepFunctionsCallback, clients, config, tasks::DynamoTaskStore, telemetry};
 use tracing::{info, Instrument};
 
 #[tokio::main]
@@ -16,20 +17,28 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
         bus: EventBridgeOrders::new(&aws, config::required("EVENT_BUS_NAME")?),
     });
+    let operators = Arc::new(Operators {
+        tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
+        approvals: DynamoApprovalStore::new(&aws, config::required("APPROVAL_TABLE")?),
+        callback: StepFunctionsCallback::new(&aws),
+    });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let (api, telemetry) = (api.clone(), telemetry.clone());
+        let (api, operators, telemetry) = (api.clone(), operators.clone(), telemetry.clone());
         let invocation = telemetry::invocation(&event.context);
         async move {
             let request = event.payload;
             let route_key = request["routeKey"].as_str().unwrap_or_default().to_string();
             let span = telemetry::continue_trace("api", request["headers"]["x-amzn-trace-id"].as_str());
             let answer = async {
-                let caller = request["requestContext"]["authorizer"]["jwt"]["claims"]["sub"].as_str().unwrap_or_default();
+                let claims = &request["requestContext"]["authorizer"]["jwt"]["claims"];
+                let caller = claims["sub"].as_str().unwrap_or_default();
                 let order_id = request["pathParameters"]["orderId"].as_str();
                 let body = request_body(&request);
-                let answer = match Route::from_key(&route_key, order_id) {
-                    Some(route) => api.handle(route, caller, body.as_deref()).await,
-                    None => Answer { status: 404, body: json!({"error": "NotFound", "message": format!("no route {route_key}")}) },
+                let query = if request["queryStringParameters"].is_object() { request["queryStringParameters"].clone() } else { json!({}) };
+                let answer = match (OperatorRoute::from_key(&route_key, order_id, &query), Route::from_key(&route_key, order_id)) {
+                    (Some(route), _) => operators.handle(route, caller, &operators::groups(claims.get("cognito:groups")), &query, body.as_deref()).await,
+                    (None, Some(route)) => api.handle(route, caller, body.as_deref()).await,
+                    (None, None) => Answer { status: 404, body: json!({"error": "NotFound", "message": format!("no route {route_key}")}) },
                 };
                 info!(route = route_key.as_str(), status = answer.status, "request answered");
                 answer

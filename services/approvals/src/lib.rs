@@ -19,8 +19,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
-use taskflow_contracts::{errors, keys, ApprovalPurpose, ApprovalWork, Decision, Reason, TaskStatus};
-use taskflow_shared::approvals::{ApprovalState, ApprovalStore, PendingApproval, Written};
+use taskflow_contracts::{errors, keys, ApprovalPurpose, ApprovalWork, Reason, TaskStatus};
+use taskflow_shared::approvals::{deliver, ApprovalState, ApprovalStore, PendingApproval, Written};
 use taskflow_shared::callback::{CallbackError, TaskCallback};
 use taskflow_shared::driver::StepError;
 use taskflow_shared::tasks::{Change, TaskStore, Transitioned};
@@ -44,16 +44,6 @@ pub struct Approvals<S, A, C, R> {
 
 fn retry(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StepError {
     move |e| StepError::retry(what, e.to_string())
-}
-
-/// A decision answered to the workflow: an approval as the step's output, a denial as the
-/// failure `RefundDenied`.
-pub async fn deliver(callback: &dyn TaskCallback, approval: &PendingApproval) -> Result<(), CallbackError> {
-    let Some(decision) = &approval.decision else { return Ok(()) };
-    match decision.decision {
-        Decision::Approved => callback.succeed(&approval.task_token, json!(decision).to_string()).await,
-        Decision::Denied => callback.fail(&approval.task_token, errors::REFUND_DENIED, "an operator denied the refund").await,
-    }
 }
 
 impl<S: TaskStore, A: ApprovalStore, C: TaskCallback, R: Reminders> Approvals<S, A, C, R> {

@@ -1,5 +1,5 @@
 use super::*;
-use taskflow_contracts::{ApprovalDecision, OrderKind, OrderSubmitted, TaskToken};
+use taskflow_contracts::{ApprovalDecision, Decision, OrderKind, OrderSubmitted, TaskToken};
 use taskflow_shared::approvals::InMemoryApprovalStore;
 use taskflow_shared::fakes::{Answer, InMemoryTaskStore, RecordingCallback};
 use taskflow_shared::tasks::TaskRecord;

@@ -204,6 +204,21 @@ impl ApprovalStore for DynamoApprovalStore {
     }
 }
 
+/// A decision answered to the workflow's approval step with the record's current token: an
+/// approval as the step's output (the decision: who, when, why), a denial as the failure
+/// `RefundDenied`. Nothing to answer while undecided.
+pub async fn deliver(callback: &dyn crate::callback::TaskCallback, approval: &PendingApproval) -> Result<(), crate::callback::CallbackError> {
+    let Some(decision) = &approval.decision else { return Ok(()) };
+    match decision.decision {
+        taskflow_contracts::Decision::Approved => {
+            callback.succeed(&approval.task_token, serde_json::to_string(decision).expect("decisions serialise")).await
+        }
+        taskflow_contracts::Decision::Denied => {
+            callback.fail(&approval.task_token, taskflow_contracts::errors::REFUND_DENIED, "an operator denied the refund").await
+        }
+    }
+}
+
 /// The approvals table in memory, for unit tests.
 #[derive(Default)]
 pub struct InMemoryApprovalStore {
