@@ -82,7 +82,7 @@ pub fn stack_with(configure: impl FnOnce(&mut Options)) -> &'static StackInfo {
         let mut options = Options::new(&state_dir);
         configure(&mut options);
         // Tests run from the test binary in target/*/deps; the functions are built beside it.
-        for binary in ["intake", "purchase", "refund", "notification", "publisher", "api"] {
+        for binary in ["intake", "purchase", "refund", "notification", "publisher", "api", "approvals"] {
             assert!(
                 options.bin_dir.join(binary).is_file(),
                 "function binary {binary} missing in {}: run `cargo build --workspace` first (make test does)",
