@@ -8,7 +8,7 @@
 use serde_json::{json, Value};
 use std::time::Duration;
 use taskflow_contracts::{keys, Decision, Reason, TaskStatus};
-use taskflow_e2e::{http, operator_token, order_id, purchase, refund, stack_with, statuses, token, Run};
+use taskflow_e2e::{http, iam_denials, operator_token, order_id, purchase, refund, stack_with, statuses, token, Run};
 
 const REMINDER_SECONDS: u64 = 6;
 const FINAL_SECONDS: u64 = 6;
@@ -145,6 +145,8 @@ async fn an_unanswered_refund_is_reminded_then_expires_and_cannot_be_decided_aft
     let (status, body) = http("POST", &format!("/approvals/{id}/approve"), Some(&operator_token("olga")), Some(r#"{"owner":"chiara"}"#)).await;
     assert_eq!((status, body["error"].as_str()), (410, Some("ApprovalExpired")), "{body}");
     assert_eq!(run.provider(&original).await.2, 0, "nothing refunded");
+    // Every call of the approval path was allowed by its role (the emulator enforces IAM).
+    assert_eq!(iam_denials().await, Vec::<Value>::new());
     run.close().await;
 }
 
