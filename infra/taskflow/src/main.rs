@@ -600,6 +600,10 @@ async fn status(state_dir: &std::path::Path, owner: Option<&str>, order_id: &str
     if let Some(of) = &task.refund_of {
         println!("refunds  {of}");
     }
+    if let Some(approval) = &task.approval {
+        let reason = approval.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+        println!("approval {:?} by {} at {}{reason}", approval.decision, approval.by, approval.at.format("%Y-%m-%d %H:%M:%S UTC"));
+    }
     if let Some(trace_id) = &task.trace_id {
         println!("trace    {trace_id} (taskflow trace {})", task.task_id);
     }
