@@ -22,10 +22,10 @@
 use crate::{Answer, TaskView};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{json, Value};
-use taskflow_contracts::{keys, limits, ApprovalDecision, Decision, OrderKind, OwnerId, Reason, TaskStatus};
-use taskflow_shared::approvals::{deliver, ApprovalState, ApprovalStore, PendingApproval, Written};
+use taskflow_contracts::{keys, limits, ApprovalDecision, Decision, OrderKind, OwnerId, TaskStatus};
+use taskflow_shared::approvals::{deliver, record_on_task, ApprovalState, ApprovalStore, PendingApproval, Written};
 use taskflow_shared::callback::{CallbackError, TaskCallback};
-use taskflow_shared::tasks::{Change, Note, Page, TaskStore, Transitioned};
+use taskflow_shared::tasks::{Page, TaskStore};
 
 /// The group whose members may use these routes.
 pub const OPERATORS_GROUP: &str = "operators";
@@ -198,12 +198,7 @@ impl<S: TaskStore, A: ApprovalStore, C: TaskCallback> Operators<S, A, C> {
             // The same decision again while the workflow has not been told: tell it (a retry).
             ApprovalState::Decided if !record.delivered && record.decision.as_ref().is_some_and(|d| d.decision == decision) => record,
             ApprovalState::Pending if now < record.deadline => match self.approvals.decide(id, &wanted).await {
-                Ok(Written::Applied(record)) => {
-                    if let Err(answer) = self.record_on_task(id, &wanted).await {
-                        return answer;
-                    }
-                    *record
-                }
+                Ok(Written::Applied(record)) => *record,
                 Ok(Written::Conflict(Some(record))) => return refused(&record, now),
                 Ok(Written::Conflict(None)) => return error(404, "NoPendingApproval", format!("{owner} has no refund {order_id} waiting for approval")),
                 Err(e) => return error(503, "ApprovalStoreUnavailable", e.to_string()),
@@ -211,6 +206,10 @@ impl<S: TaskStore, A: ApprovalStore, C: TaskCallback> Operators<S, A, C> {
             _ => return refused(&record, now),
         };
         let decided = record.decision.clone().unwrap_or(wanted);
+        // On the task too (again, harmlessly, on a retry whose first try stopped before it).
+        if let Err(e) = record_on_task(&self.tasks, id, &decided).await {
+            return error(503, "TaskStoreUnavailable", format!("the decision is recorded; send it again: {e}"));
+        }
         let answer = |status: u16, note: &str| Answer {
             status,
             body: json!({"orderId": order_id, "owner": owner, "approval": decided, "note": note}),
@@ -224,22 +223,6 @@ impl<S: TaskStore, A: ApprovalStore, C: TaskCallback> Operators<S, A, C> {
             Err(CallbackError::TokenSpent(_)) if record.round < 2 && Utc::now() < record.deadline => answer(202, "recorded; the workflow takes it at its reminder"),
             Err(CallbackError::TokenSpent(_)) => error(410, "ApprovalExpired", "the deadline passed while deciding"),
             Err(CallbackError::Unavailable(e)) => error(503, "StepFunctionsUnavailable", format!("the decision is recorded; send it again to deliver it: {e}")),
-        }
-    }
-
-    /// The decision on the task: an approval as a note (the refund goes ahead from
-    /// AWAITING_APPROVAL), a denial as REJECTED `REFUND_DENIED` with the operator's reason.
-    async fn record_on_task(&self, id: &str, decision: &ApprovalDecision) -> Result<(), Answer> {
-        let unavailable = |e: &dyn std::fmt::Display| error(503, "TaskStoreUnavailable", format!("the decision is recorded; send it again: {e}"));
-        match decision.decision {
-            Decision::Approved => self.tasks.note(id, &Note::Approval(decision.clone())).await.map_err(|e| unavailable(&e)),
-            Decision::Denied => {
-                let change = Change::to(TaskStatus::Rejected, decision.at).because(Reason::RefundDenied, decision.reason.clone()).with_approval(decision.clone());
-                match self.tasks.transition(id, &[TaskStatus::AwaitingApproval], &change).await {
-                    Ok(Transitioned::Applied(_) | Transitioned::Conflict(_) | Transitioned::Missing) => Ok(()),
-                    Err(e) => Err(unavailable(&e)),
-                }
-            }
         }
     }
 }
@@ -262,7 +245,8 @@ mod tests {
     use super::*;
     use taskflow_shared::approvals::InMemoryApprovalStore;
     use taskflow_shared::fakes::{Answer as Answered, InMemoryTaskStore, RecordingCallback};
-    use taskflow_shared::tasks::TaskRecord;
+    use taskflow_contracts::Reason;
+    use taskflow_shared::tasks::{Change, TaskRecord};
 
     fn subject(deadline_in: Duration) -> Operators<InMemoryTaskStore, InMemoryApprovalStore, RecordingCallback> {
         let mut task = TaskRecord::new("r-1", "alice", TaskStatus::Received, None, Utc::now());

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use taskflow_contracts::{errors, keys, ApprovalPurpose, ApprovalWork, Reason, TaskStatus};
-use taskflow_shared::approvals::{deliver, ApprovalState, ApprovalStore, PendingApproval, Written};
+use taskflow_shared::approvals::{deliver, record_on_task, ApprovalState, ApprovalStore, PendingApproval, Written};
 use taskflow_shared::callback::{CallbackError, TaskCallback};
 use taskflow_shared::driver::StepError;
 use taskflow_shared::tasks::{Change, TaskStore, Transitioned};
@@ -100,13 +100,18 @@ impl<S: TaskStore, A: ApprovalStore, C: TaskCallback, R: Reminders> Approvals<S,
         match record.state {
             ApprovalState::Pending => self.reminders.remind(&record).await.map_err(|e| StepError::retry("BusUnavailable", e)),
             // Decided while the first wait was ending: this token carries the decision.
-            ApprovalState::Decided if !record.delivered => match deliver(&self.callback, &record).await {
+            ApprovalState::Decided if !record.delivered => {
+                if let Some(decision) = &record.decision {
+                    record_on_task(&self.tasks, id, decision).await.map_err(|e| retry("TaskStoreUnavailable")(&e))?;
+                }
+                match deliver(&self.callback, &record).await {
                 Ok(()) | Err(CallbackError::TokenSpent(_)) => {
                     self.approvals.delivered(id).await.map_err(|e| retry("ApprovalStoreUnavailable")(&e))?;
                     Ok(())
                 }
                 Err(CallbackError::Unavailable(e)) => Err(StepError::retry("StepFunctionsUnavailable", e)),
-            },
+                }
+            }
             ApprovalState::Decided => Ok(()),
             ApprovalState::Expired => self.fail(work, errors::APPROVAL_EXPIRED, "the approval deadline passed").await,
         }

@@ -103,3 +103,38 @@ async fn the_deadline_rejects_the_task_approval_expired_and_answers_the_step() {
     let decision = ApprovalDecision { decision: Decision::Approved, by: "olga".into(), at: Utc::now(), reason: None, amount: 20_000 };
     assert!(matches!(s.approvals.decide(&id(), &decision).await.unwrap(), Written::Conflict(Some(_))));
 }
+
+#[tokio::test]
+async fn duplicate_deliveries_of_every_step_change_nothing_more() {
+    let s = subject();
+    let now = Utc::now();
+    for _ in 0..2 {
+        s.handle(&work(ApprovalPurpose::Request, "tok-1"), now).await.unwrap();
+    }
+    for _ in 0..2 {
+        s.handle(&work(ApprovalPurpose::Remind, "tok-2"), now).await.unwrap();
+    }
+    let record = s.approvals.get(&id()).await.unwrap().unwrap();
+    assert_eq!((record.round, record.task_token.expose()), (2, "tok-2"));
+    // A reminder delivered twice is announced twice under one event id: consumers drop the copy.
+    let sent = s.reminders.0.lock().unwrap().clone();
+    assert!(sent.iter().all(|e| e["eventId"] == sent[0]["eventId"]));
+    for _ in 0..2 {
+        let err = s.handle(&work(ApprovalPurpose::Expire, "tok-3"), now).await.unwrap_err();
+        assert!(matches!(err, StepError::Failed { ref error, .. } if error == errors::APPROVAL_EXPIRED));
+    }
+    let task = s.tasks.snapshot("r-1").unwrap();
+    assert_eq!(task.history.iter().filter(|h| h.status == TaskStatus::Rejected).count(), 1, "one status change");
+    assert_eq!(s.callback.answers().len(), 1, "the expiry answered once (the copy finds its token spent)");
+}
+
+#[tokio::test]
+async fn a_decision_delivered_at_the_reminder_is_on_the_task_even_if_the_api_stopped_before_writing_it() {
+    let s = subject();
+    s.handle(&work(ApprovalPurpose::Request, "tok-1"), Utc::now()).await.unwrap();
+    let decision = ApprovalDecision { decision: Decision::Approved, by: "olga".into(), at: Utc::now(), reason: None, amount: 20_000 };
+    s.approvals.decide(&id(), &decision).await.unwrap();
+    s.handle(&work(ApprovalPurpose::Remind, "tok-2"), Utc::now()).await.unwrap();
+    assert_eq!(s.tasks.snapshot("r-1").unwrap().approval.unwrap().by, "olga");
+    assert!(matches!(&s.callback.answers()[..], [(t, Answer::Success(_))] if t == "tok-2"));
+}

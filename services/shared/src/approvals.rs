@@ -219,6 +219,21 @@ pub async fn deliver(callback: &dyn crate::callback::TaskCallback, approval: &Pe
     }
 }
 
+/// Records `decision` on the task `task_id`: an approval as a note (the refund then goes ahead
+/// from AWAITING_APPROVAL), a denial as REJECTED `REFUND_DENIED` with the operator's reason.
+/// Idempotent: a task already decided (or no longer waiting) is left as it is.
+pub async fn record_on_task(tasks: &dyn crate::tasks::TaskStore, task_id: &str, decision: &ApprovalDecision) -> Result<(), crate::tasks::StoreError> {
+    use crate::tasks::{Change, Note};
+    use taskflow_contracts::{Decision, Reason, TaskStatus};
+    match decision.decision {
+        Decision::Approved => tasks.note(task_id, &Note::Approval(decision.clone())).await,
+        Decision::Denied => {
+            let change = Change::to(TaskStatus::Rejected, decision.at).because(Reason::RefundDenied, decision.reason.clone()).with_approval(decision.clone());
+            tasks.transition(task_id, &[TaskStatus::AwaitingApproval], &change).await.map(|_| ())
+        }
+    }
+}
+
 /// The approvals table in memory, for unit tests.
 #[derive(Default)]
 pub struct InMemoryApprovalStore {
