@@ -128,9 +128,62 @@ async fn a_denied_refund_ends_refund_denied_with_nothing_refunded() {
     run.close().await;
 }
 
+/// A subscriber of `ApprovalReminder` events: its own queue and rule on the task bus.
+struct Reminders {
+    sqs: aws_sdk_sqs::Client,
+    events: aws_sdk_eventbridge::Client,
+    name: String,
+    queue_url: String,
+}
+
+impl Reminders {
+    async fn open(run: &Run) -> Reminders {
+        let (sqs, events) = (aws_sdk_sqs::Client::new(&run.aws), aws_sdk_eventbridge::Client::new(&run.aws));
+        let bus = taskflow_e2e::stack().output("EventBusName").unwrap().to_string();
+        let name = format!("e2e-reminders-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let queue_url = sqs.create_queue().queue_name(&name).send().await.unwrap().queue_url.unwrap();
+        let attributes = sqs
+            .get_queue_attributes()
+            .queue_url(&queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await
+            .unwrap()
+            .attributes
+            .unwrap();
+        let arn = attributes[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
+        let pattern = json!({"source": ["taskflow.tasks"], "detail-type": ["ApprovalReminder"]});
+        events.put_rule().name(&name).event_bus_name(&bus).event_pattern(pattern.to_string()).send().await.unwrap();
+        let target = aws_sdk_eventbridge::types::Target::builder().id("reminders").arn(arn).build().unwrap();
+        events.put_targets().rule(&name).event_bus_name(&bus).targets(target).send().await.unwrap();
+        Reminders { sqs, events, name, queue_url }
+    }
+
+    /// Every reminder detail received within `wait`.
+    async fn received(&self, wait: Duration) -> Vec<Value> {
+        let (mut details, deadline) = (Vec::new(), tokio::time::Instant::now() + wait);
+        while tokio::time::Instant::now() < deadline {
+            let out = self.sqs.receive_message().queue_url(&self.queue_url).max_number_of_messages(10).wait_time_seconds(1).send().await.unwrap();
+            for message in out.messages.unwrap_or_default() {
+                let event: Value = serde_json::from_str(message.body.as_deref().unwrap_or("{}")).unwrap();
+                details.push(event["detail"].clone());
+            }
+        }
+        details
+    }
+
+    async fn close(self) {
+        let bus = taskflow_e2e::stack().output("EventBusName").unwrap().to_string();
+        let _ = self.events.remove_targets().rule(&self.name).event_bus_name(&bus).ids("reminders").send().await;
+        let _ = self.events.delete_rule().name(&self.name).event_bus_name(&bus).send().await;
+        let _ = self.sqs.delete_queue().queue_url(&self.queue_url).send().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unanswered_refund_is_reminded_then_expires_and_cannot_be_decided_after() {
     let run = run().await;
+    let reminders = Reminders::open(&run).await;
     let original = bought(&run, "chiara").await;
     let id = order_id("expire");
     run.submit(refund(&id, "chiara", &original, None)).await;
@@ -142,6 +195,13 @@ async fn an_unanswered_refund_is_reminded_then_expires_and_cannot_be_decided_aft
     // The reminder's wait took over the token (round 2) before the deadline.
     let record = approval_record(&run, "chiara", &id).await.unwrap();
     assert_eq!((record["round"].as_n().unwrap().as_str(), record["state"].as_s().unwrap().as_str()), ("2", "EXPIRED"));
+    // The reminder was announced, before the deadline, without the token.
+    let token_value = record["taskToken"].as_s().unwrap().clone();
+    let mine: Vec<Value> = reminders.received(Duration::from_secs(3)).await.into_iter().filter(|d| d["orderId"] == id.as_str()).collect();
+    assert!(!mine.is_empty(), "no ApprovalReminder for {id}");
+    assert_eq!((mine[0]["owner"].as_str(), mine[0]["amount"].as_u64()), (Some("chiara"), Some(15_000)));
+    assert!(mine.iter().all(|d| !d.to_string().contains(&token_value)));
+    reminders.close().await;
     let (status, body) = http("POST", &format!("/approvals/{id}/approve"), Some(&operator_token("olga")), Some(r#"{"owner":"chiara"}"#)).await;
     assert_eq!((status, body["error"].as_str()), (410, Some("ApprovalExpired")), "{body}");
     assert_eq!(run.provider(&original).await.2, 0, "nothing refunded");
