@@ -16,6 +16,9 @@
 //!   owner's task with this order id is never read: 404, exactly as a task that does not exist.
 //! - `GET /tasks`: the caller's tasks, newest first (with any REJECTED `ORDER_ID_CONFLICT`
 //!   record of a reuse the API could not see coming, such as two submissions at once).
+//!
+//! The operators' routes (`GET /approvals`, `POST /approvals/{orderId}/approve|deny`, and
+//! `GET /tasks?status=…`) are in [`operators`], open only to the `operators` group.
 
 pub mod bus;
 pub mod operators;
