@@ -66,10 +66,12 @@ impl<S: TaskStore, A: ApprovalStore, C: TaskCallback, R: Reminders> Approvals<S,
         }
     }
 
-    async fn request(&self, id: &str, work: &ApprovalWork, now: DateTime<Utc>) -> Result<(), StepError> {
+    /// Opens the record of `id`'s approval at `round` with `work`'s token; `Ok(None)` when the
+    /// task is not waiting for approval (the step has been failed then).
+    async fn open(&self, id: &str, work: &ApprovalWork, round: u8, deadline: DateTime<Utc>, now: DateTime<Utc>) -> Result<Written, StepError> {
         let task = self.tasks.get(id).await.map_err(|e| retry("TaskStoreUnavailable")(&e))?;
         let Some(task) = task.filter(|t| t.status == TaskStatus::AwaitingApproval) else {
-            return self.fail(work, errors::TASK_STATE_CONFLICT, "no task awaiting approval").await;
+            return self.fail(work, errors::TASK_STATE_CONFLICT, "no task awaiting approval").await.map(|_| Written::Conflict(None));
         };
         let record = PendingApproval {
             task_id: id.to_string(),
@@ -78,24 +80,36 @@ impl<S: TaskStore, A: ApprovalStore, C: TaskCallback, R: Reminders> Approvals<S,
             amount: task.amount,
             currency: task.currency.clone(),
             requested_at: now,
-            deadline: now + self.reminder_after + self.final_after,
-            round: 1,
+            deadline,
+            round,
             state: ApprovalState::Pending,
             task_token: work.task_token.clone(),
             decision: None,
             delivered: false,
         };
-        match self.approvals.open(&record).await.map_err(|e| retry("ApprovalStoreUnavailable")(&e))? {
-            // Opened, or a duplicate delivery of this request: either way the token is kept.
-            Written::Applied(_) | Written::Conflict(_) => Ok(()),
-        }
+        self.approvals.open(&record).await.map_err(|e| retry("ApprovalStoreUnavailable")(&e))
+    }
+
+    async fn request(&self, id: &str, work: &ApprovalWork, now: DateTime<Utc>) -> Result<(), StepError> {
+        // Opened, or a duplicate delivery of this request: either way the token is kept.
+        self.open(id, work, 1, now + self.reminder_after + self.final_after, now).await.map(|_| ())
     }
 
     async fn remind(&self, id: &str, work: &ApprovalWork) -> Result<(), StepError> {
         let record = match self.approvals.renew(id, &work.task_token, 2).await.map_err(|e| retry("ApprovalStoreUnavailable")(&e))? {
             Written::Applied(record) => *record,
             Written::Conflict(Some(record)) if record.task_token == work.task_token => *record,
-            Written::Conflict(_) => return self.fail(work, errors::TASK_STATE_CONFLICT, "no approval to remind of").await,
+            Written::Conflict(Some(_)) => return self.fail(work, errors::TASK_STATE_CONFLICT, "the approval is at a later wait").await,
+            // The request never got recorded (its message dead-lettered, say): the task still
+            // waits, so this wait is the one operators answer, until the deadline.
+            Written::Conflict(None) => {
+                let now = Utc::now();
+                match self.open(id, work, 2, now + self.final_after, now).await? {
+                    Written::Applied(record) => *record,
+                    Written::Conflict(Some(record)) if record.task_token == work.task_token => *record,
+                    Written::Conflict(_) => return Ok(()),
+                }
+            }
         };
         match record.state {
             ApprovalState::Pending => self.reminders.remind(&record).await.map_err(|e| StepError::retry("BusUnavailable", e)),

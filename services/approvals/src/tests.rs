@@ -138,3 +138,23 @@ async fn a_decision_delivered_at_the_reminder_is_on_the_task_even_if_the_api_sto
     assert_eq!(s.tasks.snapshot("r-1").unwrap().approval.unwrap().by, "olga");
     assert!(matches!(&s.callback.answers()[..], [(t, Answer::Success(_))] if t == "tok-2"));
 }
+
+#[tokio::test]
+async fn a_request_that_was_never_recorded_is_recorded_at_the_reminder() {
+    let s = subject();
+    s.handle(&work(ApprovalPurpose::Remind, "tok-2"), Utc::now()).await.unwrap();
+    let record = s.approvals.get(&id()).await.unwrap().unwrap();
+    assert_eq!((record.round, record.state, record.task_token.expose()), (2, ApprovalState::Pending, "tok-2"));
+    assert!(record.deadline <= Utc::now() + Duration::hours(24));
+    assert_eq!(s.reminders.0.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_request_for_a_task_not_waiting_is_failed_by_name() {
+    let s = subject();
+    let id = id();
+    s.tasks.transition(&id, &[TaskStatus::AwaitingApproval], &Change::to(TaskStatus::Rejected, Utc::now())).await.unwrap();
+    let err = s.handle(&work(ApprovalPurpose::Request, "tok-1"), Utc::now()).await.unwrap_err();
+    assert!(matches!(err, StepError::Failed { ref error, .. } if error == errors::TASK_STATE_CONFLICT));
+    assert!(s.approvals.get(&id).await.unwrap().is_none());
+}
