@@ -8,6 +8,7 @@
 //! by consumers through an upcaster ([`v2`] sketches one).
 
 pub mod attachment;
+pub mod approval;
 pub mod events;
 pub mod keys;
 pub mod limits;
@@ -30,6 +31,7 @@ pub use status::TaskStatus;
 pub use work::{
     NotificationResult, NotificationWork, Outcome, PurchaseResult, PurchaseWork, RefundPurpose, RefundResult, RefundWork, StepFailure,
 };
+pub use approval::{ApprovalDecision, ApprovalPurpose, ApprovalWork, Decision};
 
 /// The schema version of every v1 message and event.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -66,6 +68,13 @@ pub mod errors {
     /// The step's result is larger than Step Functions takes as task output
     /// ([`crate::limits::SFN_PAYLOAD_MAX_BYTES`]): the step fails by this name instead.
     pub const OUTPUT_TOO_LARGE: &str = "OutputTooLarge";
+    /// The refund is above the approval threshold and not approved yet: the workflow hands it
+    /// to the approval path (not a failure of the order).
+    pub const APPROVAL_REQUIRED: &str = "ApprovalRequired";
+    /// An operator denied the refund; the task is REJECTED `REFUND_DENIED`.
+    pub const REFUND_DENIED: &str = "RefundDenied";
+    /// Nobody decided before the deadline; the task is REJECTED `APPROVAL_EXPIRED`.
+    pub const APPROVAL_EXPIRED: &str = "ApprovalExpired";
 
     /// The task's reason for a step failure the state machine caught (by its error name).
     pub fn reason_for(error: Option<&str>) -> crate::Reason {

@@ -106,6 +106,12 @@ reasons! {
     /// The order to refund has had `contracts::limits::MAX_REFUNDS_PER_ORDER` refunds already
     /// (its ledger entry must stay under DynamoDB's item limit).
     TooManyRefunds => "TOO_MANY_REFUNDS",
+    /// A refund above the approval threshold that an operator denied (`reasonDetail` is the
+    /// operator's reason; the task's `approval` records who and when).
+    RefundDenied => "REFUND_DENIED",
+    /// A refund above the approval threshold that no operator decided before its deadline
+    /// (template parameters `ApprovalReminderSeconds` + `ApprovalFinalSeconds`, 72 h by default).
+    ApprovalExpired => "APPROVAL_EXPIRED",
     /// A kind of order the workflow has no path for.
     UnsupportedKind => "UNSUPPORTED_KIND",
     /// Anything the workflow did not expect; the execution history has the details.

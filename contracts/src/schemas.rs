@@ -16,6 +16,8 @@ pub fn all() -> Vec<(&'static str, schemars::Schema)> {
         ("NotificationWork.v1.schema.json", schemars::schema_for!(NotificationWork)),
         ("NotificationResult.v1.schema.json", schemars::schema_for!(NotificationResult)),
         ("TaskAttachmentAdded.v1.schema.json", schemars::schema_for!(TaskAttachmentAdded)),
+        ("ApprovalWork.v1.schema.json", schemars::schema_for!(ApprovalWork)),
+        ("ApprovalDecision.v1.schema.json", schemars::schema_for!(ApprovalDecision)),
     ]
 }
 

@@ -6,9 +6,14 @@
 //!                            └──────▶ REFUNDING ──▶ FAILED   (OUT_OF_STOCK after the charge: refunded)
 //! refund:    RECEIVED ──▶ REFUNDING ──▶ COMPLETED
 //!               └────────────┴──────▶ REJECTED               (checks against the ledger)
+//!            RECEIVED ──▶ AWAITING_APPROVAL ──▶ REFUNDING    (above the approval threshold: an
+//!                              └──────────────▶ REJECTED      operator approves; REFUND_DENIED,
+//!                                                             APPROVAL_EXPIRED)
 //! any:       (invalid order) ───────▶ REJECTED;  RECEIVED/CHARGING/REFUNDING ──▶ FAILED (timed out)
 //! ```
-//! COMPLETED, FAILED and REJECTED are terminal.
+//! COMPLETED, FAILED and REJECTED are terminal. AWAITING_APPROVAL is not: the workflow waits
+//! for an operator until the approval deadline, after which the task ends REJECTED
+//! `APPROVAL_EXPIRED` (a sweeper must leave it alone until then).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -29,16 +34,20 @@ pub enum TaskStatus {
     Failed,
     /// Never started: the order was invalid; `reason` says why.
     Rejected,
+    /// A refund above the approval threshold waits for an operator's decision (not terminal: it
+    /// ends REFUNDING, or REJECTED `REFUND_DENIED` / `APPROVAL_EXPIRED` at the deadline).
+    AwaitingApproval,
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 6] = [
+    pub const ALL: [TaskStatus; 7] = [
         TaskStatus::Received,
         TaskStatus::Charging,
         TaskStatus::Refunding,
         TaskStatus::Completed,
         TaskStatus::Failed,
         TaskStatus::Rejected,
+        TaskStatus::AwaitingApproval,
     ];
 
     pub fn is_terminal(self) -> bool {
@@ -53,6 +62,7 @@ impl TaskStatus {
             TaskStatus::Completed => "COMPLETED",
             TaskStatus::Failed => "FAILED",
             TaskStatus::Rejected => "REJECTED",
+            TaskStatus::AwaitingApproval => "AWAITING_APPROVAL",
         }
     }
 
@@ -79,5 +89,6 @@ mod tests {
             assert_eq!(TaskStatus::parse(status.as_str()), Some(status));
         }
         assert!(TaskStatus::Rejected.is_terminal() && !TaskStatus::Charging.is_terminal());
+        assert!(!TaskStatus::AwaitingApproval.is_terminal());
     }
 }

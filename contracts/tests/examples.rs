@@ -69,6 +69,8 @@ fn every_work_message_and_result_has_an_example_that_reads_as_its_type() {
             "RefundResult" => serde_json::from_str::<RefundResult>(&text).map(|_| ()),
             "NotificationWork" => serde_json::from_str::<NotificationWork>(&text).map(|_| ()),
             "NotificationResult" => serde_json::from_str::<NotificationResult>(&text).map(|_| ()),
+            "ApprovalWork" => serde_json::from_str::<taskflow_contracts::ApprovalWork>(&text).map(|_| ()),
+            "ApprovalDecision" => serde_json::from_str::<taskflow_contracts::ApprovalDecision>(&text).map(|_| ()),
             other => panic!("{name}: no type {other}"),
         };
         parsed.unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -323,7 +323,12 @@ def placeholder_problems(cfn, definitions):
         text = spec["text"]
         for key, field in (("CallbackHeartbeatSeconds", "HeartbeatSeconds"), ("CallbackTimeoutSeconds", "TimeoutSeconds")):
             written = re.findall(r'"' + field + r'"\s*:\s*([^,\n]+)', text)
-            tasks = text.count('.waitForTaskToken"')
+            # A wait for a person (the refund approval: no worker, no queue-wait rule) is bounded
+            # by the approval parameters instead, and has no heartbeat.
+            person_waits = len(re.findall(r'"TimeoutSeconds"\s*:\s*\$\{Approval(Reminder|Final)Seconds\}', text))
+            if field == "TimeoutSeconds":
+                written = [w for w in written if not re.fullmatch(r"\$\{Approval(Reminder|Final)Seconds\}", w.strip())]
+            tasks = text.count('.waitForTaskToken"') - person_waits
             if len([w for w in written if w.strip() == "${" + key + "}"]) != tasks or len(written) != tasks:
                 problems.append(f"{logical_id}: not every callback step has \"{field}\": ${{{key}}} ({tasks} callback steps, {written})")
     return problems

@@ -231,6 +231,74 @@ async fn exercise_api(text: &str) {
     }
 }
 
+type FuzzOperators = taskflow_api::operators::Operators<InMemoryTaskStore, taskflow_shared::approvals::InMemoryApprovalStore, RecordingCallback>;
+
+/// One refund waiting for approval, its token recorded, shared by every input of a run: the
+/// first decision that passes every check is the only one ever answered to the workflow.
+fn fuzz_operators() -> &'static FuzzOperators {
+    static OPERATORS: std::sync::OnceLock<FuzzOperators> = std::sync::OnceLock::new();
+    OPERATORS.get_or_init(|| {
+        let waiting = {
+            let mut task = taskflow_shared::tasks::TaskRecord::new("r-1", "alice", TaskStatus::Received, None, chrono::Utc::now());
+            taskflow_shared::tasks::Change::to(TaskStatus::AwaitingApproval, chrono::Utc::now()).apply(&mut task);
+            task
+        };
+        let approvals = taskflow_shared::approvals::InMemoryApprovalStore::default();
+        approvals.records.lock().unwrap().insert(
+            waiting.task_id.clone(),
+            taskflow_shared::approvals::PendingApproval {
+                task_id: waiting.task_id.clone(),
+                order_id: "r-1".into(),
+                owner: "alice".into(),
+                amount: 20_000,
+                currency: "EUR".into(),
+                requested_at: chrono::Utc::now(),
+                deadline: chrono::Utc::now() + chrono::Duration::hours(1),
+                round: 1,
+                state: taskflow_shared::approvals::ApprovalState::Pending,
+                task_token: taskflow_contracts::TaskToken::new("tok-fuzz"),
+                decision: None,
+                delivered: false,
+            },
+        );
+        taskflow_api::operators::Operators { tasks: InMemoryTaskStore::with([waiting]), approvals, callback: RecordingCallback::default() }
+    })
+}
+
+/// The operators' routes with `text` as a decision's body, as the order id decided on, and as
+/// a query's `since` and `next`: every answer is in the contract; a caller outside the operators group
+/// gets 403 and nothing is answered to the workflow; a refused decision answers nothing.
+async fn exercise_operators(text: &str) {
+    use taskflow_api::operators::OperatorRoute;
+    use taskflow_contracts::Decision;
+    let operators = fuzz_operators();
+    let ops = vec!["operators".to_string()];
+    for (groups, route, body) in [
+        (&ops[..], OperatorRoute::Decide("r-1".into(), Decision::Denied), Some(text)),
+        (&[][..], OperatorRoute::Decide("r-1".into(), Decision::Approved), Some(text)),
+        (&ops[..], OperatorRoute::Decide(text.to_string(), Decision::Approved), Some(r#"{"owner":"alice","reason":"fuzz"}"#)),
+    ] {
+        {
+            let before = operators.callback.answers().len();
+            let answer = operators.handle(route, "olga", groups, &serde_json::json!({}), body).await;
+            assert_answer(&answer, &format!("decision in {groups:?}: {text}"));
+            if groups.is_empty() {
+                assert_eq!(answer.status, 403, "{text}");
+            }
+            if !(200..300).contains(&answer.status) {
+                assert_eq!(operators.callback.answers().len(), before, "refused ({}) but answered: {text}", answer.status);
+            }
+            assert!(operators.callback.answers().len() <= 1, "the workflow was answered twice: {text}");
+        }
+    }
+    for name in ["since", "next"] {
+        let mut query = serde_json::json!({"status": "FAILED", "since": "1h"});
+        query[name] = serde_json::Value::from(text);
+        let answer = operators.handle(OperatorRoute::QueryTasks, "olga", &ops, &query, None).await;
+        assert_answer(&answer, &format!("GET /tasks?{name}={text}"));
+    }
+}
+
 /// Feeds `input` to every decoder and handler; panics only if a property breaks.
 pub async fn exercise(input: &[u8]) {
     // Contract decoders.
@@ -280,6 +348,8 @@ pub async fn exercise(input: &[u8]) {
 
     // The HTTP API, with the input as a request body and an order id.
     exercise_api(&text).await;
+    exercise_operators(&text).await;
+    let _ = serde_json::from_slice::<taskflow_contracts::ApprovalWork>(input);
 
     // The publisher, when the input reads as a stream event: with a bus and a dead-letter queue
     // that work, every record is published, skipped or set aside — none is left failed.

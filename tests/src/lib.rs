@@ -33,6 +33,13 @@ pub fn token(owner: &str, ttl: i64) -> String {
     issuer.token(owner, ttl).unwrap()
 }
 
+/// A bearer token for operator `name` (in the `operators` group), as `taskflow token --operator`
+/// makes it.
+pub fn operator_token(name: &str) -> String {
+    stack();
+    taskflow::operator::local_token(&state_dir(), name, 600).unwrap()
+}
+
 /// An HTTP exchange with the stack's HTTP API (loopback, HTTP/1.1): (status, JSON body).
 pub async fn http(method: &str, path: &str, bearer: Option<&str>, body: Option<&str>) -> (u16, serde_json::Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -82,7 +89,7 @@ pub fn stack_with(configure: impl FnOnce(&mut Options)) -> &'static StackInfo {
         let mut options = Options::new(&state_dir);
         configure(&mut options);
         // Tests run from the test binary in target/*/deps; the functions are built beside it.
-        for binary in ["intake", "purchase", "refund", "notification", "publisher", "api", "attachments"] {
+        for binary in ["intake", "purchase", "refund", "notification", "publisher", "api", "attachments", "approvals"] {
             assert!(
                 options.bin_dir.join(binary).is_file(),
                 "function binary {binary} missing in {}: run `cargo build --workspace` first (make test does)",

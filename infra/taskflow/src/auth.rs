@@ -46,6 +46,10 @@ pub struct Claims {
     pub exp: i64,
     #[serde(default)]
     pub token_use: Option<String>,
+    /// The caller's groups, as a Cognito user pool puts them in its tokens (`cognito:groups`):
+    /// `operators` opens the operators' routes.
+    #[serde(rename = "cognito:groups", default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 impl Issuer {
@@ -98,6 +102,12 @@ impl Issuer {
 
     /// A token for `owner`, valid from now for `ttl_seconds` (negative: already expired).
     pub fn token(&self, owner: &str, ttl_seconds: i64) -> Result<String> {
+        self.token_in_groups(owner, &[], ttl_seconds)
+    }
+
+    /// A token for `subject` in `groups` (`cognito:groups`; `["operators"]` for an operator).
+    pub fn token_in_groups(&self, subject: &str, groups: &[&str], ttl_seconds: i64) -> Result<String> {
+        let owner = subject;
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: owner.to_string(),
@@ -106,6 +116,7 @@ impl Issuer {
             iat: now.min(now + ttl_seconds),
             exp: now + ttl_seconds,
             token_use: Some("access".into()),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
         };
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.key_id.clone());

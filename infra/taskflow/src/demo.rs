@@ -83,11 +83,57 @@ fn samples() -> (Vec<Sample>, Vec<Sample>) {
     (purchases, refunds)
 }
 
+/// Refunds above the approval threshold (100.00 EUR): two purchases of three lamps (137.97),
+/// then a full refund of each, which waits for an operator: one approved, one denied.
+fn approval_samples() -> (Vec<Sample>, Vec<Sample>) {
+    let ids: Vec<String> = (0..4).map(|_| new_order_id()).collect();
+    let sample = |i: usize, owner: &'static str, what: &'static str, expect: (TaskStatus, Option<Reason>), order: &OrderSubmitted| Sample {
+        order_id: ids[i].clone(),
+        owner,
+        what,
+        expect,
+        detail: json(order),
+    };
+    let purchases = vec![
+        sample(0, "henry", "three lamps (137.97)", (TaskStatus::Completed, None), &purchase(&ids[0], "henry", &[("LAMP-1", 3)], "tok_approve")),
+        sample(1, "ines", "three lamps (137.97)", (TaskStatus::Completed, None), &purchase(&ids[1], "ines", &[("LAMP-1", 3)], "tok_approve")),
+    ];
+    let refunds = vec![
+        sample(2, "henry", "refund 137.97: approved", (TaskStatus::Completed, None), &refund(&ids[2], "henry", &ids[0], None)),
+        sample(3, "ines", "refund 137.97: denied", (TaskStatus::Rejected, Some(Reason::RefundDenied)), &refund(&ids[3], "ines", &ids[1], None)),
+    ];
+    (purchases, refunds)
+}
+
+/// An operator (olga, a token of the `operators` group) approves the first refund and denies the
+/// second, through the HTTP API's operator routes, once each waits AWAITING_APPROVAL.
+async fn decide_approvals(stack: &LocalStack, state_dir: &std::path::Path, refunds: &[Sample]) -> Result<()> {
+    let api = stack.info.output("ApiUrl").unwrap_or_default().to_string();
+    let token = taskflow::operator::local_token(state_dir, "olga", 600)?;
+    for (sample, (what, body)) in refunds.iter().zip([
+        ("approve", serde_json::json!({"owner": refunds[0].owner, "reason": "long-standing customer"})),
+        ("deny", serde_json::json!({"owner": refunds[1].owner, "reason": "the lamps were never returned"})),
+    ]) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, answer) = taskflow::operator::request(&api, "POST", &format!("/approvals/{}/{what}", sample.order_id), &token, Some(&body)).await?;
+            // The approval path may not have recorded the task token yet: ask again shortly.
+            if (status == 409 && answer["error"] == "ApprovalNotReady") || (status == 404 && tokio::time::Instant::now() < deadline) {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            }
+            println!("operator olga: {what} {} of {} → HTTP {status} {}", sample.order_id, sample.owner, answer["note"].as_str().or(answer["error"].as_str()).unwrap_or(""));
+            break;
+        }
+    }
+    Ok(())
+}
+
 pub async fn run(state_dir: PathBuf) -> Result<()> {
     eprintln!("starting the local stack (moto server, template, functions)…");
     let stack = LocalStack::start(Options::new(&state_dir)).await?;
     eprintln!("stack up in {:.1} s at {}", stack.started_in.as_secs_f64(), stack.info.endpoint.as_deref().unwrap_or_default());
-    let result = drive(&stack).await;
+    let result = drive(&stack, &state_dir).await;
     stack.stop().await;
     let _ = std::fs::remove_file(state_dir.join("stack.json"));
     match result {
@@ -97,20 +143,32 @@ pub async fn run(state_dir: PathBuf) -> Result<()> {
     }
 }
 
-async fn drive(stack: &LocalStack) -> Result<bool> {
+async fn drive(stack: &LocalStack, state_dir: &std::path::Path) -> Result<bool> {
     let client = Client::connect(&stack.info).await?;
     let feed = StatusFeed::open(&stack.info).await?;
-    let (purchases, refunds) = samples();
+    let (mut purchases, mut refunds) = samples();
+    let (big_purchases, big_refunds) = approval_samples();
     let mut seen = HashMap::new();
     println!("status events as they arrive:");
-    for phase in [&purchases, &refunds] {
+    for phase in [&purchases, &refunds, &big_purchases] {
         for sample in phase.iter() {
             client.submit_detail(&sample.detail).await?;
             println!("submitted {:<18} {:<7} {}", sample.order_id, sample.owner, sample.what);
         }
         follow(&feed, phase, &mut seen).await?;
     }
+    // Refunds above the approval threshold wait for an operator.
+    for sample in big_refunds.iter() {
+        client.submit_detail(&sample.detail).await?;
+        println!("submitted {:<18} {:<7} {}", sample.order_id, sample.owner, sample.what);
+    }
+    let collector = follow(&feed, &big_refunds, &mut seen);
+    let (followed, decided) = tokio::join!(collector, decide_approvals(stack, state_dir, &big_refunds));
+    followed?;
+    decided?;
     feed.close().await;
+    purchases.extend(big_purchases);
+    refunds.extend(big_refunds);
 
     println!("\n{:<18} {:<7} {:<30} {:<32} {:<32} {:>9} {}", "ORDER", "OWNER", "WHAT", "EXPECTED", "GOT", "AMOUNT", "STATUS EVENTS");
     let mut all_ok = true;

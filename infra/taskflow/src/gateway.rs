@@ -166,6 +166,7 @@ async fn handle(State(gateway): State<Arc<Gateway>>, method: Method, uri: Uri, h
         "rawQueryString": uri.query().unwrap_or_default(),
         "headers": header_map,
         "pathParameters": parameters,
+        "queryStringParameters": query_parameters(uri.query().unwrap_or_default()),
         "requestContext": {
             "accountId": "123456789012",
             "apiId": "local",
@@ -186,6 +187,27 @@ async fn handle(State(gateway): State<Arc<Gateway>>, method: Method, uri: Uri, h
         Outcome::Response(bytes) => into_response(&bytes),
         Outcome::Error(_) | Outcome::Crashed(_) => message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error"),
     }
+}
+
+/// The query string as payload 2.0 hands it over: decoded values by name, a repeated name's
+/// values joined with commas (API Gateway HTTP API, "Working with AWS Lambda proxy integrations
+/// for HTTP APIs"); `null` when there is none.
+fn query_parameters(query: &str) -> Value {
+    let mut map: Map<String, Value> = Map::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (name, value) = (percent_decode(&name.replace('+', " ")), percent_decode(&value.replace('+', " ")));
+        match map.get_mut(&name) {
+            Some(Value::String(existing)) => {
+                existing.push(',');
+                existing.push_str(&value);
+            }
+            _ => {
+                map.insert(name, Value::from(value));
+            }
+        }
+    }
+    if map.is_empty() { Value::Null } else { Value::Object(map) }
 }
 
 /// A payload 2.0 response (`statusCode`, `headers`, `body`, `isBase64Encoded`) as HTTP.

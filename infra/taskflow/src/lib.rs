@@ -11,6 +11,7 @@ pub mod emulator;
 pub mod gateway;
 pub mod host;
 pub mod local;
+pub mod operator;
 pub mod paths;
 pub mod plan;
 pub mod process;

@@ -51,12 +51,36 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List an owner's tasks, newest first.
+    /// List an owner's tasks, newest first; or, for operators, the tasks of every owner in a
+    /// status (`--status FAILED --since 1h [--kind refund] [--limit N] [--next TOKEN]`).
     Tasks {
+        #[arg(long, required_unless_present = "status", conflicts_with = "status")]
+        owner: Option<String>,
+        /// Operators: tasks in this status (RECEIVED, CHARGING, REFUNDING, COMPLETED, FAILED,
+        /// REJECTED, AWAITING_APPROVAL), across owners, through the HTTP API's operator route.
+        #[arg(long, requires = "since")]
+        status: Option<String>,
+        /// Whose latest change is within this: 90s, 30m, 1h, 2d, or an RFC 3339 time.
         #[arg(long)]
-        owner: String,
+        since: Option<String>,
+        /// purchase or refund.
+        #[arg(long)]
+        kind: Option<String>,
+        /// At most this many (1-1000, default 50).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The next page (the token a previous page printed).
+        #[arg(long)]
+        next: Option<String>,
+        #[command(flatten)]
+        operator: OperatorArgs,
         #[arg(long)]
         json: bool,
+    },
+    /// Operators: refunds above the approval threshold waiting for a decision.
+    Approvals {
+        #[command(subcommand)]
+        command: ApprovalsCommand,
     },
     /// Download a task's receipt (the latest, to stdout unless --out).
     Receipt {
@@ -91,8 +115,11 @@ enum Command {
     },
     /// A bearer token for the local HTTP API, signed by the key `taskflow up` generated.
     Token {
+        #[arg(long, required_unless_present = "operator", conflicts_with = "operator")]
+        owner: Option<String>,
+        /// A token for operator NAME (in the `operators` group: the approvals and queries routes).
         #[arg(long)]
-        owner: String,
+        operator: Option<String>,
         /// Seconds it is valid for (negative: an already expired token, for testing refusals).
         #[arg(long, default_value_t = 3600, allow_hyphen_values = true)]
         ttl: i64,
@@ -148,6 +175,48 @@ enum Command {
         wait: u64,
         #[arg(long)]
         json: bool,
+    },
+}
+
+/// Who an operator command runs as.
+#[derive(clap::Args, Default)]
+struct OperatorArgs {
+    /// The operator's name (locally, a token of the `operators` group is minted for it).
+    #[arg(long = "as", env = "TASKFLOW_OPERATOR", default_value = "operator")]
+    operator: String,
+    /// A bearer token to use instead (an operators-group token).
+    #[arg(long, env = "TASKFLOW_TOKEN")]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ApprovalsCommand {
+    /// Refunds waiting for a decision, newest first.
+    List {
+        #[command(flatten)]
+        operator: OperatorArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a refund: it goes ahead.
+    Approve {
+        order_id: String,
+        #[arg(long)]
+        owner: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        operator: OperatorArgs,
+    },
+    /// Deny a refund: it ends REJECTED REFUND_DENIED with the reason.
+    Deny {
+        order_id: String,
+        #[arg(long)]
+        owner: String,
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        operator: OperatorArgs,
     },
 }
 
@@ -272,11 +341,22 @@ async fn main() {
         Command::Submit { order } => submit(&state_dir, order).await,
         Command::Status { order_id, owner, json } => status(&state_dir, owner.as_deref(), &order_id, json).await,
         Command::Events { follow, wait, json } => events(&state_dir, follow, wait, json).await,
-        Command::Tasks { owner, json } => tasks(&state_dir, &owner, json).await,
+        Command::Tasks { owner: Some(owner), json, .. } => tasks(&state_dir, &owner, json).await,
+        Command::Tasks { owner: None, status, since, kind, limit, next, operator, json } => {
+            let mut query = vec![("status", status.unwrap_or_default()), ("since", since.unwrap_or_default())];
+            query.extend(kind.map(|k| ("kind", k)));
+            query.extend(limit.map(|l| ("limit", l.to_string())));
+            query.extend(next.map(|n| ("next", n)));
+            operator_tasks(&state_dir, &operator, &query, json).await
+        }
+        Command::Approvals { command } => approvals(&state_dir, command).await,
         Command::Receipt { order_id, owner, out } => receipt(&state_dir, owner.as_deref(), &order_id, out).await,
         Command::Log { order_id, owner, out } => task_log(&state_dir, owner.as_deref(), &order_id, out).await,
         Command::Trace { order_id, owner, json } => trace(&state_dir, owner.as_deref(), &order_id, json).await,
-        Command::Token { owner, ttl } => token(&state_dir, &owner, ttl),
+        Command::Token { owner: Some(owner), ttl, .. } => token(&state_dir, &owner, ttl),
+        Command::Token { owner: None, operator, ttl } => {
+            taskflow::operator::local_token(&state_dir, operator.as_deref().unwrap_or("operator"), ttl).map(|t| println!("{t}"))
+        }
         Command::Attach { order_id, file, owner, token, content_type } => attach(&state_dir, &order_id, &file, owner.as_deref(), token, content_type.as_deref()).await,
         Command::Attachments { order_id, owner, token, get, out, json } => attachments(&state_dir, &order_id, owner.as_deref(), token, get.as_deref(), out, json).await,
     };
@@ -506,6 +586,84 @@ async fn attachments(state_dir: &std::path::Path, order_id: &str, owner: Option<
     Ok(())
 }
 
+/// The operator's bearer token: `--token`, or one minted by the local stack's issuer.
+fn operator_token(state_dir: &std::path::Path, args: &OperatorArgs) -> Result<String> {
+    match &args.token {
+        Some(token) => Ok(token.clone()),
+        None if DEPLOYED.get().is_some_and(Option::is_some) => bail!("pass --token (a Cognito access token of a member of the operators group)"),
+        None => taskflow::operator::local_token(state_dir, &args.operator, 3600),
+    }
+}
+
+async fn operator_call(state_dir: &std::path::Path, args: &OperatorArgs, method: &str, path: &str, body: Option<&serde_json::Value>) -> Result<serde_json::Value> {
+    let stack = load_stack(state_dir).await?;
+    let api = stack.output("ApiUrl").context("the stack has no ApiUrl output")?.to_string();
+    let (status, answer) = taskflow::operator::request(&api, method, path, &operator_token(state_dir, args)?, body).await?;
+    if !(200..300).contains(&status) {
+        bail!("HTTP {status} {}: {}", answer["error"].as_str().unwrap_or("error"), answer["message"].as_str().unwrap_or(&answer.to_string()));
+    }
+    Ok(answer)
+}
+
+fn print_task_rows(tasks: &[serde_json::Value]) {
+    println!("{:<24} {:<16} {:<8} {:<18} {:<24} {:>12} {}", "ORDER", "OWNER", "KIND", "STATUS", "REASON", "AMOUNT", "UPDATED");
+    for t in tasks {
+        let s = |k: &str| t[k].as_str().unwrap_or("").to_string();
+        println!(
+            "{:<24} {:<16} {:<8} {:<18} {:<24} {:>12} {}",
+            s("orderId"),
+            s("owner"),
+            s("kind"),
+            s("status"),
+            s("reason"),
+            format!("{} {}", t["amount"], s("currency")),
+            s("updatedAt")
+        );
+    }
+}
+
+async fn operator_tasks(state_dir: &std::path::Path, args: &OperatorArgs, query: &[(&str, String)], json: bool) -> Result<()> {
+    let query: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", taskflow::operator::encode(v))).collect();
+    let answer = operator_call(state_dir, args, "GET", &format!("/tasks?{}", query.join("&")), None).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+        return Ok(());
+    }
+    let tasks = answer["tasks"].as_array().cloned().unwrap_or_default();
+    print_task_rows(&tasks);
+    eprintln!("{} task(s)", tasks.len());
+    if let Some(next) = answer["next"].as_str() {
+        eprintln!("more: --next {next}");
+    }
+    Ok(())
+}
+
+async fn approvals(state_dir: &std::path::Path, command: ApprovalsCommand) -> Result<()> {
+    match command {
+        ApprovalsCommand::List { operator, json } => {
+            let answer = operator_call(state_dir, &operator, "GET", "/approvals?limit=1000", None).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&answer)?);
+                return Ok(());
+            }
+            let tasks = answer["tasks"].as_array().cloned().unwrap_or_default();
+            print_task_rows(&tasks);
+            eprintln!("{} refund(s) waiting for a decision", tasks.len());
+        }
+        ApprovalsCommand::Approve { order_id, owner, reason, operator } => {
+            let body = serde_json::json!({"owner": owner, "reason": reason});
+            let answer = operator_call(state_dir, &operator, "POST", &format!("/approvals/{}/approve", taskflow::operator::encode(&order_id)), Some(&body)).await?;
+            println!("approved {order_id} of {owner} as {}: {}", answer["approval"]["by"].as_str().unwrap_or("?"), answer["note"].as_str().unwrap_or(""));
+        }
+        ApprovalsCommand::Deny { order_id, owner, reason, operator } => {
+            let body = serde_json::json!({"owner": owner, "reason": reason});
+            let answer = operator_call(state_dir, &operator, "POST", &format!("/approvals/{}/deny", taskflow::operator::encode(&order_id)), Some(&body)).await?;
+            println!("denied {order_id} of {owner} as {}: {}", answer["approval"]["by"].as_str().unwrap_or("?"), answer["note"].as_str().unwrap_or(""));
+        }
+    }
+    Ok(())
+}
+
 async fn trace(state_dir: &std::path::Path, owner: Option<&str>, order_id: &str, json: bool) -> Result<()> {
     let client = Client::connect(&load_stack(state_dir).await?).await?;
     let Some(task) = client.find(owner, order_id).await? else { bail!("no task for order {order_id}") };
@@ -547,6 +705,10 @@ async fn status(state_dir: &std::path::Path, owner: Option<&str>, order_id: &str
     }
     if let Some(of) = &task.refund_of {
         println!("refunds  {of}");
+    }
+    if let Some(approval) = &task.approval {
+        let reason = approval.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+        println!("approval {:?} by {} at {}{reason}", approval.decision, approval.by, approval.at.format("%Y-%m-%d %H:%M:%S UTC"));
     }
     if let Some(trace_id) = &task.trace_id {
         println!("trace    {trace_id} (taskflow trace {})", task.task_id);

@@ -20,9 +20,13 @@
 //!   `NoTaskLog` (with its status).
 //! - `GET /tasks`: the caller's tasks, newest first (with any REJECTED `ORDER_ID_CONFLICT`
 //!   record of a reuse the API could not see coming, such as two submissions at once).
+//!
+//! The operators' routes (`GET /approvals`, `POST /approvals/{orderId}/approve|deny`, and
+//! `GET /tasks?status=…`) are in [`operators`], open only to the `operators` group.
 
 pub mod attachments;
 pub mod bus;
+pub mod operators;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -101,6 +105,9 @@ pub struct TaskView {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub receipts: Vec<String>,
     pub history: Vec<HistoryEntry>,
+    /// An operator's decision on a refund above the approval threshold (who, when, why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<taskflow_contracts::ApprovalDecision>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -121,6 +128,7 @@ impl From<TaskRecord> for TaskView {
             refunded: t.refunded,
             receipts: t.receipts,
             history: t.history,
+            approval: t.approval,
             created_at: t.created_at,
             updated_at: t.updated_at,
         }

@@ -5,9 +5,10 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use taskflow_api::attachments::{AttachmentRoute, AttachmentsApi, S3Presigner};
+use taskflow_api::operators::{self, OperatorRoute, Operators};
 use taskflow_api::{bus::EventBridgeOrders, Api, Answer, Route};
 use taskflow_shared::tasklog::S3TaskLogs;
-use taskflow_shared::{clients, config, tasks::DynamoTaskStore, telemetry};
+use taskflow_shared::{approvals::DynamoApprovalStore, callback::StepFunctionsCallback, clients, config, tasks::DynamoTaskStore, telemetry};
 use tracing::{info, Instrument};
 
 #[tokio::main]
@@ -25,22 +26,34 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         max_bytes: config::number_or("ATTACHMENT_MAX_BYTES", taskflow_contracts::attachment::DEFAULT_MAX_BYTES)?,
         max_per_task: config::number_or("MAX_ATTACHMENTS_PER_TASK", taskflow_contracts::attachment::DEFAULT_MAX_PER_TASK)?,
     });
+    let operators = Arc::new(Operators {
+        tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
+        approvals: DynamoApprovalStore::new(&aws, config::required("APPROVAL_TABLE")?),
+        callback: StepFunctionsCallback::new(&aws),
+    });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let (api, attachments, telemetry) = (api.clone(), attachments.clone(), telemetry.clone());
+        let (api, attachments, operators, telemetry) = (api.clone(), attachments.clone(), operators.clone(), telemetry.clone());
         let invocation = telemetry::invocation(&event.context);
         async move {
             let request = event.payload;
             let route_key = request["routeKey"].as_str().unwrap_or_default().to_string();
             let span = telemetry::continue_trace("api", request["headers"]["x-amzn-trace-id"].as_str());
             let answer = async {
-                let caller = request["requestContext"]["authorizer"]["jwt"]["claims"]["sub"].as_str().unwrap_or_default();
+                let claims = &request["requestContext"]["authorizer"]["jwt"]["claims"];
+                let caller = claims["sub"].as_str().unwrap_or_default();
                 let order_id = request["pathParameters"]["orderId"].as_str();
                 let body = request_body(&request);
                 let attachment_id = request["pathParameters"]["attachmentId"].as_str();
-                let answer = match (Route::from_key(&route_key, order_id), AttachmentRoute::from_key(&route_key, order_id, attachment_id)) {
-                    (Some(route), _) => api.handle(route, caller, body.as_deref()).await,
-                    (None, Some(route)) => attachments.handle(route, caller, body.as_deref()).await,
-                    (None, None) => Answer { status: 404, body: json!({"error": "NotFound", "message": format!("no route {route_key}")}) },
+                let query = if request["queryStringParameters"].is_object() { request["queryStringParameters"].clone() } else { json!({}) };
+                let answer = match (
+                    OperatorRoute::from_key(&route_key, order_id, &query),
+                    Route::from_key(&route_key, order_id),
+                    AttachmentRoute::from_key(&route_key, order_id, attachment_id),
+                ) {
+                    (Some(route), _, _) => operators.handle(route, caller, &operators::groups(claims.get("cognito:groups")), &query, body.as_deref()).await,
+                    (None, Some(route), _) => api.handle(route, caller, body.as_deref()).await,
+                    (None, None, Some(route)) => attachments.handle(route, caller, body.as_deref()).await,
+                    (None, None, None) => Answer { status: 404, body: json!({"error": "NotFound", "message": format!("no route {route_key}")}) },
                 };
                 info!(route = route_key.as_str(), status = answer.status, "request answered");
                 answer

@@ -17,6 +17,13 @@
 //! 3. The provider refunds the original charge, keyed by the refund's task id (once per refund).
 //! 4. REFUNDING → COMPLETED with the refund id.
 //!
+//! **Above the approval threshold** (`approval_thresholds`, minor units per currency): a refund
+//! that passed its checks but has no operator's approval recorded on its task is not refunded:
+//! the task becomes AWAITING_APPROVAL (with the amount) and the step fails as `ApprovalRequired`,
+//! which the workflow hands to the approval path. Once an operator approved it (`approval` on the task — the
+//! record, never the work message, is what is trusted), the workflow asks again and the refund
+//! goes ahead from AWAITING_APPROVAL, checked against the ledger once more.
+//!
 //! **A compensation** (a purchase that did not complete, for any reason but a declined payment):
 //! whatever it charged is refunded and whatever stock it holds released, found from the provider
 //! and the ledger rather than assumed, and the task ends FAILED with the failure's reason (see
@@ -24,7 +31,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use taskflow_contracts::{keys, errors, Money, OrderSubmitted, Reason, RefundPurpose, RefundResult, RefundWork, StepFailure, TaskStatus};
+use std::collections::BTreeMap;
+use taskflow_contracts::{keys, errors, Decision, Money, OrderSubmitted, Reason, RefundPurpose, RefundResult, RefundWork, StepFailure, TaskStatus};
 use taskflow_shared::driver::{Attempt, StepError, TaskWorker};
 use taskflow_shared::idempotency::{once, Claim, Idempotency};
 use taskflow_shared::inventory::Inventory;
@@ -41,6 +49,37 @@ pub struct Refunds<S, P, L, I> {
     pub window: Duration,
     /// Guards each refund and each release of stock: once per key.
     pub once: Box<dyn Idempotency>,
+    /// Refunds above these amounts (minor units, per currency) wait for an operator.
+    pub approval_thresholds: ApprovalThresholds,
+}
+
+/// The approval threshold per currency, in minor units: a refund of more than it waits for an
+/// operator. A currency without one needs no approval.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApprovalThresholds(pub BTreeMap<String, Money>);
+
+impl ApprovalThresholds {
+    /// Reads `"EUR=10000,USD=10000"` (the template parameter `RefundApprovalThresholds`): a
+    /// comma-separated list of `CURRENCY=MINOR_UNITS`. An empty text is no threshold at all.
+    /// Errors name the entry that is not of that shape.
+    pub fn parse(text: &str) -> Result<ApprovalThresholds, String> {
+        let mut map = BTreeMap::new();
+        for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let (currency, amount) = entry.split_once('=').ok_or_else(|| format!("approval threshold {entry:?} is not CURRENCY=MINOR_UNITS"))?;
+            let currency = currency.trim();
+            if currency.len() != 3 || !currency.bytes().all(|b| b.is_ascii_uppercase()) {
+                return Err(format!("approval threshold {entry:?}: {currency:?} is not a currency code"));
+            }
+            let amount: Money = amount.trim().parse().map_err(|_| format!("approval threshold {entry:?}: not a whole number of minor units"))?;
+            map.insert(currency.to_string(), amount);
+        }
+        Ok(ApprovalThresholds(map))
+    }
+
+    /// Whether refunding `amount` of `currency` needs an operator's approval.
+    pub fn requires_approval(&self, currency: &str, amount: Money) -> bool {
+        self.0.get(currency).is_some_and(|&threshold| amount > threshold)
+    }
 }
 
 /// The key under which a compensation is applied to the ledger and sent to the provider.
@@ -149,16 +188,25 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
                 return Err(StepError::failed(errors::REFUND_REJECTED, reason));
             }
             (TaskStatus::Received | TaskStatus::Refunding, _) => {}
+            // Only an approval recorded on the task lets a waiting refund go ahead.
+            (TaskStatus::AwaitingApproval, _) if task.approval.as_ref().is_some_and(|a| a.decision == Decision::Approved) => {}
+            (TaskStatus::AwaitingApproval, _) => return Err(StepError::failed(errors::APPROVAL_REQUIRED, "waiting for an operator's decision")),
             (status, _) => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, format!("task is {status}"))),
         }
         let original = self.ledger.get(&original_key).await.map_err(|e| retry("LedgerUnavailable")(&e))?;
 
-        let amount = if task.status == TaskStatus::Received {
+        let amount = if matches!(task.status, TaskStatus::Received | TaskStatus::AwaitingApproval) {
             let amount = match check(order, original.as_ref(), self.window, Utc::now()) {
                 Ok(amount) => amount,
-                Err(reason) => return Err(self.reject(id, TaskStatus::Received, reason, format!("refund of {original_id}")).await),
+                Err(reason) => return Err(self.reject(id, task.status, reason, format!("refund of {original_id}")).await),
             };
-            self.step(id, &[TaskStatus::Received], Change::to(TaskStatus::Refunding, Utc::now()).with_amount(amount)).await?;
+            if task.status == TaskStatus::Received && self.approval_thresholds.requires_approval(&order.currency, amount) {
+                // Not refunded until an operator says so: the task waits with its amount, and the
+                // workflow takes it to the approval path (which keeps the task token).
+                self.step(id, &[TaskStatus::Received], Change::to(TaskStatus::AwaitingApproval, Utc::now()).with_amount(amount)).await?;
+                return Err(StepError::failed(errors::APPROVAL_REQUIRED, format!("{amount} {} is above the approval threshold", order.currency)));
+            }
+            self.step(id, &[task.status], Change::to(TaskStatus::Refunding, Utc::now()).with_amount(amount)).await?;
             amount
         } else {
             task.amount

@@ -16,6 +16,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         ledger: DynamoLedger::new(&aws, ledger_table),
         window: chrono::Duration::days(config::number_or("REFUND_WINDOW_DAYS", 30)?),
         once: Box::new(DynamoIdempotency::from_env(&aws)?),
+        approval_thresholds: taskflow_refund::ApprovalThresholds::parse(&std::env::var("REFUND_APPROVAL_THRESHOLDS").unwrap_or_default())?,
     };
     driver::run(telemetry, refunds, &aws).await
 }

@@ -54,6 +54,7 @@ fn subject(orders: &[&OrderSubmitted], entries: Vec<LedgerEntry>) -> Subject {
         inventory: InMemoryInventory::with(&[("BOOK-1", 10)]),
         window: Duration::days(30),
         once: Box::new(taskflow_shared::idempotency::InMemoryIdempotency::default()),
+        approval_thresholds: ApprovalThresholds::default(),
     }
 }
 
@@ -314,4 +315,47 @@ async fn refunds_of_one_order_stop_at_the_bound_with_a_named_reason() {
     // and never refuses a compensation for it.
     assert_eq!(s.ledger.apply_refund(&tid("p-1"), "r-late", 1, EntryStatus::Completed, EntryStatus::Completed).await.unwrap(), Applied::TooManyRefunds);
     assert_eq!(s.ledger.apply_refund(&tid("p-1"), COMPENSATION, 1, EntryStatus::Completed, EntryStatus::Compensated).await.unwrap(), Applied::Applied);
+}
+
+#[test]
+fn approval_thresholds_read_per_currency_and_refuse_what_is_not_one() {
+    let t = ApprovalThresholds::parse("EUR=10000, USD=5000").unwrap();
+    assert!(!t.requires_approval("EUR", 10_000) && t.requires_approval("EUR", 10_001));
+    assert!(t.requires_approval("USD", 5_001) && !t.requires_approval("GBP", 1_000_000));
+    assert_eq!(ApprovalThresholds::parse("").unwrap(), ApprovalThresholds::default());
+    for bad in ["EUR", "eur=1", "EUR=1.50", "EURO=1", "EUR=-1"] {
+        assert!(ApprovalThresholds::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[tokio::test]
+async fn a_refund_above_the_threshold_waits_for_an_approval_recorded_on_its_task() {
+    let r = refund_order("r-big", "alice", "p-1", None);
+    let mut s = subject(&[&r], vec![entry("p-1", "alice", EntryStatus::Completed, 1)]);
+    s.approval_thresholds = ApprovalThresholds::parse("EUR=5000").unwrap();
+    let err = s.perform(&work(&r, RefundPurpose::Refund), FIRST).await.unwrap_err();
+    assert!(matches!(err, StepError::Failed { ref error, .. } if error == errors::APPROVAL_REQUIRED), "{err:?}");
+    assert_eq!(s.payments.issued("/refund"), 0, "nothing refunded before the decision");
+    let waiting = s.tasks.snapshot("r-big").unwrap();
+    assert_eq!((waiting.status, waiting.amount), (TaskStatus::AwaitingApproval, 10_000));
+
+    // A duplicate delivery, or a message claiming approval, is not enough: only the task's record.
+    let id = tid_of("alice", "r-big");
+    let err = s.perform(&work(&r, RefundPurpose::Refund), FIRST).await.unwrap_err();
+    assert!(matches!(err, StepError::Failed { ref error, .. } if error == errors::APPROVAL_REQUIRED), "{err:?}");
+
+    let decision = taskflow_contracts::ApprovalDecision { decision: Decision::Approved, by: "olga".into(), at: Utc::now(), reason: None, amount: 10_000 };
+    s.tasks.note(&id, &taskflow_shared::tasks::Note::Approval(decision)).await.unwrap();
+    let result = s.perform(&work(&r, RefundPurpose::Refund), FIRST).await.unwrap();
+    assert_eq!(result.amount, 10_000);
+    let task = s.tasks.snapshot("r-big").unwrap();
+    assert_eq!(
+        task.history.iter().map(|h| h.status).collect::<Vec<_>>(),
+        [TaskStatus::Received, TaskStatus::AwaitingApproval, TaskStatus::Refunding, TaskStatus::Completed]
+    );
+    assert_eq!(task.approval.unwrap().by, "olga");
+}
+
+fn tid_of(owner: &str, order_id: &str) -> String {
+    keys::task_id(owner, order_id).as_str().to_string()
 }

@@ -79,6 +79,8 @@ impl TaskStore for InMemoryTaskStore {
             Note::Execution(arn) => task.execution_arn = Some(arn.clone()),
             Note::Receipt(key) if !task.receipts.contains(key) => task.receipts.push(key.clone()),
             Note::Receipt(_) => {}
+            Note::Approval(approval) if task.status == TaskStatus::AwaitingApproval && task.approval.is_none() => task.approval = Some(approval.clone()),
+            Note::Approval(_) => {}
         }
         Ok(())
     }
@@ -100,6 +102,29 @@ impl TaskStore for InMemoryTaskStore {
         }
         task.attachments.push(attachment.clone());
         Ok(AttachmentRecorded::Added)
+    }
+
+    async fn list_by_status(
+        &self,
+        status: TaskStatus,
+        since: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+        page: Option<crate::tasks::Page>,
+    ) -> Result<(Vec<TaskRecord>, Option<crate::tasks::Page>), StoreError> {
+        let mut tasks: Vec<TaskRecord> = self.tasks.lock().unwrap().values().filter(|t| t.status == status && t.updated_at >= since).cloned().collect();
+        tasks.sort_by(|a, b| (b.updated_at, &b.task_id).cmp(&(a.updated_at, &a.task_id)));
+        if let Some(page) = page {
+            if let Some(i) = tasks.iter().position(|t| t.task_id == page.task_id) {
+                tasks.drain(..=i);
+            }
+        }
+        let limit = limit.max(1) as usize;
+        let next = (tasks.len() > limit).then(|| {
+            let last = &tasks[limit - 1];
+            crate::tasks::Page { task_id: last.task_id.clone(), status, updated_at: serde_json::to_value(last.updated_at).unwrap().as_str().unwrap().to_string() }
+        });
+        tasks.truncate(limit);
+        Ok((tasks, next))
     }
 }
 

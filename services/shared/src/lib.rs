@@ -12,8 +12,10 @@
 //! - [`config`], [`clients`], [`telemetry`], [`metrics`]: environment, AWS client setup, traces
 //!   and logs, EMF metrics.
 //! - [`tasklog`]: a closed task's audit log (JSON Lines in S3, written once) and its port.
+//! - [`approvals`]: pending refund approvals and their task tokens (the approval path only).
 //! - [`fakes`]: in-memory ports for unit tests.
 
+pub mod approvals;
 pub mod callback;
 pub mod catalogue;
 pub mod clients;

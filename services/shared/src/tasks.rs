@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditi
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use taskflow_contracts::{limits, Attachment, Money, OrderItem, OrderKind, Reason, TaskStatus};
+use taskflow_contracts::{limits, ApprovalDecision, Attachment, Money, OrderItem, OrderKind, Reason, TaskStatus};
 use thiserror::Error;
 
 /// One status change in a task's life.
@@ -82,6 +82,11 @@ pub struct TaskRecord {
     /// the string set `attachmentIds`, which the conditional write that records one tests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+
+    /// An operator's decision on a refund above the approval threshold: who, when, why (see
+    /// `taskflow_contracts::approval`). Never the task token: that stays with the approval path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalDecision>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -119,6 +124,7 @@ impl TaskRecord {
             trace_header: None,
             fingerprint: None,
             attachments: Vec::new(),
+            approval: None,
             created_at: at,
             updated_at: at,
         }
@@ -142,12 +148,14 @@ pub struct Change {
     pub refund: Option<(String, Money)>,
     /// The task's amount, when this change settles it (a full refund's amount, say).
     pub amount: Option<Money>,
+    /// An operator's decision recorded with this change (a denied refund).
+    pub approval: Option<ApprovalDecision>,
     pub at: DateTime<Utc>,
 }
 
 impl Change {
     pub fn to(to: TaskStatus, at: DateTime<Utc>) -> Self {
-        Change { to, reason: None, reason_detail: None, charge_id: None, refund: None, amount: None, at }
+        Change { to, reason: None, reason_detail: None, charge_id: None, refund: None, amount: None, approval: None, at }
     }
     /// The change's reason, and free text beside it cut to
     /// `limits::MAX_REASON_DETAIL_CHARS` (it may quote a caller or a provider).
@@ -166,6 +174,10 @@ impl Change {
     }
     pub fn with_amount(mut self, amount: Money) -> Self {
         self.amount = Some(amount);
+        self
+    }
+    pub fn with_approval(mut self, approval: ApprovalDecision) -> Self {
+        self.approval = Some(approval);
         self
     }
 
@@ -188,6 +200,9 @@ impl Change {
         if let Some(amount) = self.amount {
             record.amount = amount;
         }
+        if let Some(approval) = &self.approval {
+            record.approval = Some(approval.clone());
+        }
     }
 }
 
@@ -197,6 +212,9 @@ pub enum Note {
     Execution(String),
     /// A receipt or notice stored for the owner; recorded once however often it is noted.
     Receipt(String),
+    /// An operator approved the refund (recorded only while the task is AWAITING_APPROVAL and
+    /// has no decision yet).
+    Approval(ApprovalDecision),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,6 +270,35 @@ pub trait TaskStore: Send + Sync {
     /// it yet (by id) and has fewer than `max` attachments: one conditional write, so duplicate
     /// and concurrent deliveries record it once and never past `max`. Changes no status.
     async fn add_attachment(&self, task_id: &str, owner: &str, attachment: &Attachment, max: usize) -> Result<AttachmentRecorded, StoreError>;
+
+    /// Tasks (of every owner) whose status is `status` and whose latest change is at or after
+    /// `since`, newest first, at most `limit` of them from `page` on (the `byStatus` index, keyed
+    /// `status` + `updatedAt`: a Query, never a Scan). For operators.
+    async fn list_by_status(&self, status: TaskStatus, since: DateTime<Utc>, limit: u32, page: Option<Page>) -> Result<(Vec<TaskRecord>, Option<Page>), StoreError>;
+}
+
+/// Where a paged query goes on: the last key it read (`taskId`, `status`, `updatedAt`), as an
+/// opaque token for callers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page {
+    pub task_id: String,
+    pub status: TaskStatus,
+    pub updated_at: String,
+}
+
+impl Page {
+    /// The page as an opaque token (base64url of its JSON).
+    pub fn token(&self) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(serde_json::to_vec(self).expect("pages serialise"))
+    }
+    /// A token back into a page; `None` for anything that is not one of ours.
+    pub fn parse(token: &str) -> Option<Page> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.as_bytes()).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
 }
 
 /// The task table in DynamoDB (partition key `taskId`).
@@ -382,6 +429,10 @@ impl TaskStore for DynamoTaskStore {
             sets.push("amount = :amount");
             request = request.expression_attribute_values(":amount", to_attribute(&amount));
         }
+        if let Some(approval) = &change.approval {
+            sets.push("approval = :approval");
+            request = request.expression_attribute_values(":approval", to_attribute(approval));
+        }
         let mut allowed = Vec::with_capacity(from.len());
         for (i, status) in from.iter().enumerate() {
             let name = format!(":from{i}");
@@ -424,6 +475,12 @@ impl TaskStore for DynamoTaskStore {
                 .expression_attribute_values(":none", AttributeValue::L(vec![]))
                 .expression_attribute_values(":key", AttributeValue::L(vec![AttributeValue::S(key.clone())]))
                 .expression_attribute_values(":one", AttributeValue::S(key.clone())),
+            Note::Approval(approval) => request
+                .update_expression("SET approval = :approval")
+                .condition_expression("attribute_exists(taskId) AND #status = :awaiting AND attribute_not_exists(approval)")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":awaiting", to_attribute(&TaskStatus::AwaitingApproval))
+                .expression_attribute_values(":approval", to_attribute(approval)),
         };
         match request.send().await {
             Ok(_) => Ok(()),
@@ -493,6 +550,44 @@ impl TaskStore for DynamoTaskStore {
             }
             Err(err) => Err(Self::unavailable(err)),
         }
+    }
+
+    async fn list_by_status(&self, status: TaskStatus, since: DateTime<Utc>, limit: u32, page: Option<Page>) -> Result<(Vec<TaskRecord>, Option<Page>), StoreError> {
+        let start = page.map(|p| {
+            HashMap::from([
+                ("taskId".to_string(), AttributeValue::S(p.task_id)),
+                ("status".to_string(), to_attribute(&p.status)),
+                ("updatedAt".to_string(), AttributeValue::S(p.updated_at)),
+            ])
+        });
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("byStatus")
+            .key_condition_expression("#status = :status AND updatedAt >= :since")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", to_attribute(&status))
+            .expression_attribute_values(":since", to_attribute(&since))
+            .scan_index_forward(false)
+            .limit(limit.clamp(1, 1000) as i32)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(Self::unavailable)?;
+        let mut tasks = Vec::new();
+        for item in out.items.unwrap_or_default() {
+            let id = item.get("taskId").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+            tasks.push(Self::decode(&id, item)?);
+        }
+        let next = out.last_evaluated_key.and_then(|key| {
+            Some(Page {
+                task_id: key.get("taskId")?.as_s().ok()?.clone(),
+                status,
+                updated_at: key.get("updatedAt")?.as_s().ok()?.clone(),
+            })
+        });
+        Ok((tasks, next))
     }
 }
 

@@ -16,7 +16,21 @@ fn source(workflow: &str) -> String {
 /// The callback steps' seconds are template parameters (`DefinitionSubstitutions`), written
 /// unquoted so they become numbers; their values are set by the rule `infra/local/lint.py
 /// callbacks` checks. Stand-ins of the right kind here: the heartbeat below the timeout.
-const SECONDS_PLACEHOLDERS: [(&str, &str); 2] = [("${CallbackHeartbeatSeconds}", "320"), ("${CallbackTimeoutSeconds}", "1500")];
+const SECONDS_PLACEHOLDERS: [(&str, &str); 4] = [
+    ("${CallbackHeartbeatSeconds}", "320"),
+    ("${CallbackTimeoutSeconds}", "1500"),
+    ("${ApprovalReminderSeconds}", "172800"),
+    ("${ApprovalFinalSeconds}", "86400"),
+];
+
+/// The refund workflow's waits for a person (an operator's decision on a refund above the
+/// approval threshold): a task token nobody works on, so no heartbeat and no queue-wait rule;
+/// bounded by the approval deadline's parameters instead.
+const APPROVAL_WAITS: [&str; 2] = ["\"TimeoutSeconds\": ${ApprovalReminderSeconds},", "\"TimeoutSeconds\": ${ApprovalFinalSeconds},"];
+
+fn approval_waits(text: &str) -> usize {
+    APPROVAL_WAITS.iter().map(|w| text.matches(w).count()).sum()
+}
 
 fn definition(workflow: &str) -> Value {
     let mut text = source(workflow);
@@ -30,7 +44,8 @@ fn definition(workflow: &str) -> Value {
 fn every_callback_step_takes_its_seconds_from_the_template_parameters() {
     for workflow in WORKFLOWS {
         let text = source(workflow);
-        let steps = text.matches(".waitForTaskToken\"").count();
+        // Every worker's callback step (all but the waits for a person).
+        let steps = text.matches(".waitForTaskToken\"").count() - approval_waits(&text);
         assert!(steps > 0);
         assert_eq!(text.matches("\"HeartbeatSeconds\": ${CallbackHeartbeatSeconds},").count(), steps, "{workflow}");
         assert_eq!(text.matches("\"TimeoutSeconds\": ${CallbackTimeoutSeconds},").count(), steps, "{workflow}");
@@ -111,6 +126,18 @@ fn callback_steps_send_the_contract_work_messages() {
 fn every_callback_step_is_bounded_and_caught_but_never_asl_retried() {
     let defs: Vec<Value> = WORKFLOWS.iter().map(|w| definition(w)).collect();
     for (name, state) in defs.iter().flat_map(states) {
+        let waits_for_a_person = state["Parameters"]["MessageBody"]["purpose"].as_str().is_some_and(|p| p == "request" || p == "remind");
+        if waits_for_a_person {
+            // Bounded by the approval deadline, its expiry caught (a timeout on the emulator and
+            // on AWS: States.Timeout), never retried, every other error caught.
+            assert!(state.get("HeartbeatSeconds").is_none(), "{name}: nobody heartbeats a person's decision");
+            assert!(state["TimeoutSeconds"].as_u64().is_some_and(|t| t > 0), "{name} has TimeoutSeconds");
+            assert!(state.get("Retry").is_none(), "{name}: a Retry would reuse a spent task token");
+            let catches = state["Catch"].as_array().expect("Catch");
+            assert_eq!(catches[0]["ErrorEquals"], json!(["States.Timeout", "States.HeartbeatTimeout"]), "{name}");
+            assert!(catches.iter().any(|c| c["ErrorEquals"] == json!(["States.ALL"])), "{name} catches everything");
+            continue;
+        }
         if state["Resource"].as_str().is_some_and(|r| r.ends_with(".waitForTaskToken")) {
             assert!(state["HeartbeatSeconds"].as_u64().is_some(), "{name} has HeartbeatSeconds");
             let timeout = state["TimeoutSeconds"].as_u64().expect("TimeoutSeconds");
@@ -153,7 +180,19 @@ fn the_placeholders_are_exactly_the_templates_substitutions() {
     let text: String = WORKFLOWS.iter().map(|w| source(w)).collect();
     let template = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../infra/template.yaml")).unwrap();
     let placeholders: BTreeSet<&str> = text.split("${").skip(1).map(|rest| rest.split('}').next().unwrap()).collect();
-    assert_eq!(placeholders, BTreeSet::from(["CallbackHeartbeatSeconds", "CallbackTimeoutSeconds", "NotificationQueueUrl", "PurchaseQueueUrl", "RefundQueueUrl"]));
+    assert_eq!(
+        placeholders,
+        BTreeSet::from([
+            "ApprovalFinalSeconds",
+            "ApprovalQueueUrl",
+            "ApprovalReminderSeconds",
+            "CallbackHeartbeatSeconds",
+            "CallbackTimeoutSeconds",
+            "NotificationQueueUrl",
+            "PurchaseQueueUrl",
+            "RefundQueueUrl"
+        ])
+    );
     for p in placeholders {
         assert!(template.contains(&format!("        {p}: ")), "template substitutes {p}");
     }
@@ -182,4 +221,28 @@ fn each_workflow_starts_with_its_work_and_a_purchase_succeeds_in_two_states() {
     assert_eq!(states(&purchase)["Purchase"]["Next"], "NotifyOwner");
     assert_eq!(states(&purchase)["NotifyOwner"]["End"], json!(true));
     assert_eq!(definition("refund")["StartAt"], "Refund");
+}
+
+#[test]
+fn a_refund_above_the_threshold_waits_for_a_person_then_is_refunded_denied_or_expired() {
+    use taskflow_contracts::{errors, ApprovalPurpose, ApprovalWork};
+    let refund = definition("refund");
+    let s = states(&refund);
+    let catches = s["Refund"]["Catch"].as_array().unwrap();
+    assert_eq!((catches[0]["ErrorEquals"].clone(), catches[0]["Next"].as_str()), (json!([errors::APPROVAL_REQUIRED]), Some("AwaitApproval")));
+    // Approved: Refund again (the refund service trusts the decision on the task, not the message).
+    assert_eq!(s["AwaitApproval"]["Next"], "Refund");
+    assert_eq!(s["AwaitApprovalAfterReminder"]["Next"], "Refund");
+    assert_eq!(s["AwaitApproval"]["Catch"][0]["Next"], "AwaitApprovalAfterReminder");
+    assert_eq!(s["AwaitApprovalAfterReminder"]["Catch"][0]["Next"], "ExpireApproval");
+    assert_eq!(s["ExpireApproval"]["Catch"][0]["Next"], "NotifyFailure");
+    // Denied (RefundDenied) or expired: the owner is told.
+    assert_eq!(s["AwaitApproval"]["Catch"][1]["Next"], "NotifyFailure");
+    for (state, purpose) in [("AwaitApproval", ApprovalPurpose::Request), ("AwaitApprovalAfterReminder", ApprovalPurpose::Remind), ("ExpireApproval", ApprovalPurpose::Expire)] {
+        let mut input = order();
+        input["kind"] = json!("refund");
+        input["refundOf"] = json!("o-0");
+        let work: ApprovalWork = serde_json::from_value(render(&s[state]["Parameters"]["MessageBody"], &input)).unwrap();
+        assert_eq!(work.purpose, purpose, "{state}");
+    }
 }
