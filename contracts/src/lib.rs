@@ -7,6 +7,7 @@
 //! purpose: no type here denies them). Removing or changing the meaning of a field is a v2, read
 //! by consumers through an upcaster ([`v2`] sketches one).
 
+pub mod cancel;
 pub mod events;
 pub mod keys;
 pub mod limits;
@@ -19,6 +20,7 @@ pub mod status;
 pub mod v2;
 pub mod work;
 
+pub use cancel::OrderCancelled;
 pub use events::{EventEnvelope, TaskStatusChanged};
 pub use order::{Money, OrderItem, OrderKind, OrderSubmitted};
 pub use owner::{OwnerId, OwnerIdError};
@@ -36,6 +38,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub const ORDER_SOURCE: &str = "taskflow.orders";
 /// EventBridge `DetailType` of an order submitted to taskflow.
 pub const ORDER_SUBMITTED: &str = "OrderSubmitted";
+/// EventBridge `DetailType` of an owner's cancellation of an order (source `taskflow.orders`).
+pub const ORDER_CANCELLED: &str = "OrderCancelled";
 /// EventBridge `Source` of the events taskflow publishes about its tasks.
 pub const TASK_SOURCE: &str = "taskflow.tasks";
 /// EventBridge `DetailType` of a task's status change.
@@ -64,6 +68,9 @@ pub mod errors {
     /// The step's result is larger than Step Functions takes as task output
     /// ([`crate::limits::SFN_PAYLOAD_MAX_BYTES`]): the step fails by this name instead.
     pub const OUTPUT_TOO_LARGE: &str = "OutputTooLarge";
+    /// The purchase was cancelled by its owner before the charge: nothing to charge, nothing to
+    /// compensate; the state machine goes straight to its failure notice.
+    pub const ORDER_CANCELLED: &str = "OrderCancelled";
 
     /// The task's reason for a step failure the state machine caught (by its error name).
     pub fn reason_for(error: Option<&str>) -> crate::Reason {
@@ -75,6 +82,7 @@ pub mod errors {
             // The emulator reports an expired heartbeat as States.Timeout, AWS as HeartbeatTimeout.
             Some("States.Timeout" | "States.HeartbeatTimeout") => Reason::TimedOut,
             Some("UnsupportedKind") => Reason::UnsupportedKind,
+            Some(ORDER_CANCELLED) => Reason::CancelledByOwner,
             _ => Reason::WorkflowError,
         }
     }

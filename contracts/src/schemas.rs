@@ -15,6 +15,7 @@ pub fn all() -> Vec<(&'static str, schemars::Schema)> {
         ("RefundResult.v1.schema.json", schemars::schema_for!(RefundResult)),
         ("NotificationWork.v1.schema.json", schemars::schema_for!(NotificationWork)),
         ("NotificationResult.v1.schema.json", schemars::schema_for!(NotificationResult)),
+        ("OrderCancelled.v1.schema.json", schemars::schema_for!(OrderCancelled)),
     ]
 }
 

@@ -7,8 +7,10 @@
 //! refund:    RECEIVED ──▶ REFUNDING ──▶ COMPLETED
 //!               └────────────┴──────▶ REJECTED               (checks against the ledger)
 //! any:       (invalid order) ───────▶ REJECTED;  RECEIVED/CHARGING/REFUNDING ──▶ FAILED (timed out)
+//! purchase:  RECEIVED ──▶ CANCELLED                          (its owner cancelled it before the charge)
 //! ```
-//! COMPLETED, FAILED and REJECTED are terminal.
+//! COMPLETED, FAILED, REJECTED and CANCELLED are terminal. A consumer must treat a status it does
+//! not know as "some other status" (statuses are added in v1).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -29,20 +31,24 @@ pub enum TaskStatus {
     Failed,
     /// Never started: the order was invalid; `reason` says why.
     Rejected,
+    /// Cancelled by its owner before anything was charged (`OrderCancelled`, `DELETE /orders/{id}`):
+    /// nothing charged, no stock held, the execution stopped.
+    Cancelled,
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 6] = [
+    pub const ALL: [TaskStatus; 7] = [
         TaskStatus::Received,
         TaskStatus::Charging,
         TaskStatus::Refunding,
         TaskStatus::Completed,
         TaskStatus::Failed,
         TaskStatus::Rejected,
+        TaskStatus::Cancelled,
     ];
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Rejected)
+        matches!(self, TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Rejected | TaskStatus::Cancelled)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +59,7 @@ impl TaskStatus {
             TaskStatus::Completed => "COMPLETED",
             TaskStatus::Failed => "FAILED",
             TaskStatus::Rejected => "REJECTED",
+            TaskStatus::Cancelled => "CANCELLED",
         }
     }
 

@@ -16,8 +16,10 @@
 //!   owner's task with this order id is never read: 404, exactly as a task that does not exist.
 //! - `GET /tasks`: the caller's tasks, newest first (with any REJECTED `ORDER_ID_CONFLICT`
 //!   record of a reuse the API could not see coming, such as two submissions at once).
+//! - `DELETE /orders/{orderId}`: the caller cancels a purchase not yet charged ([`cancel`]).
 
 pub mod bus;
+pub mod cancel;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

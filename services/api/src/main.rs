@@ -4,8 +4,8 @@
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use taskflow_api::{bus::EventBridgeOrders, Api, Answer, Route};
-use taskflow_shared::{clients, config, tasks::DynamoTaskStore, telemetry};
+use taskflow_api::{bus::EventBridgeOrders, cancel::Cancels, Api, Answer, Route};
+use taskflow_shared::{clients, config, executions::StepFunctionsExecutions, tasks::DynamoTaskStore, telemetry};
 use tracing::{info, Instrument};
 
 #[tokio::main]
@@ -16,8 +16,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
         bus: EventBridgeOrders::new(&aws, config::required("EVENT_BUS_NAME")?),
     });
+    let cancels = Arc::new(Cancels {
+        tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
+        executions: StepFunctionsExecutions::new(&aws),
+        purchase_workflow: config::required("PURCHASE_WORKFLOW_ARN")?,
+    });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let (api, telemetry) = (api.clone(), telemetry.clone());
+        let (api, cancels, telemetry) = (api.clone(), cancels.clone(), telemetry.clone());
         let invocation = telemetry::invocation(&event.context);
         async move {
             let request = event.payload;
@@ -28,6 +33,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                 let order_id = request["pathParameters"]["orderId"].as_str();
                 let body = request_body(&request);
                 let answer = match Route::from_key(&route_key, order_id) {
+                    None if route_key == taskflow_api::cancel::ROUTE => cancels.handle(caller, order_id.unwrap_or_default()).await,
                     Some(route) => api.handle(route, caller, body.as_deref()).await,
                     None => Answer { status: 404, body: json!({"error": "NotFound", "message": format!("no route {route_key}")}) },
                 };

@@ -207,6 +207,9 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
         let task = self.task(id).await?;
         let (reason, detail) = match (task.status, task.reason) {
             (TaskStatus::Failed, _) => return Ok(result_of(&task)),
+            // Cancelled before the charge (cancel and charge are both fenced on RECEIVED): nothing
+            // was charged or reserved, so there is nothing to give back.
+            (TaskStatus::Cancelled, _) => return Ok(result_of(&task)),
             (TaskStatus::Refunding, Some(reason)) => (reason, task.reason_detail.clone()),
             (TaskStatus::Received | TaskStatus::Charging, _) => {
                 let reason = errors::reason_for(failure.map(|f| f.error.as_str()));

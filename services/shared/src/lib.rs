@@ -11,14 +11,18 @@
 //! - [`idempotency`]: side effects done once whatever the deliveries (the Powertools pattern).
 //! - [`config`], [`clients`], [`telemetry`], [`metrics`]: environment, AWS client setup, traces
 //!   and logs, EMF metrics.
+//! - [`cancel`]: an owner's cancellation of a purchase not yet charged; [`executions`]: the
+//!   [`executions::Executions`] port (stop an execution, read its state).
 //! - [`fakes`]: in-memory ports for unit tests.
 
 pub mod callback;
+pub mod cancel;
 pub mod catalogue;
 pub mod clients;
 pub mod config;
 pub mod driver;
 pub mod dynamo;
+pub mod executions;
 pub mod fakes;
 pub mod idempotency;
 pub mod inventory;
