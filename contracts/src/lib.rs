@@ -17,6 +17,7 @@ pub mod reasons;
 pub mod schemas;
 pub mod secret;
 pub mod status;
+pub mod sweep;
 pub mod v2;
 pub mod work;
 
@@ -27,6 +28,7 @@ pub use owner::{OwnerId, OwnerIdError};
 pub use reasons::Reason;
 pub use secret::{PaymentToken, TaskToken};
 pub use status::TaskStatus;
+pub use sweep::{SweepOutcome, TaskSwept};
 pub use work::{
     NotificationResult, NotificationWork, Outcome, PurchaseResult, PurchaseWork, RefundPurpose, RefundResult, RefundWork, StepFailure,
 };

@@ -16,6 +16,7 @@ pub fn all() -> Vec<(&'static str, schemars::Schema)> {
         ("NotificationWork.v1.schema.json", schemars::schema_for!(NotificationWork)),
         ("NotificationResult.v1.schema.json", schemars::schema_for!(NotificationResult)),
         ("OrderCancelled.v1.schema.json", schemars::schema_for!(OrderCancelled)),
+        ("TaskSwept.v1.schema.json", schemars::schema_for!(TaskSwept)),
     ]
 }
 

@@ -37,6 +37,10 @@ fn every_example_is_a_put_events_entry_of_a_contract_type() {
                 let detail: serde_json::Value = serde_json::from_str(&entry.detail).unwrap();
                 taskflow_contracts::OrderCancelled::parse(&detail).unwrap();
             }
+            (taskflow_contracts::sweep::SWEEPER_SOURCE, taskflow_contracts::sweep::TASK_SWEPT) => {
+                let swept: taskflow_contracts::TaskSwept = serde_json::from_str(&entry.detail).unwrap();
+                assert_eq!(swept.schema_version, SCHEMA_VERSION);
+            }
             (TASK_SOURCE, TASK_STATUS_CHANGED) => {
                 let event: TaskStatusChanged = serde_json::from_str(&entry.detail).unwrap();
                 assert_eq!(event.event_id, TaskStatusChanged::event_id_for(&event.order_id, event.sequence));
@@ -75,7 +79,7 @@ fn every_work_message_and_result_has_an_example_that_reads_as_its_type() {
     // Every schema'd type has an example (events are covered by the PutEvents entries).
     for (schema, _) in taskflow_contracts::schemas::all() {
         let type_name = schema.split('.').next().unwrap();
-        if !matches!(type_name, "OrderSubmitted" | "TaskStatusChanged" | "OrderCancelled") {
+        if !matches!(type_name, "OrderSubmitted" | "TaskStatusChanged" | "OrderCancelled" | "TaskSwept") {
             assert!(seen.contains(type_name), "no example of {type_name}");
         }
     }

@@ -287,6 +287,20 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
     }
 }
 
+impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L, I> {
+    /// Finishes a task left in flight, through the same idempotent path as a work message (the
+    /// sweeper's way in): a purchase is compensated (`failure` names why, for a task not yet
+    /// fenced; a REFUNDING task keeps its recorded reason), a refund order is refunded. Every
+    /// effect is keyed as the workflow's own, so whatever the workflow already did is not done
+    /// again, and a workflow step running at the same time is harmless.
+    pub async fn finish(&self, order: &OrderSubmitted, failure: Option<&StepFailure>) -> Result<RefundResult, StepError> {
+        match order.kind {
+            taskflow_contracts::OrderKind::Purchase => self.compensate(order, failure).await,
+            taskflow_contracts::OrderKind::Refund => self.refund_order(order).await,
+        }
+    }
+}
+
 #[async_trait]
 impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for Refunds<S, P, L, I> {
     type Work = RefundWork;

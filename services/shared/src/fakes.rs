@@ -79,6 +79,7 @@ impl TaskStore for InMemoryTaskStore {
             Note::Execution(arn) => task.execution_arn = Some(arn.clone()),
             Note::Receipt(key) if !task.receipts.contains(key) => task.receipts.push(key.clone()),
             Note::Receipt(_) => {}
+            Note::Attention(text) => task.attention = Some(text.clone()),
         }
         Ok(())
     }

@@ -90,6 +90,9 @@ pub struct TaskRecord {
     /// partitions instead of one hot key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inflight_shard: Option<String>,
+    /// Set by the sweeper when it could not finish a stuck task: when, and why an operator must.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<String>,
 }
 
 /// The sparse index of tasks in flight (partition `inflightShard`, sort `inflightSince`).
@@ -119,6 +122,7 @@ impl TaskRecord {
         TaskRecord {
             inflight_since: inflight.then_some(at),
             inflight_shard: inflight.then(|| inflight_shard(&task_id)),
+            attention: None,
             task_id,
             order_id,
             owner,
@@ -221,6 +225,9 @@ pub enum Note {
     Execution(String),
     /// A receipt or notice stored for the owner; recorded once however often it is noted.
     Receipt(String),
+    /// Why an operator must look at the task (the sweeper could not finish it); replaces any
+    /// earlier one.
+    Attention(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -433,6 +440,10 @@ impl TaskStore for DynamoTaskStore {
                 .expression_attribute_values(":none", AttributeValue::L(vec![]))
                 .expression_attribute_values(":key", AttributeValue::L(vec![AttributeValue::S(key.clone())]))
                 .expression_attribute_values(":one", AttributeValue::S(key.clone())),
+            Note::Attention(text) => request
+                .update_expression("SET attention = :text")
+                .condition_expression("attribute_exists(taskId)")
+                .expression_attribute_values(":text", AttributeValue::S(bounded_detail(text))),
         };
         match request.send().await {
             Ok(_) => Ok(()),
