@@ -70,8 +70,9 @@ pub mod errors {
     /// The step's result is larger than Step Functions takes as task output
     /// ([`crate::limits::SFN_PAYLOAD_MAX_BYTES`]): the step fails by this name instead.
     pub const OUTPUT_TOO_LARGE: &str = "OutputTooLarge";
-    /// The purchase was cancelled by its owner before the charge: nothing to charge, nothing to
-    /// compensate; the state machine goes straight to its failure notice.
+    /// The purchase was cancelled by its owner before the charge: nothing was charged. Its
+    /// execution is normally stopped first; if a purchase step still runs, it answers this, and
+    /// the compensation finds the task CANCELLED and has nothing to undo.
     pub const ORDER_CANCELLED: &str = "OrderCancelled";
 
     /// The task's reason for a step failure the state machine caught (by its error name).
