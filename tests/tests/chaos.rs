@@ -5,7 +5,8 @@
 //! `make chaos` runs 1000); `CHAOS_PAYMENT_FAULT_RATE` (0.3) and `CHAOS_KILL_RATE` (0.05) the
 //! faults, `CHAOS_MAX_RECEIVE_COUNT` the deliveries per step (template default 5) — raise the
 //! rates or lower the count to send many orders down the failure path. `CHAOS_CANCEL_RATE` (0.1)
-//! of the orders also get an `OrderCancelled` at a random moment (0–3 s after their order): each
+//! of the orders also get an `OrderCancelled` at a random moment (half as soon as the order is
+//! recorded, the others 0–3 s after it was sent): each
 //! ends CANCELLED with nothing charged, or the charge wins and it completes as any other.
 
 use std::collections::{BTreeMap, HashMap};
@@ -66,8 +67,18 @@ async fn no_order_is_lost_and_nothing_happens_twice_under_faults() {
         for id in &ids[chunk * 10..] {
             if rand::random::<f64>() < cancel_rate {
                 let (id, owner) = (id.clone(), owners[id].clone());
-                let after = Duration::from_millis(rand::random_range(0..3000));
+                let tasks = taskflow_shared::tasks::DynamoTaskStore::new(&run.aws, stack().output("TaskTableName").unwrap());
+                // Half of them as soon as the order is recorded (the window before its charge),
+                // the others at any moment in the next 3 s.
+                let soon = rand::random::<bool>();
+                let after = Duration::from_millis(if soon { rand::random_range(0..150) } else { rand::random_range(0..3000) });
                 cancels.push(tokio::spawn(async move {
+                    use taskflow_shared::tasks::TaskStore;
+                    let key = taskflow_contracts::keys::task_id(&owner, &id);
+                    let until = Instant::now() + Duration::from_secs(30);
+                    while soon && tasks.get(&key).await.ok().flatten().is_none() && Instant::now() < until {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
                     tokio::time::sleep(after).await;
                     taskflow_e2e::cancel_event(&owner, &id).await;
                     id

@@ -72,3 +72,22 @@ pub async fn redrive(stack: &StackInfo, task: &TaskRecord) -> Result<Redriven> {
         Err(e) => bail!("{}: {}", e.as_service_error().and_then(|e| e.code()).unwrap_or("RedriveFailed"), aws_sdk_sfn::error::DisplayErrorContext(&e)),
     }
 }
+
+/// One HTTP/1.1 exchange with a loopback HTTP endpoint (the local API): (status, JSON body).
+pub async fn http(base_url: &str, method: &str, path: &str, bearer: Option<&str>) -> Result<(u16, Value)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = base_url.strip_prefix("http://").context("a loopback http:// URL")?.trim_end_matches('/');
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: 0\r\n");
+    if let Some(token) = bearer {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut stream = tokio::net::TcpStream::connect(host).await?;
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let response = String::from_utf8_lossy(&response).to_string();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    Ok((status, serde_json::from_str(body).unwrap_or(Value::String(body.to_string()))))
+}
