@@ -48,3 +48,55 @@ pub async fn handle(tasks: &dyn TaskStore, executions: &dyn Executions, purchase
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use taskflow_contracts::{OrderKind, TaskStatus};
+    use taskflow_shared::executions::{ExecutionError, ExecutionState};
+    use taskflow_shared::fakes::InMemoryTaskStore;
+    use taskflow_shared::tasks::TaskRecord;
+
+    struct NoOp;
+    #[async_trait::async_trait]
+    impl Executions for NoOp {
+        async fn stop(&self, _: &str, _: &str, _: &str) -> Result<(), taskflow_shared::executions::ExecutionError> {
+            Ok(())
+        }
+        async fn state(&self, _: &str) -> Result<ExecutionState, ExecutionError> {
+            Ok(ExecutionState::Running)
+        }
+    }
+
+    fn event(detail: serde_json::Value) -> String {
+        serde_json::json!({"version": "0", "id": "e-1", "detail-type": ORDER_CANCELLED, "source": "taskflow.orders", "account": "1",
+                           "time": "2026-11-29T00:00:00Z", "region": "us-east-1", "resources": [], "detail": detail})
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn a_cancel_event_is_checked_retried_until_its_order_exists_and_idempotent() {
+        let mut task = TaskRecord::new("o-1", "alice", TaskStatus::Received, None, Utc::now());
+        task.kind = Some(OrderKind::Purchase);
+        let mut charged = TaskRecord::new("o-2", "alice", TaskStatus::Received, None, Utc::now());
+        charged.kind = Some(OrderKind::Purchase);
+        charged.status = TaskStatus::Completed;
+        let store = InMemoryTaskStore::with([task, charged]);
+        let sm = "arn:aws:states:us-east-1:123456789012:stateMachine:p";
+        let cancel = |order: &str, owner: &str| event(serde_json::json!({"schemaVersion": 1, "orderId": order, "owner": owner}));
+        assert!(is_cancel(&cancel("o-1", "alice")));
+
+        let bad = handle(&store, &NoOp, sm, &event(serde_json::json!({"schemaVersion": 1, "orderId": "o-1", "owner": "a/b"})), Utc::now()).await;
+        assert!(matches!(bad, Err(IntakeError::NotAnOrder(ref e)) if e.starts_with("InvalidOwner")), "{bad:?}");
+        let unknown = handle(&store, &NoOp, sm, &cancel("o-9", "alice"), Utc::now()).await;
+        assert!(matches!(unknown, Err(IntakeError::CancelPending(_))), "not found yet: retried");
+        let others = handle(&store, &NoOp, sm, &cancel("o-1", "bob"), Utc::now()).await;
+        assert!(matches!(others, Err(IntakeError::CancelPending(_))), "another owner's order is not theirs to find");
+
+        assert_eq!(handle(&store, &NoOp, sm, &cancel("o-1", "alice"), Utc::now()).await.unwrap(), CancelHandled::Cancelled { order_id: "o-1".into() });
+        assert_eq!(handle(&store, &NoOp, sm, &cancel("o-1", "alice"), Utc::now()).await.unwrap(), CancelHandled::AlreadyCancelled { order_id: "o-1".into() });
+        let refused = handle(&store, &NoOp, sm, &cancel("o-2", "alice"), Utc::now()).await.unwrap();
+        assert!(matches!(refused, CancelHandled::Refused { error: "OrderAlreadyCharged", .. }), "{refused:?}");
+        assert_eq!(store.of("alice", "o-2").unwrap().status, TaskStatus::Completed);
+    }
+}
