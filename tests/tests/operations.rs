@@ -204,6 +204,9 @@ async fn the_sweeper_finishes_a_compensation_the_providers_outage_left_owed() {
     // A further sweep finds nothing of it: it left the in-flight index.
     let report = sweep_now().await;
     assert!(line_of(&report, &id).is_none(), "{report}");
+    // Everything above ran within the roles the template grants (the emulator enforces them).
+    let denials: Vec<_> = taskflow_e2e::iam_denials().await.into_iter().filter(|d| d["function"].as_str().is_some_and(|f| f.contains("sweeper") || f.contains("api") || f.contains("intake"))).collect();
+    assert!(denials.is_empty(), "{denials:#?}");
     run.close().await;
 }
 

@@ -527,6 +527,9 @@ async fn status(state_dir: &std::path::Path, owner: Option<&str>, order_id: &str
     if let Some(execution) = &task.execution_arn {
         println!("workflow {execution}");
     }
+    if let Some(attention) = &task.attention {
+        println!("ATTENTION {attention}   (the sweeper could not finish it: an operator must)");
+    }
     println!("history");
     for entry in &task.history {
         let reason = entry.reason.map(|r| format!("  {r}")).unwrap_or_default();

@@ -315,3 +315,23 @@ async fn refunds_of_one_order_stop_at_the_bound_with_a_named_reason() {
     assert_eq!(s.ledger.apply_refund(&tid("p-1"), "r-late", 1, EntryStatus::Completed, EntryStatus::Completed).await.unwrap(), Applied::TooManyRefunds);
     assert_eq!(s.ledger.apply_refund(&tid("p-1"), COMPENSATION, 1, EntryStatus::Completed, EntryStatus::Compensated).await.unwrap(), Applied::Applied);
 }
+
+#[tokio::test]
+async fn a_late_compensation_of_a_cancelled_purchase_has_nothing_to_undo() {
+    let purchase = OrderSubmitted {
+        kind: OrderKind::Purchase,
+        items: vec![OrderItem { sku: "BOOK-1".into(), quantity: 2, unit_price: Some(5_000) }],
+        payment_token: Some(PaymentToken::new("tok_approve")),
+        refund_of: None,
+        amount: None,
+        ..refund_order("p-cx", "alice", "", None)
+    };
+    let mut task = received(&purchase);
+    Change::to(TaskStatus::Cancelled, Utc::now()).because(Reason::CancelledByOwner, None).apply(&mut task);
+    let s = Refunds { tasks: InMemoryTaskStore::with([task]), ..subject(&[], vec![]) };
+    let result = s.perform(&compensation(&purchase, taskflow_contracts::errors::ORDER_CANCELLED), FIRST).await.unwrap();
+    assert_eq!(result.amount, 0);
+    assert_eq!(s.payments.issued("/compensation"), 0);
+    assert_eq!(s.inventory.available("BOOK-1"), 10);
+    assert_eq!(s.tasks.snapshot("p-cx").unwrap().status, TaskStatus::Cancelled, "stays CANCELLED");
+}
