@@ -36,7 +36,7 @@ setup: $(STAMP)
 # library from rustup.
 PACKAGE_VENV  := .venv-package
 PACKAGE_STAMP := $(PACKAGE_VENV)/.installed-$(shell sha1sum infra/local/package-requirements.txt | cut -c1-12)
-FUNCTIONS     := intake purchase refund notification publisher api approvals
+FUNCTIONS     := intake purchase refund notification publisher api attachments approvals sweeper
 
 $(PACKAGE_STAMP): infra/local/package-requirements.txt
 	python3 -m venv $(PACKAGE_VENV)

@@ -9,6 +9,7 @@
 
 pub mod attachment;
 pub mod approval;
+pub mod cancel;
 pub mod events;
 pub mod keys;
 pub mod limits;
@@ -18,16 +19,19 @@ pub mod reasons;
 pub mod schemas;
 pub mod secret;
 pub mod status;
+pub mod sweep;
 pub mod v2;
 pub mod work;
 
 pub use attachment::{Attachment, AttachmentRefusal, TaskAttachmentAdded, TASK_ATTACHMENT_ADDED};
+pub use cancel::OrderCancelled;
 pub use events::{EventEnvelope, TaskStatusChanged};
 pub use order::{Money, OrderItem, OrderKind, OrderSubmitted};
 pub use owner::{OwnerId, OwnerIdError};
 pub use reasons::Reason;
 pub use secret::{PaymentToken, TaskToken};
 pub use status::TaskStatus;
+pub use sweep::{SweepOutcome, TaskSwept};
 pub use work::{
     NotificationResult, NotificationWork, Outcome, PurchaseResult, PurchaseWork, RefundPurpose, RefundResult, RefundWork, StepFailure,
 };
@@ -40,6 +44,8 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub const ORDER_SOURCE: &str = "taskflow.orders";
 /// EventBridge `DetailType` of an order submitted to taskflow.
 pub const ORDER_SUBMITTED: &str = "OrderSubmitted";
+/// EventBridge `DetailType` of an owner's cancellation of an order (source `taskflow.orders`).
+pub const ORDER_CANCELLED: &str = "OrderCancelled";
 /// EventBridge `Source` of the events taskflow publishes about its tasks.
 pub const TASK_SOURCE: &str = "taskflow.tasks";
 /// EventBridge `DetailType` of a task's status change.
@@ -75,6 +81,10 @@ pub mod errors {
     pub const REFUND_DENIED: &str = "RefundDenied";
     /// Nobody decided before the deadline; the task is REJECTED `APPROVAL_EXPIRED`.
     pub const APPROVAL_EXPIRED: &str = "ApprovalExpired";
+    /// The purchase was cancelled by its owner before the charge: nothing was charged. Its
+    /// execution is normally stopped first; if a purchase step still runs, it answers this, and
+    /// the compensation finds the task CANCELLED and has nothing to undo.
+    pub const ORDER_CANCELLED: &str = "OrderCancelled";
 
     /// The task's reason for a step failure the state machine caught (by its error name).
     pub fn reason_for(error: Option<&str>) -> crate::Reason {
@@ -86,6 +96,7 @@ pub mod errors {
             // The emulator reports an expired heartbeat as States.Timeout, AWS as HeartbeatTimeout.
             Some("States.Timeout" | "States.HeartbeatTimeout") => Reason::TimedOut,
             Some("UnsupportedKind") => Reason::UnsupportedKind,
+            Some(ORDER_CANCELLED) => Reason::CancelledByOwner,
             _ => Reason::WorkflowError,
         }
     }

@@ -116,6 +116,8 @@ reasons! {
     UnsupportedKind => "UNSUPPORTED_KIND",
     /// Anything the workflow did not expect; the execution history has the details.
     WorkflowError => "WORKFLOW_ERROR",
+    /// The owner cancelled the purchase before it was charged (task CANCELLED).
+    CancelledByOwner => "CANCELLED_BY_OWNER",
 }
 
 impl fmt::Display for Reason {

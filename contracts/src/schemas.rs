@@ -18,6 +18,8 @@ pub fn all() -> Vec<(&'static str, schemars::Schema)> {
         ("TaskAttachmentAdded.v1.schema.json", schemars::schema_for!(TaskAttachmentAdded)),
         ("ApprovalWork.v1.schema.json", schemars::schema_for!(ApprovalWork)),
         ("ApprovalDecision.v1.schema.json", schemars::schema_for!(ApprovalDecision)),
+        ("OrderCancelled.v1.schema.json", schemars::schema_for!(OrderCancelled)),
+        ("TaskSwept.v1.schema.json", schemars::schema_for!(TaskSwept)),
     ]
 }
 

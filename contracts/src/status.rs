@@ -10,10 +10,12 @@
 //!                              └──────────────▶ REJECTED      operator approves; REFUND_DENIED,
 //!                                                             APPROVAL_EXPIRED)
 //! any:       (invalid order) ───────▶ REJECTED;  RECEIVED/CHARGING/REFUNDING ──▶ FAILED (timed out)
+//! purchase:  RECEIVED ──▶ CANCELLED                          (its owner cancelled it before the charge)
 //! ```
-//! COMPLETED, FAILED and REJECTED are terminal. AWAITING_APPROVAL is not: the workflow waits
-//! for an operator until the approval deadline, after which the task ends REJECTED
-//! `APPROVAL_EXPIRED` (a sweeper must leave it alone until then).
+//! COMPLETED, FAILED, REJECTED and CANCELLED are terminal. AWAITING_APPROVAL is not: the workflow
+//! waits for an operator until the approval deadline, after which the task ends REJECTED
+//! `APPROVAL_EXPIRED` (a sweeper must leave it alone until then). A consumer must treat a status
+//! it does not know as "some other status" (statuses are added in v1).
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -37,10 +39,13 @@ pub enum TaskStatus {
     /// A refund above the approval threshold waits for an operator's decision (not terminal: it
     /// ends REFUNDING, or REJECTED `REFUND_DENIED` / `APPROVAL_EXPIRED` at the deadline).
     AwaitingApproval,
+    /// Cancelled by its owner before anything was charged (`OrderCancelled`, `DELETE /orders/{id}`):
+    /// nothing charged, no stock held, the execution stopped.
+    Cancelled,
 }
 
 impl TaskStatus {
-    pub const ALL: [TaskStatus; 7] = [
+    pub const ALL: [TaskStatus; 8] = [
         TaskStatus::Received,
         TaskStatus::Charging,
         TaskStatus::Refunding,
@@ -48,10 +53,11 @@ impl TaskStatus {
         TaskStatus::Failed,
         TaskStatus::Rejected,
         TaskStatus::AwaitingApproval,
+        TaskStatus::Cancelled,
     ];
 
     pub fn is_terminal(self) -> bool {
-        matches!(self, TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Rejected)
+        matches!(self, TaskStatus::Completed | TaskStatus::Failed | TaskStatus::Rejected | TaskStatus::Cancelled)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -63,6 +69,7 @@ impl TaskStatus {
             TaskStatus::Failed => "FAILED",
             TaskStatus::Rejected => "REJECTED",
             TaskStatus::AwaitingApproval => "AWAITING_APPROVAL",
+            TaskStatus::Cancelled => "CANCELLED",
         }
     }
 

@@ -33,6 +33,14 @@ fn every_example_is_a_put_events_entry_of_a_contract_type() {
                 let order: OrderSubmitted = serde_json::from_str(&entry.detail).unwrap();
                 assert_eq!(order.schema_version, SCHEMA_VERSION);
             }
+            (ORDER_SOURCE, taskflow_contracts::ORDER_CANCELLED) => {
+                let detail: serde_json::Value = serde_json::from_str(&entry.detail).unwrap();
+                taskflow_contracts::OrderCancelled::parse(&detail).unwrap();
+            }
+            (taskflow_contracts::sweep::SWEEPER_SOURCE, taskflow_contracts::sweep::TASK_SWEPT) => {
+                let swept: taskflow_contracts::TaskSwept = serde_json::from_str(&entry.detail).unwrap();
+                assert_eq!(swept.schema_version, SCHEMA_VERSION);
+            }
             (TASK_SOURCE, TASK_STATUS_CHANGED) => {
                 let event: TaskStatusChanged = serde_json::from_str(&entry.detail).unwrap();
                 assert_eq!(event.event_id, TaskStatusChanged::event_id_for(&event.order_id, event.sequence));
@@ -79,7 +87,7 @@ fn every_work_message_and_result_has_an_example_that_reads_as_its_type() {
     // Every schema'd type has an example (events are covered by the PutEvents entries).
     for (schema, _) in taskflow_contracts::schemas::all() {
         let type_name = schema.split('.').next().unwrap();
-        if !matches!(type_name, "OrderSubmitted" | "TaskStatusChanged" | "TaskAttachmentAdded") {
+        if !matches!(type_name, "OrderSubmitted" | "TaskStatusChanged" | "TaskAttachmentAdded" | "OrderCancelled" | "TaskSwept") {
             assert!(seen.contains(type_name), "no example of {type_name}");
         }
     }

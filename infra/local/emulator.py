@@ -412,6 +412,26 @@ def _boto_client_as_role(region, service, state_credentials=None):
 
 for _module in (_sfn_sqs, _sfn_events):
     _module.boto_client_for = _boto_client_as_role
+# --- A stopped execution is ABORTED -----------------------------------------------------------
+# StopExecution on an execution waiting on a callback step: moto's engine leaves the wait loop
+# when the execution stops, fails the step with States.Runtime and records that error over the
+# stop, so the execution ends FAILED. On AWS it ends ABORTED with the stop's error and cause
+# (StopExecution API reference; ExecutionAborted history event). A stopped program keeps its
+# state here.
+from moto.stepfunctions.parser.asl.eval import environment as _sfn_environment  # noqa: E402
+from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped as _ProgramStopped  # noqa: E402
+
+_set_error = _sfn_environment.Environment.set_error
+
+
+def _set_error_unless_stopped(self, error):
+    if isinstance(self._program_state, _ProgramStopped):
+        return
+    _set_error(self, error)
+
+
+_sfn_environment.Environment.set_error = _set_error_unless_stopped
+
 # AWS's payload and shape limits (limits.py): installed last, so that a call AWS refuses is
 # refused before anything above counts it.
 import limits  # noqa: E402

@@ -89,7 +89,7 @@ pub fn stack_with(configure: impl FnOnce(&mut Options)) -> &'static StackInfo {
         let mut options = Options::new(&state_dir);
         configure(&mut options);
         // Tests run from the test binary in target/*/deps; the functions are built beside it.
-        for binary in ["intake", "purchase", "refund", "notification", "publisher", "api", "attachments", "approvals"] {
+        for binary in ["intake", "purchase", "refund", "notification", "publisher", "api", "attachments", "approvals", "sweeper"] {
             assert!(
                 options.bin_dir.join(binary).is_file(),
                 "function binary {binary} missing in {}: run `cargo build --workspace` first (make test does)",
@@ -120,6 +120,17 @@ pub fn stack_with(configure: impl FnOnce(&mut Options)) -> &'static StackInfo {
             Err(_) => panic!("the local stack did not start within 120 s"),
         }
     })
+}
+
+/// Runs the sweeper now (the local host's schedule control, as `taskflow sweep` does) and
+/// returns its report (`lookedAt`, `finished`, `handedToOperators`, `leftAlone`, `tasks`).
+pub async fn sweep_now() -> serde_json::Value {
+    taskflow::operations::sweep_now(stack()).await.expect("the sweeper ran")
+}
+
+/// Publishes an `OrderCancelled` for `owner`'s order, as an outside producer would.
+pub async fn cancel_event(owner: &str, order_id: &str) {
+    taskflow::operations::request_cancel(stack(), owner, order_id).await.expect("the bus took the cancel")
 }
 
 /// A fresh order id per test and run.

@@ -4,7 +4,10 @@
 //! Prints one line of figures. `CHAOS_ORDERS` sets the count (300 by default, in `make test`;
 //! `make chaos` runs 1000); `CHAOS_PAYMENT_FAULT_RATE` (0.3) and `CHAOS_KILL_RATE` (0.05) the
 //! faults, `CHAOS_MAX_RECEIVE_COUNT` the deliveries per step (template default 5) — raise the
-//! rates or lower the count to send many orders down the failure path.
+//! rates or lower the count to send many orders down the failure path. `CHAOS_CANCEL_RATE` (0.1)
+//! of the orders also get an `OrderCancelled` at a random moment (half as soon as the order is
+//! recorded, the others 0–3 s after it was sent): each
+//! ends CANCELLED with nothing charged, or the charge wins and it completes as any other.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -18,6 +21,7 @@ async fn no_order_is_lost_and_nothing_happens_twice_under_faults() {
     // Higher rates drive more orders down the failure path (compensation) on purpose.
     let payment_fault_rate: f64 = std::env::var("CHAOS_PAYMENT_FAULT_RATE").ok().and_then(|n| n.parse().ok()).unwrap_or(0.3);
     let kill_rate: f64 = std::env::var("CHAOS_KILL_RATE").ok().and_then(|n| n.parse().ok()).unwrap_or(0.05);
+    let cancel_rate: f64 = std::env::var("CHAOS_CANCEL_RATE").ok().and_then(|n| n.parse().ok()).unwrap_or(0.1);
     stack_with(|options| {
         options.faults = Faults { duplicate_deliveries: true, kill_rate, payment_fault_rate, payment_latency_ms: 0 };
         // Crashed batches come back after this, not after a minute.
@@ -39,6 +43,7 @@ async fn no_order_is_lost_and_nothing_happens_twice_under_faults() {
     let mut quantities = HashMap::new();
     let mut owners: HashMap<String, String> = HashMap::new();
     let mut malformed = 0;
+    let mut cancels = Vec::new();
     for chunk in 0..orders.div_ceil(10) {
         let mut entries = Vec::new();
         for i in chunk * 10..((chunk + 1) * 10).min(orders) {
@@ -58,12 +63,39 @@ async fn no_order_is_lost_and_nothing_happens_twice_under_faults() {
         }
         let out = events.put_events().set_entries(Some(entries)).send().await.unwrap();
         assert_eq!(out.failed_entry_count, 0);
+        // Some owners change their minds, at random moments: racing intake, the charge, or late.
+        for id in &ids[chunk * 10..] {
+            if rand::random::<f64>() < cancel_rate {
+                let (id, owner) = (id.clone(), owners[id].clone());
+                let tasks = taskflow_shared::tasks::DynamoTaskStore::new(&run.aws, stack().output("TaskTableName").unwrap());
+                // Half of them as soon as the order is recorded (the window before its charge),
+                // the others at any moment in the next 3 s.
+                let soon = rand::random::<bool>();
+                let after = Duration::from_millis(if soon { rand::random_range(0..150) } else { rand::random_range(0..3000) });
+                cancels.push(tokio::spawn(async move {
+                    use taskflow_shared::tasks::TaskStore;
+                    let key = taskflow_contracts::keys::task_id(&owner, &id);
+                    let until = Instant::now() + Duration::from_secs(30);
+                    while soon && tasks.get(&key).await.ok().flatten().is_none() && Instant::now() < until {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    tokio::time::sleep(after).await;
+                    taskflow_e2e::cancel_event(&owner, &id).await;
+                    id
+                }));
+            }
+        }
         if chunk % 5 == 0 {
             for queue in ["IntakeQueueUrl", "PurchaseQueueUrl", "NotificationQueueUrl", "RefundQueueUrl"] {
                 sqs.send_message().queue_url(stack().output(queue).unwrap()).message_body(format!("malformed {chunk}")).send().await.unwrap();
                 malformed += 1;
             }
         }
+    }
+
+    let mut cancelled_ids = Vec::new();
+    for cancel in cancels {
+        cancelled_ids.push(cancel.await.unwrap());
     }
 
     // Wait for every task to reach a terminal status (from the table: the truth).
@@ -98,8 +130,13 @@ async fn no_order_is_lost_and_nothing_happens_twice_under_faults() {
     let mut double_charges = 0;
     let mut double_refunds = 0;
     let mut unbalanced = 0;
+    let mut cancelled_but_charged = 0;
     for id in &ids {
         let (charges, charged, refunds, refunded) = run.provider(id).await;
+        if tasks.get(id).is_some_and(|t| t.status == TaskStatus::Cancelled) {
+            // A cancelled order has no net charge: it was never charged at all.
+            cancelled_but_charged += usize::from(charges > 0 || refunds > 0 || run.ledger_of(&owners[id], id).await.is_some());
+        }
         double_charges += usize::from(charges > 1);
         double_refunds += usize::from(refunds > 1 || refunded > charged);
         let ledger = run.ledger_of(&owners[id], id).await;
@@ -132,16 +169,20 @@ async fn no_order_is_lost_and_nothing_happens_twice_under_faults() {
         println!("chaos: completed orders without a reservation mark: {unmarked:?}");
     }
     let lost = orders - terminal;
+    let cancelled = tasks.values().filter(|t| t.status == TaskStatus::Cancelled).count();
+    assert!(tasks.iter().all(|(id, t)| t.status != TaskStatus::Cancelled || cancelled_ids.contains(id)), "only orders whose owner cancelled them are CANCELLED");
     println!(
-        "chaos: orders={orders} terminal={terminal} lost={lost} completed={} double_charges={double_charges} double_refunds={double_refunds} double_notifications={double_notifications} dlq_entries={dlq} malformed_injected={malformed} stock_balanced={stock_balanced} (sold {sold}, {} taken) ledger_unbalanced={unbalanced} seconds={:.0} outcomes={by_status:?}",
+        "chaos: orders={orders} terminal={terminal} lost={lost} completed={} double_charges={double_charges} double_refunds={double_refunds} double_notifications={double_notifications} dlq_entries={dlq} malformed_injected={malformed} stock_balanced={stock_balanced} (sold {sold}, {} taken) ledger_unbalanced={unbalanced} cancels_sent={} cancelled={cancelled} cancelled_but_charged={cancelled_but_charged} seconds={:.0} outcomes={by_status:?}",
         completed.len(),
         initial - available,
+        cancelled_ids.len(),
         started.elapsed().as_secs_f64()
     );
     assert_eq!(lost, 0, "orders lost");
     assert_eq!((double_charges, double_refunds, double_notifications), (0, 0, 0), "something happened twice");
     assert!(stock_balanced, "stock does not add up");
     assert_eq!(unbalanced, 0, "ledger and provider disagree");
+    assert_eq!(cancelled_but_charged, 0, "a cancelled order has a charge");
     assert!(dlq >= malformed as u64 / 2, "malformed messages went somewhere other than a DLQ");
     run.close().await;
 }

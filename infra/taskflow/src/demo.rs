@@ -166,13 +166,15 @@ async fn drive(stack: &LocalStack, state_dir: &std::path::Path) -> Result<bool> 
     let (followed, decided) = tokio::join!(collector, decide_approvals(stack, state_dir, &big_refunds));
     followed?;
     decided?;
+    // Cancellations, over the HTTP API as their owner: one before its charge, one after.
+    let cancels = cancellations(stack, state_dir, &client, &purchases[0], &feed, &mut seen).await?;
     feed.close().await;
     purchases.extend(big_purchases);
     refunds.extend(big_refunds);
 
     println!("\n{:<18} {:<7} {:<30} {:<32} {:<32} {:>9} {}", "ORDER", "OWNER", "WHAT", "EXPECTED", "GOT", "AMOUNT", "STATUS EVENTS");
     let mut all_ok = true;
-    for sample in purchases.iter().chain(&refunds) {
+    for sample in purchases.iter().chain(&refunds).chain(&cancels) {
         let task = client.find(Some(sample.owner), &sample.order_id).await?;
         let got = task.as_ref().map(|t| (t.status, t.reason));
         let mut events: Vec<TaskStatusChanged> = seen.remove(&sample.order_id).unwrap_or_default();
@@ -195,6 +197,51 @@ async fn drive(stack: &LocalStack, state_dir: &std::path::Path) -> Result<bool> 
     }
     println!("\n{}", if all_ok { "demo passed: every order reached the status it should" } else { "demo FAILED" });
     Ok(all_ok)
+}
+
+/// heidi cancels a purchase while it waits for its charge (`DELETE /orders/{id}`: CANCELLED,
+/// nothing charged; if the charge wins the race the cancel is refused and she tries another, up
+/// to five), and alice tries to cancel her order that was charged (409 `OrderAlreadyCharged`, the
+/// order stays COMPLETED).
+async fn cancellations(
+    stack: &LocalStack,
+    state_dir: &std::path::Path,
+    client: &Client,
+    charged: &Sample,
+    feed: &StatusFeed,
+    seen: &mut HashMap<String, Vec<TaskStatusChanged>>,
+) -> Result<Vec<Sample>> {
+    let api = stack.info.output("ApiUrl")?.to_string();
+    let issuer = taskflow::auth::Issuer::load(&state_dir.join(taskflow::local::TOKEN_ISSUER_FILE))?;
+    let mut samples = Vec::new();
+    let heidi = issuer.token("heidi", 600)?;
+    for attempt in 1..=5 {
+        let id = new_order_id();
+        let order = purchase(&id, "heidi", &[("MUG-1", 1)], "tok_approve");
+        client.submit(&order).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while client.find(Some("heidi"), &id).await?.is_none() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (status, answer) = taskflow::operations::http(&api, "DELETE", &format!("/orders/{id}"), Some(&heidi)).await?;
+        println!("DELETE /orders/{id} as heidi → {status} {answer}");
+        let cancelled = status == 200;
+        // The last try must land: the demo shows a cancellation, or fails.
+        let expect = if cancelled || attempt == 5 { (TaskStatus::Cancelled, Some(Reason::CancelledByOwner)) } else { (TaskStatus::Completed, None) };
+        let what = if cancelled { "cancelled before its charge" } else { "cancel lost the race: charged" };
+        samples.push(Sample { order_id: id, owner: "heidi", what, expect, detail: json(&order) });
+        if cancelled || attempt == 5 {
+            break;
+        }
+    }
+    let alice = issuer.token(charged.owner, 600)?;
+    let (status, answer) = taskflow::operations::http(&api, "DELETE", &format!("/orders/{}", charged.order_id), Some(&alice)).await?;
+    println!("DELETE /orders/{} as alice (charged) → {status} {answer}", charged.order_id);
+    if status != 409 {
+        anyhow::bail!("a cancel of a charged order answered {status}, not 409 OrderAlreadyCharged");
+    }
+    follow(feed, &samples, seen).await?;
+    Ok(samples)
 }
 
 /// Prints status events until every sample of `phase` has a terminal one (or 90 s pass).

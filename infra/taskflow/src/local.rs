@@ -98,6 +98,9 @@ impl Options {
 /// The local stack's sender address when notices are emailed.
 pub const LOCAL_SENDER: &str = "notices@taskflow.example.com";
 
+/// The stack output naming the local host's control endpoint (see `schedules`).
+pub const CONTROL_URL_OUTPUT: &str = "LocalControlUrl";
+
 pub struct LocalStack {
     pub info: StackInfo,
     pub plan: DeployPlan,
@@ -194,6 +197,20 @@ impl LocalStack {
             info.outputs.insert("ApiUrl".into(), endpoints.api_url);
             info.outputs.insert("TokenIssuer".into(), endpoints.issuer_url);
             info.save(&options.state_dir.join("stack.json"))?;
+        }
+        // The template's schedules, and the control endpoint that runs one now.
+        if !plan.schedules.is_empty() {
+            match crate::schedules::start(&plan.schedules, &functions, REGION, watcher.clone()).await {
+                Ok(url) => {
+                    info.outputs.insert(CONTROL_URL_OUTPUT.into(), url);
+                    info.save(&options.state_dir.join("stack.json"))?;
+                }
+                Err(e) => {
+                    let _ = shutdown.send(true);
+                    emulator.stop().await;
+                    return Err(e);
+                }
+            }
         }
         for mapping in &plan.event_sources {
             let function = functions

@@ -166,6 +166,28 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Cancel an owner's purchase that has not been charged (publishes OrderCancelled), and show
+    /// what became of it.
+    Cancel {
+        order_id: String,
+        #[arg(long)]
+        owner: String,
+    },
+    /// Run the sweeper now (local stack) and print its report: stuck tasks finished, handed to
+    /// operators, or left alone.
+    Sweep {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Redrive a task's failed execution from its failed state (Step Functions RedriveExecution;
+    /// refused on the local stack, whose emulator lacks it).
+    Redrive {
+        order_id: String,
+        /// The order's owner (order ids are per owner); without it, ORDER_ID may also be a task
+        /// id, or an order id only one owner used.
+        #[arg(long)]
+        owner: Option<String>,
+    },
     /// Print TaskStatusChanged events as they arrive.
     Events {
         /// Keep following until Ctrl-C (otherwise stop after --wait seconds without events).
@@ -359,6 +381,9 @@ async fn main() {
         }
         Command::Attach { order_id, file, owner, token, content_type } => attach(&state_dir, &order_id, &file, owner.as_deref(), token, content_type.as_deref()).await,
         Command::Attachments { order_id, owner, token, get, out, json } => attachments(&state_dir, &order_id, owner.as_deref(), token, get.as_deref(), out, json).await,
+        Command::Cancel { order_id, owner } => cancel(&state_dir, &owner, &order_id).await,
+        Command::Sweep { json } => sweep(&state_dir, json).await,
+        Command::Redrive { order_id, owner } => redrive(&state_dir, owner.as_deref(), &order_id).await,
     };
     if let Err(e) = result {
         eprintln!("taskflow: {e:#}");
@@ -514,6 +539,57 @@ async fn submit(state_dir: &std::path::Path, order: SubmitOrder) -> Result<()> {
     };
     client.submit(&order).await?;
     println!("{}", order.order_id);
+    Ok(())
+}
+
+async fn cancel(state_dir: &std::path::Path, owner: &str, order_id: &str) -> Result<()> {
+    let stack = load_stack(state_dir).await?;
+    let client = Client::connect(&stack).await?;
+    let Some(task) = client.find(Some(owner), order_id).await? else { bail!("OrderNotFound: {owner} has no order {order_id}") };
+    taskflow::operations::request_cancel(&stack, owner, order_id).await?;
+    // The cancel is decided by intake; wait a little for it to show.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut now = task;
+    while now.status == taskflow_contracts::TaskStatus::Received && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        now = client.find(Some(owner), order_id).await?.unwrap_or(now);
+    }
+    match now.status {
+        taskflow_contracts::TaskStatus::Cancelled => println!("{order_id}: CANCELLED (nothing charged)"),
+        status => println!("{order_id}: {status} — a cancel is refused once the charge has begun (OrderAlreadyCharged); ask for a refund instead"),
+    }
+    Ok(())
+}
+
+async fn sweep(state_dir: &std::path::Path, json: bool) -> Result<()> {
+    let report = taskflow::operations::sweep_now(&load_stack(state_dir).await?).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "looked at {}, finished {}, handed to operators {}, left alone {}",
+        report["lookedAt"], report["finished"], report["handedToOperators"], report["leftAlone"]
+    );
+    for line in report["tasks"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<24} {:<8} {:<10} {:<18} {}",
+            line["orderId"].as_str().unwrap_or_default(),
+            line["owner"].as_str().unwrap_or_default(),
+            line["status"].as_str().unwrap_or_default(),
+            line["outcome"].as_str().unwrap_or_default(),
+            line["reason"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+async fn redrive(state_dir: &std::path::Path, owner: Option<&str>, order_id: &str) -> Result<()> {
+    let stack = load_stack(state_dir).await?;
+    let client = Client::connect(&stack).await?;
+    let Some(task) = client.find(owner, order_id).await? else { bail!("no task for order {order_id}") };
+    let taskflow::operations::Redriven::Redriven { execution_arn, redrive_date } = taskflow::operations::redrive(&stack, &task).await?;
+    println!("{order_id}: execution {execution_arn} redriven at {redrive_date}");
     Ok(())
 }
 
@@ -718,6 +794,9 @@ async fn status(state_dir: &std::path::Path, owner: Option<&str>, order_id: &str
     }
     if let Some(execution) = &task.execution_arn {
         println!("workflow {execution}");
+    }
+    if let Some(attention) = &task.attention {
+        println!("ATTENTION {attention}   (the sweeper could not finish it: an operator must)");
     }
     println!("history");
     for entry in &task.history {

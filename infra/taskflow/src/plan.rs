@@ -16,6 +16,20 @@ pub struct DeployPlan {
     /// The HTTP API's routes (the functions' `HttpApi` events), served by the local gateway.
     #[serde(default)]
     pub http_routes: Vec<HttpRouteSpec>,
+    /// The functions' `Schedule` events (rules with a rate and a function target), run by the host.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleSpec>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduleSpec {
+    /// Logical id of the rule.
+    pub rule: String,
+    /// Logical id of the function invoked.
+    pub function: String,
+    /// `rate(…)`.
+    pub expression: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

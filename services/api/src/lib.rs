@@ -20,6 +20,7 @@
 //!   `NoTaskLog` (with its status).
 //! - `GET /tasks`: the caller's tasks, newest first (with any REJECTED `ORDER_ID_CONFLICT`
 //!   record of a reuse the API could not see coming, such as two submissions at once).
+//! - `DELETE /orders/{orderId}`: the caller cancels a purchase not yet charged ([`cancel`]).
 //!
 //! The operators' routes (`GET /approvals`, `POST /approvals/{orderId}/approve|deny`, and
 //! `GET /tasks?status=…`) are in [`operators`], open only to the `operators` group.
@@ -27,6 +28,7 @@
 pub mod attachments;
 pub mod bus;
 pub mod operators;
+pub mod cancel;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

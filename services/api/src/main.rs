@@ -6,9 +6,9 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use taskflow_api::attachments::{AttachmentRoute, AttachmentsApi, S3Presigner};
 use taskflow_api::operators::{self, OperatorRoute, Operators};
-use taskflow_api::{bus::EventBridgeOrders, Api, Answer, Route};
+use taskflow_api::{bus::EventBridgeOrders, cancel::Cancels, Api, Answer, Route};
 use taskflow_shared::tasklog::S3TaskLogs;
-use taskflow_shared::{approvals::DynamoApprovalStore, callback::StepFunctionsCallback, clients, config, tasks::DynamoTaskStore, telemetry};
+use taskflow_shared::{approvals::DynamoApprovalStore, callback::StepFunctionsCallback, clients, config, executions::StepFunctionsExecutions, tasks::DynamoTaskStore, telemetry};
 use tracing::{info, Instrument};
 
 #[tokio::main]
@@ -31,8 +31,13 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         approvals: DynamoApprovalStore::new(&aws, config::required("APPROVAL_TABLE")?),
         callback: StepFunctionsCallback::new(&aws),
     });
+    let cancels = Arc::new(Cancels {
+        tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
+        executions: StepFunctionsExecutions::new(&aws),
+        purchase_workflow: config::required("PURCHASE_WORKFLOW_ARN")?,
+    });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let (api, attachments, operators, telemetry) = (api.clone(), attachments.clone(), operators.clone(), telemetry.clone());
+        let (api, attachments, operators, cancels, telemetry) = (api.clone(), attachments.clone(), operators.clone(), cancels.clone(), telemetry.clone());
         let invocation = telemetry::invocation(&event.context);
         async move {
             let request = event.payload;
@@ -53,6 +58,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                     (Some(route), _, _) => operators.handle(route, caller, &operators::groups(claims.get("cognito:groups")), &query, body.as_deref()).await,
                     (None, Some(route), _) => api.handle(route, caller, body.as_deref()).await,
                     (None, None, Some(route)) => attachments.handle(route, caller, body.as_deref()).await,
+                    (None, None, None) if route_key == taskflow_api::cancel::ROUTE => cancels.handle(caller, order_id.unwrap_or_default()).await,
                     (None, None, None) => Answer { status: 404, body: json!({"error": "NotFound", "message": format!("no route {route_key}")}) },
                 };
                 info!(route = route_key.as_str(), status = answer.status, "request answered");

@@ -16,9 +16,11 @@
 //!   REJECTED (`UNKNOWN_SKU`, `SKU_INACTIVE`). A catalogue that cannot be read leaves the order on
 //!   the queue to be retried, unjudged. The content fingerprint is of the order as submitted
 //!   (before pricing), so a redelivery after a price change is the same order, not a conflict.
+//! - An `OrderCancelled` event cancels a purchase not yet charged (see [`cancellation`]).
 //! - An event that is not an order at all (not JSON, another detail-type, no order id) has nothing
 //!   to record: it fails by name and stays on the queue until SQS moves it to the dead-letter queue.
 
+pub mod cancellation;
 pub mod pricing;
 pub mod size;
 pub mod validate;
@@ -56,6 +58,10 @@ pub enum IntakeError {
     Workflow(#[from] WorkflowError),
     #[error("CatalogueUnavailable: {0}")]
     Catalogue(#[from] CatalogueError),
+    /// A cancel that may succeed later: its order is not found yet, or a store or Step Functions
+    /// call failed (see `cancellation`).
+    #[error("CancelPending: {0}")]
+    CancelPending(String),
 }
 
 pub struct Intake<S, W, C> {

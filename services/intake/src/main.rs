@@ -6,7 +6,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use std::sync::Arc;
 use taskflow_intake::{workflows::StepFunctionsWorkflows, Intake, IntakeError};
 use taskflow_shared::driver::{Redelivery, RetryPolicy, SqsRedelivery};
-use taskflow_shared::{catalogue::DynamoCatalogue, clients, config, tasks::DynamoTaskStore, telemetry};
+use taskflow_shared::{catalogue::DynamoCatalogue, clients, config, executions::StepFunctionsExecutions, tasks::DynamoTaskStore, telemetry};
 use tracing::{error, info, Instrument};
 
 #[tokio::main]
@@ -18,10 +18,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         workflows: StepFunctionsWorkflows::new(&aws, config::required("PURCHASE_WORKFLOW_ARN")?, config::required("REFUND_WORKFLOW_ARN")?),
         catalogue: DynamoCatalogue::new(&aws, config::required("CATALOGUE_TABLE")?),
     });
+    // Cancellations (OrderCancelled) arrive on the same queue.
+    let executions = Arc::new(StepFunctionsExecutions::new(&aws));
+    let purchase_workflow: Arc<str> = config::required("PURCHASE_WORKFLOW_ARN")?.into();
     let redelivery = Arc::new(SqsRedelivery::new(&aws, config::required("INTAKE_QUEUE_URL")?));
     let policy = RetryPolicy::from_env()?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let (intake, redelivery, telemetry) = (intake.clone(), redelivery.clone(), telemetry.clone());
+        let (executions, purchase_workflow) = (executions.clone(), purchase_workflow.clone());
         let invocation = telemetry::invocation(&event.context);
         async move {
             let mut response = SqsBatchResponse::default();
@@ -35,9 +39,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                     span.record("order_id", order_id.as_str());
                 }
                 let failed = async {
-                    match intake.accept(body, chrono::Utc::now()).await {
-                        Ok(accepted) => {
-                            info!(outcome = ?accepted, "order event handled");
+                    let handled = if taskflow_intake::cancellation::is_cancel(body) {
+                        taskflow_intake::cancellation::handle(&intake.tasks, &*executions, &purchase_workflow, body, chrono::Utc::now())
+                            .await
+                            .map(|outcome| format!("{outcome:?}"))
+                    } else {
+                        intake.accept(body, chrono::Utc::now()).await.map(|accepted| format!("{accepted:?}"))
+                    };
+                    match handled {
+                        Ok(outcome) => {
+                            info!(outcome = outcome.as_str(), "order event handled");
                             false
                         }
                         Err(e) => {

@@ -113,13 +113,14 @@ pub fn history_len(image: &serde_dynamo::Item) -> Option<usize> {
 }
 
 /// Orders that ended, by how and by kind (metrics `OrdersCompleted`, `OrdersFailed`,
-/// `OrdersRejected`). A redelivered stream record counts again: the metric is for operators'
+/// `OrdersRejected`, `OrdersCancelled`). A redelivered stream record counts again: the metric is for operators'
 /// rates, the events (deduplicated by id) are the record.
 fn count_outcome(event: &TaskStatusChanged) {
     let name = match event.status {
         TaskStatus::Completed => "OrdersCompleted",
         TaskStatus::Failed => "OrdersFailed",
         TaskStatus::Rejected => "OrdersRejected",
+        TaskStatus::Cancelled => "OrdersCancelled",
         _ => return,
     };
     let kind = event.kind.map_or("unknown", |k| k.as_str());

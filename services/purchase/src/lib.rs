@@ -14,6 +14,9 @@
 //!    as `OutOfStock`: the state machine sends the order to the refund service, which refunds the
 //!    charge and ends the task FAILED.
 //! 6. Ledger entry completed; task COMPLETED with the charge id.
+//!
+//! A task its owner CANCELLED (only possible while RECEIVED: the cancel and step 2 are both
+//! conditional on RECEIVED, so one wins) is answered `OrderCancelled` and nothing is charged.
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -53,6 +56,8 @@ fn settled(task: &TaskRecord) -> Result<PurchaseResult, StepError> {
         }),
         (TaskStatus::Failed, Some(Reason::PaymentDeclined)) => Err(StepError::failed(errors::PAYMENT_DECLINED, detail)),
         (TaskStatus::Refunding | TaskStatus::Failed, Some(Reason::OutOfStock)) => Err(StepError::failed(errors::OUT_OF_STOCK, detail)),
+        // Its owner cancelled it before the charge (`cancel`): nothing is charged, nothing to undo.
+        (TaskStatus::Cancelled, _) => Err(StepError::failed(errors::ORDER_CANCELLED, detail)),
         (status, _) => Err(StepError::failed(errors::TASK_STATE_CONFLICT, format!("task is {status}"))),
     }
 }

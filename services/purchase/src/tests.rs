@@ -175,3 +175,19 @@ async fn what_is_charged_and_recorded_is_the_tasks_catalogue_priced_amount_not_t
 fn tid(order_id: &str) -> String {
     taskflow_contracts::keys::task_id("alice", order_id)
 }
+
+#[tokio::test]
+async fn a_purchase_its_owner_cancelled_is_never_charged() {
+    let o = order("o-cx", "tok_approve");
+    let p = purchase_of(&o, 10);
+    let id = taskflow_contracts::keys::task_id(&o.owner, &o.order_id);
+    let cancel = Change::to(TaskStatus::Cancelled, Utc::now()).because(Reason::CancelledByOwner, None);
+    assert!(matches!(p.tasks.transition(&id, &[TaskStatus::Received], &cancel).await.unwrap(), Transitioned::Applied(_)));
+    for _ in 0..2 {
+        let err = p.perform(&work(&o), FIRST).await.unwrap_err();
+        assert!(matches!(&err, StepError::Failed { error, .. } if error == errors::ORDER_CANCELLED), "{err:?}");
+    }
+    assert_eq!(p.payments.issued("/charge"), 0);
+    assert_eq!(p.inventory.available("BOOK-1"), 10);
+    assert_eq!(p.tasks.by_key(&id).unwrap().status, TaskStatus::Cancelled);
+}

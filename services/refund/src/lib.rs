@@ -255,6 +255,9 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
         let task = self.task(id).await?;
         let (reason, detail) = match (task.status, task.reason) {
             (TaskStatus::Failed, _) => return Ok(result_of(&task)),
+            // Cancelled before the charge (cancel and charge are both fenced on RECEIVED): nothing
+            // was charged or reserved, so there is nothing to give back.
+            (TaskStatus::Cancelled, _) => return Ok(result_of(&task)),
             (TaskStatus::Refunding, Some(reason)) => (reason, task.reason_detail.clone()),
             (TaskStatus::Received | TaskStatus::Charging, _) => {
                 let reason = errors::reason_for(failure.map(|f| f.error.as_str()));
@@ -329,6 +332,20 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
         let change = Change::to(TaskStatus::Failed, Utc::now()).because(reason, detail).with_refund(&refund_id, amount);
         let done = self.step(id, &[TaskStatus::Refunding], change).await?;
         Ok(result_of(&done))
+    }
+}
+
+impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L, I> {
+    /// Finishes a task left in flight, through the same idempotent path as a work message (the
+    /// sweeper's way in): a purchase is compensated (`failure` names why, for a task not yet
+    /// fenced; a REFUNDING task keeps its recorded reason), a refund order is refunded. Every
+    /// effect is keyed as the workflow's own, so whatever the workflow already did is not done
+    /// again, and a workflow step running at the same time is harmless.
+    pub async fn finish(&self, order: &OrderSubmitted, failure: Option<&StepFailure>) -> Result<RefundResult, StepError> {
+        match order.kind {
+            taskflow_contracts::OrderKind::Purchase => self.compensate(order, failure).await,
+            taskflow_contracts::OrderKind::Refund => self.refund_order(order).await,
+        }
     }
 }
 

@@ -359,3 +359,23 @@ async fn a_refund_above_the_threshold_waits_for_an_approval_recorded_on_its_task
 fn tid_of(owner: &str, order_id: &str) -> String {
     keys::task_id(owner, order_id).as_str().to_string()
 }
+
+#[tokio::test]
+async fn a_late_compensation_of_a_cancelled_purchase_has_nothing_to_undo() {
+    let purchase = OrderSubmitted {
+        kind: OrderKind::Purchase,
+        items: vec![OrderItem { sku: "BOOK-1".into(), quantity: 2, unit_price: Some(5_000) }],
+        payment_token: Some(PaymentToken::new("tok_approve")),
+        refund_of: None,
+        amount: None,
+        ..refund_order("p-cx", "alice", "", None)
+    };
+    let mut task = received(&purchase);
+    Change::to(TaskStatus::Cancelled, Utc::now()).because(Reason::CancelledByOwner, None).apply(&mut task);
+    let s = Refunds { tasks: InMemoryTaskStore::with([task]), ..subject(&[], vec![]) };
+    let result = s.perform(&compensation(&purchase, taskflow_contracts::errors::ORDER_CANCELLED), FIRST).await.unwrap();
+    assert_eq!(result.amount, 0);
+    assert_eq!(s.payments.issued("/compensation"), 0);
+    assert_eq!(s.inventory.available("BOOK-1"), 10);
+    assert_eq!(s.tasks.snapshot("p-cx").unwrap().status, TaskStatus::Cancelled, "stays CANCELLED");
+}

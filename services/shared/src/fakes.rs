@@ -81,6 +81,7 @@ impl TaskStore for InMemoryTaskStore {
             Note::Receipt(_) => {}
             Note::Approval(approval) if task.status == TaskStatus::AwaitingApproval && task.approval.is_none() => task.approval = Some(approval.clone()),
             Note::Approval(_) => {}
+            Note::Attention(text) => task.attention = Some(text.clone()),
         }
         Ok(())
     }

@@ -13,15 +13,19 @@
 //!   and logs, EMF metrics.
 //! - [`tasklog`]: a closed task's audit log (JSON Lines in S3, written once) and its port.
 //! - [`approvals`]: pending refund approvals and their task tokens (the approval path only).
+//! - [`cancel`]: an owner's cancellation of a purchase not yet charged; [`executions`]: the
+//!   [`executions::Executions`] port (stop an execution, read its state).
 //! - [`fakes`]: in-memory ports for unit tests.
 
 pub mod approvals;
 pub mod callback;
+pub mod cancel;
 pub mod catalogue;
 pub mod clients;
 pub mod config;
 pub mod driver;
 pub mod dynamo;
+pub mod executions;
 pub mod fakes;
 pub mod idempotency;
 pub mod inventory;

@@ -111,17 +111,21 @@ pub fn sandbox_outcome(token: &PaymentToken, attempt: u32) -> Result<(), Payment
 ///
 /// Like a provider's sandbox it can simulate a bad day, off by default: `SANDBOX_FAULT_RATE`
 /// (0–1) of requests fail transiently before doing anything, and every request takes at least
-/// `SANDBOX_LATENCY_MS`.
+/// `SANDBOX_LATENCY_MS`. And an outage that starts and ends on demand (local stacks only):
+/// while the file named by `SANDBOX_OUTAGE_FILE` exists, the operations it lists
+/// (whitespace-separated among `charge`, `refund`, `find_charge`; an empty file: all) fail as
+/// unavailable — "the provider is down, then back".
 pub struct SandboxPayments {
     client: aws_sdk_dynamodb::Client,
     table: String,
     fault_rate: f64,
     latency: std::time::Duration,
+    outage_file: Option<std::path::PathBuf>,
 }
 
 impl SandboxPayments {
     pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
-        Self { client: aws_sdk_dynamodb::Client::new(config), table: table.into(), fault_rate: 0.0, latency: std::time::Duration::ZERO }
+        Self { client: aws_sdk_dynamodb::Client::new(config), table: table.into(), fault_rate: 0.0, latency: std::time::Duration::ZERO, outage_file: None }
     }
 
     /// With the simulated faults read from the environment.
@@ -129,11 +133,20 @@ impl SandboxPayments {
         Ok(Self {
             fault_rate: crate::config::number_or("SANDBOX_FAULT_RATE", 0.0)?,
             latency: std::time::Duration::from_millis(crate::config::number_or("SANDBOX_LATENCY_MS", 0)?),
+            outage_file: std::env::var_os("SANDBOX_OUTAGE_FILE").filter(|v| !v.is_empty()).map(Into::into),
             ..Self::new(config, table)
         })
     }
 
-    async fn bad_day(&self) -> Result<(), PaymentError> {
+    async fn bad_day(&self, operation: &str) -> Result<(), PaymentError> {
+        if let Some(file) = &self.outage_file {
+            if let Ok(text) = std::fs::read_to_string(file) {
+                let mut listed = text.split_whitespace().peekable();
+                if listed.peek().is_none() || listed.any(|op| op == operation) {
+                    return Err(PaymentError::Unavailable(format!("sandbox: provider down for {operation} (SANDBOX_OUTAGE_FILE)")));
+                }
+            }
+        }
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
@@ -193,7 +206,7 @@ impl SandboxPayments {
 #[async_trait]
 impl PaymentProvider for SandboxPayments {
     async fn charge(&self, request: &ChargeRequest) -> Result<Charge, PaymentError> {
-        self.bad_day().await?;
+        self.bad_day("charge").await?;
         let key = &request.idempotency_key;
         let (requests, issued) = self.request(key, "charge", &request.order_id, request.amount, &request.currency).await?;
         if let Some(charge_id) = issued {
@@ -205,7 +218,7 @@ impl PaymentProvider for SandboxPayments {
     }
 
     async fn refund(&self, request: &RefundRequest) -> Result<Refund, PaymentError> {
-        self.bad_day().await?;
+        self.bad_day("refund").await?;
         let key = &request.idempotency_key;
         let (_, issued) = self.request(key, "refund", &request.order_id, request.amount, &request.currency).await?;
         if let Some(refund_id) = issued {
@@ -216,7 +229,7 @@ impl PaymentProvider for SandboxPayments {
     }
 
     async fn find_charge(&self, idempotency_key: &str) -> Result<Option<Charge>, PaymentError> {
-        self.bad_day().await?;
+        self.bad_day("find_charge").await?;
         let item = crate::dynamo::get(&self.client, &self.table, "idempotencyKey", idempotency_key)
             .await
             .map_err(unavailable)?

@@ -89,6 +89,31 @@ pub struct TaskRecord {
     pub approval: Option<ApprovalDecision>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When the task went in flight (its creation), present only while its status is not
+    /// terminal: the sort key of the sparse index `inflight` the sweeper reads (a terminal change
+    /// removes it, so the index holds only tasks in flight and is never scanned). Absent on
+    /// records written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inflight_since: Option<DateTime<Utc>>,
+    /// The `inflight` index's partition key, present exactly when `inflight_since` is: one of
+    /// [`INFLIGHT_SHARDS`] values from the task id, so in-flight writes spread over several index
+    /// partitions instead of one hot key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inflight_shard: Option<String>,
+    /// Set by the sweeper when it could not finish a stuck task: when, and why an operator must.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<String>,
+}
+
+/// The sparse index of tasks in flight (partition `inflightShard`, sort `inflightSince`).
+pub const INFLIGHT_INDEX: &str = "inflight";
+/// How many partitions the in-flight index spreads over: a sweep queries each.
+pub const INFLIGHT_SHARDS: u32 = 4;
+
+/// The in-flight index partition of a task id (`"0"`..`"3"`).
+pub fn inflight_shard(task_id: &str) -> String {
+    let sum = task_id.bytes().fold(0u32, |acc, b| acc.wrapping_mul(31).wrapping_add(u32::from(b)));
+    (sum % INFLIGHT_SHARDS).to_string()
 }
 
 impl TaskRecord {
@@ -102,8 +127,13 @@ impl TaskRecord {
     /// `status`.
     pub fn new(order_id: impl Into<String>, owner: impl Into<String>, status: TaskStatus, reason: Option<Reason>, at: DateTime<Utc>) -> Self {
         let (order_id, owner) = (order_id.into(), owner.into());
+        let task_id = taskflow_contracts::keys::task_id(&owner, &order_id);
+        let inflight = !status.is_terminal();
         TaskRecord {
-            task_id: taskflow_contracts::keys::task_id(&owner, &order_id),
+            inflight_since: inflight.then_some(at),
+            inflight_shard: inflight.then(|| inflight_shard(&task_id)),
+            attention: None,
+            task_id,
             order_id,
             owner,
             kind: None,
@@ -203,6 +233,10 @@ impl Change {
         if let Some(approval) = &self.approval {
             record.approval = Some(approval.clone());
         }
+        if self.to.is_terminal() {
+            record.inflight_since = None;
+            record.inflight_shard = None;
+        }
     }
 }
 
@@ -215,6 +249,9 @@ pub enum Note {
     /// An operator approved the refund (recorded only while the task is AWAITING_APPROVAL and
     /// has no decision yet).
     Approval(ApprovalDecision),
+    /// Why an operator must look at the task (the sweeper could not finish it); replaces any
+    /// earlier one.
+    Attention(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -439,8 +476,10 @@ impl TaskStore for DynamoTaskStore {
             request = request.expression_attribute_values(&name, to_attribute(status));
             allowed.push(name);
         }
+        // Leaving flight leaves the sparse in-flight index.
+        let removes = if change.to.is_terminal() { " REMOVE inflightSince, inflightShard" } else { "" };
         let result = request
-            .update_expression(format!("SET {}", sets.join(", ")))
+            .update_expression(format!("SET {}{removes}", sets.join(", ")))
             .condition_expression(format!("attribute_exists(taskId) AND #status IN ({}) AND size(history) < :maxHistory", allowed.join(", ")))
             .send()
             .await;
@@ -481,6 +520,10 @@ impl TaskStore for DynamoTaskStore {
                 .expression_attribute_names("#status", "status")
                 .expression_attribute_values(":awaiting", to_attribute(&TaskStatus::AwaitingApproval))
                 .expression_attribute_values(":approval", to_attribute(approval)),
+            Note::Attention(text) => request
+                .update_expression("SET attention = :text")
+                .condition_expression("attribute_exists(taskId)")
+                .expression_attribute_values(":text", AttributeValue::S(bounded_detail(text))),
         };
         match request.send().await {
             Ok(_) => Ok(()),

@@ -1,0 +1,72 @@
+//! Workflow executions as operators' tools see them: stop one (a cancellation), read its state
+//! (the sweeper). The port, and its Step Functions adapter.
+
+use async_trait::async_trait;
+use aws_sdk_sfn::error::ProvideErrorMetadata;
+use thiserror::Error;
+
+/// Where an execution is (`DescribeExecution`'s `status`, named as Step Functions names it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutionState {
+    Running,
+    /// SUCCEEDED, FAILED, TIMED_OUT, ABORTED or any other ended status: nothing runs it any more.
+    Ended,
+    /// No execution of this ARN exists (never started, or out of Step Functions' 90-day retention).
+    Missing,
+}
+
+#[derive(Debug, Error)]
+#[error("ExecutionsUnavailable: {0}")]
+pub struct ExecutionError(pub String);
+
+#[async_trait]
+pub trait Executions: Send + Sync {
+    /// Stops a running execution (`StopExecution`, error `error`, `cause` at most 32768
+    /// characters). An execution that has ended or does not exist is not an error: stopping is
+    /// idempotent.
+    async fn stop(&self, execution_arn: &str, error: &str, cause: &str) -> Result<(), ExecutionError>;
+    /// Where the execution is.
+    async fn state(&self, execution_arn: &str) -> Result<ExecutionState, ExecutionError>;
+}
+
+/// arn:…:stateMachine:M → arn:…:execution:M:NAME (the ARN Step Functions gives the execution
+/// named NAME of state machine M).
+pub fn execution_arn(state_machine_arn: &str, name: &str) -> String {
+    format!("{}:{name}", state_machine_arn.replacen(":stateMachine:", ":execution:", 1))
+}
+
+pub struct StepFunctionsExecutions {
+    client: aws_sdk_sfn::Client,
+}
+
+impl StepFunctionsExecutions {
+    pub fn new(config: &aws_config::SdkConfig) -> Self {
+        Self { client: aws_sdk_sfn::Client::new(config) }
+    }
+}
+
+fn unavailable<E: std::error::Error + 'static>(err: aws_sdk_sfn::error::SdkError<E>) -> ExecutionError {
+    ExecutionError(aws_sdk_sfn::error::DisplayErrorContext(&err).to_string())
+}
+
+#[async_trait]
+impl Executions for StepFunctionsExecutions {
+    async fn stop(&self, execution_arn: &str, error: &str, cause: &str) -> Result<(), ExecutionError> {
+        match self.client.stop_execution().execution_arn(execution_arn).error(error).cause(cause).send().await {
+            Ok(_) => Ok(()),
+            Err(err) if err.as_service_error().and_then(|e| e.code()) == Some("ExecutionDoesNotExist") => Ok(()),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+
+    async fn state(&self, execution_arn: &str) -> Result<ExecutionState, ExecutionError> {
+        match self.client.describe_execution().execution_arn(execution_arn).send().await {
+            Ok(out) => Ok(match out.status {
+                aws_sdk_sfn::types::ExecutionStatus::Running => ExecutionState::Running,
+                _ => ExecutionState::Ended,
+            }),
+            Err(err) if err.as_service_error().and_then(|e| e.code()) == Some("ExecutionDoesNotExist") => Ok(ExecutionState::Missing),
+            Err(err) => Err(unavailable(err)),
+        }
+    }
+}
