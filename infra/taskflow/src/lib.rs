@@ -17,3 +17,4 @@ pub mod sources;
 pub mod stack;
 pub mod trace;
 pub mod xray;
+pub mod otlp;

@@ -123,6 +123,16 @@ impl LocalStack {
             }
         };
         extra_env.insert("AWS_XRAY_DAEMON_ADDRESS".into(), daemon.address.to_string());
+        // And the X-Ray OTLP endpoint (the default exporter: TRACE_EXPORTER=otlp), on loopback;
+        // an endpoint given in the options (a test's black hole) is kept.
+        let otlp = match crate::otlp::OtlpEndpoint::start(&aws, &emulator.endpoint, watcher.clone()).await {
+            Ok(otlp) => otlp,
+            Err(e) => {
+                emulator.stop().await;
+                return Err(e);
+            }
+        };
+        extra_env.entry("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT".into()).or_insert_with(|| otlp.url());
         let faults = &options.faults;
         if faults.payment_fault_rate > 0.0 {
             extra_env.insert("SANDBOX_FAULT_RATE".into(), faults.payment_fault_rate.to_string());

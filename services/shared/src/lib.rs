@@ -24,6 +24,7 @@ pub mod idempotency;
 pub mod inventory;
 pub mod ledger;
 pub mod metrics;
+pub mod otlp;
 pub mod payments;
 pub mod tasks;
 pub mod telemetry;
