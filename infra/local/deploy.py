@@ -41,6 +41,11 @@ MONITORING_TYPES = {"AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard"}
 # The HTTP API and its user pool: the local host plays API Gateway (its JWT authorizer with a key
 # of its own, served as a JWKS), and the emulator implements neither in CloudFormation.
 GATEWAY_PREFIXES = ("AWS::ApiGatewayV2::", "AWS::Cognito::")
+# CloudWatch Transaction Search (the `aws/spans` log group behind the X-Ray OTLP endpoint) is one
+# setting per account that the emulator does not implement: the local OTLP endpoint
+# (infra/taskflow/src/otlp.rs) stores spans in the emulator's X-Ray instead. Checked by cfn-lint,
+# not deployed. (The logs resource policy that goes with it is deployed: moto keeps it.)
+TRACING_TYPES = {"AWS::XRay::TransactionSearchConfig"}
 PLACEHOLDER_CODE = "s3://taskflow-local-placeholder/bootstrap.zip"
 
 
@@ -281,7 +286,7 @@ def plan_local(cfn, binaries, definitions):
                 "substitutions": {k: resolver.want(v) for k, v in spec["substitutions"].items()},
             })
             identities.append(plan_identity(resolver, resources, logical_id, props["RoleArn"], machines[-1]["name"], "stateMachine"))
-    for logical_id in [k for k, r in resources.items() if r["Type"] in LAMBDA_TYPES | MONITORING_TYPES or r["Type"].startswith(GATEWAY_PREFIXES)]:
+    for logical_id in [k for k, r in resources.items() if r["Type"] in LAMBDA_TYPES | MONITORING_TYPES | TRACING_TYPES or r["Type"].startswith(GATEWAY_PREFIXES)]:
         del resources[logical_id]
     known = set(resources) | set(cfn.get("Parameters", {}))
     for name in [k for k, o in cfn.get("Outputs", {}).items() if refers_to_missing(o, known)]:

@@ -158,9 +158,11 @@ impl<E: SpanExporter + 'static> FlushAtEnd<E> {
         // The export thread enforces the bound; this wait is the guard that the caller never
         // waits longer even if that thread is starved.
         let flushed = answered.recv_timeout(bound.saturating_sub(started.elapsed())).unwrap_or(Flushed::TimedOut(count));
+        // `took_ms`: how long this flush held the invocation (at most the bound, plus scheduling).
+        let took_ms = started.elapsed().as_millis() as u64;
         match &flushed {
-            Flushed::Failed(n, e) => warn(&format!("{n} spans not exported: {e}")),
-            Flushed::TimedOut(n) => warn(&format!("{n} spans not exported: the endpoint did not answer within {} ms", bound.as_millis())),
+            Flushed::Failed(n, e) => warn_took(&format!("{n} spans not exported: {e}"), took_ms),
+            Flushed::TimedOut(n) => warn_took(&format!("{n} spans not exported: the endpoint did not answer within {} ms", bound.as_millis()), took_ms),
             _ => {}
         }
         flushed
@@ -171,6 +173,11 @@ fn warn(message: &str) {
     // Straight to stderr (Lambda sends it to the function's log group), not through `tracing`:
     // a log line about exporting must not become a span to export.
     eprintln!("{}", serde_json::json!({"level": "WARN", "target": "taskflow::otlp", "message": message}));
+}
+
+fn warn_took(message: &str, took_ms: u64) {
+    let bound_ms = std::env::var("TRACE_FLUSH_TIMEOUT_MS").ok();
+    eprintln!("{}", serde_json::json!({"level": "WARN", "target": "taskflow::otlp", "message": message, "flush_ms": took_ms, "bound_ms": bound_ms}));
 }
 
 impl<E: SpanExporter + 'static> SpanProcessor for FlushAtEnd<E> {

@@ -109,14 +109,10 @@ fn daemon_exporter(mut provider: opentelemetry_sdk::trace::TracerProviderBuilder
     // Without a daemon, spans still get ids (log lines and the task record carry them) but go
     // nowhere: a unit test or a tool must not need one.
     if let Some(daemon) = std::env::var("AWS_XRAY_DAEMON_ADDRESS").ok().and_then(|a| daemon_address(&a)) {
-        match Daemon::connect(daemon) {
+        match daemon_span_exporter(daemon) {
             // Each span is sent as it ends (one UDP datagram): nothing is left in a buffer when
             // Lambda freezes the process between invocations.
-            Ok(daemon) => {
-                // `order_id` as an annotation: X-Ray can then find an order's traces by filter.
-                let translator = SegmentTranslator::new().with_indexed_attr("order_id".to_string());
-                provider = provider.with_simple_exporter(XrayExporter::new(daemon).with_translator(translator));
-            }
+            Ok(exporter) => provider = provider.with_simple_exporter(exporter),
             Err(e) => eprintln!("{{\"level\":\"WARN\",\"message\":\"no X-Ray daemon socket: {e}\"}}"),
         }
     }
@@ -141,6 +137,13 @@ fn init_layers(function: &'static str, tracer: opentelemetry_sdk::trace::SdkTrac
         .with_target("aws_sdk_eventbridge", LevelFilter::DEBUG);
     let traces = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(spans);
     let _ = tracing_subscriber::registry().with(SpanFields).with(logs).with(traces).try_init();
+}
+
+/// The daemon path's exporter: segment documents over UDP to `daemon`, `order_id` as an
+/// annotation (X-Ray can then find an order's traces by filter). Public for the benchmark.
+pub fn daemon_span_exporter(daemon: SocketAddr) -> std::io::Result<impl opentelemetry_sdk::trace::SpanExporter> {
+    let translator = SegmentTranslator::new().with_indexed_attr("order_id".to_string());
+    Ok(XrayExporter::new(Daemon::connect(daemon)?).with_translator(translator))
 }
 
 /// `AWS_XRAY_DAEMON_ADDRESS` is `host:port`, or `tcp:host:port udp:host:port`.
