@@ -245,7 +245,7 @@ mod tests {
     use opentelemetry_proto::tonic::resource::v1::Resource as ProtoResource;
 
     fn text(key: &str, value: &str) -> ProtoKeyValue {
-        ProtoKeyValue { key: key.into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }) }
+        ProtoKeyValue { key: key.into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }), ..Default::default() }
     }
 
     fn span(id: u8, parent: Option<u8>, kind: proto::span::SpanKind, name: &str, attributes: Vec<ProtoKeyValue>) -> proto::Span {
