@@ -11,7 +11,9 @@
 //!   flush waits for it, up to the bound); the daemon's UDP send does not wait for anything.
 
 use anyhow::Result;
-use opentelemetry::trace::{Span as _, SpanKind, TraceContextExt as _, Tracer as _, TracerProvider as _};
+use opentelemetry::trace::{
+    Span as _, SpanKind, TraceContextExt as _, Tracer as _, TracerProvider as _,
+};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::time::{Duration, Instant};
@@ -32,16 +34,29 @@ pub struct Figures {
 fn process_cpu() -> Duration {
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
-    let t = |tv: libc::timeval| Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64);
+    let t = |tv: libc::timeval| {
+        Duration::from_secs(tv.tv_sec as u64) + Duration::from_micros(tv.tv_usec as u64)
+    };
     t(usage.ru_utime) + t(usage.ru_stime)
 }
 
 /// One invocation's spans, ended, then the provider flushed (as `Telemetry::flush` does).
 fn invocation(provider: &SdkTracerProvider) {
     let tracer = provider.tracer("bench");
-    let work = tracer.span_builder("purchase").with_kind(SpanKind::Server).with_attributes([KeyValue::new("order_id", "bench-order")]).start(&tracer);
+    let work = tracer
+        .span_builder("purchase")
+        .with_kind(SpanKind::Server)
+        .with_attributes([KeyValue::new("order_id", "bench-order")])
+        .start(&tracer);
     let cx = Context::current_with_span(work);
-    for (service, method) in [("DynamoDB", "GetItem"), ("DynamoDB", "TransactWriteItems"), ("S3", "PutObject"), ("DynamoDB", "UpdateItem"), ("SFN", "SendTaskSuccess"), ("SQS", "DeleteMessage")] {
+    for (service, method) in [
+        ("DynamoDB", "GetItem"),
+        ("DynamoDB", "TransactWriteItems"),
+        ("S3", "PutObject"),
+        ("DynamoDB", "UpdateItem"),
+        ("SFN", "SendTaskSuccess"),
+        ("SQS", "DeleteMessage"),
+    ] {
         let mut call = tracer
             .span_builder(format!("{service}.{method}"))
             .with_kind(SpanKind::Client)
@@ -83,9 +98,20 @@ fn answering_endpoint() -> Result<String> {
     listener.set_nonblocking(true)?;
     let url = format!("http://{}/v1/traces", listener.local_addr()?);
     std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
         runtime.block_on(async move {
-            let app = axum::Router::new().route("/v1/traces", axum::routing::post(|| async { ([("content-type", "application/x-protobuf")], Vec::<u8>::new()) }));
+            let app = axum::Router::new().route(
+                "/v1/traces",
+                axum::routing::post(|| async {
+                    (
+                        [("content-type", "application/x-protobuf")],
+                        Vec::<u8>::new(),
+                    )
+                }),
+            );
             let listener = tokio::net::TcpListener::from_std(listener).expect("a listener");
             let _ = axum::serve(listener, app).await;
         });
@@ -98,23 +124,39 @@ pub fn per_invocation(n: usize) -> Result<Figures> {
     let (none_wall, none_cpu) = measure(&none, n);
 
     // SAFETY of the environment: set before any other thread of this bench reads it.
-    let config = taskflow_shared::otlp::OtlpConfig { endpoint: answering_endpoint()?, region: "us-east-1".into(), flush_bound: Duration::from_millis(500) };
+    let config = taskflow_shared::otlp::OtlpConfig {
+        endpoint: answering_endpoint()?,
+        region: "us-east-1".into(),
+        flush_bound: Duration::from_millis(500),
+    };
     unsafe {
         std::env::set_var("AWS_ACCESS_KEY_ID", "bench");
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "bench");
     }
     let processor = taskflow_shared::otlp::processor(&config).map_err(anyhow::Error::msg)?;
-    let otlp = SdkTracerProvider::builder().with_span_processor(processor).build();
+    let otlp = SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .build();
     let (otlp_wall, otlp_cpu) = measure(&otlp, n);
 
     let socket = std::net::UdpSocket::bind("127.0.0.1:0")?; // the "daemon": kept, never read
-    let daemon = SdkTracerProvider::builder().with_simple_exporter(taskflow_shared::telemetry::daemon_span_exporter(socket.local_addr()?)?).build();
+    let daemon = SdkTracerProvider::builder()
+        .with_simple_exporter(taskflow_shared::telemetry::daemon_span_exporter(
+            socket.local_addr()?,
+        )?)
+        .build();
     let (daemon_wall, daemon_cpu) = measure(&daemon, n);
     drop(socket);
 
     Ok(Figures {
-        otlp: ExportCost { wall_us: otlp_wall - none_wall, cpu_us: otlp_cpu - none_cpu },
-        daemon: ExportCost { wall_us: daemon_wall - none_wall, cpu_us: daemon_cpu - none_cpu },
+        otlp: ExportCost {
+            wall_us: otlp_wall - none_wall,
+            cpu_us: otlp_cpu - none_cpu,
+        },
+        daemon: ExportCost {
+            wall_us: daemon_wall - none_wall,
+            cpu_us: daemon_cpu - none_cpu,
+        },
         invocations: n,
     })
 }

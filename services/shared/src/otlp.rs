@@ -33,16 +33,16 @@
 //! handler's runtime with a single worker (one vCPU) never waits on itself.
 
 use async_trait::async_trait;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use opentelemetry::Context;
 use opentelemetry_http::{HttpClient, HttpError};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter, SpanProcessor};
-use opentelemetry_sdk::Resource;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -70,7 +70,10 @@ pub struct OtlpConfig {
 impl OtlpConfig {
     /// `None` without a region (a unit test, a tool): spans then go nowhere.
     pub fn from_env() -> Option<OtlpConfig> {
-        let region = std::env::var("AWS_REGION").or_else(|_| std::env::var("AWS_DEFAULT_REGION")).ok().filter(|r| !r.is_empty())?;
+        let region = std::env::var("AWS_REGION")
+            .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+            .ok()
+            .filter(|r| !r.is_empty())?;
         let endpoint = std::env::var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             .ok()
             .filter(|e| !e.is_empty())
@@ -80,7 +83,11 @@ impl OtlpConfig {
             .and_then(|ms| ms.trim().parse::<u64>().ok())
             .map(Duration::from_millis)
             .unwrap_or(DEFAULT_FLUSH_BOUND);
-        Some(OtlpConfig { endpoint, region, flush_bound })
+        Some(OtlpConfig {
+            endpoint,
+            region,
+            flush_bound,
+        })
     }
 }
 
@@ -93,12 +100,16 @@ pub struct ExportThread {
 
 impl ExportThread {
     pub fn start() -> std::io::Result<ExportThread> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         let handle = runtime.handle().clone();
-        std::thread::Builder::new().name("otlp-export".into()).spawn(move || {
-            // Drives the spawned exports for the life of the process.
-            runtime.block_on(std::future::pending::<()>());
-        })?;
+        std::thread::Builder::new()
+            .name("otlp-export".into())
+            .spawn(move || {
+                // Drives the spawned exports for the life of the process.
+                runtime.block_on(std::future::pending::<()>());
+            })?;
         Ok(ExportThread { handle })
     }
 }
@@ -129,7 +140,13 @@ pub enum Flushed {
 
 impl<E: SpanExporter + 'static> FlushAtEnd<E> {
     pub fn new(exporter: E, thread: ExportThread, bound: Duration) -> Self {
-        FlushAtEnd { buffer: Mutex::new(Vec::new()), dropped: AtomicUsize::new(0), exporter: Arc::new(tokio::sync::Mutex::new(exporter)), thread, bound }
+        FlushAtEnd {
+            buffer: Mutex::new(Vec::new()),
+            dropped: AtomicUsize::new(0),
+            exporter: Arc::new(tokio::sync::Mutex::new(exporter)),
+            thread,
+            bound,
+        }
     }
 
     /// Exports what is buffered and returns within `bound` (plus the time to hand the batch to
@@ -138,7 +155,9 @@ impl<E: SpanExporter + 'static> FlushAtEnd<E> {
         let batch = std::mem::take(&mut *self.buffer.lock().unwrap_or_else(|e| e.into_inner()));
         let dropped = self.dropped.swap(0, Ordering::Relaxed);
         if dropped > 0 {
-            warn(&format!("{dropped} spans dropped: more than {MAX_BUFFERED_SPANS} ended between two flushes"));
+            warn(&format!(
+                "{dropped} spans dropped: more than {MAX_BUFFERED_SPANS} ended between two flushes"
+            ));
         }
         if batch.is_empty() {
             return Flushed::Nothing;
@@ -148,7 +167,12 @@ impl<E: SpanExporter + 'static> FlushAtEnd<E> {
         let (answer, answered) = std::sync::mpsc::sync_channel(1);
         let (exporter, bound) = (self.exporter.clone(), self.bound);
         self.thread.handle.spawn(async move {
-            let outcome = tokio::time::timeout(bound, async move { exporter.lock().await.export(batch).await }).await;
+            let outcome =
+                tokio::time::timeout(
+                    bound,
+                    async move { exporter.lock().await.export(batch).await },
+                )
+                .await;
             let _ = answer.send(match outcome {
                 Ok(Ok(())) => Flushed::Exported(count),
                 Ok(Err(e)) => Flushed::Failed(count, e.to_string()),
@@ -157,12 +181,20 @@ impl<E: SpanExporter + 'static> FlushAtEnd<E> {
         });
         // The export thread enforces the bound; this wait is the guard that the caller never
         // waits longer even if that thread is starved.
-        let flushed = answered.recv_timeout(bound.saturating_sub(started.elapsed())).unwrap_or(Flushed::TimedOut(count));
+        let flushed = answered
+            .recv_timeout(bound.saturating_sub(started.elapsed()))
+            .unwrap_or(Flushed::TimedOut(count));
         // `took_ms`: how long this flush held the invocation (at most the bound, plus scheduling).
         let took_ms = started.elapsed().as_millis() as u64;
         match &flushed {
             Flushed::Failed(n, e) => warn_took(&format!("{n} spans not exported: {e}"), took_ms),
-            Flushed::TimedOut(n) => warn_took(&format!("{n} spans not exported: the endpoint did not answer within {} ms", bound.as_millis()), took_ms),
+            Flushed::TimedOut(n) => warn_took(
+                &format!(
+                    "{n} spans not exported: the endpoint did not answer within {} ms",
+                    bound.as_millis()
+                ),
+                took_ms,
+            ),
             _ => {}
         }
         flushed
@@ -172,12 +204,18 @@ impl<E: SpanExporter + 'static> FlushAtEnd<E> {
 fn warn(message: &str) {
     // Straight to stderr (Lambda sends it to the function's log group), not through `tracing`:
     // a log line about exporting must not become a span to export.
-    eprintln!("{}", serde_json::json!({"level": "WARN", "target": "taskflow::otlp", "message": message}));
+    eprintln!(
+        "{}",
+        serde_json::json!({"level": "WARN", "target": "taskflow::otlp", "message": message})
+    );
 }
 
 fn warn_took(message: &str, took_ms: u64) {
     let bound_ms = std::env::var("TRACE_FLUSH_TIMEOUT_MS").ok();
-    eprintln!("{}", serde_json::json!({"level": "WARN", "target": "taskflow::otlp", "message": message, "flush_ms": took_ms, "bound_ms": bound_ms}));
+    eprintln!(
+        "{}",
+        serde_json::json!({"level": "WARN", "target": "taskflow::otlp", "message": message, "flush_ms": took_ms, "bound_ms": bound_ms})
+    );
 }
 
 impl<E: SpanExporter + 'static> SpanProcessor for FlushAtEnd<E> {
@@ -218,22 +256,35 @@ impl<E: SpanExporter + 'static> SpanProcessor for FlushAtEnd<E> {
 /// The functions' exporter: `opentelemetry-otlp` over HTTP/protobuf to `config.endpoint`,
 /// through [`SigV4Client`], with no retries (a retry would sleep past the bound; the next
 /// invocation's spans are the next attempt).
-pub fn exporter(config: &OtlpConfig, credentials: Option<SharedCredentialsProvider>) -> Result<opentelemetry_otlp::SpanExporter, String> {
+pub fn exporter(
+    config: &OtlpConfig,
+    credentials: Option<SharedCredentialsProvider>,
+) -> Result<opentelemetry_otlp::SpanExporter, String> {
     opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
         .with_endpoint(config.endpoint.clone())
         .with_timeout(config.flush_bound)
         .with_retry_policy(opentelemetry_otlp::RetryPolicy::disabled())
-        .with_http_client(SigV4Client::new(config.region.clone(), credentials, config.flush_bound))
+        .with_http_client(SigV4Client::new(
+            config.region.clone(),
+            credentials,
+            config.flush_bound,
+        ))
         .build()
         .map_err(|e| e.to_string())
 }
 
 /// The processor the functions use: [`exporter`] behind [`FlushAtEnd`].
-pub fn processor(config: &OtlpConfig) -> Result<FlushAtEnd<opentelemetry_otlp::SpanExporter>, String> {
+pub fn processor(
+    config: &OtlpConfig,
+) -> Result<FlushAtEnd<opentelemetry_otlp::SpanExporter>, String> {
     let thread = ExportThread::start().map_err(|e| format!("starting the export thread: {e}"))?;
-    Ok(FlushAtEnd::new(exporter(config, None)?, thread, config.flush_bound))
+    Ok(FlushAtEnd::new(
+        exporter(config, None)?,
+        thread,
+        config.flush_bound,
+    ))
 }
 
 type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
@@ -243,7 +294,9 @@ type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::H
 /// Lambda are the execution role's, from the environment). Each request, body included, must
 /// finish within `timeout`.
 pub struct SigV4Client {
-    http: hyper_util::client::legacy::Client<Https, Full<Bytes>>,
+    /// Made at the first request, on the export thread: reading the root certificates is a
+    /// few milliseconds that a cold start should not pay.
+    http: std::sync::OnceLock<hyper_util::client::legacy::Client<Https, Full<Bytes>>>,
     region: String,
     credentials: tokio::sync::OnceCell<SharedCredentialsProvider>,
     timeout: Duration,
@@ -251,41 +304,69 @@ pub struct SigV4Client {
 
 impl std::fmt::Debug for SigV4Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SigV4Client").field("region", &self.region).field("timeout", &self.timeout).finish_non_exhaustive()
+        f.debug_struct("SigV4Client")
+            .field("region", &self.region)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 
 impl SigV4Client {
     /// `credentials`: `None` loads the default chain at the first request.
-    pub fn new(region: String, credentials: Option<SharedCredentialsProvider>, timeout: Duration) -> Self {
-        // The platform's root certificates (as the AWS SDK's own client), rustls with aws-lc.
-        let connector = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
-            Ok(builder) => builder.https_or_http().enable_http1().build(),
-            Err(e) => {
-                warn(&format!("no root certificates ({e}): only plain-HTTP endpoints will answer"));
-                let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-                let config = rustls::ClientConfig::builder_with_provider(provider)
-                    .with_safe_default_protocol_versions()
-                    .expect("aws-lc-rs supports the default protocol versions")
-                    .with_root_certificates(rustls::RootCertStore::empty())
-                    .with_no_client_auth();
-                hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config).https_or_http().enable_http1().build()
-            }
-        };
-        let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+    pub fn new(
+        region: String,
+        credentials: Option<SharedCredentialsProvider>,
+        timeout: Duration,
+    ) -> Self {
         let cell = tokio::sync::OnceCell::new();
         if let Some(credentials) = credentials {
             let _ = cell.set(credentials);
         }
-        SigV4Client { http, region, credentials: cell, timeout }
+        SigV4Client {
+            http: std::sync::OnceLock::new(),
+            region,
+            credentials: cell,
+            timeout,
+        }
+    }
+
+    fn http(&self) -> &hyper_util::client::legacy::Client<Https, Full<Bytes>> {
+        self.http.get_or_init(|| {
+            // The platform's root certificates (as the AWS SDK's own client), rustls with aws-lc.
+            let connector = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
+                Ok(builder) => builder.https_or_http().enable_http1().build(),
+                Err(e) => {
+                    warn(&format!(
+                        "no root certificates ({e}): only plain-HTTP endpoints will answer"
+                    ));
+                    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+                    let config = rustls::ClientConfig::builder_with_provider(provider)
+                        .with_safe_default_protocol_versions()
+                        .expect("aws-lc-rs supports the default protocol versions")
+                        .with_root_certificates(rustls::RootCertStore::empty())
+                        .with_no_client_auth();
+                    hyper_rustls::HttpsConnectorBuilder::new()
+                        .with_tls_config(config)
+                        .https_or_http()
+                        .enable_http1()
+                        .build()
+                }
+            };
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(connector)
+        })
     }
 
     async fn credentials(&self) -> Result<Credentials, HttpError> {
         let provider = self
             .credentials
             .get_or_init(|| async {
-                let config = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
-                config.credentials_provider().unwrap_or_else(|| SharedCredentialsProvider::new(Credentials::for_tests()))
+                let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .load()
+                    .await;
+                config
+                    .credentials_provider()
+                    .unwrap_or_else(|| SharedCredentialsProvider::new(Credentials::for_tests()))
             })
             .await;
         Ok(provider.provide_credentials().await?)
@@ -294,16 +375,21 @@ impl SigV4Client {
 
 #[async_trait]
 impl HttpClient for SigV4Client {
-    async fn send_bytes(&self, mut request: http::Request<Bytes>) -> Result<http::Response<Bytes>, HttpError> {
+    async fn send_bytes(
+        &self,
+        mut request: http::Request<Bytes>,
+    ) -> Result<http::Response<Bytes>, HttpError> {
         let credentials = self.credentials().await?;
         sign(&mut request, &credentials, &self.region, SystemTime::now())?;
         let exchange = async {
-            let response = self.http.request(request.map(Full::new)).await?;
+            let response = self.http().request(request.map(Full::new)).await?;
             let (parts, body) = response.into_parts();
             let body = body.collect().await?.to_bytes();
             Ok::<_, HttpError>(http::Response::from_parts(parts, body))
         };
-        tokio::time::timeout(self.timeout, exchange).await.map_err(|_| format!("no answer within {} ms", self.timeout.as_millis()))?
+        tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| format!("no answer within {} ms", self.timeout.as_millis()))?
     }
 }
 
@@ -311,7 +397,12 @@ impl HttpClient for SigV4Client {
 /// `credentials`, at `time`), with the official `aws-sigv4` crate: adds `authorization`,
 /// `x-amz-date` and, with temporary credentials, `x-amz-security-token`. The payload is hashed
 /// into the signature (the body is in memory).
-pub fn sign(request: &mut http::Request<Bytes>, credentials: &Credentials, region: &str, time: SystemTime) -> Result<(), HttpError> {
+pub fn sign(
+    request: &mut http::Request<Bytes>,
+    credentials: &Credentials,
+    region: &str,
+    time: SystemTime,
+) -> Result<(), HttpError> {
     use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings};
     let identity = credentials.clone().into();
     let params = aws_sigv4::sign::v4::SigningParams::builder()
@@ -322,9 +413,18 @@ pub fn sign(request: &mut http::Request<Bytes>, credentials: &Credentials, regio
         .settings(SigningSettings::default())
         .build()?
         .into();
-    let headers: Vec<(&str, &str)> = request.headers().iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))).collect();
+    let headers: Vec<(&str, &str)> = request
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?)))
+        .collect();
     let uri = request.uri().to_string();
-    let signable = SignableRequest::new(request.method().as_str(), &uri, headers.into_iter(), SignableBody::Bytes(request.body()))?;
+    let signable = SignableRequest::new(
+        request.method().as_str(),
+        &uri,
+        headers.into_iter(),
+        SignableBody::Bytes(request.body()),
+    )?;
     let (instructions, _signature) = aws_sigv4::http_request::sign(signable, &params)?.into_parts();
     instructions.apply_to_request_http1x(request);
     Ok(())
@@ -356,7 +456,13 @@ mod tests {
             .header("content-type", "application/x-protobuf")
             .body(Bytes::from_static(b"\x0a\x00"))
             .unwrap();
-        let credentials = Credentials::new("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", None, None, "test");
+        let credentials = Credentials::new(
+            "AKIDEXAMPLE",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            None,
+            None,
+            "test",
+        );
         let time = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_953_600); // 2026-11-29T12:00:00Z
         sign(&mut request, &credentials, "us-east-1", time).unwrap();
         assert_eq!(request.headers()["x-amz-date"], "20261129T120000Z");
@@ -367,7 +473,13 @@ mod tests {
 
     fn span(name: &'static str) -> SpanData {
         SpanData {
-            span_context: SpanContext::new(TraceId::from(0x5759e988_bd862e3fe1be46a994272793u128), SpanId::from(7u64), TraceFlags::SAMPLED, false, TraceState::default()),
+            span_context: SpanContext::new(
+                TraceId::from(0x5759e988_bd862e3fe1be46a994272793u128),
+                SpanId::from(7u64),
+                TraceFlags::SAMPLED,
+                false,
+                TraceState::default(),
+            ),
             parent_span_id: SpanId::INVALID,
             parent_span_is_remote: false,
             span_kind: SpanKind::Server,
@@ -393,9 +505,23 @@ mod tests {
     }
 
     fn otlp(url: &str, bound: Duration) -> FlushAtEnd<opentelemetry_otlp::SpanExporter> {
-        let config = OtlpConfig { endpoint: url.to_string(), region: "us-east-1".into(), flush_bound: bound };
-        let credentials = SharedCredentialsProvider::new(Credentials::new("AKIDEXAMPLE", "secret", None, None, "test"));
-        FlushAtEnd::new(exporter(&config, Some(credentials)).unwrap(), ExportThread::start().unwrap(), bound)
+        let config = OtlpConfig {
+            endpoint: url.to_string(),
+            region: "us-east-1".into(),
+            flush_bound: bound,
+        };
+        let credentials = SharedCredentialsProvider::new(Credentials::new(
+            "AKIDEXAMPLE",
+            "secret",
+            None,
+            None,
+            "test",
+        ));
+        FlushAtEnd::new(
+            exporter(&config, Some(credentials)).unwrap(),
+            ExportThread::start().unwrap(),
+            bound,
+        )
     }
 
     #[test]
@@ -412,7 +538,10 @@ mod tests {
                 let started = Instant::now();
                 let flushed = processor.flush();
                 let took = started.elapsed();
-                assert!(took <= bound + slack, "silent={silent} round {round}: the flush took {took:?}");
+                assert!(
+                    took <= bound + slack,
+                    "silent={silent} round {round}: the flush took {took:?}"
+                );
                 match (silent, &flushed) {
                     (true, Flushed::TimedOut(1)) | (false, Flushed::Failed(1, _)) => {}
                     other => panic!("silent={silent} round {round}: {other:?}"),
@@ -430,7 +559,13 @@ mod tests {
         let processor = otlp(&url, Duration::from_millis(100));
         assert_eq!(processor.flush(), Flushed::Nothing);
         let mut unsampled = span("work");
-        unsampled.span_context = SpanContext::new(unsampled.span_context.trace_id(), SpanId::from(8u64), TraceFlags::default(), false, TraceState::default());
+        unsampled.span_context = SpanContext::new(
+            unsampled.span_context.trace_id(),
+            SpanId::from(8u64),
+            TraceFlags::default(),
+            false,
+            TraceState::default(),
+        );
         processor.on_end(unsampled);
         assert_eq!(processor.flush(), Flushed::Nothing);
     }
@@ -452,7 +587,11 @@ mod tests {
                 if let Some(end) = text.find("\r\n\r\n") {
                     let length: usize = text
                         .lines()
-                        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
                         .unwrap_or(0);
                     if request.len() >= end + 4 + length {
                         break;
@@ -467,8 +606,17 @@ mod tests {
         assert_eq!(processor.flush(), Flushed::Exported(1));
         let request = server.join().unwrap().to_ascii_lowercase();
         assert!(request.starts_with("post /v1/traces "), "{request}");
-        assert!(request.contains("content-type: application/x-protobuf"), "{request}");
-        assert!(request.contains("authorization: aws4-hmac-sha256 credential=akidexample/"), "{request}");
-        assert!(request.contains("/us-east-1/xray/aws4_request"), "{request}");
+        assert!(
+            request.contains("content-type: application/x-protobuf"),
+            "{request}"
+        );
+        assert!(
+            request.contains("authorization: aws4-hmac-sha256 credential=akidexample/"),
+            "{request}"
+        );
+        assert!(
+            request.contains("/us-east-1/xray/aws4_request"),
+            "{request}"
+        );
     }
 }
