@@ -266,10 +266,12 @@ pub fn exporter(
         .with_endpoint(config.endpoint.clone())
         .with_timeout(config.flush_bound)
         .with_retry_policy(opentelemetry_otlp::RetryPolicy::disabled())
+        // The flush's own timeout (the bound) decides when an export is abandoned, and drops
+        // the request with it; the client's is only a backstop for a request used on its own.
         .with_http_client(SigV4Client::new(
             config.region.clone(),
             credentials,
-            config.flush_bound,
+            config.flush_bound * 2,
         ))
         .build()
         .map_err(|e| e.to_string())
