@@ -137,47 +137,26 @@ async fn traces(
                 .into_response();
         }
     }
-    // 2. Decode.
+    // 2. Decode (a malformed request is refused, as X-Ray refuses it).
     let request = match ExportTraceServiceRequest::decode(body.as_ref()) {
         Ok(request) => request,
-        Err(e) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                format!("not an ExportTraceServiceRequest: {e}"),
-            )
-                .into_response();
-        }
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("not an ExportTraceServiceRequest: {e}")).into_response(),
     };
-    // 3. Into X-Ray segment documents, into the emulator's X-Ray.
-    let documents = documents_of(&request);
-    for chunk in documents.chunks(MAX_BATCH) {
-        match receiver
-            .xray
-            .put_trace_segments()
-            .set_trace_segment_documents(Some(chunk.to_vec()))
-            .send()
-            .await
-        {
-            Ok(out) if !out.unprocessed_trace_segments().is_empty() => {
-                eprintln!(
-                    "otlp endpoint: {} segments refused by the emulator",
-                    out.unprocessed_trace_segments().len()
-                );
-            }
-            Ok(_) => {}
-            Err(e) => {
-                eprintln!(
-                    "otlp endpoint: {}",
-                    aws_sdk_xray::error::DisplayErrorContext(&e)
-                );
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the trace store did not take the spans",
-                )
-                    .into_response();
+    // 3. Into X-Ray segment documents, into the emulator's X-Ray: after the answer, as X-Ray
+    // takes spans and processes them asynchronously (and the emulator, one Python process, must
+    // not hold a function's flush).
+    tokio::spawn(async move {
+        let documents = documents_of(&request);
+        for chunk in documents.chunks(MAX_BATCH) {
+            match receiver.xray.put_trace_segments().set_trace_segment_documents(Some(chunk.to_vec())).send().await {
+                Ok(out) if !out.unprocessed_trace_segments().is_empty() => {
+                    eprintln!("otlp endpoint: {} segments refused by the emulator", out.unprocessed_trace_segments().len());
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!("otlp endpoint: {}", aws_sdk_xray::error::DisplayErrorContext(&e)),
             }
         }
-    }
+    });
     let answer = ExportTraceServiceResponse {
         partial_success: None,
     };

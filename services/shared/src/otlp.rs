@@ -260,19 +260,24 @@ pub fn exporter(
     config: &OtlpConfig,
     credentials: Option<SharedCredentialsProvider>,
 ) -> Result<opentelemetry_otlp::SpanExporter, String> {
+    exporter_with(config, Arc::new(client(config, credentials)))
+}
+
+/// The functions' [`SigV4Client`] for `config`.
+fn client(config: &OtlpConfig, credentials: Option<SharedCredentialsProvider>) -> SigV4Client {
+    // The flush's own timeout (the bound) decides when an export is abandoned, and drops the
+    // request with it; the client's is only a backstop for a request used on its own.
+    SigV4Client::new(config.region.clone(), credentials, config.flush_bound * 2)
+}
+
+fn exporter_with(config: &OtlpConfig, client: Arc<SigV4Client>) -> Result<opentelemetry_otlp::SpanExporter, String> {
     opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
         .with_endpoint(config.endpoint.clone())
         .with_timeout(config.flush_bound)
         .with_retry_policy(opentelemetry_otlp::RetryPolicy::disabled())
-        // The flush's own timeout (the bound) decides when an export is abandoned, and drops
-        // the request with it; the client's is only a backstop for a request used on its own.
-        .with_http_client(SigV4Client::new(
-            config.region.clone(),
-            credentials,
-            config.flush_bound * 2,
-        ))
+        .with_shared_http_client(client)
         .build()
         .map_err(|e| e.to_string())
 }
@@ -282,11 +287,15 @@ pub fn processor(
     config: &OtlpConfig,
 ) -> Result<FlushAtEnd<opentelemetry_otlp::SpanExporter>, String> {
     let thread = ExportThread::start().map_err(|e| format!("starting the export thread: {e}"))?;
-    Ok(FlushAtEnd::new(
-        exporter(config, None)?,
-        thread,
-        config.flush_bound,
-    ))
+    let client = Arc::new(client(config, None));
+    // Credentials and the TLS client are made on the export thread while the function starts,
+    // not at the first flush (which would spend its bound on them) nor on the init path.
+    let warm = client.clone();
+    thread.handle.spawn(async move {
+        let _ = warm.credentials().await;
+        let _ = warm.http();
+    });
+    Ok(FlushAtEnd::new(exporter_with(config, client)?, thread, config.flush_bound))
 }
 
 type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
