@@ -12,11 +12,14 @@
 //! - Throughput and latency (`stack.rs`): a burst of purchases through the local stack (what it
 //!   can take), then a steady load well under that (p50/p95 from submission to the workflow's
 //!   end), each next to the same stack whose workers are null workers.
+//! - Trace export (`traces.rs`): cold start and per-invocation cost of the OTLP exporter next to
+//!   the X-Ray daemon exporter. `BENCH_ONLY=traces` runs only these (and hello's cold start).
 //! - Cost (`cost.rs`): per path, the counts measured on the local stack × `bench/prices.json`,
 //!   next to the naive design in `bench/naive/order.asl.json`.
 
 mod cost;
 mod stack;
+mod traces;
 
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
@@ -67,6 +70,14 @@ async fn main() -> Result<()> {
 
     eprintln!("bench: cold starts ({spawns} spawns each)…");
     let baseline = cold_start(&bin_dir.join("hello"), spawns).await?;
+    eprintln!("bench: trace export, OTLP and daemon…");
+    let (trace_rows, trace_json) = trace_export(&bin_dir, spawns, &baseline).await?;
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("traces") {
+        print_rows(&format!("taskflow bench, trace export only ({})", if cfg!(debug_assertions) { "DEBUG PROFILE: use make bench" } else { "release profile" }), &trace_rows);
+        std::fs::write(out.join("bench-traces.json"), serde_json::to_string_pretty(&trace_json)? + "\n")?;
+        println!("written to {}", out.join("bench-traces.json").display());
+        return Ok(());
+    }
     let mut functions = Vec::new();
     for name in FUNCTIONS {
         let start = cold_start(&bin_dir.join(name), spawns).await?;
@@ -151,6 +162,7 @@ async fn main() -> Result<()> {
             zip.map_or("≤ 4".into(), |mb| format!("≤ 4 {}", met(mb <= 4.0))),
         ));
     }
+    rows.extend(trace_rows);
     let criterion_us = criterion_per_message_us(&root);
     rows.push(row(
         "worker time per purchase message (µs, criterion)",
@@ -188,13 +200,7 @@ async fn main() -> Result<()> {
         ));
     }
 
-    println!("taskflow bench ({profile}; prices of {}, us-east-1)", prices.as_of);
-    let width = |f: fn(&Row) -> &String, title: &str| rows.iter().map(|r| f(r).chars().count()).chain([title.len()]).max().unwrap_or(0);
-    let (w0, w1, w2) = (width(|r| &r.figure, "figure"), width(|r| &r.ours, "taskflow"), width(|r| &r.baseline, "baseline"));
-    println!("{:<w0$}  {:>w1$}  {:<w2$}  target", "figure", "taskflow", "baseline");
-    for r in &rows {
-        println!("{:<w0$}  {:>w1$}  {:<w2$}  {}", r.figure, r.ours, r.baseline, r.target);
-    }
+    print_rows(&format!("taskflow bench ({profile}; prices of {}, us-east-1)", prices.as_of), &rows);
 
     let load_json = |l: &stack::Load| {
         json!({"offeredPerSecond": l.offered_per_s, "orders": l.orders, "throughputPerSecond": l.throughput_per_s,
@@ -211,6 +217,7 @@ async fn main() -> Result<()> {
                 "peakRssAfterInitMb": s.peak_rss_mb, "arm64ZipMb": zip,
             })).collect::<Vec<Value>>(),
         },
+        "traceExport": trace_json,
         "workerCost": {"messages": messages, "cpuMicrosPerMessage": per_message_us, "criterionMicrosPerMessage": criterion_us, "targetMicros": 50},
         "burst": {"taskflow": load_json(&burst), "nullWorker": load_json(&null_burst)},
         "steady": {"taskflow": load_json(&load), "nullWorker": load_json(&null_load)},
@@ -231,6 +238,53 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
+fn print_rows(title: &str, rows: &[Row]) {
+    println!("{title}");
+    let width = |f: fn(&Row) -> &String, title: &str| rows.iter().map(|r| f(r).chars().count()).chain([title.len()]).max().unwrap_or(0);
+    let (w0, w1, w2) = (width(|r| &r.figure, "figure"), width(|r| &r.ours, "taskflow"), width(|r| &r.baseline, "baseline"));
+    println!("{:<w0$}  {:>w1$}  {:<w2$}  target", "figure", "taskflow", "baseline");
+    for r in rows {
+        println!("{:<w0$}  {:>w1$}  {:<w2$}  {}", r.figure, r.ours, r.baseline, r.target);
+    }
+}
+
+/// Cold start of the purchase function with each trace exporter, and one invocation's export
+/// cost with each (`traces.rs`), as rows and as JSON.
+async fn trace_export(bin_dir: &Path, spawns: usize, baseline: &ColdStart) -> Result<(Vec<Row>, Value)> {
+    let purchase = bin_dir.join("purchase");
+    let otlp = cold_start_with(&purchase, spawns, &[("TRACE_EXPORTER", "otlp")]).await?;
+    let daemon = cold_start_with(&purchase, spawns, &[("TRACE_EXPORTER", "daemon"), ("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000")]).await?;
+    let invocations = env_number("BENCH_TRACE_INVOCATIONS", 2000.0) as usize;
+    let figures = tokio::task::spawn_blocking(move || traces::per_invocation(invocations)).await??;
+    let rows = vec![
+        row(
+            format!("cold start purchase, OTLP exporter (ms, median of {spawns})"),
+            format!("{:.2}", otlp.median_ms),
+            format!("daemon exporter {:.2}; hello {:.2}", daemon.median_ms, baseline.median_ms),
+            "",
+        ),
+        row(
+            format!("trace export per invocation, OTLP (µs wall, median of {})", figures.invocations),
+            format!("{:.0}", figures.otlp.wall_us),
+            format!("daemon exporter {:.0}", figures.daemon.wall_us),
+            "≤ flush bound (500 ms)",
+        ),
+        row(
+            "trace export per invocation, OTLP (µs CPU, process)",
+            format!("{:.0}", figures.otlp.cpu_us),
+            format!("daemon exporter {:.0}", figures.daemon.cpu_us),
+            "",
+        ),
+    ];
+    let json = json!({
+        "coldStartPurchase": {"spawns": spawns, "otlpMedianMs": otlp.median_ms, "daemonMedianMs": daemon.median_ms, "helloMedianMs": baseline.median_ms},
+        "perInvocation": {"invocations": figures.invocations, "spans": 7,
+            "otlp": {"wallMicros": figures.otlp.wall_us, "cpuMicros": figures.otlp.cpu_us},
+            "daemon": {"wallMicros": figures.daemon.wall_us, "cpuMicros": figures.daemon.cpu_us}},
+    });
+    Ok((rows, json))
+}
+
 /// Criterion's mean for a batch of 10 (`cargo bench --bench worker`), per message, if it ran.
 fn criterion_per_message_us(root: &Path) -> Option<f64> {
     let file = root.join("target/criterion/worker/purchase_batch_of_10/new/estimates.json");
@@ -245,6 +299,11 @@ struct ColdStart {
 
 /// Spawns `binary` `spawns` times against a Runtime API that only notes the first poll.
 async fn cold_start(binary: &Path, spawns: usize) -> Result<ColdStart> {
+    cold_start_with(binary, spawns, &[]).await
+}
+
+/// The same, with `extra` set in the function's environment.
+async fn cold_start_with(binary: &Path, spawns: usize, extra: &[(&str, &str)]) -> Result<ColdStart> {
     if !binary.is_file() {
         bail!("{} not built: `make bench` builds it (cargo build --release)", binary.display());
     }
@@ -281,6 +340,7 @@ async fn cold_start(binary: &Path, spawns: usize) -> Result<ColdStart> {
             .env("AWS_SECRET_ACCESS_KEY", "bench")
             .env("AWS_LAMBDA_LOG_LEVEL", "warn")
             .envs(function_environment())
+            .envs(extra.iter().copied())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)

@@ -49,6 +49,11 @@ GATEWAY_PREFIXES = ("AWS::ApiGatewayV2::", "AWS::Cognito::")
 # stack creates the sender identity and the configuration set through the SES v2 API instead
 # (`local_email`), where moto verifies an identity at once; on AWS its owner clicks a link first.
 EMAIL_TYPES = {"AWS::SES::EmailIdentity", "AWS::SES::ConfigurationSet", "AWS::SES::ConfigurationSetEventDestination"}
+# CloudWatch Transaction Search (the `aws/spans` log group behind the X-Ray OTLP endpoint) is one
+# setting per account that the emulator does not implement: the local OTLP endpoint
+# (infra/taskflow/src/otlp.rs) stores spans in the emulator's X-Ray instead. Checked by cfn-lint,
+# not deployed. (The logs resource policy that goes with it is deployed: moto keeps it.)
+TRACING_TYPES = {"AWS::XRay::TransactionSearchConfig"}
 PLACEHOLDER_CODE = "s3://taskflow-local-placeholder/bootstrap.zip"
 
 
@@ -304,7 +309,7 @@ def plan_local(cfn, binaries, definitions):
                 "substitutions": {k: resolver.want(v) for k, v in spec["substitutions"].items()},
             })
             identities.append(plan_identity(resolver, resources, logical_id, props["RoleArn"], machines[-1]["name"], "stateMachine"))
-    for logical_id in [k for k, r in resources.items() if r["Type"] in LAMBDA_TYPES | MONITORING_TYPES | EMAIL_TYPES or r["Type"].startswith(GATEWAY_PREFIXES)] + scheduled_rules:
+    for logical_id in [k for k, r in resources.items() if r["Type"] in LAMBDA_TYPES | MONITORING_TYPES | EMAIL_TYPES | TRACING_TYPES or r["Type"].startswith(GATEWAY_PREFIXES)] + scheduled_rules:
         del resources[logical_id]
     known = set(resources) | set(cfn.get("Parameters", {}))
     for name in [k for k, o in cfn.get("Outputs", {}).items() if refers_to_missing(o, known)]:

@@ -22,7 +22,7 @@ What this cannot do (README "What the local stack enforces like AWS, and what it
 conditions in identity policies are not evaluated (moto's evaluator treats them as unmet: a
 statement with a Condition never allows here); resource-based policies (queue, bucket, key
 policies), permission boundaries, SCPs and session policies are not read; the X-Ray daemon
-runs as admin; a request this module cannot map is denied in `enforce` mode (it is named in the
+runs as admin (the local OTLP endpoint does not: it has its callers' requests checked here); a request this module cannot map is denied in `enforce` mode (it is named in the
 denial log so a mapping can be added).
 """
 
@@ -368,6 +368,11 @@ _XRAY = {
     "/SamplingTargets": "xray:GetSamplingTargets",
     "/TraceSummaries": "xray:GetTraceSummaries",
     "/Traces": "xray:BatchGetTraces",
+    # The OTLP endpoint (https://xray.<region>.amazonaws.com/v1/traces, SigV4 service `xray`):
+    # `xray:PutSpans` (CloudWatch user guide, "OTLP endpoints"; Service Authorization
+    # Reference, AWS X-Ray). Indexing spans as trace summaries (`xray:PutSpansForIndexing`) is
+    # X-Ray's own step, not the caller's, and is not checked here.
+    "/v1/traces": "xray:PutSpans",
 }
 
 

@@ -39,7 +39,8 @@ MANAGED_POLICIES = {
 
 # (action pattern, why `*` is the only resource AWS accepts for it)
 ALLOWED = [
-    (r"xray:(PutTraceSegments|PutTelemetryRecords|GetSamplingRules|GetSamplingTargets|GetSamplingStatisticSummaries)",
+    (r"xray:(PutTraceSegments|PutTelemetryRecords|GetSamplingRules|GetSamplingTargets|GetSamplingStatisticSummaries|"
+     r"PutSpans|PutSpansForIndexing)",
      "X-Ray write and sampling actions do not support resource-level permissions"),
     (r"logs:(CreateLogDelivery|GetLogDelivery|UpdateLogDelivery|DeleteLogDelivery|ListLogDeliveries|"
      r"PutResourcePolicy|DescribeResourcePolicies|DescribeLogGroups)",

@@ -69,6 +69,11 @@ class Mapping(unittest.TestCase):
         self.assertEqual(iam.needs({"REQUEST_METHOD": "GET", "PATH_INFO": "/b"}, "s3", REGION, b""), [("s3:ListBucket", "arn:aws:s3:::b")])
         self.assertIsNone(iam.needs({"HTTP_X_AMZ_TARGET": "Unknown_1.Op"}, "x", REGION, b"{}"))
 
+    def test_the_xray_otlp_endpoint_needs_put_spans(self):
+        # POST /v1/traces signed for `xray` (the local OTLP endpoint replays it to the emulator).
+        self.assertEqual(iam.needs({"REQUEST_METHOD": "POST", "PATH_INFO": "/v1/traces"}, "xray", REGION, b"\x0a\x00"), [("xray:PutSpans", "*")])
+        self.assertEqual(iam.needs({"REQUEST_METHOD": "POST", "PATH_INFO": "/TraceSegments"}, "xray", REGION, b"{}"), [("xray:PutTraceSegments", "*")])
+
 
 def identity(*statements):
     return iam.Identity({"accessKeyId": "K", "name": "f", "roleArn": "arn:aws:iam::123456789012:role/R",

@@ -8,13 +8,16 @@ use taskflow_contracts::TaskStatus;
 use taskflow_e2e::{http, iam_denials, log_dir, order_id, purchase, stack_with, token, Run};
 
 /// The grants taken out for this binary's stack (`ROLE:service:Action:RESOURCE`).
-const REMOVED: [&str; 3] = [
+const REMOVED: [&str; 4] = [
     // The compensation's read of what was charged (the refund function's find_charge).
     "RefundFunctionRole:dynamodb:GetItem:SandboxChargesTable",
     // The HTTP API's listing of an owner's tasks (a Query of the byOwner index).
     "ApiFunctionRole:dynamodb:Query:TaskTable",
     // The purchase workflow's own send of the owner's notice (its NotifyOwner step).
     "PurchaseWorkflowRole:sqs:SendMessage:NotificationQueue",
+    // The intake's spans to the X-Ray OTLP endpoint (the intake runs for every order; the
+    // notification does not, here: the purchase workflow cannot send it work).
+    "IntakeFunctionRole:xray:PutSpans",
 ];
 
 fn stack() -> &'static taskflow::stack::StackInfo {
@@ -115,4 +118,24 @@ async fn a_workflow_without_its_send_to_the_notification_queue_is_denied_and_no_
     let task = run.task(&id).await;
     assert!(task.receipts.is_empty(), "no receipt: {task:?}");
     run.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_from_a_role_without_xray_putspans_are_refused_and_the_order_still_completes() {
+    stack();
+    let run = Run::new().await;
+    let sku = run.new_sku("SPANS", 5, 500).await;
+    let id = order_id("iam-spans");
+    run.submit(purchase(&id, "gina", &[(&sku, 1, 500)], "tok_approve")).await;
+    let events = run.events_until_terminal(&id).await;
+    // (Completed or failed by the other grants this stack lacks: what matters is that it ends.)
+    assert!(events.last().unwrap().status.is_terminal(), "losing spans never costs the order its end: {events:?}");
+
+    // The local OTLP endpoint had the signed caller checked: the intake's role lacks it.
+    let found = denial("taskflow-local-intake", "xray:PutSpans", "*", Duration::from_secs(30)).await;
+    let principal = found["principal"].as_str().unwrap();
+    assert!(principal.contains("IntakeFunctionRole") && principal.ends_with("/taskflow-local-intake"), "{principal}");
+    // The roles that keep the grant export as before.
+    let others: Vec<_> = iam_denials().await.into_iter().filter(|d| d["action"] == "xray:PutSpans" && d["function"] != "taskflow-local-intake").collect();
+    assert!(others.is_empty(), "{others:?}");
 }

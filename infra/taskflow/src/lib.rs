@@ -21,3 +21,4 @@ pub mod sources;
 pub mod stack;
 pub mod trace;
 pub mod xray;
+pub mod otlp;

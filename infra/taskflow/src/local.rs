@@ -151,6 +151,21 @@ impl LocalStack {
             }
         };
         extra_env.insert("AWS_XRAY_DAEMON_ADDRESS".into(), daemon.address.to_string());
+        // And the X-Ray OTLP endpoint (the default exporter: TRACE_EXPORTER=otlp), on loopback;
+        // an endpoint given in the options (a test's black hole) is kept.
+        let otlp = match crate::otlp::OtlpEndpoint::start(&aws, &emulator.endpoint, watcher.clone()).await {
+            Ok(otlp) => otlp,
+            Err(e) => {
+                emulator.stop().await;
+                return Err(e);
+            }
+        };
+        extra_env.entry("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT".into()).or_insert_with(|| otlp.url());
+        // The local endpoint checks each request with the emulator (one Python process, busy
+        // with the orders' own calls): a wider flush bound than the template's 500 ms, so that
+        // a loaded machine does not lose spans. A flush still returns as soon as its export
+        // does; a test that checks the bound sets its own.
+        extra_env.entry("TRACE_FLUSH_TIMEOUT_MS".into()).or_insert_with(|| "2000".into());
         let faults = &options.faults;
         if faults.payment_fault_rate > 0.0 {
             extra_env.insert("SANDBOX_FAULT_RATE".into(), faults.payment_fault_rate.to_string());

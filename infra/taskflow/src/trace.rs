@@ -194,4 +194,51 @@ mod tests {
             assert!(text.lines().any(|l| l.contains("purchase") && l.contains("fault")), "{text}");
         }
     }
+
+    /// `taskflow trace --stack NAME`: X-Ray on AWS answers BatchGetTraces with each segment's
+    /// document as a JSON string, subsegments nested inside it, and the services' own segments
+    /// (Step Functions) in the same trace. The fixture is a BatchGetTraces response in the API
+    /// reference's shape (X-Ray API Reference, "BatchGetTraces": `Traces[].Segments[].Document`)
+    /// for an order exported over OTLP, written by hand (no AWS account here), served from a
+    /// loopback port to the real SDK client.
+    #[tokio::test]
+    async fn the_aws_shape_of_a_trace_is_read_through_the_xray_api() {
+        use axum::routing::post;
+        const FIXTURE: &str = include_str!("fixtures/batch-get-traces.json");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let recorded = seen.clone();
+        let app = axum::Router::new().route(
+            "/Traces",
+            post(move |body: String| async move {
+                recorded.lock().unwrap().push(body);
+                ([("content-type", "application/json")], FIXTURE)
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let aws = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_xray::config::Credentials::new("AKIDEXAMPLE", "secret", None, None, "test"))
+            .load()
+            .await;
+        let trace_id = "1-6749a3c0-5f1e2d3c4b5a69788796a5b4";
+        let documents = documents(&aws, trace_id).await.unwrap();
+        assert!(seen.lock().unwrap()[0].contains(trace_id), "BatchGetTraces asked for the order's trace");
+        assert_eq!(documents.len(), 3);
+        let spans = spans(&documents).unwrap();
+        assert_eq!(spans.len(), 8, "3 segments and their 5 nested subsegments");
+        let rows: Vec<(usize, &str)> = tree(&spans).into_iter().map(|(d, s)| (d, s.name.as_str())).collect();
+        assert_eq!(
+            rows,
+            vec![(0, "intake"), (1, "DynamoDB"), (1, "SFN"), (2, "taskflow-prod-purchase"), (3, "SQS"), (4, "purchase"), (5, "S3"), (5, "SFN")],
+            "one tree from the intake down, through Step Functions' own segment"
+        );
+        let by_service = segments_by_service(&spans);
+        assert_eq!(by_service.get("purchase"), Some(&1));
+        let text = waterfall(&spans);
+        assert!(text.lines().any(|l| l.contains("purchase") && l.contains("fault")), "{text}");
+        assert!(text.contains("SFN SendTaskSuccess"), "{text}");
+    }
 }

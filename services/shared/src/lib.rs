@@ -31,6 +31,7 @@ pub mod idempotency;
 pub mod inventory;
 pub mod ledger;
 pub mod metrics;
+pub mod otlp;
 pub mod payments;
 pub mod tasklog;
 pub mod tasks;

@@ -1,8 +1,9 @@
 //! Traces and logs, set up the same way in every function.
 //!
-//! Traces: `tracing` spans become OpenTelemetry spans with X-Ray ids, sent to the X-Ray daemon
-//! over UDP (`AWS_XRAY_DAEMON_ADDRESS`; Lambda provides the daemon, `taskflow up` plays it
-//! locally). Each unit of work (an order event, a work message, a status change) is a segment
+//! Traces: `tracing` spans become OpenTelemetry spans with X-Ray ids, sent over OTLP/HTTP to the
+//! X-Ray OTLP endpoint at the end of each invocation (`crate::otlp`; `taskflow up` receives them
+//! locally), or, with `TRACE_EXPORTER=daemon`, to the X-Ray daemon over UDP
+//! (`AWS_XRAY_DAEMON_ADDRESS`; Lambda provides the daemon, `taskflow up` plays it locally). Each unit of work (an order event, a work message, a status change) is a segment
 //! that continues the order's trace from the header it carries ([`continue_trace`]); the AWS SDK's
 //! own operation spans (`DynamoDB.GetItem`, …) become its subsegments.
 //!
@@ -56,23 +57,69 @@ pub fn init(function: &'static str) -> Telemetry {
     // The service name is what X-Ray calls each segment of this function.
     let resource = opentelemetry_sdk::Resource::builder().with_service_name(function).build();
     let mut provider = SdkTracerProvider::builder().with_id_generator(ContinuingIds::default()).with_resource(resource);
-    // Without a daemon, spans still get ids (log lines and the task record carry them) but go
-    // nowhere: a unit test or a tool must not need one.
-    if let Some(daemon) = std::env::var("AWS_XRAY_DAEMON_ADDRESS").ok().and_then(|a| daemon_address(&a)) {
-        match Daemon::connect(daemon) {
-            // Each span is sent as it ends (one UDP datagram): nothing is left in a buffer when
-            // Lambda freezes the process between invocations.
-            Ok(daemon) => {
-                // `order_id` as an annotation: X-Ray can then find an order's traces by filter.
-                let translator = SegmentTranslator::new().with_indexed_attr("order_id".to_string());
-                provider = provider.with_simple_exporter(XrayExporter::new(daemon).with_translator(translator));
-            }
-            Err(e) => eprintln!("{{\"level\":\"WARN\",\"message\":\"no X-Ray daemon socket: {e}\"}}"),
-        }
+    match Exporter::from_env() {
+        Exporter::Otlp => match crate::otlp::OtlpConfig::from_env().map(|c| crate::otlp::processor(&c)) {
+            // OTLP/HTTP to the X-Ray OTLP endpoint, flushed at the end of each invocation
+            // within a bound (services/shared/src/otlp.rs says why this processor and client).
+            Some(Ok(processor)) => provider = provider.with_span_processor(processor),
+            Some(Err(e)) => eprintln!("{{\"level\":\"WARN\",\"message\":\"no OTLP exporter: {e}\"}}"),
+            // Without a region (a unit test, a tool), spans get ids and go nowhere.
+            None => {}
+        },
+        Exporter::Daemon => provider = daemon_exporter(provider),
+        Exporter::None => {}
     }
     let provider = provider.build();
     let tracer = provider.tracer(function.to_string());
+    init_layers(function, tracer);
+    Telemetry { function, provider }
+}
 
+/// Where spans go: `TRACE_EXPORTER` = `otlp` (the default: the X-Ray OTLP endpoint), `daemon`
+/// (the X-Ray daemon over UDP, for accounts that still run one; its support ends 2027-02-25) or
+/// `none`. The template's `TraceExporter` parameter sets it on every function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exporter {
+    Otlp,
+    Daemon,
+    None,
+}
+
+impl Exporter {
+    pub fn from_env() -> Exporter {
+        Exporter::parse(std::env::var("TRACE_EXPORTER").ok().as_deref())
+    }
+
+    /// Unknown values fall back to `otlp` (with a warning): tracing never stops a function.
+    pub fn parse(value: Option<&str>) -> Exporter {
+        match value.map(str::trim).map(str::to_ascii_lowercase).as_deref() {
+            None | Some("") | Some("otlp") => Exporter::Otlp,
+            Some("daemon") | Some("xray-daemon") => Exporter::Daemon,
+            Some("none") | Some("off") => Exporter::None,
+            Some(other) => {
+                eprintln!("{{\"level\":\"WARN\",\"message\":\"TRACE_EXPORTER={other} is not otlp, daemon or none: otlp is used\"}}");
+                Exporter::Otlp
+            }
+        }
+    }
+}
+
+/// The X-Ray daemon exporter (the path before OTLP), when `AWS_XRAY_DAEMON_ADDRESS` names one.
+fn daemon_exporter(mut provider: opentelemetry_sdk::trace::TracerProviderBuilder) -> opentelemetry_sdk::trace::TracerProviderBuilder {
+    // Without a daemon, spans still get ids (log lines and the task record carry them) but go
+    // nowhere: a unit test or a tool must not need one.
+    if let Some(daemon) = std::env::var("AWS_XRAY_DAEMON_ADDRESS").ok().and_then(|a| daemon_address(&a)) {
+        match daemon_span_exporter(daemon) {
+            // Each span is sent as it ends (one UDP datagram): nothing is left in a buffer when
+            // Lambda freezes the process between invocations.
+            Ok(exporter) => provider = provider.with_simple_exporter(exporter),
+            Err(e) => eprintln!("{{\"level\":\"WARN\",\"message\":\"no X-Ray daemon socket: {e}\"}}"),
+        }
+    }
+    provider
+}
+
+fn init_layers(function: &'static str, tracer: opentelemetry_sdk::trace::SdkTracer) {
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "info".to_string())
@@ -90,7 +137,13 @@ pub fn init(function: &'static str) -> Telemetry {
         .with_target("aws_sdk_eventbridge", LevelFilter::DEBUG);
     let traces = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(spans);
     let _ = tracing_subscriber::registry().with(SpanFields).with(logs).with(traces).try_init();
-    Telemetry { function, provider }
+}
+
+/// The daemon path's exporter: segment documents over UDP to `daemon`, `order_id` as an
+/// annotation (X-Ray can then find an order's traces by filter). Public for the benchmark.
+pub fn daemon_span_exporter(daemon: SocketAddr) -> std::io::Result<impl opentelemetry_sdk::trace::SpanExporter> {
+    let translator = SegmentTranslator::new().with_indexed_attr("order_id".to_string());
+    Ok(XrayExporter::new(Daemon::connect(daemon)?).with_translator(translator))
 }
 
 /// `AWS_XRAY_DAEMON_ADDRESS` is `host:port`, or `tcp:host:port udp:host:port`.
@@ -570,6 +623,16 @@ mod tests {
         assert_eq!(daemon_address("127.0.0.1:2000"), Some("127.0.0.1:2000".parse().unwrap()));
         assert_eq!(daemon_address("tcp:169.254.79.129:2000 udp:169.254.79.129:2000"), Some("169.254.79.129:2000".parse().unwrap()));
         assert_eq!(daemon_address("nonsense"), None);
+    }
+
+    #[test]
+    fn the_exporter_is_otlp_unless_the_daemon_or_none_is_asked_for() {
+        assert_eq!(Exporter::parse(None), Exporter::Otlp);
+        assert_eq!(Exporter::parse(Some("otlp")), Exporter::Otlp);
+        assert_eq!(Exporter::parse(Some(" OTLP ")), Exporter::Otlp);
+        assert_eq!(Exporter::parse(Some("daemon")), Exporter::Daemon);
+        assert_eq!(Exporter::parse(Some("none")), Exporter::None);
+        assert_eq!(Exporter::parse(Some("zipkin")), Exporter::Otlp);
     }
 
     #[test]
