@@ -5,6 +5,8 @@
 pub mod auth;
 pub mod catalogue;
 pub mod client;
+pub mod console;
+pub mod cost;
 pub mod dlq;
 pub mod emulator;
 pub mod gateway;
