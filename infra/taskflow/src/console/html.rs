@@ -64,7 +64,7 @@ pub fn page(title: &str, stack: &str, nav: Nav, body: &str) -> String {
 <header class="top">
 <span class="brand">taskflow</span>
 <nav aria-label="Sections"><ul>{tasks}{dlq}{metrics}</ul></nav>
-<span class="stack" title="the stack this console reads">stack <code>{stack}</code></span>
+{stack}
 </header>
 <main id="main" tabindex="-1">
 {body}
@@ -73,7 +73,7 @@ pub fn page(title: &str, stack: &str, nav: Nav, body: &str) -> String {
 </html>
 "##,
         title = esc(title),
-        stack = esc(stack),
+        stack = if stack.is_empty() { String::new() } else { format!(r#"<span class="stack" title="the stack this console reads">stack <code>{}</code></span>"#, esc(stack)) },
         tasks = item(Nav::Tasks, "/", "Tasks"),
         dlq = item(Nav::DeadLetters, "/dlq", "Dead letters"),
         metrics = item(Nav::Metrics, "/metrics", "Metrics"),

@@ -55,6 +55,7 @@ pub struct Running {
     pub addr: SocketAddr,
     server: tokio::task::JoinHandle<()>,
     feed: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Running {
@@ -65,7 +66,7 @@ impl Running {
     /// Stops serving and removes its status subscription.
     pub async fn stop(self) {
         self.server.abort();
-        self.feed.abort();
+        let _ = self.stop.send(true);
         let _ = self.feed.await;
     }
 }
@@ -91,46 +92,37 @@ pub async fn start(stack: StackInfo, port: u16) -> Result<Running> {
         stack: stack.clone(),
     });
     let feed = StatusFeed::open(&stack).await.context("subscribing to status events")?;
-    let feed = tokio::spawn(follow(feed, events));
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let feed = tokio::spawn(follow(feed, events, stopped));
     let app = router(console);
     let server = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             eprintln!("console: {e}");
         }
     });
-    Ok(Running { addr, server, feed })
+    Ok(Running { addr, server, feed, stop })
 }
 
-/// Status events from the subscription, to every open event stream, until aborted; the
-/// subscription's rule and queue are removed when it is.
-async fn follow(feed: StatusFeed, events: tokio::sync::broadcast::Sender<String>) {
-    struct Closing(Option<StatusFeed>);
-    impl Drop for Closing {
-        fn drop(&mut self) {
-            if let Some(feed) = self.0.take() {
-                // Aborted: close it on the runtime if there still is one.
-                if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                    handle.spawn(feed.close());
-                }
-            }
-        }
-    }
-    let feed = Closing(Some(feed));
+/// Status events from the subscription, to every open event stream, until `stop`; then the
+/// subscription's rule and queue are removed.
+async fn follow(feed: StatusFeed, events: tokio::sync::broadcast::Sender<String>, mut stop: tokio::sync::watch::Receiver<bool>) {
     loop {
-        let Some(f) = feed.0.as_ref() else { return };
-        match f.next(Duration::from_secs(2)).await {
-            Ok(batch) => {
-                for event in batch {
-                    let json = pages::event_json(&event);
-                    let _ = events.send(json.to_string());
+        tokio::select! {
+            _ = stop.changed() => break,
+            batch = feed.next(Duration::from_secs(2)) => match batch {
+                Ok(batch) => {
+                    for event in batch {
+                        let _ = events.send(pages::event_json(&event).to_string());
+                    }
                 }
-            }
-            Err(e) => {
-                eprintln!("console: status events: {e:#}");
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
+                Err(e) => {
+                    eprintln!("console: status events: {e:#}");
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            },
         }
     }
+    feed.close().await;
 }
 
 fn random_token() -> String {
@@ -206,7 +198,8 @@ async fn guard(State(console): State<Arc<Console>>, request: Request, next: Next
     );
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Not `no-referrer`: under it the browser sends `Origin: null` with the console's own forms.
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     headers.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
     response
 }
