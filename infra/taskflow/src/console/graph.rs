@@ -117,11 +117,13 @@ impl Taken {
     }
 }
 
-const W: i64 = 176;
-const H: i64 = 40;
-const GAP_X: i64 = 36;
-const GAP_Y: i64 = 64;
+const W: i64 = 170;
+const H: i64 = 38;
+const GAP_X: i64 = 40;
+const GAP_Y: i64 = 50;
 const MARGIN: i64 = 20;
+/// Room on each side for the edges that skip a layer (they go around, not through, the states).
+const LANE: i64 = 40;
 
 /// Each state's layer: the longest path to it from `(start)` (edges closing a cycle are not
 /// followed further than the number of states).
@@ -172,10 +174,23 @@ pub fn svg(workflow: &Workflow, taken: &Taken, title: &str) -> String {
     }
     rows.retain(|r| !r.is_empty());
     let widest = rows.iter().map(Vec::len).max().unwrap_or(1) as i64;
-    let width = MARGIN * 2 + widest * W + (widest - 1) * GAP_X;
+    let width = MARGIN * 2 + LANE * 2 + widest * W + (widest - 1) * GAP_X;
     let height = MARGIN * 2 + rows.len() as i64 * H + (rows.len() as i64 - 1).max(0) * GAP_Y;
     let mut at: HashMap<&str, (i64, i64)> = HashMap::new();
-    for (r, row) in rows.iter().enumerate() {
+    for r in 0..rows.len() {
+        // Each state under the states that lead to it (mean of their centres), so the edges
+        // between layers cross as little as they can.
+        let mut keyed: Vec<(f64, usize, &str)> = rows[r]
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let from: Vec<f64> = workflow.edges.iter().filter(|e| e.to == *name).filter_map(|e| at.get(e.from.as_str())).map(|&(x, _)| x as f64).collect();
+                let key = if from.is_empty() { f64::MAX } else { from.iter().sum::<f64>() / from.len() as f64 };
+                (key, i, *name)
+            })
+            .collect();
+        keyed.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        let row: Vec<&str> = keyed.into_iter().map(|(_, _, n)| n).collect();
         let row_width = row.len() as i64 * W + (row.len() as i64 - 1) * GAP_X;
         let x0 = (width - row_width) / 2;
         for (i, name) in row.iter().enumerate() {
@@ -188,7 +203,7 @@ pub fn svg(workflow: &Workflow, taken: &Taken, title: &str) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
-        r##"<svg class="workflow" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-labelledby="wf-title"><title id="wf-title">{title}</title><defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead"/></marker><marker id="arrow-on" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead-on"/></marker></defs>"##,
+        r##"<svg class="workflow" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" aria-labelledby="wf-title"><title id="wf-title">{title}</title><defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="10" markerHeight="10" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead"/></marker><marker id="arrow-on" viewBox="0 0 10 10" refX="9" refY="5" markerUnits="userSpaceOnUse" markerWidth="12" markerHeight="12" orient="auto-start-reverse"><path d="M 0 0 L 10 5 L 0 10 z" class="arrowhead-on"/></marker></defs>"##,
         title = esc(title)
     );
     // Edges first, under the nodes.
@@ -197,9 +212,18 @@ pub fn svg(workflow: &Workflow, taken: &Taken, title: &str) -> String {
         let on = walked.contains(&(edge.from.clone(), edge.to.clone()));
         let (sx, sy) = (x1 + W / 2, y1 + H);
         let (tx, ty) = (x2 + W / 2, y2);
-        let d = if ty > sy {
+        let skips = ty > sy + GAP_Y;
+        let (mut lx, mut ly) = ((sx + tx) / 2, (sy + ty) / 2);
+        let d = if ty > sy && !skips {
             let mid = (sy + ty) / 2;
             format!("M {sx} {sy} C {sx} {mid}, {tx} {mid}, {tx} {ty}")
+        } else if skips {
+            // Down more than one layer: out to the nearer side lane, down it, and in again.
+            let lane = if sx + tx <= width { MARGIN + LANE / 2 } else { width - MARGIN - LANE / 2 };
+            let (a, b) = (sy + GAP_Y / 2, ty - GAP_Y / 2);
+            lx = lane;
+            ly = (a + b) / 2;
+            format!("M {sx} {sy} L {sx} {a} L {lane} {a} L {lane} {b} L {tx} {b} L {tx} {ty}")
         } else {
             // Back or sideways: around the right of both nodes.
             let side = x1.max(x2) + W + GAP_X / 2;
@@ -210,7 +234,6 @@ pub fn svg(workflow: &Workflow, taken: &Taken, title: &str) -> String {
         let tip = if edge.errors.is_empty() { String::new() } else { format!("<title>on {}</title>", esc(&edge.errors.join(", "))) };
         let _ = write!(out, r#"<path class="{class}" d="{d}" marker-end="url(#{marker})">{tip}</path>"#);
         if edge.kind == "catch" {
-            let (lx, ly) = ((sx + tx) / 2, (sy + ty) / 2);
             let label = if edge.errors.len() == 1 { edge.errors[0].clone() } else { format!("catch ({})", edge.errors.len()) };
             let _ = write!(out, r#"<text class="edge-label" x="{lx}" y="{ly}" text-anchor="middle">{}</text>"#, esc(&shorten(&label, 22)));
         }
@@ -278,7 +301,9 @@ mod tests {
         let taken = Taken { entered: vec!["Purchase".into(), "NotifyOwner".into()], status: Some("SUCCEEDED".into()) };
         let svg = svg(&wf, &taken, "purchase");
         let entered: Vec<&str> = svg.split(r#"<g class=""#).skip(1).filter(|g| g.split('"').next().unwrap().contains("entered")).map(|g| g.split(r#"data-state=""#).nth(1).unwrap().split('"').next().unwrap()).collect();
-        assert_eq!(entered, vec![START, "Purchase", "NotifyOwner", END]);
+        let mut entered = entered;
+        entered.sort();
+        assert_eq!(entered, vec![END, START, "NotifyOwner", "Purchase"]);
         assert_eq!(svg.matches("walked").count(), 3, "{svg}");
     }
 }
