@@ -235,7 +235,9 @@ pub fn svg(workflow: &Workflow, taken: &Taken, title: &str) -> String {
         let _ = write!(out, r#"<path class="{class}" d="{d}" marker-end="url(#{marker})">{tip}</path>"#);
         if edge.kind == "catch" {
             let label = if edge.errors.len() == 1 { edge.errors[0].clone() } else { format!("catch ({})", edge.errors.len()) };
-            let _ = write!(out, r#"<text class="edge-label" x="{lx}" y="{ly}" text-anchor="middle">{}</text>"#, esc(&shorten(&label, 22)));
+            // Along a side lane the label runs up the lane, clear of the states.
+            let turn = if skips { format!(r#" transform="rotate(-90 {lx} {ly})" dy="-4""#) } else { String::new() };
+            let _ = write!(out, r#"<text class="edge-label" x="{lx}" y="{ly}" text-anchor="middle"{turn}>{}</text>"#, esc(&shorten(&label, 22)));
         }
     }
     for (name, kind) in &workflow.states {
