@@ -77,7 +77,7 @@ async fn browser() -> Browser {
             "binary": chromium,
             "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--disable-dev-shm-usage", "--window-size=1366,900",
+                     "--disable-dev-shm-usage", "--window-size=1366,768",
                      format!("--user-data-dir={}", profile.display())]
         }
     });

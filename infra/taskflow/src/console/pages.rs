@@ -185,7 +185,7 @@ pub async fn tasks(State(console): Shared, Query(f): Query<Filters>) -> Response
 <button type="submit">Filter</button> <a href="/">Clear</a>
 </form>
 <p class="live" id="live" role="status" aria-live="polite" data-state="connecting">Live updates: connecting…</p>
-<p class="count">{shown} of {n} matching task(s){more}, newest first.</p>
+<p class="count"><span id="shown">{shown}</span> of <span id="matching">{n}</span> matching task(s){more}, newest first.</p>
 <table class="tasks" id="tasks"><caption class="sr-only">Tasks</caption>
 <thead><tr><th scope="col">Order</th><th scope="col">Owner</th><th scope="col">Kind</th><th scope="col">Status</th><th scope="col">Reason</th><th scope="col" class="num">Amount</th><th scope="col">Created</th></tr></thead>
 <tbody>"#,
@@ -270,7 +270,7 @@ pub async fn task(State(console): Shared, Path(task_id): Path<String>) -> Respon
         body,
         r#"<p class="crumbs"><a href="/">Tasks</a> › {order}</p>
 <h1>Order <span class="id">{order}</span> {status}</h1>
-<dl class="facts" data-task-id="{tid}" data-terminal="{terminal}">
+<dl class="facts task" data-task-id="{tid}" data-terminal="{terminal}">
 <dt>Owner</dt><dd><a href="/?owner={owner_q}">{owner}</a></dd>
 <dt>Kind</dt><dd>{kind}</dd>
 <dt>Amount</dt><dd>{amount}</dd>

@@ -42,6 +42,10 @@
     } else {
       if (!matchesFilters(e)) return;
       row = body.insertRow(0);
+      for (const id of ["shown", "matching"]) {
+        const n = document.getElementById(id);
+        if (n) n.textContent = String(Number(n.textContent) + 1);
+      }
       row.dataset.taskId = e.taskId;
       const link = document.createElement("a");
       link.href = "/task/" + encodeURIComponent(e.taskId);
