@@ -192,6 +192,8 @@ async fn an_order_submitted_with_the_cli_appears_live_and_its_page_shows_path_ti
     assert!(trace.contains("StartExecution"), "{trace}");
     assert!(b.text("#h-ledger + dl").await.unwrap_or_default().contains("12.50 EUR"));
     b.shot("task-completed.png").await;
+    b.client.execute("document.getElementById('h-trace').scrollIntoView(); return 1;", vec![]).await.unwrap();
+    b.shot("task-trace.png").await;
 
     // The declined order took the other branch.
     b.client.goto(&format!("{}/task/{}", console.url, keys::task_id(owner, &declined))).await.unwrap();
@@ -238,6 +240,11 @@ async fn a_dead_letter_is_redriven_from_the_ui() {
     b.wait_text(&format!(r#"tr[data-task-id="{}"] td.status"#, keys::task_id("dlq-owner", &id)), Duration::from_secs(60), true, |t| t == "COMPLETED").await;
     b.client.goto(&format!("{}/dlq", console.url)).await.unwrap();
     b.wait_text(r#"tr[data-queue="intake"] td.depth"#, Duration::from_secs(20), true, |t| t == "0").await;
+    // The metrics count it among the completed purchases.
+    b.client.goto(&format!("{}/metrics", console.url)).await.unwrap();
+    let latency = b.wait_text("#latency", Duration::from_secs(20), false, |_| true).await;
+    assert!(latency.contains("purchase completed"), "{latency}");
+    b.shot("metrics.png").await;
     b.close().await;
 }
 

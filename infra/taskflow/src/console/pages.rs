@@ -334,10 +334,6 @@ pub async fn task(State(console): Shared, Path(task_id): Path<String>) -> Respon
             }
         }
     }
-    body.push_str("</section>");
-    // The trace.
-    body.push_str(r#"<section aria-labelledby="h-trace"><h2 id="h-trace">Trace</h2>"#);
-    body.push_str(&trace_html(&console, &task).await);
     body.push_str("</section></div><div>");
     // The timeline.
     body.push_str(r#"<section aria-labelledby="h-timeline"><h2 id="h-timeline">Status timeline</h2><ol class="timeline" id="timeline">"#);
@@ -396,6 +392,10 @@ pub async fn task(State(console): Shared, Path(task_id): Path<String>) -> Respon
         body.push_str("</ul>");
     }
     body.push_str("</section></div></div>");
+    // The trace, the page's width.
+    body.push_str(r#"<section aria-labelledby="h-trace"><h2 id="h-trace">Trace</h2>"#);
+    body.push_str(&trace_html(&console, &task).await);
+    body.push_str("</section>");
     Html(page(&format!("Order {}", task.order_id), &console.stack.stack_name, Nav::Tasks, &body)).into_response()
 }
 
