@@ -37,7 +37,11 @@ enum Command {
     },
     /// Start the local stack, run sample orders through it, print a summary; exit 0 only if
     /// every order reached the status it should.
-    Demo,
+    Demo {
+        /// Then keep the stack up and serve the console on it (this port; 0: any) until Ctrl-C.
+        #[arg(long, num_args = 0..=1, default_missing_value = "7878")]
+        console: Option<u16>,
+    },
     /// Submit an order to a running stack (publishes OrderSubmitted on its bus).
     Submit {
         #[command(subcommand)]
@@ -237,7 +241,7 @@ async fn main() {
         Command::Console { port } => console(&state_dir, port).await,
         Command::Dlq { command } => dlq(&state_dir, command).await,
         Command::Catalogue { command } => catalogue(&state_dir, command).await,
-        Command::Demo => demo::run(state_dir).await,
+        Command::Demo { console } => demo::run(state_dir, console).await,
         Command::Submit { order } => submit(&state_dir, order).await,
         Command::Status { order_id, owner, json } => status(&state_dir, owner.as_deref(), &order_id, json).await,
         Command::Events { follow, wait, json } => events(&state_dir, follow, wait, json).await,
