@@ -38,7 +38,26 @@ struct Console {
 async fn console() -> Console {
     let dir = stack_state_dir();
     let mut cmd = taskflow::process::command(&taskflow::paths::bin_dir().join("taskflow"));
-    cmd.arg("--state-dir").arg(&dir).args(["console", "--port", "0"]).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.arg("--state-dir").arg(&dir).args(["console", "--port", "0"]);
+    serve(cmd).await
+}
+
+/// `taskflow --stack NAME console`: the stack found by name through CloudFormation with the
+/// standard AWS configuration (here pointed at the emulator, as `deployed_stack.rs` does).
+async fn deployed_console() -> Console {
+    let info = stack();
+    let mut cmd = taskflow::process::command(&taskflow::paths::bin_dir().join("taskflow"));
+    cmd.env("AWS_ENDPOINT_URL", info.endpoint.as_deref().unwrap())
+        .env("AWS_REGION", &info.region)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("TASKFLOW_STATE_DIR", std::env::temp_dir().join("taskflow-no-local-stack"))
+        .args(["--stack", &info.stack_name, "console", "--port", "0"]);
+    serve(cmd).await
+}
+
+async fn serve(mut cmd: tokio::process::Command) -> Console {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
     let mut child = cmd.spawn().expect("taskflow console starts");
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let first = tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await.expect("the console prints its URL").unwrap().unwrap();
@@ -285,4 +304,19 @@ async fn the_console_refuses_other_hosts_and_cross_site_or_tokenless_posts() {
     let (status, body) = raw(p, post(&format!("Origin: http://127.0.0.1:{p}\r\nSec-Fetch-Site: same-origin\r\n"), &format!("csrf={token}&dry_run=1"))).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("dry run: nothing moved"), "{body}");
+}
+
+#[tokio::test]
+async fn the_console_reads_a_deployed_stack_by_name() {
+    let console = deployed_console().await;
+    let p = console.port;
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\nConnection: close\r\n\r\n");
+    let (status, page) = raw(p, get("/")).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains(&format!("<code>{}</code>", stack().stack_name)), "{page}");
+    let (status, page) = raw(p, get("/dlq")).await;
+    assert_eq!(status, 200, "{page}");
+    for queue in ["intake", "purchase", "refund", "notification", "publisher"] {
+        assert!(page.contains(&format!(r#"data-queue="{queue}""#)), "{queue} in {page}");
+    }
 }
