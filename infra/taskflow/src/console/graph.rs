@@ -177,10 +177,10 @@ pub fn svg(workflow: &Workflow, taken: &Taken, title: &str) -> String {
     let width = MARGIN * 2 + LANE * 2 + widest * W + (widest - 1) * GAP_X;
     let height = MARGIN * 2 + rows.len() as i64 * H + (rows.len() as i64 - 1).max(0) * GAP_Y;
     let mut at: HashMap<&str, (i64, i64)> = HashMap::new();
-    for r in 0..rows.len() {
+    for (r, row) in rows.iter().enumerate() {
         // Each state under the states that lead to it (mean of their centres), so the edges
         // between layers cross as little as they can.
-        let mut keyed: Vec<(f64, usize, &str)> = rows[r]
+        let mut keyed: Vec<(f64, usize, &str)> = row
             .iter()
             .enumerate()
             .map(|(i, name)| {

@@ -91,7 +91,7 @@ async fn all_tasks(console: &Console) -> anyhow::Result<(Vec<TaskRecord>, bool)>
             break;
         }
     }
-    tasks.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    tasks.sort_by_key(|t| std::cmp::Reverse(t.created_at));
     Ok((tasks, more))
 }
 
@@ -227,10 +227,8 @@ async fn taken(console: &Console, execution_arn: &str) -> anyhow::Result<(graph:
             .await
             .map_err(|e| anyhow::anyhow!("GetExecutionHistory: {}", aws_sdk_sfn::error::DisplayErrorContext(&e)))?;
         for event in out.events() {
-            if event.r#type().as_str().ends_with("StateEntered") {
-                if let Some(name) = event.state_entered_event_details().map(|d| d.name()) {
-                    taken.entered.push(name.to_string());
-                }
+            if let Some(details) = event.state_entered_event_details().filter(|_| event.r#type().as_str().ends_with("StateEntered")) {
+                taken.entered.push(details.name().to_string());
             }
         }
         token = out.next_token;
