@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed-$(shell sha1sum infra/local/requirements.txt | cut
 CARGO   ?= cargo
 TASKFLOW := ./target/debug/taskflow
 
-.PHONY: setup build demo up test lint schemas chaos burst fuzz clean package deploy bench
+.PHONY: setup build demo up test lint schemas chaos burst fuzz clean package deploy bench browser console
 
 # The pinned Python tools (moto server, SAM translator, cfn-lint) in a project venv.
 $(STAMP): infra/local/requirements.txt
@@ -85,7 +85,19 @@ lint: setup $(LINT_STAMP) $(NODE_STAMP)
 	$(VENV)/bin/python infra/local/lint.py asl infra/template.yaml target/lint
 	infra/local/node_modules/.bin/asl-validator $$(for f in target/lint/*.asl.json; do printf -- '--json-path %s ' $$f; done)
 
-test: setup build lint
+# The console's browser tests (tests/tests/console.rs) drive Debian's chromium through
+# chromedriver; installed here when missing (apt-get: needs root, as in CI). Without them those
+# tests fail: they never pass without a browser.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { echo "installing chromium and chromium-driver (the console's browser tests)…"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
+
+# The console for a running stack (`make up` starts one too and prints its URL).
+console: build
+	$(TASKFLOW) console
+
+test: setup build lint browser
 	$(VENV)/bin/python -m unittest discover -s infra/local -p 'test_*.py'
 	$(CARGO) test --locked --workspace
 

@@ -11,62 +11,8 @@ use std::collections::BTreeMap;
 /// the others (intake, publisher) are plumbing the naive design does in states instead.
 const WORKERS: [&str; 3] = ["purchase", "refund", "notification"];
 
-pub struct Prices {
-    pub as_of: String,
-    per_unit: BTreeMap<String, f64>,
-}
-
-impl Prices {
-    pub fn load(file: &std::path::Path) -> Result<Prices> {
-        let doc: Value = serde_json::from_str(&std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?)?;
-        let per_unit = serde_json::from_value(doc["perUnit"].clone()).context("prices.json perUnit")?;
-        Ok(Prices { as_of: doc["asOf"].as_str().unwrap_or("?").to_string(), per_unit })
-    }
-
-    fn of(&self, item: &str) -> Result<f64> {
-        self.per_unit.get(item).copied().with_context(|| format!("prices.json has no price for {item}"))
-    }
-}
-
-/// What one order uses on AWS, in billed units.
-#[derive(Debug, Clone, Default)]
-pub struct Units {
-    pub transitions: f64,
-    pub lambda_requests: f64,
-    pub lambda_gb_seconds: f64,
-    pub sqs_requests: f64,
-    pub events: f64,
-    pub write_units: f64,
-    pub read_units: f64,
-    pub s3_puts: f64,
-    pub traces: f64,
-}
-
-impl Units {
-    /// Dollars per million orders, by item and in total.
-    pub fn cost_per_million(&self, prices: &Prices) -> Result<(f64, Value)> {
-        let items = [
-            ("stepFunctions", self.transitions * prices.of("stepFunctionsStandardStateTransition")?),
-            ("lambda", self.lambda_requests * prices.of("lambdaRequest")? + self.lambda_gb_seconds * prices.of("lambdaArm64GbSecond")?),
-            ("sqs", self.sqs_requests * prices.of("sqsStandardRequest")?),
-            ("eventBridge", self.events * prices.of("eventBridgeCustomEvent")?),
-            ("dynamoDb", self.write_units * prices.of("dynamoDbWriteRequestUnit")? + self.read_units * prices.of("dynamoDbReadRequestUnit")?),
-            ("s3", self.s3_puts * prices.of("s3StandardPut")?),
-            ("xRay", self.traces * prices.of("xRayTraceRecorded")?),
-        ];
-        let total = items.iter().map(|(_, c)| c * 1e6).sum();
-        Ok((total, items.iter().map(|(k, c)| (k.to_string(), json!(c * 1e6))).collect::<serde_json::Map<_, _>>().into()))
-    }
-
-    pub fn to_json(&self) -> Value {
-        json!({
-            "stateTransitions": self.transitions, "lambdaRequests": self.lambda_requests,
-            "lambdaGbSeconds": self.lambda_gb_seconds, "sqsRequests": self.sqs_requests,
-            "eventBridgeEvents": self.events, "dynamoDbWriteUnits": self.write_units,
-            "dynamoDbReadUnits": self.read_units, "s3Puts": self.s3_puts, "xRayTraces": self.traces,
-        })
-    }
-}
+/// The prices and the per-order units, shared with the console (`taskflow::cost`).
+pub use taskflow::cost::{Prices, Units};
 
 /// Our design's units for a path, as measured. `memory_mb` is each function's configured memory.
 pub fn measured(path: &PathUsage, memory_mb: &BTreeMap<String, u64>) -> Units {

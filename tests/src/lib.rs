@@ -20,6 +20,12 @@ fn state_dir() -> PathBuf {
     std::env::temp_dir().join(format!("taskflow-e2e-{}", std::process::id()))
 }
 
+/// Where this test process's stack keeps its state (its `stack.json`: `taskflow --state-dir`).
+pub fn stack_state_dir() -> PathBuf {
+    stack();
+    state_dir()
+}
+
 /// The function and emulator logs of this test process's stack, one file each.
 pub fn log_dir() -> PathBuf {
     state_dir().join("logs")

@@ -129,11 +129,27 @@ async fn decide_approvals(stack: &LocalStack, state_dir: &std::path::Path, refun
     Ok(())
 }
 
-pub async fn run(state_dir: PathBuf) -> Result<()> {
+/// Runs the demo; with `console`, then keeps the stack up and serves the console on it (its
+/// port, or any free one) until Ctrl-C, to look at the demo's orders in a browser.
+pub async fn run(state_dir: PathBuf, console: Option<u16>) -> Result<()> {
     eprintln!("starting the local stack (moto server, template, functions)…");
     let stack = LocalStack::start(Options::new(&state_dir)).await?;
     eprintln!("stack up in {:.1} s at {}", stack.started_in.as_secs_f64(), stack.info.endpoint.as_deref().unwrap_or_default());
     let result = drive(&stack, &state_dir).await;
+    if let Some(port) = console {
+        let served = match taskflow::console::start(stack.info.clone(), port).await {
+            Ok(c) => Ok(c),
+            Err(_) => taskflow::console::start(stack.info.clone(), 0).await,
+        };
+        match served {
+            Ok(c) => {
+                println!("\nconsole   {}   (the demo's orders; Ctrl-C to stop)", c.url());
+                let _ = tokio::signal::ctrl_c().await;
+                c.stop().await;
+            }
+            Err(e) => eprintln!("console not started: {e:#}"),
+        }
+    }
     stack.stop().await;
     let _ = std::fs::remove_file(state_dir.join("stack.json"));
     match result {

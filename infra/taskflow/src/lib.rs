@@ -6,6 +6,8 @@ pub mod attach;
 pub mod auth;
 pub mod catalogue;
 pub mod client;
+pub mod console;
+pub mod cost;
 pub mod dlq;
 pub mod emulator;
 pub mod gateway;

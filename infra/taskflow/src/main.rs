@@ -31,10 +31,17 @@ enum Command {
     Up {
         #[command(flatten)]
         faults: FaultArgs,
+        /// The console's port on 127.0.0.1 (0: any free port; if the default is taken, any free port).
+        #[arg(long, default_value_t = taskflow::console::DEFAULT_PORT)]
+        console_port: u16,
     },
     /// Start the local stack, run sample orders through it, print a summary; exit 0 only if
     /// every order reached the status it should.
-    Demo,
+    Demo {
+        /// Then keep the stack up and serve the console on it (this port; 0: any) until Ctrl-C.
+        #[arg(long, num_args = 0..=1, default_missing_value = "7878")]
+        console: Option<u16>,
+    },
     /// Submit an order to a running stack (publishes OrderSubmitted on its bus).
     Submit {
         #[command(subcommand)]
@@ -187,6 +194,13 @@ enum Command {
         /// id, or an order id only one owner used.
         #[arg(long)]
         owner: Option<String>,
+    },
+    /// Serve the console, a web UI for the stack, on 127.0.0.1 until Ctrl-C: tasks live, each
+    /// task's path, timeline, ledger, receipts and trace, dead letters with redrive, metrics.
+    Console {
+        /// The port on 127.0.0.1 (0: any free port).
+        #[arg(long, default_value_t = taskflow::console::DEFAULT_PORT)]
+        port: u16,
     },
     /// Print TaskStatusChanged events as they arrive.
     Events {
@@ -356,10 +370,11 @@ async fn main() {
     let _ = DEPLOYED.set(cli.stack.clone());
     let state_dir = cli.state_dir.clone().unwrap_or_else(|| taskflow::paths::project_root().join(".taskflow"));
     let result = match cli.command {
-        Command::Up { faults } => up(state_dir, faults).await,
+        Command::Up { faults, console_port } => up(state_dir, faults, console_port).await,
+        Command::Console { port } => console(&state_dir, port).await,
         Command::Dlq { command } => dlq(&state_dir, command).await,
         Command::Catalogue { command } => catalogue(&state_dir, command).await,
-        Command::Demo => demo::run(state_dir).await,
+        Command::Demo { console } => demo::run(state_dir, console).await,
         Command::Submit { order } => submit(&state_dir, order).await,
         Command::Status { order_id, owner, json } => status(&state_dir, owner.as_deref(), &order_id, json).await,
         Command::Events { follow, wait, json } => events(&state_dir, follow, wait, json).await,
@@ -406,7 +421,21 @@ async fn load_stack(state_dir: &std::path::Path) -> Result<StackInfo> {
     }
 }
 
-async fn up(state_dir: PathBuf, faults: FaultArgs) -> Result<()> {
+/// `taskflow console`: serves the console until Ctrl-C (or SIGTERM).
+async fn console(state_dir: &std::path::Path, port: u16) -> Result<()> {
+    let console = taskflow::console::start(load_stack(state_dir).await?, port).await?;
+    println!("taskflow console: {}", console.url());
+    println!("(loopback only; Ctrl-C to stop)");
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    console.stop().await;
+    Ok(())
+}
+
+async fn up(state_dir: PathBuf, faults: FaultArgs, console_port: u16) -> Result<()> {
     eprintln!("starting the local stack (moto server, template, functions)…");
     let mut options = Options::new(&state_dir);
     faults.apply(&mut options);
@@ -416,11 +445,23 @@ async fn up(state_dir: PathBuf, faults: FaultArgs) -> Result<()> {
     }
     let stack = LocalStack::start(options).await?;
     let feed = StatusFeed::open(&stack.info).await?;
+    // The console: on its port, or on any free one if that is taken (another console running).
+    let console = match taskflow::console::start(stack.info.clone(), console_port).await {
+        Ok(c) => Some(c),
+        Err(_) if console_port != 0 => taskflow::console::start(stack.info.clone(), 0).await.map_err(|e| eprintln!("console not started: {e:#}")).ok(),
+        Err(e) => {
+            eprintln!("console not started: {e:#}");
+            None
+        }
+    };
     println!("taskflow local stack is up ({:.1} s)", stack.started_in.as_secs_f64());
     println!("  endpoint  {}", stack.info.endpoint.as_deref().unwrap_or_default());
     println!("  bus       {}   (publish OrderSubmitted here; TaskStatusChanged comes out here)", stack.info.output("EventBusName")?);
     println!("  stack     {}", stack_file(&state_dir).display());
     println!("  logs      {}", state_dir.join("logs").display());
+    if let Some(console) = &console {
+        println!("  console   {}   (open it in a browser)", console.url());
+    }
     println!();
     println!("Point the aws CLI at it:");
     println!("  {}", stack.cli_hint());
@@ -440,6 +481,9 @@ async fn up(state_dir: PathBuf, faults: FaultArgs) -> Result<()> {
         }
     }
     eprintln!("stopping…");
+    if let Some(console) = console {
+        console.stop().await;
+    }
     feed.close().await;
     stack.stop().await;
     let _ = std::fs::remove_file(stack_file(&state_dir));
