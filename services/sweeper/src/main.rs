@@ -24,6 +24,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         ledger: DynamoLedger::new(&aws, ledger_table),
         window: chrono::Duration::days(config::number_or("REFUND_WINDOW_DAYS", 30)?),
         once: Box::new(DynamoIdempotency::from_env(&aws)?),
+        // As the refund service reads them: a refund the sweeper takes up is held to the same
+        // approval rule (only a RECEIVED refund can be sent to wait for an operator).
+        approval_thresholds: taskflow_refund::ApprovalThresholds::parse(&std::env::var("REFUND_APPROVAL_THRESHOLDS").unwrap_or_default())?,
     };
     let sweeper = Arc::new(Sweeper {
         in_flight: DynamoInFlight::new(&aws, &task_table),
