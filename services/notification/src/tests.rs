@@ -136,3 +136,26 @@ async fn a_notifier_outage_is_retried_and_the_failure_is_recorded_first() {
     assert_eq!(stored.history.len(), 2, "the retry adds no second FAILED");
     assert_eq!(mail.sent.lock().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_notice_in_flight_elsewhere_is_not_sent_and_one_whose_sender_died_is_sent_by_the_next_delivery() {
+    use taskflow_shared::idempotency::{Idempotency, InMemoryIdempotency};
+    let key = format!("{}/notice/COMPLETED", taskflow_contracts::keys::task_id("alice", "o-1"));
+    // Another delivery holds the notice right now (it may be sending): this one sends nothing
+    // and comes back later.
+    let mail = FakeMail::default();
+    let n = subject(&mail, task(TaskStatus::Completed));
+    n.once.claim(&key, Utc::now(), chrono::Duration::seconds(60)).await.unwrap();
+    let err = n.perform(&work(Outcome::Completed, None), FIRST).await.unwrap_err();
+    assert!(matches!(err, StepError::Retry { .. }), "{err:?}");
+    assert!(mail.sent.lock().unwrap().is_empty());
+    // Its holder died (the claim expired without being completed): the next delivery sends it,
+    // once, whatever comes after. (Had the holder died after SES accepted its message, this is a
+    // second copy: see email.rs, "Once".)
+    let fresh = InMemoryIdempotency::default();
+    fresh.claim(&key, Utc::now() - chrono::Duration::hours(1), chrono::Duration::seconds(15)).await.unwrap();
+    let n = Notification { once: Box::new(fresh), ..n };
+    n.perform(&work(Outcome::Completed, None), FIRST).await.unwrap();
+    n.perform(&work(Outcome::Completed, None), FIRST).await.unwrap();
+    assert_eq!(mail.sent.lock().unwrap().len(), 1);
+}
