@@ -106,6 +106,9 @@ reasons! {
     /// The order to refund has had `contracts::limits::MAX_REFUNDS_PER_ORDER` refunds already
     /// (its ledger entry must stay under DynamoDB's item limit).
     TooManyRefunds => "TOO_MANY_REFUNDS",
+    /// A refund names an attachment (`attachments`) that is not on its original order of the
+    /// same owner, or is not an attachment id.
+    UnknownAttachment => "UNKNOWN_ATTACHMENT",
     /// A kind of order the workflow has no path for.
     UnsupportedKind => "UNSUPPORTED_KIND",
     /// Anything the workflow did not expect; the execution history has the details.

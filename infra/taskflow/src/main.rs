@@ -406,6 +406,7 @@ async fn submit(state_dir: &std::path::Path, order: SubmitOrder) -> Result<()> {
             payment_token: Some(PaymentToken::new(payment_token)),
             refund_of: None,
             amount: None,
+            attachments: Vec::new(),
         },
         SubmitOrder::Refund { refund_of, owner, amount, currency, order_id } => OrderSubmitted {
             schema_version: SCHEMA_VERSION,
@@ -417,6 +418,7 @@ async fn submit(state_dir: &std::path::Path, order: SubmitOrder) -> Result<()> {
             payment_token: None,
             refund_of: Some(refund_of),
             amount,
+            attachments: Vec::new(),
         },
     };
     client.submit(&order).await?;

@@ -82,6 +82,10 @@ pub struct TaskRecord {
     /// the string set `attachmentIds`, which the conditional write that records one tests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<Attachment>,
+    /// A refund's: the attachments of its original order it names (checked by intake to be on
+    /// that order of the same owner).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refund_attachments: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -119,6 +123,7 @@ impl TaskRecord {
             trace_header: None,
             fingerprint: None,
             attachments: Vec::new(),
+            refund_attachments: Vec::new(),
             created_at: at,
             updated_at: at,
         }
