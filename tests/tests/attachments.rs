@@ -325,4 +325,15 @@ async fn an_owner_attaches_lists_and_downloads_and_everything_else_is_refused() 
     assert!(later.is_empty(), "nothing more announced: {later:?}");
     assert!(log_of("attachments").contains("already recorded"), "the duplicate event was seen and changed nothing");
     assert!(iam_denials().await.is_empty(), "{:?}", iam_denials().await);
+
+    // The task store's one conditional write, on the emulator's DynamoDB: a full task, a
+    // duplicate and another owner change nothing.
+    use taskflow_shared::tasks::{AttachmentRecorded, DynamoTaskStore, TaskStore};
+    let store = DynamoTaskStore::new(&run.aws, stack().output("TaskTableName").unwrap());
+    let task = run.task_of(&owner, &order).await.unwrap();
+    let extra = taskflow_contracts::Attachment { id: format!("a-{}", "f".repeat(32)), ..task.attachments[0].clone() };
+    assert_eq!(store.add_attachment(&task.task_id, &owner, &extra, 2).await.unwrap(), AttachmentRecorded::Full);
+    assert_eq!(store.add_attachment(&task.task_id, &owner, &task.attachments[0], 10).await.unwrap(), AttachmentRecorded::AlreadyThere);
+    assert_eq!(store.add_attachment(&task.task_id, "someone-else", &extra, 10).await.unwrap(), AttachmentRecorded::Missing);
+    assert_eq!(run.task_of(&owner, &order).await.unwrap().attachments, task.attachments);
 }
