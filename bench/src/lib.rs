@@ -39,6 +39,7 @@ fn purchase_order(i: usize) -> OrderSubmitted {
         payment_token: Some(PaymentToken::new("tok_approve")),
         refund_of: None,
         amount: None,
+        attachments: Vec::new(),
     }
 }
 

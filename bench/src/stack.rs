@@ -56,6 +56,7 @@ impl Path {
             payment_token: Some(PaymentToken::new(token)),
             refund_of: None,
             amount: None,
+            attachments: Vec::new(),
         };
         // No price: intake charges the catalogue's (1250 in infra/local/catalogue.json).
         let book = || vec![OrderItem { sku: "BOOK-1".into(), quantity: 1, unit_price: None }];

@@ -112,9 +112,6 @@ pub enum AttachmentRefusal {
     /// The object's key is not one the API hands out, or names no task of that owner.
     #[serde(rename = "UNKNOWN_ATTACHMENT_KEY")]
     UnknownKey,
-    /// The object's size or type is not what its upload was signed for.
-    #[serde(rename = "UPLOAD_MISMATCH")]
-    UploadMismatch,
     /// A refund names an attachment id that is not on its original order (of the same owner).
     #[serde(rename = "UNKNOWN_ATTACHMENT")]
     UnknownAttachment,
@@ -130,7 +127,6 @@ impl AttachmentRefusal {
             AttachmentRefusal::Empty => "EMPTY_ATTACHMENT",
             AttachmentRefusal::TooMany => "TOO_MANY_ATTACHMENTS",
             AttachmentRefusal::UnknownKey => "UNKNOWN_ATTACHMENT_KEY",
-            AttachmentRefusal::UploadMismatch => "UPLOAD_MISMATCH",
             AttachmentRefusal::UnknownAttachment => "UNKNOWN_ATTACHMENT",
         }
     }

@@ -68,6 +68,13 @@ pub struct OrderSubmitted {
     pub refund_of: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount: Option<Money>,
+    /// Refunds only (v1, additive): ids of attachments of the original order (`refundOf`) of the
+    /// same owner that the refund is about — the photo of the damaged item, say. Each must be on
+    /// that order, or the refund is REJECTED `UNKNOWN_ATTACHMENT`; a purchase naming any is
+    /// REJECTED `MALFORMED_ORDER`. Recorded on the refund's task as `refundAttachments`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::attachment::DEFAULT_MAX_PER_TASK))]
+    pub attachments: Vec<String>,
 }
 
 impl OrderSubmitted {
@@ -98,6 +105,7 @@ mod tests {
             payment_token: Some(PaymentToken::new("tok_approve")),
             refund_of: None,
             amount: None,
+            attachments: Vec::new(),
         }
     }
 

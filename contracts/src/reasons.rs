@@ -112,6 +112,9 @@ reasons! {
     /// A refund above the approval threshold that no operator decided before its deadline
     /// (template parameters `ApprovalReminderSeconds` + `ApprovalFinalSeconds`, 72 h by default).
     ApprovalExpired => "APPROVAL_EXPIRED",
+    /// A refund names an attachment (`attachments`) that is not on its original order of the
+    /// same owner, or is not an attachment id.
+    UnknownAttachment => "UNKNOWN_ATTACHMENT",
     /// A kind of order the workflow has no path for.
     UnsupportedKind => "UNSUPPORTED_KIND",
     /// Anything the workflow did not expect; the execution history has the details.

@@ -300,6 +300,22 @@ async fn an_owner_attaches_lists_and_downloads_and_everything_else_is_refused() 
     let (status, _) = http("GET", &format!("/tasks/no-such-order/attachments"), Some(&token), None).await;
     assert_eq!(status, 404);
 
+    // 7. A refund names the photo of its original order: accepted; one naming an attachment
+    //    that is not on it: REJECTED UNKNOWN_ATTACHMENT.
+    let refund_id = order_id("att-refund");
+    let mut detail = refund(&refund_id, &owner, &order, Some(100));
+    detail["attachments"] = json!([id]);
+    run.submit(detail).await;
+    let ended = run.events_until_terminal(&refund_id).await;
+    assert_eq!(ended.last().unwrap().status, taskflow_contracts::TaskStatus::Completed, "{ended:?}");
+    assert_eq!(run.task_of(&owner, &refund_id).await.unwrap().refund_attachments, vec![id.to_string()]);
+    let bad_refund = order_id("att-refund");
+    let mut detail = refund(&bad_refund, &owner, &order, Some(100));
+    detail["attachments"] = json!([format!("a-{}", "9".repeat(32))]);
+    run.submit(detail).await;
+    let ended = run.events_until_terminal(&bad_refund).await;
+    assert_eq!(ended.last().unwrap().reason.as_deref(), Some("UNKNOWN_ATTACHMENT"), "{ended:?}");
+
     // After all of it: exactly the two attachments, each announced once.
     assert_eq!(attachments(&token, &order).await.len(), 2);
     let later = attachment_events(&run, &queue, 2, Duration::from_secs(4)).await;
@@ -309,4 +325,15 @@ async fn an_owner_attaches_lists_and_downloads_and_everything_else_is_refused() 
     assert!(later.is_empty(), "nothing more announced: {later:?}");
     assert!(log_of("attachments").contains("already recorded"), "the duplicate event was seen and changed nothing");
     assert!(iam_denials().await.is_empty(), "{:?}", iam_denials().await);
+
+    // The task store's one conditional write, on the emulator's DynamoDB: a full task, a
+    // duplicate and another owner change nothing.
+    use taskflow_shared::tasks::{AttachmentRecorded, DynamoTaskStore, TaskStore};
+    let store = DynamoTaskStore::new(&run.aws, stack().output("TaskTableName").unwrap());
+    let task = run.task_of(&owner, &order).await.unwrap();
+    let extra = taskflow_contracts::Attachment { id: format!("a-{}", "f".repeat(32)), ..task.attachments[0].clone() };
+    assert_eq!(store.add_attachment(&task.task_id, &owner, &extra, 2).await.unwrap(), AttachmentRecorded::Full);
+    assert_eq!(store.add_attachment(&task.task_id, &owner, &task.attachments[0], 10).await.unwrap(), AttachmentRecorded::AlreadyThere);
+    assert_eq!(store.add_attachment(&task.task_id, "someone-else", &extra, 10).await.unwrap(), AttachmentRecorded::Missing);
+    assert_eq!(run.task_of(&owner, &order).await.unwrap().attachments, task.attachments);
 }

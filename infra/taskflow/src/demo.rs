@@ -31,6 +31,7 @@ fn purchase(order_id: &str, owner: &str, items: &[(&str, u32)], token: &str) -> 
         payment_token: Some(PaymentToken::new(token)),
         refund_of: None,
         amount: None,
+        attachments: Vec::new(),
     }
 }
 

@@ -568,6 +568,7 @@ async fn submit(state_dir: &std::path::Path, order: SubmitOrder) -> Result<()> {
             payment_token: Some(PaymentToken::new(payment_token)),
             refund_of: None,
             amount: None,
+            attachments: Vec::new(),
         },
         SubmitOrder::Refund { refund_of, owner, amount, currency, order_id } => OrderSubmitted {
             schema_version: SCHEMA_VERSION,
@@ -579,6 +580,7 @@ async fn submit(state_dir: &std::path::Path, order: SubmitOrder) -> Result<()> {
             payment_token: None,
             refund_of: Some(refund_of),
             amount,
+            attachments: Vec::new(),
         },
     };
     client.submit(&order).await?;

@@ -106,6 +106,19 @@ impl<S: TaskStore, W: Workflows, C: Catalogue> Intake<S, W, C> {
     async fn price(&self, mut order: OrderSubmitted) -> Result<Result<OrderSubmitted, (OrderSubmitted, Rejection)>, IntakeError> {
         if order.kind != OrderKind::Purchase {
             order.items.clear();
+            // The attachments a refund names must be on its original order, of the same owner
+            // (read under the owner's own key: another owner's order is not found).
+            if !order.attachments.is_empty() {
+                let original = match order.refund_of.as_deref() {
+                    Some(of) if keys::order_id_ok(of) => self.tasks.get(&keys::task_id(&order.owner, of)).await?.filter(|t| t.owner == order.owner),
+                    _ => None,
+                };
+                let on_original = |id: &String| original.as_ref().is_some_and(|t| t.attachments.iter().any(|a| &a.id == id));
+                if let Some(missing) = order.attachments.iter().find(|id| !on_original(id)) {
+                    let rejection = validate::reject(Reason::UnknownAttachment, format!("attachment {missing} is not on order {}", order.refund_of.as_deref().unwrap_or_default()));
+                    return Ok(Err((order, rejection)));
+                }
+            }
             return Ok(Ok(order));
         }
         let skus: Vec<&str> = order.items.iter().map(|i| i.sku.as_str()).collect();
@@ -287,6 +300,7 @@ pub fn received(order: &OrderSubmitted, trace: &str, now: DateTime<Utc>) -> Task
     // refund's is the amount asked for (absent: all that is left, settled by the refund service).
     task.amount = order.amount.unwrap_or(0);
     task.refund_of = order.refund_of.clone();
+    task.refund_attachments = order.attachments.clone();
     task
 }
 

@@ -444,3 +444,44 @@ async fn an_order_nested_deeper_than_serde_json_reads_is_rejected_not_dead_lette
     let body = body.replace("\"orderId\":\"deep-1\"", "\"orderId\":7");
     assert!(matches!(intake.accept(&body, now()).await, Err(IntakeError::NotAnOrder(_))));
 }
+
+fn with_attachment(owner: &str, order_id: &str, id: &str) -> TaskRecord {
+    let mut task = TaskRecord::new(order_id, owner, TaskStatus::Completed, None, now());
+    task.attachments.push(taskflow_contracts::Attachment {
+        id: id.to_string(),
+        name: "damage.jpg".into(),
+        size: 10,
+        content_type: "image/jpeg".into(),
+        checksum: "sha256:00".into(),
+        uploaded_at: now(),
+    });
+    task
+}
+
+#[tokio::test]
+async fn a_refund_may_name_attachments_of_its_own_original_order_only() {
+    let photo = format!("a-{}", "7".repeat(32));
+    let intake = Intake {
+        tasks: InMemoryTaskStore::with([with_attachment("alice", "o-1", &photo), with_attachment("bob", "o-2", &photo)]),
+        workflows: FakeWorkflows::default(),
+        catalogue: catalogue(),
+    };
+    let refund = |order_id: &str, of: &str, ids: &[&str]| {
+        json!({"schemaVersion": 1, "orderId": order_id, "owner": "alice", "kind": "refund", "currency": "EUR", "refundOf": of, "attachments": ids})
+    };
+    // Named and on the original: accepted, and recorded on the refund's task.
+    let accepted = intake.accept(&event(&refund("r-1", "o-1", &[&photo])), now()).await.unwrap();
+    assert!(matches!(accepted, Accepted::Started { .. }), "{accepted:?}");
+    assert_eq!(intake.tasks.of("alice", "r-1").unwrap().refund_attachments, vec![photo.clone()]);
+    // Not on it, another owner's order (bob's o-2 has one of that id), not an id at all.
+    let other = format!("a-{}", "8".repeat(32));
+    for (order_id, of, id) in [("r-2", "o-1", other.as_str()), ("r-3", "o-2", photo.as_str()), ("r-4", "o-1", "../x")] {
+        let accepted = intake.accept(&event(&refund(order_id, of, &[id])), now()).await.unwrap();
+        assert!(matches!(accepted, Accepted::Rejected { reason: Reason::UnknownAttachment, .. }), "{order_id}: {accepted:?}");
+    }
+    // A purchase names none.
+    let mut buy = purchase("o-9");
+    buy["attachments"] = json!([photo]);
+    let accepted = intake.accept(&event(&buy), now()).await.unwrap();
+    assert!(matches!(accepted, Accepted::Rejected { reason: Reason::MalformedOrder, .. }), "{accepted:?}");
+}

@@ -67,6 +67,9 @@ pub fn validate(detail: &Value) -> Result<OrderSubmitted, Rejection> {
 }
 
 fn check_purchase(order: &OrderSubmitted) -> Result<(), Rejection> {
+    if !order.attachments.is_empty() {
+        return Err(reject(Reason::MalformedOrder, "attachments: only a refund names attachments (of its original order)"));
+    }
     if order.items.is_empty() {
         return Err(reject(Reason::NoItems, "a purchase needs at least one item"));
     }
@@ -100,6 +103,12 @@ fn check_purchase(order: &OrderSubmitted) -> Result<(), Rejection> {
 }
 
 fn check_refund(order: &OrderSubmitted) -> Result<(), Rejection> {
+    if order.attachments.len() > taskflow_contracts::attachment::DEFAULT_MAX_PER_TASK {
+        return Err(reject(Reason::UnknownAttachment, format!("a refund names at most {} attachments", taskflow_contracts::attachment::DEFAULT_MAX_PER_TASK)));
+    }
+    if let Some(bad) = order.attachments.iter().find(|id| !taskflow_contracts::attachment::is_attachment_id(id)) {
+        return Err(reject(Reason::UnknownAttachment, format!("{:?} is not an attachment id", limits::truncate(bad, 40))));
+    }
     if order.refund_of.as_deref().is_none_or(|id| id.trim().is_empty()) {
         return Err(reject(Reason::MissingRefundOf, "a refund needs refundOf (the order to refund)"));
     }

@@ -17,6 +17,7 @@ fn order(order_id: &str, token: &str) -> OrderSubmitted {
         payment_token: Some(PaymentToken::new(token)),
         refund_of: None,
         amount: None,
+        attachments: Vec::new(),
     }
 }
 

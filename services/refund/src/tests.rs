@@ -33,6 +33,7 @@ fn refund_order(id: &str, owner: &str, of: &str, amount: Option<Money>) -> Order
         payment_token: None,
         refund_of: Some(of.into()),
         amount,
+        attachments: Vec::new(),
     }
 }
 

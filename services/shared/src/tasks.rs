@@ -87,6 +87,10 @@ pub struct TaskRecord {
     /// `taskflow_contracts::approval`). Never the task token: that stays with the approval path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approval: Option<ApprovalDecision>,
+    /// A refund's: the attachments of its original order it names (checked by intake to be on
+    /// that order of the same owner).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refund_attachments: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     /// When the task went in flight (its creation), present only while its status is not
@@ -155,6 +159,7 @@ impl TaskRecord {
             fingerprint: None,
             attachments: Vec::new(),
             approval: None,
+            refund_attachments: Vec::new(),
             created_at: at,
             updated_at: at,
         }
