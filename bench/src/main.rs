@@ -252,8 +252,18 @@ fn print_rows(title: &str, rows: &[Row]) {
 /// cost with each (`traces.rs`), as rows and as JSON.
 async fn trace_export(bin_dir: &Path, spawns: usize, baseline: &ColdStart) -> Result<(Vec<Row>, Value)> {
     let purchase = bin_dir.join("purchase");
-    let otlp = cold_start_with(&purchase, spawns, &[("TRACE_EXPORTER", "otlp")]).await?;
-    let daemon = cold_start_with(&purchase, spawns, &[("TRACE_EXPORTER", "daemon"), ("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000")]).await?;
+    // Alternating, one spawn of each at a time: on a shared machine, load that comes and goes
+    // then falls on both alike.
+    let (mut otlp, mut daemon) = (Vec::new(), Vec::new());
+    for _ in 0..spawns {
+        otlp.push(cold_start_with(&purchase, 1, &[("TRACE_EXPORTER", "otlp")]).await?.median_ms);
+        daemon.push(cold_start_with(&purchase, 1, &[("TRACE_EXPORTER", "daemon"), ("AWS_XRAY_DAEMON_ADDRESS", "127.0.0.1:2000")]).await?.median_ms);
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        ColdStart { median_ms: v[v.len() / 2], peak_rss_mb: 0.0 }
+    };
+    let (otlp, daemon) = (median(otlp), median(daemon));
     let invocations = env_number("BENCH_TRACE_INVOCATIONS", 2000.0) as usize;
     let figures = tokio::task::spawn_blocking(move || traces::per_invocation(invocations)).await??;
     let rows = vec![

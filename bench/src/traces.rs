@@ -17,6 +17,9 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::time::{Duration, Instant};
+// X-Ray ids, as the functions make them: the daemon exporter drops spans whose trace id does not
+// start with a recent time.
+use taskflow_shared::telemetry::ContinuingIds;
 
 pub struct ExportCost {
     /// Median wall time an invocation's spans + flush take, minus no exporter (µs).
@@ -93,6 +96,8 @@ fn measure(provider: &SdkTracerProvider, n: usize) -> (f64, f64) {
 
 /// A loopback OTLP endpoint that takes every export at once (`200`, an empty
 /// ExportTraceServiceResponse), on a runtime of its own.
+static EXPORTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 fn answering_endpoint() -> Result<String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
@@ -106,6 +111,7 @@ fn answering_endpoint() -> Result<String> {
             let app = axum::Router::new().route(
                 "/v1/traces",
                 axum::routing::post(|| async {
+                    EXPORTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     (
                         [("content-type", "application/x-protobuf")],
                         Vec::<u8>::new(),
@@ -120,7 +126,7 @@ fn answering_endpoint() -> Result<String> {
 }
 
 pub fn per_invocation(n: usize) -> Result<Figures> {
-    let none = SdkTracerProvider::builder().build();
+    let none = SdkTracerProvider::builder().with_id_generator(ContinuingIds::default()).build();
     let (none_wall, none_cpu) = measure(&none, n);
 
     // SAFETY of the environment: set before any other thread of this bench reads it.
@@ -134,18 +140,23 @@ pub fn per_invocation(n: usize) -> Result<Figures> {
         std::env::set_var("AWS_SECRET_ACCESS_KEY", "bench");
     }
     let processor = taskflow_shared::otlp::processor(&config).map_err(anyhow::Error::msg)?;
-    let otlp = SdkTracerProvider::builder()
+    let otlp = SdkTracerProvider::builder().with_id_generator(ContinuingIds::default())
         .with_span_processor(processor)
         .build();
     let (otlp_wall, otlp_cpu) = measure(&otlp, n);
+    anyhow::ensure!(EXPORTS.load(std::sync::atomic::Ordering::Relaxed) >= n, "the OTLP endpoint got fewer exports than invocations");
 
     let socket = std::net::UdpSocket::bind("127.0.0.1:0")?; // the "daemon": kept, never read
-    let daemon = SdkTracerProvider::builder()
+    let daemon = SdkTracerProvider::builder().with_id_generator(ContinuingIds::default())
         .with_simple_exporter(taskflow_shared::telemetry::daemon_span_exporter(
             socket.local_addr()?,
         )?)
         .build();
     let (daemon_wall, daemon_cpu) = measure(&daemon, n);
+    // The daemon exporter drops what it cannot translate, silently: check datagrams arrived.
+    socket.set_nonblocking(true)?;
+    let mut datagram = vec![0u8; 65_536];
+    anyhow::ensure!(socket.recv(&mut datagram).is_ok(), "the daemon exporter sent nothing: the figure would measure nothing");
     drop(socket);
 
     Ok(Figures {

@@ -1,7 +1,8 @@
 //! The local X-Ray daemon: what Lambda provides on AWS. Functions send segment documents over
 //! UDP (`AWS_XRAY_DAEMON_ADDRESS`, the daemon protocol: a JSON header line, then one document);
 //! this forwards them in batches to the emulator's X-Ray API (PutTraceSegments), so the same
-//! function code is traced the same way on AWS and on one machine.
+//! function code is traced the same way on AWS and on one machine. Used by functions deployed
+//! with `TraceExporter=daemon`; the default exporter sends OTLP to `otlp.rs`.
 
 use anyhow::{Context, Result};
 use std::net::SocketAddr;

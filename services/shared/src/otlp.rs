@@ -116,13 +116,20 @@ impl ExportThread {
 
 /// The span processor that exports at the end of each invocation, within a bound (see the
 /// module docs). Works with any [`SpanExporter`]; the functions use `opentelemetry-otlp`'s.
-#[derive(Debug)]
 pub struct FlushAtEnd<E: SpanExporter + 'static> {
     buffer: Mutex<Vec<SpanData>>,
     dropped: AtomicUsize,
     exporter: Arc<tokio::sync::Mutex<E>>,
     thread: ExportThread,
     bound: Duration,
+    /// Run on the export thread when the first span ends (see [`FlushAtEnd::warming_up`]).
+    warm_up: Mutex<Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>>>,
+}
+
+impl<E: SpanExporter + 'static> std::fmt::Debug for FlushAtEnd<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlushAtEnd").field("bound", &self.bound).field("dropped", &self.dropped).finish_non_exhaustive()
+    }
 }
 
 /// What one flush did (for tests and the benchmark).
@@ -146,7 +153,16 @@ impl<E: SpanExporter + 'static> FlushAtEnd<E> {
             exporter: Arc::new(tokio::sync::Mutex::new(exporter)),
             thread,
             bound,
+            warm_up: Mutex::new(None),
         }
+    }
+
+    /// Has `work` run on the export thread when the first span ends: in the first invocation,
+    /// alongside its work (which mostly waits on AWS), rather than on the init path (a cold
+    /// start) or inside the first flush (which would spend its bound on it).
+    pub fn warming_up(self, work: impl std::future::Future<Output = ()> + Send + 'static) -> Self {
+        *self.warm_up.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::pin(work));
+        self
     }
 
     /// Exports what is buffered and returns within `bound` (plus the time to hand the batch to
@@ -222,6 +238,9 @@ impl<E: SpanExporter + 'static> SpanProcessor for FlushAtEnd<E> {
     fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &Context) {}
 
     fn on_end(&self, span: SpanData) {
+        if let Some(work) = self.warm_up.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            self.thread.handle.spawn(work);
+        }
         if !span.span_context.is_sampled() {
             return;
         }
@@ -288,14 +307,13 @@ pub fn processor(
 ) -> Result<FlushAtEnd<opentelemetry_otlp::SpanExporter>, String> {
     let thread = ExportThread::start().map_err(|e| format!("starting the export thread: {e}"))?;
     let client = Arc::new(client(config, None));
-    // Credentials and the TLS client are made on the export thread while the function starts,
-    // not at the first flush (which would spend its bound on them) nor on the init path.
+    // Credentials and the TLS client (reading the root certificates) are made on the export
+    // thread during the first invocation: not on the init path, not inside the first flush.
     let warm = client.clone();
-    thread.handle.spawn(async move {
+    Ok(FlushAtEnd::new(exporter_with(config, client)?, thread, config.flush_bound).warming_up(async move {
         let _ = warm.credentials().await;
         let _ = warm.http();
-    });
-    Ok(FlushAtEnd::new(exporter_with(config, client)?, thread, config.flush_bound))
+    }))
 }
 
 type Https = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;

@@ -37,7 +37,9 @@ use tracing_subscriber::Layer;
 /// The header an AWS service passes a trace on in (`Root=1-…;Parent=…;Sampled=1`).
 pub const TRACE_HEADER: &str = "AWSTraceHeader";
 
-/// Keeps the tracer alive; [`Telemetry::flush`] after each invocation, before Lambda freezes us.
+/// Keeps the tracer alive; [`Telemetry::flush`] after each invocation, before Lambda freezes us
+/// (with the OTLP exporter it exports the invocation's spans and returns within the flush bound,
+/// `crate::otlp`; it never fails).
 pub struct Telemetry {
     function: &'static str,
     provider: SdkTracerProvider,
