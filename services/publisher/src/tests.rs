@@ -491,6 +491,8 @@ async fn a_log_that_cannot_be_written_fails_its_record_for_a_retry() {
     let relayed = publisher.relay(&stream(writes(&images)[3..].to_vec())).await.unwrap();
     assert!(relayed.response.batch_item_failures.is_empty());
     assert_eq!(publisher.logs.objects.lock().unwrap().len(), 1);
+}
+
 fn attachment(id: &str) -> taskflow_contracts::Attachment {
     taskflow_contracts::Attachment {
         id: id.to_string(),
