@@ -26,6 +26,7 @@ fn order() -> OrderSubmitted {
         payment_token: None,
         refund_of: Some("p-1".into()),
         amount: Some(20_000),
+        attachments: vec![],
     }
 }
 
