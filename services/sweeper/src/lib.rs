@@ -72,7 +72,10 @@ pub fn judge(task: &TaskRecord, execution: ExecutionState, now: DateTime<Utc>, b
         return Verdict::Leave("not a status the sweeper repairs (it has its own deadline)");
     }
     let Some(kind) = task.kind else { return Verdict::Leave("no kind recorded") };
-    let within = now - task.inflight_since.unwrap_or(task.created_at) < budgets.of(kind);
+    // A refund that waited for an operator starts its workflow's remaining steps at the decision.
+    let since = task.inflight_since.unwrap_or(task.created_at);
+    let since = task.approval.as_ref().map_or(since, |decision| decision.at.max(since));
+    let within = now - since < budgets.of(kind);
     match execution {
         ExecutionState::Running if within => Verdict::Leave("its workflow is running within its time"),
         ExecutionState::Running => Verdict::Repair("in flight longer than its workflow allows"),

@@ -178,12 +178,19 @@ fn the_budgets_count_the_callback_steps_on_each_workflows_longest_path() {
         let own = i32::from(state["Resource"].as_str().is_some_and(|r| r.ends_with(".waitForTaskToken")));
         let mut next: Vec<&str> = state["Next"].as_str().into_iter().collect();
         next.extend(state["Catch"].as_array().into_iter().flatten().filter_map(|c| c["Next"].as_str()));
+        // The waits for an operator are not the sweeper's to judge (the task is AWAITING_APPROVAL
+        // then, and its clock restarts at the decision: `judge`), and they loop back to Refund.
+        next.retain(|n| !n.starts_with("AwaitApproval") && !n.starts_with("ExpireApproval"));
         own + next.into_iter().map(|n| longest(states, n)).max().unwrap_or(0)
     }
     for (file, expected) in [("purchase", PURCHASE_CALLBACK_STEPS), ("refund", REFUND_CALLBACK_STEPS)] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../../statemachine/{file}.asl.json"));
         // The placeholders are unquoted numbers: stand-ins make the text JSON.
-        let text = std::fs::read_to_string(path).unwrap().replace("${CallbackHeartbeatSeconds}", "1").replace("${CallbackTimeoutSeconds}", "1");
+        let mut text = std::fs::read_to_string(path).unwrap();
+        while let Some(start) = text.find("${") {
+            let end = start + text[start..].find('}').unwrap();
+            text.replace_range(start..=end, "1");
+        }
         let asl: serde_json::Value = serde_json::from_str(&text).unwrap();
         let states = asl["States"].as_object().unwrap();
         assert_eq!(longest(states, asl["StartAt"].as_str().unwrap()), expected, "{file}");
@@ -201,4 +208,22 @@ fn judging_by_execution_state_and_age() {
     assert!(matches!(judge(&t, ExecutionState::Running, now, &b), Verdict::Leave(_)), "purchase budget 300 s");
     assert!(matches!(judge(&t, ExecutionState::Missing, now, &b), Verdict::Leave(_)));
     assert!(matches!(judge(&t, ExecutionState::Ended, now, &b), Verdict::Repair(_)));
+}
+
+#[test]
+fn a_refund_approved_after_a_long_wait_is_judged_from_the_decision() {
+    let b = Budgets::from_callback_timeout(100, 0);
+    let now = Utc::now();
+    // In flight for two days (it waited for an operator), approved 10 s ago, refunding now.
+    let mut t = task("t", OrderKind::Refund, TaskStatus::Refunding, 2 * 86_400);
+    assert!(matches!(judge(&t, ExecutionState::Running, now, &b), Verdict::Repair(_)), "without a decision: past its budget");
+    t.approval = Some(taskflow_contracts::ApprovalDecision {
+        decision: taskflow_contracts::approval::Decision::Approved,
+        by: "olga".into(),
+        at: now - Duration::seconds(10),
+        reason: None,
+        amount: 20_000,
+    });
+    assert!(matches!(judge(&t, ExecutionState::Running, now, &b), Verdict::Leave(_)), "its workflow resumed 10 s ago");
+    assert!(matches!(judge(&t, ExecutionState::Running, now + Duration::seconds(300), &b), Verdict::Repair(_)), "and has its refund budget from there");
 }
