@@ -386,7 +386,7 @@ async fn refunds_awaiting_approval_are_approved_and_denied_from_the_ui_and_a_clo
     b.client.find(Locator::Css(r#"form[data-action="approve"] button"#)).await.unwrap().click().await.unwrap();
     b.wait_text("#done", Duration::from_secs(20), false, |t| t.starts_with("Approved")).await;
     until_status(&run, owner, &approve, TaskStatus::Completed).await;
-    b.wait_text("#timeline", Duration::from_secs(20), true, |t| t.ends_with("COMPLETED")).await;
+    b.wait_text("#timeline li:last-child .badge", Duration::from_secs(20), true, |t| t == "COMPLETED").await;
     assert!(b.text("#approval").await.unwrap_or_default().contains("Approved by operator"), "who decided is shown");
     assert!(b.client.find(Locator::Css("form.action")).await.is_err(), "no action left on a completed refund");
     b.shot("approval-approved.png").await;
