@@ -81,6 +81,7 @@ pub fn order_of(task: &TaskRecord) -> OrderSubmitted {
         payment_token: None,
         refund_of: task.refund_of.clone(),
         amount: (task.amount > 0).then_some(task.amount),
+        attachments: task.refund_attachments.clone(),
     }
 }
 
