@@ -34,6 +34,12 @@ impl TaskStore for Shared<'_> {
     async fn list_by_owner(&self, owner: &str) -> Result<Vec<TaskRecord>, StoreError> {
         self.0.list_by_owner(owner).await
     }
+    async fn add_attachment(&self, task_id: &str, owner: &str, attachment: &taskflow_contracts::Attachment, max: usize) -> Result<taskflow_shared::tasks::AttachmentRecorded, StoreError> {
+        self.0.add_attachment(task_id, owner, attachment, max).await
+    }
+    async fn list_by_status(&self, status: TaskStatus, since: DateTime<Utc>, limit: u32, page: Option<taskflow_shared::tasks::Page>) -> Result<(Vec<TaskRecord>, Option<taskflow_shared::tasks::Page>), StoreError> {
+        self.0.list_by_status(status, since, limit, page).await
+    }
 }
 
 struct Index(Vec<TaskRecord>);
