@@ -14,6 +14,7 @@
 //!     `taskflow cancel` does (`crate::operations::request_cancel`), with the stack's
 //!     credentials (the emulator's, or the standard chain with `--stack`); intake decides it
 //!     (a purchase whose charge has begun is not cancelled: `OrderAlreadyCharged`).
+//!
 //!   (The dead-letter redrive lives on its own page.)
 //! - links: [`links`] lists a task's documents — its receipts, its attachments and, once it is
 //!   closed, its task log (all in S3, read with the stack's credentials as `taskflow receipt`,
