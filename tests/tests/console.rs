@@ -1,7 +1,8 @@
 //! The console (`taskflow console`) in a real headless Chromium, driven over WebDriver
 //! (chromedriver), against the real local stack: an order submitted with the CLI appears live;
 //! its page shows the highlighted path, the timeline and the trace; a dead letter is redriven from
-//! the UI. Screenshots go to `target/console/`.
+//! the UI; refunds above the approval threshold are approved and denied from the UI, and a closed
+//! task's log opens from its page. Screenshots go to `target/console/`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`make test` installs them when missing): a run
 //! without them FAILS here, it does not pass.
@@ -12,7 +13,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use taskflow_contracts::keys;
-use taskflow_e2e::{order_id, purchase, stack, stack_state_dir};
+use taskflow_e2e::{order_id, purchase, refund, stack, stack_state_dir, Run};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 
 /// One browser at a time: two cores are shared with the stack.
@@ -319,4 +320,117 @@ async fn the_console_reads_a_deployed_stack_by_name() {
     for queue in ["intake", "purchase", "refund", "notification", "publisher"] {
         assert!(page.contains(&format!(r#"data-queue="{queue}""#)), "{queue} in {page}");
     }
+}
+
+/// Waits until `owner`'s order `id` has `status` (read from the task table).
+async fn until_status(run: &Run, owner: &str, id: &str, status: taskflow_contracts::TaskStatus) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let task = run.task_of(owner, id).await;
+        if task.as_ref().is_some_and(|t| t.status == status) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{id} never became {status}: {task:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn refunds_awaiting_approval_are_approved_and_denied_from_the_ui_and_a_closed_task_opens_its_log() {
+    use taskflow_contracts::{Decision, Reason, TaskStatus};
+    stack();
+    let _one = BROWSER.lock().await;
+    let run = Run::new().await;
+    // Two completed purchases of 150.00 EUR: a refund of either is above the approval threshold
+    // (100.00 EUR, the template's default), so it waits AWAITING_APPROVAL for an operator.
+    let owner = "d'arcy";
+    let sku = run.new_sku("CONSOLE-APPR", 5, 15_000).await;
+    let (bought_a, bought_d) = (order_id("console-bought-a"), order_id("console-bought-d"));
+    for id in [&bought_a, &bought_d] {
+        run.submit(purchase(id, owner, &[(&sku, 1, 15_000)], "tok_approve")).await;
+    }
+    let ended = run.all_until_terminal(&[bought_a.clone(), bought_d.clone()]).await;
+    assert!(ended.values().all(|e| e.last().unwrap().status == TaskStatus::Completed), "{ended:?}");
+    let (approve, deny) = (order_id("console-approve"), order_id("console-deny"));
+    run.submit(refund(&approve, owner, &bought_a, None)).await;
+    run.submit(refund(&deny, owner, &bought_d, Some(12_000))).await;
+    until_status(&run, owner, &approve, TaskStatus::AwaitingApproval).await;
+    until_status(&run, owner, &deny, TaskStatus::AwaitingApproval).await;
+    let (approve_task, deny_task) = (keys::task_id(owner, &approve), keys::task_id(owner, &deny));
+
+    // A console on the deployed stack (by name) holds no operators-group token: the buttons are
+    // there, disabled, with the reason.
+    {
+        let deployed = deployed_console().await;
+        let p = deployed.port;
+        let (status, page) = raw(p, format!("GET /task/{deny_task} HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\nConnection: close\r\n\r\n")).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains(r#"class="danger" disabled>Deny refund"#), "{page}");
+        assert!(page.contains("which the console does not hold"), "{page}");
+    }
+
+    let console = console().await;
+    let b = browser().await;
+    // The operators' view: the refunds awaiting approval.
+    b.client.goto(&format!("{}/", console.url)).await.unwrap();
+    b.client.find(Locator::Css("#awaiting a")).await.unwrap().click().await.unwrap();
+    for task in [&approve_task, &deny_task] {
+        b.wait_text(&format!(r#"tr[data-task-id="{task}"] td.status"#), Duration::from_secs(20), true, |t| t == "AWAITING_APPROVAL").await;
+    }
+    assert!(b.client.current_url().await.unwrap().as_str().ends_with("/?status=AWAITING_APPROVAL"));
+    b.shot("approvals-awaiting.png").await;
+
+    // Approve, with a reason, from the refund's page.
+    b.client.find(Locator::Css(&format!(r#"tr[data-task-id="{approve_task}"] td:first-child a"#))).await.unwrap().click().await.unwrap();
+    b.client.find(Locator::Css(r#"form[data-action="approve"] input[name="reason"]"#)).await.unwrap().send_keys("long-standing customer").await.unwrap();
+    b.client.find(Locator::Css(r#"form[data-action="approve"] button"#)).await.unwrap().click().await.unwrap();
+    b.wait_text("#done", Duration::from_secs(20), false, |t| t.starts_with("Approved")).await;
+    until_status(&run, owner, &approve, TaskStatus::Completed).await;
+    b.wait_text("#timeline li:last-child .badge", Duration::from_secs(20), true, |t| t == "COMPLETED").await;
+    assert!(b.text("#approval").await.unwrap_or_default().contains("Approved by operator"), "who decided is shown");
+    assert!(b.client.find(Locator::Css("form.action")).await.is_err(), "no action left on a completed refund");
+    b.shot("approval-approved.png").await;
+    let task = run.task_of(owner, &approve).await.unwrap();
+    let decided = task.approval.clone().unwrap();
+    assert_eq!((decided.decision, decided.by.as_str(), decided.reason.as_deref()), (Decision::Approved, "operator", Some("long-standing customer")));
+    assert_eq!(task.refunded, 15_000);
+
+    // Deny: the reason is required — the browser will not send the form without it, and the
+    // console refuses it when sent anyway (its own token, its own origin), deciding nothing.
+    b.client.goto(&format!("{}/task/{deny_task}", console.url)).await.unwrap();
+    b.client.find(Locator::Css(r#"form[data-action="deny"] button"#)).await.unwrap().click().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(b.client.find(Locator::Css("#done")).await.is_err(), "an empty reason is not sent");
+    let p = console.port;
+    let (_, page) = raw(p, format!("GET /task/{deny_task} HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\nConnection: close\r\n\r\n")).await;
+    let csrf = page.split(r#"name="csrf" value=""#).nth(1).unwrap().split('"').next().unwrap().to_string();
+    let body = format!("csrf={csrf}&reason=+++");
+    let (status, refused) = raw(
+        p,
+        format!("POST /task/{deny_task}/action/deny HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\nOrigin: http://127.0.0.1:{p}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()),
+    )
+    .await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(refused.contains("ReasonRequired"), "{refused}");
+    assert_eq!(run.task_of(owner, &deny).await.unwrap().status, TaskStatus::AwaitingApproval);
+    b.client.find(Locator::Css(r#"form[data-action="deny"] input[name="reason"]"#)).await.unwrap().send_keys("the goods <never> came back").await.unwrap();
+    b.client.find(Locator::Css(r#"form[data-action="deny"] button"#)).await.unwrap().click().await.unwrap();
+    b.wait_text("#done", Duration::from_secs(20), false, |t| t.starts_with("Denied")).await;
+    until_status(&run, owner, &deny, TaskStatus::Rejected).await;
+    let facts = b.wait_text("dl.facts.task", Duration::from_secs(20), true, |t| t.contains("REFUND_DENIED")).await;
+    assert!(facts.contains("the goods <never> came back"), "the reason, as text: {facts}");
+    b.shot("approval-denied.png").await;
+    let task = run.task_of(owner, &deny).await.unwrap();
+    assert_eq!((task.reason, task.approval.map(|a| a.decision)), (Some(Reason::RefundDenied), Some(Decision::Denied)));
+    assert_eq!(task.refunded, 0, "nothing refunded");
+
+    // The completed refund's task log: linked from its page once written, opened in the console.
+    b.client.goto(&format!("{}/task/{approve_task}", console.url)).await.unwrap();
+    b.wait_text(r#"ul.docs a[href$="/log"]"#, Duration::from_secs(30), true, |t| t == "task log").await;
+    b.client.find(Locator::Css(r#"ul.docs a[href$="/log"]"#)).await.unwrap().click().await.unwrap();
+    let log = b.wait_text("#log", Duration::from_secs(20), false, |_| true).await;
+    assert!(log.contains(&format!(r#""orderId":"{approve}""#)) && log.contains("COMPLETED") && log.contains("AWAITING_APPROVAL"), "{log}");
+    b.shot("task-log.png").await;
+    b.close().await;
+    run.close().await;
 }

@@ -138,9 +138,9 @@ pub async fn run(state_dir: PathBuf, console: Option<u16>) -> Result<()> {
     eprintln!("stack up in {:.1} s at {}", stack.started_in.as_secs_f64(), stack.info.endpoint.as_deref().unwrap_or_default());
     let result = drive(&stack, &state_dir).await;
     if let Some(port) = console {
-        let served = match taskflow::console::start(stack.info.clone(), port).await {
+        let served = match taskflow::console::start_in(stack.info.clone(), port, &state_dir).await {
             Ok(c) => Ok(c),
-            Err(_) => taskflow::console::start(stack.info.clone(), 0).await,
+            Err(_) => taskflow::console::start_in(stack.info.clone(), 0, &state_dir).await,
         };
         match served {
             Ok(c) => {

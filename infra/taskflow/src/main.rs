@@ -423,7 +423,7 @@ async fn load_stack(state_dir: &std::path::Path) -> Result<StackInfo> {
 
 /// `taskflow console`: serves the console until Ctrl-C (or SIGTERM).
 async fn console(state_dir: &std::path::Path, port: u16) -> Result<()> {
-    let console = taskflow::console::start(load_stack(state_dir).await?, port).await?;
+    let console = taskflow::console::start_in(load_stack(state_dir).await?, port, state_dir).await?;
     println!("taskflow console: {}", console.url());
     println!("(loopback only; Ctrl-C to stop)");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -446,9 +446,9 @@ async fn up(state_dir: PathBuf, faults: FaultArgs, console_port: u16) -> Result<
     let stack = LocalStack::start(options).await?;
     let feed = StatusFeed::open(&stack.info).await?;
     // The console: on its port, or on any free one if that is taken (another console running).
-    let console = match taskflow::console::start(stack.info.clone(), console_port).await {
+    let console = match taskflow::console::start_in(stack.info.clone(), console_port, &state_dir).await {
         Ok(c) => Some(c),
-        Err(_) if console_port != 0 => taskflow::console::start(stack.info.clone(), 0).await.map_err(|e| eprintln!("console not started: {e:#}")).ok(),
+        Err(_) if console_port != 0 => taskflow::console::start_in(stack.info.clone(), 0, &state_dir).await.map_err(|e| eprintln!("console not started: {e:#}")).ok(),
         Err(e) => {
             eprintln!("console not started: {e:#}");
             None

@@ -48,6 +48,9 @@ pub struct Console {
     pub addr: SocketAddr,
     /// Status events as JSON, fanned out to every open event stream.
     pub events: tokio::sync::broadcast::Sender<String>,
+    /// The operators-group rights of the approvals actions: on a local stack, tokens minted by
+    /// its issuer (as `taskflow approvals` does); `None` on a deployed stack.
+    pub operator: Option<actions::OperatorRights>,
 }
 
 /// A running console.
@@ -71,8 +74,20 @@ impl Running {
     }
 }
 
-/// Starts the console for `stack` on 127.0.0.1:`port` (0: any free port).
+/// Starts the console for `stack` on 127.0.0.1:`port` (0: any free port), without operator
+/// rights (the approval buttons are shown disabled): [`start_in`] gives it a local stack's.
 pub async fn start(stack: StackInfo, port: u16) -> Result<Running> {
+    start_with(stack, port, None).await
+}
+
+/// [`start`] for the stack whose state directory (`.taskflow`, with its token issuer) is
+/// `state_dir`: on a local stack the console may decide approvals as the CLI does.
+pub async fn start_in(stack: StackInfo, port: u16, state_dir: &std::path::Path) -> Result<Running> {
+    let operator = actions::OperatorRights::local(&stack, state_dir);
+    start_with(stack, port, operator).await
+}
+
+async fn start_with(stack: StackInfo, port: u16, operator: Option<actions::OperatorRights>) -> Result<Running> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.with_context(|| format!("listening on 127.0.0.1:{port}"))?;
     let addr = listener.local_addr()?;
     let aws = stack.sdk_config().await;
@@ -87,6 +102,7 @@ pub async fn start(stack: StackInfo, port: u16) -> Result<Running> {
         csrf: random_token(),
         addr,
         events: events.clone(),
+        operator,
         client,
         aws,
         stack: stack.clone(),
@@ -136,6 +152,8 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/events", get(pages::events))
         .route("/task/{task_id}", get(pages::task))
         .route("/task/{task_id}/receipt/{n}", get(pages::receipt))
+        .route("/task/{task_id}/attachment/{attachment_id}", get(pages::attachment))
+        .route("/task/{task_id}/log", get(pages::task_log))
         .route("/task/{task_id}/action/{action}", post(pages::action))
         .route("/dlq", get(pages::dead_letters))
         .route("/dlq/{queue}", get(pages::dead_letter_queue))

@@ -173,11 +173,19 @@ pub async fn tasks(State(console): Shared, Query(f): Query<Filters>) -> Response
         .filter(|t| cutoff.is_none_or(|c| t.created_at >= c))
         .filter(|t| q.is_empty() || t.order_id.contains(q))
         .collect();
-    let statuses = [("", "any"), ("RECEIVED", "RECEIVED"), ("CHARGING", "CHARGING"), ("REFUNDING", "REFUNDING"), ("COMPLETED", "COMPLETED"), ("FAILED", "FAILED"), ("REJECTED", "REJECTED")];
+    let statuses = [("", "any"), ("RECEIVED", "RECEIVED"), ("CHARGING", "CHARGING"), ("REFUNDING", "REFUNDING"), ("AWAITING_APPROVAL", "AWAITING_APPROVAL"), ("COMPLETED", "COMPLETED"), ("FAILED", "FAILED"), ("REJECTED", "REJECTED"), ("CANCELLED", "CANCELLED")];
+    // The operators' queue: refunds above the approval threshold waiting for a decision.
+    let awaiting = list.iter().filter(|t| t.status == TaskStatus::AwaitingApproval).count();
+    let awaiting_view = if f.status == TaskStatus::AwaitingApproval.as_str() {
+        r#"<p class="view" id="awaiting">Showing the refunds awaiting approval: open one to approve or deny it. <a href="/">All tasks</a></p>"#.to_string()
+    } else {
+        format!(r#"<p class="view" id="awaiting"><a href="/?status=AWAITING_APPROVAL">Awaiting approval: <span id="awaiting-count">{awaiting}</span> refund(s)</a></p>"#)
+    };
     let mut body = String::new();
     let _ = write!(
         body,
         r#"<h1>Tasks</h1>
+{awaiting_view}
 <form class="filters" method="get" action="/" role="search" id="filters">
 <label>Order id <input type="search" name="q" value="{q}" placeholder="ord-… or t-…" size="22"></label>
 <label>Owner <input type="text" name="owner" value="{owner}" size="14" autocomplete="off"></label>
@@ -256,8 +264,15 @@ fn definition_of(kind: Option<taskflow_contracts::OrderKind>) -> &'static str {
     }
 }
 
+#[derive(Deserialize, Default)]
+pub struct Done {
+    /// The action just taken (`/task/{taskId}?done={name}`, after its POST).
+    #[serde(default)]
+    done: String,
+}
+
 /// `GET /task/{taskId}`.
-pub async fn task(State(console): Shared, Path(task_id): Path<String>) -> Response {
+pub async fn task(State(console): Shared, Path(task_id): Path<String>, Query(done): Query<Done>) -> Response {
     let task = match console.tasks.get(&task_id).await {
         Ok(Some(t)) => t,
         Ok(None) => return error(StatusCode::NOT_FOUND, &format!("No task {task_id}.")),
@@ -274,7 +289,7 @@ pub async fn task(State(console): Shared, Path(task_id): Path<String>) -> Respon
 <dt>Amount</dt><dd>{amount}</dd>
 <dt>Reason</dt><dd>{reason}{detail}</dd>
 <dt>Task id</dt><dd><code>{tid}</code></dd>
-{refund_of}
+{refund_of}{approval}
 <dt>Created</dt><dd>{created}</dd>
 </dl>"#,
         order = esc(&task.order_id),
@@ -292,11 +307,25 @@ pub async fn task(State(console): Shared, Path(task_id): Path<String>) -> Respon
             .as_deref()
             .map(|of| format!(r#"<dt>Refund of</dt><dd><a href="/task/{}">{}</a></dd>"#, url(&taskflow_contracts::keys::task_id(&task.owner, of)), esc(of)))
             .unwrap_or_default(),
+        approval = task
+            .approval
+            .as_ref()
+            .map(|a| format!(
+                r#"<dt>Approval</dt><dd id="approval">{decision:?} by {by} at {at}{reason}</dd>"#,
+                decision = a.decision,
+                by = esc(&a.by),
+                at = a.at.format("%Y-%m-%d %H:%M:%S UTC"),
+                reason = a.reason.as_deref().map(|r| format!(r#": <span class="detail">{}</span>"#, esc(r))).unwrap_or_default(),
+            ))
+            .unwrap_or_default(),
         created = task.created_at.format("%Y-%m-%d %H:%M:%S%.3f UTC"),
     );
+    if let Some(done) = actions::Action::parse(&done.done) {
+        let _ = write!(body, r#"<p class="done" id="done" role="status">{}</p>"#, esc(done.done()));
+    }
     let buttons = actions::for_task(&task);
     if !buttons.is_empty() {
-        let _ = write!(body, r#"<section aria-labelledby="h-actions"><h2 id="h-actions">Actions</h2>{}</section>"#, actions::buttons(&task, &buttons, &console.csrf));
+        let _ = write!(body, r#"<section aria-labelledby="h-actions"><h2 id="h-actions">Actions</h2>{}</section>"#, actions::buttons(&console, &task, &buttons, &console.csrf));
     }
     body.push_str(r#"<p class="live" id="live" role="status" aria-live="polite" data-state="connecting"></p><div class="columns"><div>"#);
     // The workflow and the path taken.
@@ -459,12 +488,101 @@ pub async fn receipt(State(console): Shared, Path((task_id, n)): Path<(String, u
     }
 }
 
+/// `GET /task/{taskId}/attachment/{attachmentId}`: an attachment the owner uploaded, from S3
+/// (its key built by `keys::attachment_key` from the task's owner and order id and an id recorded
+/// on the task, never from the URL's text), as a download (`Content-Disposition: attachment`:
+/// owner-supplied bytes are never rendered as a page of the console).
+pub async fn attachment(State(console): Shared, Path((task_id, attachment_id)): Path<(String, String)>) -> Response {
+    let task = match console.tasks.get(&task_id).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "No such task."),
+        Err(e) => return failed(e.into()),
+    };
+    let Some(found) = task.attachments.iter().find(|a| a.id == attachment_id) else { return error(StatusCode::NOT_FOUND, "No such attachment on this task.") };
+    let key = match taskflow_contracts::OwnerId::parse(&task.owner).map_err(|e| e.to_string()).and_then(|owner| taskflow_contracts::keys::attachment_key(&owner, &task.order_id, &found.id).map_err(|e| e.to_string())) {
+        Ok(key) => key,
+        Err(e) => return error(StatusCode::NOT_FOUND, &e),
+    };
+    let bucket = match console.stack.output("TaskBucketName") {
+        Ok(b) => b,
+        Err(e) => return failed(e),
+    };
+    match console.s3.get_object().bucket(bucket).key(&key).send().await {
+        Ok(object) => match object.body.collect().await {
+            Ok(bytes) => (
+                [
+                    // The recorded type is one of the allow-list (`attachment::ALLOWED_CONTENT_TYPES`).
+                    (header::CONTENT_TYPE, found.content_type.clone()),
+                    (header::CONTENT_DISPOSITION, content_disposition(&found.name)),
+                ],
+                bytes.into_bytes(),
+            )
+                .into_response(),
+            Err(e) => failed(e.into()),
+        },
+        Err(e) => failed(anyhow::anyhow!("GetObject {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e))),
+    }
+}
+
+/// `attachment; filename*=UTF-8''…` (RFC 6266 §4.3, RFC 8187): the owner's file name
+/// percent-encoded, so no byte of it can end the header or name another parameter.
+fn content_disposition(name: &str) -> String {
+    let mut out = String::from("attachment; filename*=UTF-8''");
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"!#$&+-.^_`|~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// `GET /task/{taskId}/log`: the task's audit log from S3 (`taskflow_shared::tasklog`, what
+/// `taskflow log` prints), one JSON line per entry, shown as a page.
+pub async fn task_log(State(console): Shared, Path(task_id): Path<String>) -> Response {
+    use taskflow_shared::tasklog::{self, TaskLogs};
+    let task = match console.tasks.get(&task_id).await {
+        Ok(Some(t)) => t,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "No such task."),
+        Err(e) => return failed(e.into()),
+    };
+    let key = match tasklog::key(&task) {
+        Ok(k) => k,
+        Err(e) => return error(StatusCode::NOT_FOUND, &format!("This task has no log: {e}")),
+    };
+    let bucket = match console.stack.output("TaskBucketName") {
+        Ok(b) => b,
+        Err(e) => return failed(e),
+    };
+    let text = match tasklog::S3TaskLogs::new(&console.aws, bucket).read(&key).await {
+        Ok(Some(text)) => text,
+        Ok(None) => return error(StatusCode::NOT_FOUND, &format!("Order {} is {} and has no log yet (a log is written once the task is closed).", task.order_id, task.status)),
+        Err(e) => return failed(anyhow::anyhow!("{e}")),
+    };
+    let mut body = format!(
+        r#"<p class="crumbs"><a href="/">Tasks</a> › <a href="/task/{href}">{order}</a> › log</p><h1>Task log of <span class="id">{order}</span></h1><p>S3 <code>{key}</code>: {n} line(s), JSON Lines (the task, every transition with its event id, charge, refund, receipts, attachments).</p><ol class="log" id="log">"#,
+        href = url(&task.task_id),
+        order = esc(&task.order_id),
+        key = esc(&key),
+        n = text.lines().count(),
+    );
+    for line in text.lines() {
+        let _ = write!(body, r#"<li><pre tabindex="0">{}</pre></li>"#, esc(line));
+    }
+    body.push_str("</ol>");
+    Html(page(&format!("Log of {}", task.order_id), &console.stack.stack_name, Nav::Tasks, &body)).into_response()
+}
+
 #[derive(Deserialize)]
 pub struct Posted {
     #[serde(default)]
     csrf: String,
     #[serde(default)]
     dry_run: Option<String>,
+    /// An action's reason field (approve: optional; deny: required).
+    #[serde(default)]
+    reason: String,
 }
 
 /// `POST /task/{taskId}/action/{action}`: an operator action (see [`actions`]).
@@ -478,8 +596,8 @@ pub async fn action(State(console): Shared, Path((task_id, name)): Path<(String,
         Ok(None) => return error(StatusCode::NOT_FOUND, "No such task."),
         Err(e) => return failed(e.into()),
     };
-    match actions::perform(&console, &task, action).await {
-        Ok(_) => Redirect::to(&format!("/task/{}", url(&task_id))).into_response(),
+    match actions::perform(&console, &task, action, &form.reason).await {
+        Ok(_) => Redirect::to(&format!("/task/{}?done={}", url(&task_id), action.name())).into_response(),
         Err(e) => error(StatusCode::CONFLICT, &format!("{e:#}")),
     }
 }

@@ -8,6 +8,9 @@
   const say = (state, text) => { live.dataset.state = state; live.textContent = text; };
   source.onopen = () => say("open", "Live: new status events appear as they happen.");
   source.onerror = () => say("closed", "Live updates interrupted; retrying…");
+  // Leaving the page ends its stream: an open one would hold one of the browser's few
+  // connections to the console (HTTP/1.1: six per host) while the page sits in the history.
+  window.addEventListener("pagehide", () => source.close());
 
   const table = document.getElementById("tasks");
   const facts = document.querySelector("dl.facts[data-task-id]");
