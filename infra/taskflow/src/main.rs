@@ -600,9 +600,14 @@ async fn cancel(state_dir: &std::path::Path, owner: &str, order_id: &str) -> Res
         tokio::time::sleep(Duration::from_millis(300)).await;
         now = client.find(Some(owner), order_id).await?.unwrap_or(now);
     }
+    // Refused: the reason intake gave (services/shared/src/cancel.rs), and a failing exit code.
     match now.status {
         taskflow_contracts::TaskStatus::Cancelled => println!("{order_id}: CANCELLED (nothing charged)"),
-        status => println!("{order_id}: {status} — a cancel is refused once the charge has begun (OrderAlreadyCharged); ask for a refund instead"),
+        _ if now.kind != Some(taskflow_contracts::OrderKind::Purchase) => {
+            bail!("NotCancellable: order {order_id} is a refund (only a purchase can be cancelled)")
+        }
+        taskflow_contracts::TaskStatus::Received => bail!("{order_id}: still RECEIVED after 10 s: the cancel was not decided yet (see `taskflow status`)"),
+        status => bail!("{}", taskflow_shared::cancel::refused(order_id, status)),
     }
     Ok(())
 }

@@ -26,6 +26,7 @@ use taskflow_contracts::{keys, limits, ApprovalDecision, Decision, OrderKind, Ow
 use taskflow_shared::approvals::{deliver, record_on_task, ApprovalState, ApprovalStore, PendingApproval, Written};
 use taskflow_shared::callback::{CallbackError, TaskCallback};
 use taskflow_shared::tasks::{Page, TaskStore};
+use tracing::Instrument;
 
 /// The group whose members may use these routes.
 pub const OPERATORS_GROUP: &str = "operators";
@@ -104,6 +105,11 @@ impl<S: TaskStore, A: ApprovalStore, C: TaskCallback> Operators<S, A, C> {
         }
         if !groups.iter().any(|g| g == OPERATORS_GROUP) {
             return error(403, "NotAnOperator", format!("only members of the {OPERATORS_GROUP} group may do this"));
+        }
+        // As on every other route: the subject is recorded as who decided, so it must be a valid
+        // id (OwnerId's rule), else 403 InvalidOwner.
+        if let Err(e) = OwnerId::parse(caller) {
+            return error(403, "InvalidOwner", format!("the token's subject is not a valid id: {e}"));
         }
         match route {
             OperatorRoute::ListApprovals => {
@@ -206,6 +212,19 @@ impl<S: TaskStore, A: ApprovalStore, C: TaskCallback> Operators<S, A, C> {
             _ => return refused(&record, now),
         };
         let decided = record.decision.clone().unwrap_or(wanted);
+        // The decision's calls (the task write, SendTask*) belong to the order's trace, not to
+        // the operator's request: continue the trace the task carries (one trace per order).
+        let trace_header = match self.tasks.get(id).await {
+            Ok(Some(task)) => task.trace_header,
+            _ => None,
+        };
+        let span = taskflow_shared::telemetry::continue_trace("api", trace_header.as_deref());
+        span.record("order_id", order_id);
+        self.deliver_decision(id, order_id, owner, record, decided).instrument(span).await
+    }
+
+    /// Records `decided` on the task and answers the workflow's approval step with it.
+    async fn deliver_decision(&self, id: &str, order_id: &str, owner: &str, record: PendingApproval, decided: ApprovalDecision) -> Answer {
         // On the task too (again, harmlessly, on a retry whose first try stopped before it).
         if let Err(e) = record_on_task(&self.tasks, id, &decided).await {
             return error(503, "TaskStoreUnavailable", format!("the decision is recorded; send it again: {e}"));
@@ -217,7 +236,10 @@ impl<S: TaskStore, A: ApprovalStore, C: TaskCallback> Operators<S, A, C> {
         match deliver(&self.callback, &record).await {
             Ok(()) => {
                 let _ = self.approvals.delivered(id).await;
-                answer(200, "the workflow goes on")
+                answer(200, match decided.decision {
+                    Decision::Approved => "approved: the refund goes on",
+                    Decision::Denied => "denied: the refund ends REJECTED REFUND_DENIED",
+                })
             }
             // The first wait ended as we answered: the reminder's wait carries the decision.
             Err(CallbackError::TokenSpent(_)) if record.round < 2 && Utc::now() < record.deadline => answer(202, "recorded; the workflow takes it at its reminder"),
@@ -286,6 +308,15 @@ mod tests {
         let s = subject(Duration::hours(1));
         let answer = decide(&s, "alice", &["owners"], Decision::Approved, r#"{"owner":"alice"}"#).await;
         assert_eq!((answer.status, answer.body["error"].as_str()), (403, Some("NotAnOperator")));
+        assert!(s.callback.answers().is_empty());
+        assert_eq!(s.tasks.of("alice", "r-1").unwrap().approval, None);
+    }
+
+    #[tokio::test]
+    async fn an_operator_whose_subject_is_not_a_valid_id_is_refused_and_nothing_is_decided() {
+        let s = subject(Duration::hours(1));
+        let answer = decide(&s, "<i>olga</i>", OPS, Decision::Approved, r#"{"owner":"alice"}"#).await;
+        assert_eq!((answer.status, answer.body["error"].as_str()), (403, Some("InvalidOwner")));
         assert!(s.callback.answers().is_empty());
         assert_eq!(s.tasks.of("alice", "r-1").unwrap().approval, None);
     }

@@ -234,9 +234,9 @@ impl<B: EventBus, D: DeadLetters, L: TaskLogs> Publisher<B, D, L> {
         // ids: consumers drop what they saw) rather than guess.
         let events = events_after(&new, seen.unwrap_or(0).min(new.history.len()));
         let attached = attachments_after(&new, attachments_len(&change.old_image).min(new.attachments.len()));
+        let span = telemetry::continue_trace("publisher", new.trace_header.as_deref());
+        span.record("order_id", new.order_id.as_str());
         if !events.is_empty() || !attached.is_empty() {
-            let span = telemetry::continue_trace("publisher", new.trace_header.as_deref());
-            span.record("order_id", new.order_id.as_str());
             if !events.is_empty() {
                 self.bus.publish(&events).instrument(span.clone()).await?;
             }
@@ -244,11 +244,12 @@ impl<B: EventBus, D: DeadLetters, L: TaskLogs> Publisher<B, D, L> {
                 count_outcome(event);
             }
             if !attached.is_empty() {
-                self.bus.publish_attachments(&attached).instrument(span).await?;
+                self.bus.publish_attachments(&attached).instrument(span.clone()).await?;
             }
         }
-        // After its events: a log never lists an event that was not announced.
-        self.write_log(&new).await?;
+        // After its events: a log never lists an event that was not announced. In the order's
+        // trace too, like every other call made for it.
+        self.write_log(&new).instrument(span).await?;
         Ok(Outcome::Published(events.len() + attached.len()))
     }
 

@@ -121,7 +121,8 @@ pub async fn cancel(
     Ok(outcome)
 }
 
-fn refused(order_id: &str, status: TaskStatus) -> CancelError {
+/// Why a cancel of `order_id`, a purchase now in `status`, is refused (what [`cancel`] answers).
+pub fn refused(order_id: &str, status: TaskStatus) -> CancelError {
     match status {
         TaskStatus::Rejected | TaskStatus::Failed => CancelError::NotCancellable { order_id: order_id.to_string(), status, why: "it has ended" },
         // CHARGING, REFUNDING, COMPLETED: the charge has begun or happened. Any status added later

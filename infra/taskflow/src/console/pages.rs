@@ -6,7 +6,7 @@ use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use chrono::{DateTime, Duration as Span, Utc};
+use chrono::{DateTime, Duration as Span, Timelike, Utc};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -734,9 +734,11 @@ pub async fn metrics(State(console): Shared) -> Response {
     };
     const MINUTES: i64 = 30;
     let now = Utc::now();
-    let window_start = now - Span::minutes(MINUTES);
-    let outcomes = ["COMPLETED", "FAILED", "REJECTED"];
-    let mut per_minute: BTreeMap<i64, [u32; 3]> = (0..MINUTES).map(|m| (m, [0; 3])).collect();
+    // Calendar minutes (UTC): the current one is the last of the window.
+    let this_minute = now - Span::seconds(i64::from(now.second())) - Span::nanoseconds(i64::from(now.nanosecond()));
+    let window_start = this_minute - Span::minutes(MINUTES - 1);
+    let outcomes = ["COMPLETED", "FAILED", "REJECTED", "CANCELLED"];
+    let mut per_minute: BTreeMap<i64, [u32; 4]> = (0..MINUTES).map(|m| (m, [0; 4])).collect();
     let mut latencies: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     let mut in_flight = 0;
     for t in &tasks {
@@ -775,14 +777,14 @@ pub async fn metrics(State(console): Shared) -> Response {
             let _ = write!(body, r#"<rect class="o-{}" x="{}" y="{y:.1}" width="16" height="{h:.1}"/>"#, outcomes[i].to_lowercase(), minute * 20 + 2);
         }
     }
-    body.push_str(r#"<line x1="0" y1="130" x2="600" y2="130" class="axis"/></svg><p class="legend"><span class="key o-completed"></span>COMPLETED <span class="key o-failed"></span>FAILED <span class="key o-rejected"></span>REJECTED</p>"#);
-    body.push_str(r#"<details><summary>The figures by minute</summary><table class="rate"><thead><tr><th scope="col">Minute (UTC)</th><th scope="col" class="num">COMPLETED</th><th scope="col" class="num">FAILED</th><th scope="col" class="num">REJECTED</th></tr></thead><tbody>"#);
+    body.push_str(r#"<line x1="0" y1="130" x2="600" y2="130" class="axis"/></svg><p class="legend"><span class="key o-completed"></span>COMPLETED <span class="key o-failed"></span>FAILED <span class="key o-rejected"></span>REJECTED <span class="key o-cancelled"></span>CANCELLED</p>"#);
+    body.push_str(r#"<details><summary>The figures by minute</summary><table class="rate"><thead><tr><th scope="col">Minute (UTC)</th><th scope="col" class="num">COMPLETED</th><th scope="col" class="num">FAILED</th><th scope="col" class="num">REJECTED</th><th scope="col" class="num">CANCELLED</th></tr></thead><tbody>"#);
     for (minute, counts) in per_minute.iter().rev() {
         if counts.iter().sum::<u32>() == 0 {
             continue;
         }
         let at = window_start + Span::minutes(*minute);
-        let _ = write!(body, r#"<tr><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#, at.format("%H:%M"), counts[0], counts[1], counts[2]);
+        let _ = write!(body, r#"<tr><td>{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td><td class="num">{}</td></tr>"#, at.format("%H:%M"), counts[0], counts[1], counts[2], counts[3]);
     }
     body.push_str("</tbody></table></details></section>");
     // Latency.
@@ -806,6 +808,9 @@ pub async fn metrics(State(console): Shared) -> Response {
 /// The bench's path an order took, by its kind and outcome.
 fn path_of(t: &TaskRecord) -> &'static str {
     match (t.kind, t.status) {
+        (_, TaskStatus::Cancelled) => "purchase cancelled",
+        // Refused by an operator, or left undecided: it waited for a person, not a rejection at intake.
+        (_, TaskStatus::Rejected) if matches!(t.reason, Some(taskflow_contracts::Reason::RefundDenied | taskflow_contracts::Reason::ApprovalExpired)) => "refund denied or expired",
         (_, TaskStatus::Rejected) => "order rejected",
         (Some(taskflow_contracts::OrderKind::Refund), TaskStatus::Completed) => "refund completed",
         (Some(taskflow_contracts::OrderKind::Refund), _) => "refund failed",
