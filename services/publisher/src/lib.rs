@@ -234,6 +234,9 @@ impl<B: EventBus, D: DeadLetters, L: TaskLogs> Publisher<B, D, L> {
         // ids: consumers drop what they saw) rather than guess.
         let events = events_after(&new, seen.unwrap_or(0).min(new.history.len()));
         let attached = attachments_after(&new, attachments_len(&change.old_image).min(new.attachments.len()));
+        if events.is_empty() && attached.is_empty() && !tasklog::ready(&new) {
+            return Ok(Outcome::Published(0));
+        }
         let span = telemetry::continue_trace("publisher", new.trace_header.as_deref());
         span.record("order_id", new.order_id.as_str());
         if !events.is_empty() || !attached.is_empty() {
