@@ -184,6 +184,26 @@ async fn other_bytes_behind_a_recorded_attachment_are_deleted(run: &Run, owner: 
     assert_eq!(run.task_of(owner, order).await.unwrap().attachments, recorded);
 }
 
+/// Anonymous requests to the task bucket are refused as S3 refuses them for a private bucket
+/// (403 AccessDenied; the emulator in IAM enforce mode, iam.py): a PUT under `attachments/` and
+/// under `logs/`, and a listing of every owner's keys. Nothing is stored.
+async fn anonymous_requests_to_the_bucket_are_refused(run: &Run, owner: &str, order: &str) {
+    let endpoint = stack().endpoint.as_deref().unwrap().trim_end_matches('/').to_string();
+    let bucket = stack().output("TaskBucketName").unwrap();
+    let prefix = taskflow_contracts::keys::attachments_prefix(&taskflow_contracts::OwnerId::parse(owner).unwrap());
+    let key = format!("{prefix}{order}/a-{}", "c".repeat(32));
+    let plain = vec![("content-type".to_string(), "text/plain".to_string())];
+    for key in [key.as_str(), "logs/anonymous.txt"] {
+        let (status, body) = send("PUT", &format!("{endpoint}/{bucket}/{key}"), &plain, b"hello").await;
+        assert_eq!(status, 403, "{key}: {}", String::from_utf8_lossy(&body));
+        assert!(String::from_utf8_lossy(&body).contains("AccessDenied"));
+        assert!(!object_exists(run, key).await, "{key} not stored");
+    }
+    let (status, body) = send("GET", &format!("{endpoint}/{bucket}?list-type=2&prefix=attachments/"), &[], b"").await;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(!String::from_utf8_lossy(&body).contains(&prefix), "no keys listed");
+}
+
 const PDF: &[u8] = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n% the delivery note\n";
 
 #[tokio::test(flavor = "multi_thread")]
@@ -292,6 +312,8 @@ async fn an_owner_attaches_lists_and_downloads_and_everything_else_is_refused() 
     let (status, _) = send("PUT", &tampered, &headers_of(upload), b"hello").await;
     assert_eq!(status, 403);
     assert!(!object_exists(&run, &key_of(upload)).await, "nothing stored");
+
+    Box::pin(anonymous_requests_to_the_bucket_are_refused(&run, &owner, &order)).await;
 
     // An expired URL: the SDK's presigned PUT of one second, used after it ran out.
     let s3 = aws_sdk_s3::Client::new(&run.aws);
