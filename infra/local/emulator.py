@@ -41,6 +41,7 @@ from moto.sqs.models import SQSBackend
 from moto.xray.models import XRayBackend
 
 import iam
+import sigv4
 
 # EventBridge takes event details nested a thousand levels deep and more; CPython's json stops at
 # its recursion limit (1000 frames) with a RecursionError, which moto would answer with HTTP 500.
@@ -345,6 +346,23 @@ def _json_answer(start_response, value, status="200 OK"):
     return [body]
 
 
+def _otlp_authorise(environ, start_response):
+    import io
+
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    if iam.MODE != "off":
+        try:
+            sigv4.verify(environ, body, iam.secret_for)
+        except sigv4.Refusal as refusal:
+            iam.log(f"iam: DENIED: POST /v1/traces: {refusal}")
+            out = json.dumps({"message": refusal.message}).encode()
+            start_response("403 Forbidden", [("Content-Type", "application/json"), ("x-amzn-ErrorType", refusal.code), ("Content-Length", str(len(out)))])
+            return [out]
+    return iam.check(environ, start_response, lambda e, s: _json_answer(s, {}))
+
+
 def _dispatch_with_usage(self, environ, start_response):
     path = environ.get("PATH_INFO")
     method = environ.get("REQUEST_METHOD")
@@ -355,8 +373,10 @@ def _dispatch_with_usage(self, environ, start_response):
         return _json_answer(start_response, {"mode": iam.MODE, "denials": iam.denials(clear=method == "DELETE")})
     if path == "/v1/traces" and method == "POST":
         # The X-Ray OTLP endpoint's authorisation (xray:PutSpans for the signed caller), asked by
-        # the local OTLP endpoint (infra/taskflow/src/otlp.rs) before it stores the spans.
-        return iam.check(environ, start_response, lambda e, s: _json_answer(s, {}))
+        # the local OTLP endpoint (infra/taskflow/src/otlp.rs) before it stores the spans. The
+        # signature is verified first, as X-Ray does (sigv4.py): unsigned, unknown key, wrong
+        # secret or another body than the one signed is 403 and nothing is stored.
+        return _otlp_authorise(environ, start_response)
     if path != "/taskflow/usage":
         return iam.check(environ, start_response, lambda e, s: _dispatch(self, e, s))
     with _USAGE_LOCK:
