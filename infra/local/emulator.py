@@ -18,8 +18,10 @@ It checks every call a function or workflow makes against that caller's role, as
 (`iam.py`: identities registered by deploy.py at `POST /taskflow/iam/identities`, refusals at
 `GET /taskflow/iam/denials`; `TASKFLOW_IAM=enforce|record|off`).
 It refuses what AWS refuses where moto is lenient: payload sizes, execution names, event
-details, DynamoDB item sizes and numbers (`limits.py`, each rule with its source), and presigned
-S3 URLs that are expired or do not match their signature (`presigned.py`).
+details, DynamoDB item sizes and numbers (`limits.py`, each rule with its source), presigned
+S3 URLs that are expired or do not match their signature (`presigned.py`), anonymous (unsigned)
+requests in IAM enforce mode (`iam.py`), and OTLP span writes whose SigV4 signature does not
+verify (`sigv4.py`, for the local OTLP endpoint's `POST /v1/traces`).
 
 Run as `python emulator.py -H 127.0.0.1 -p PORT`; the arguments are moto_server's.
 """

@@ -5,7 +5,8 @@ The deploy step (`deploy.py`) registers one identity per function (its execution
 documents, every intrinsic resolved to a real ARN) and one per workflow role, with
 `POST /taskflow/iam/identities`. Requests signed with any other key (the CLI, tests as outside
 clients, the deploy step, the seeding, the local X-Ray daemon: all `test`) are the account's
-admin and are not checked.
+admin and are not checked. Requests signed with no key at all (anonymous) are refused in enforce
+mode, as AWS refuses them (see "Anonymous requests" below).
 
 Each request is mapped to the IAM actions and resource ARNs AWS authorises it as (below, per
 service, with the source of each rule), then evaluated with moto's policy evaluator
