@@ -115,6 +115,12 @@ pub enum AttachmentRefusal {
     /// A refund names an attachment id that is not on its original order (of the same owner).
     #[serde(rename = "UNKNOWN_ATTACHMENT")]
     UnknownAttachment,
+    /// The object of an attachment already recorded was written again with other bytes (its
+    /// SHA-256 is not the recorded `checksum`): deleted, so that no other bytes are ever served
+    /// under a recorded checksum. The upload URL is signed with `If-None-Match: *`, so S3 refuses
+    /// a second PUT with 412 PreconditionFailed; this is the function's defence in depth.
+    #[serde(rename = "ATTACHMENT_REPLACED")]
+    Replaced,
 }
 
 impl AttachmentRefusal {
@@ -128,6 +134,7 @@ impl AttachmentRefusal {
             AttachmentRefusal::TooMany => "TOO_MANY_ATTACHMENTS",
             AttachmentRefusal::UnknownKey => "UNKNOWN_ATTACHMENT_KEY",
             AttachmentRefusal::UnknownAttachment => "UNKNOWN_ATTACHMENT",
+            AttachmentRefusal::Replaced => "ATTACHMENT_REPLACED",
         }
     }
 }
@@ -217,7 +224,7 @@ mod tests {
 
     #[test]
     fn refusals_serialise_by_name() {
-        for r in [AttachmentRefusal::TooLarge, AttachmentRefusal::UnknownAttachment, AttachmentRefusal::InvalidName] {
+        for r in [AttachmentRefusal::TooLarge, AttachmentRefusal::UnknownAttachment, AttachmentRefusal::InvalidName, AttachmentRefusal::Replaced] {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
         }
         assert!(is_attachment_id(&format!("a-{}", "0f".repeat(16))));

@@ -18,8 +18,10 @@ It checks every call a function or workflow makes against that caller's role, as
 (`iam.py`: identities registered by deploy.py at `POST /taskflow/iam/identities`, refusals at
 `GET /taskflow/iam/denials`; `TASKFLOW_IAM=enforce|record|off`).
 It refuses what AWS refuses where moto is lenient: payload sizes, execution names, event
-details, DynamoDB item sizes and numbers (`limits.py`, each rule with its source), and presigned
-S3 URLs that are expired or do not match their signature (`presigned.py`).
+details, DynamoDB item sizes and numbers (`limits.py`, each rule with its source), presigned
+S3 URLs that are expired or do not match their signature (`presigned.py`), anonymous (unsigned)
+requests in IAM enforce mode (`iam.py`), and OTLP span writes whose SigV4 signature does not
+verify (`sigv4.py`, for the local OTLP endpoint's `POST /v1/traces`).
 
 Run as `python emulator.py -H 127.0.0.1 -p PORT`; the arguments are moto_server's.
 """
@@ -41,6 +43,7 @@ from moto.sqs.models import SQSBackend
 from moto.xray.models import XRayBackend
 
 import iam
+import sigv4
 
 # EventBridge takes event details nested a thousand levels deep and more; CPython's json stops at
 # its recursion limit (1000 frames) with a RecursionError, which moto would answer with HTTP 500.
@@ -345,6 +348,23 @@ def _json_answer(start_response, value, status="200 OK"):
     return [body]
 
 
+def _otlp_authorise(environ, start_response):
+    import io
+
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    environ["wsgi.input"] = io.BytesIO(body)
+    if iam.MODE != "off":
+        try:
+            sigv4.verify(environ, body, iam.secret_for)
+        except sigv4.Refusal as refusal:
+            iam.log(f"iam: DENIED: POST /v1/traces: {refusal}")
+            out = json.dumps({"message": refusal.message}).encode()
+            start_response("403 Forbidden", [("Content-Type", "application/json"), ("x-amzn-ErrorType", refusal.code), ("Content-Length", str(len(out)))])
+            return [out]
+    return iam.check(environ, start_response, lambda e, s: _json_answer(s, {}))
+
+
 def _dispatch_with_usage(self, environ, start_response):
     path = environ.get("PATH_INFO")
     method = environ.get("REQUEST_METHOD")
@@ -355,8 +375,10 @@ def _dispatch_with_usage(self, environ, start_response):
         return _json_answer(start_response, {"mode": iam.MODE, "denials": iam.denials(clear=method == "DELETE")})
     if path == "/v1/traces" and method == "POST":
         # The X-Ray OTLP endpoint's authorisation (xray:PutSpans for the signed caller), asked by
-        # the local OTLP endpoint (infra/taskflow/src/otlp.rs) before it stores the spans.
-        return iam.check(environ, start_response, lambda e, s: _json_answer(s, {}))
+        # the local OTLP endpoint (infra/taskflow/src/otlp.rs) before it stores the spans. The
+        # signature is verified first, as X-Ray does (sigv4.py): unsigned, unknown key, wrong
+        # secret or another body than the one signed is 403 and nothing is stored.
+        return _otlp_authorise(environ, start_response)
     if path != "/taskflow/usage":
         return iam.check(environ, start_response, lambda e, s: _dispatch(self, e, s))
     with _USAGE_LOCK:

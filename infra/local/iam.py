@@ -5,7 +5,8 @@ The deploy step (`deploy.py`) registers one identity per function (its execution
 documents, every intrinsic resolved to a real ARN) and one per workflow role, with
 `POST /taskflow/iam/identities`. Requests signed with any other key (the CLI, tests as outside
 clients, the deploy step, the seeding, the local X-Ray daemon: all `test`) are the account's
-admin and are not checked.
+admin and are not checked. Requests signed with no key at all (anonymous) are refused in enforce
+mode, as AWS refuses them (see "Anonymous requests" below).
 
 Each request is mapped to the IAM actions and resource ARNs AWS authorises it as (below, per
 service, with the source of each rule), then evaluated with moto's policy evaluator
@@ -456,8 +457,95 @@ def denied(environ, start_response, identity, service, action, resource, target)
     return [body]
 
 
+# --- Anonymous requests ----------------------------------------------------------------------
+# AWS authenticates every request to a private resource: a request that carries neither a SigV4
+# `Authorization` header nor presigned query parameters is anonymous, and is refused — S3 answers
+# 403 AccessDenied for a private bucket (S3 user guide, "Making requests": "anonymous requests
+# ... fail" unless a bucket policy or ACL grants public access; the task bucket blocks all public
+# access); the JSON and query protocols answer MissingAuthenticationToken(Exception) (AWS general
+# reference, "Signing AWS API requests"; e.g. DynamoDB API reference, "Common errors"). moto
+# serves them all. In enforce mode they are refused here, except what AWS itself serves without
+# signature or what is not AWS at all:
+# - the emulator's own control routes (`/moto-api/…`, `/taskflow/…`: not AWS APIs);
+# - a user pool's JWKS (`/{poolId}/.well-known/jwks.json` is public on AWS, Cognito developer
+#   guide, "Verifying a JSON Web Token");
+# - Cognito user pools' unauthenticated operations (InitiateAuth, SignUp, …: the Cognito API
+#   reference lists them as not signed, "Using the Amazon Cognito user pools API and user pool
+#   endpoints");
+# - CORS preflights (`OPTIONS`: S3 answers them from the bucket's CORS configuration, unsigned).
+
+_PUBLIC_PREFIXES = ("/moto-api/", "/taskflow/")
+_COGNITO_UNAUTHENTICATED = {
+    "InitiateAuth", "RespondToAuthChallenge", "SignUp", "ConfirmSignUp", "ForgotPassword",
+    "ConfirmForgotPassword", "ResendConfirmationCode", "GetUser", "GlobalSignOut", "RevokeToken",
+    "ChangePassword", "AssociateSoftwareToken", "VerifySoftwareToken", "GetUserAttributeVerificationCode",
+    "VerifyUserAttribute", "UpdateUserAttributes", "DeleteUser", "SetUserMFAPreference",
+}
+
+
+def signed(environ):
+    """True if the request carries a SigV4 signature (header or presigned query)."""
+    if environ.get("HTTP_AUTHORIZATION", "").startswith("AWS4-HMAC-SHA256"):
+        return True
+    query = urllib.parse.parse_qs(environ.get("QUERY_STRING", ""))
+    return bool(query.get("X-Amz-Signature", [""])[0])
+
+
+def anonymous_allowed(environ):
+    path = environ.get("PATH_INFO", "/")
+    if path.startswith(_PUBLIC_PREFIXES) or path == "/moto-api" or path.endswith("/.well-known/jwks.json"):
+        return True
+    if environ.get("REQUEST_METHOD") == "OPTIONS":
+        return True
+    prefix, _, op = environ.get("HTTP_X_AMZ_TARGET", "").partition(".")
+    return prefix == "AWSCognitoIdentityProviderService" and op in _COGNITO_UNAUTHENTICATED
+
+
+def anonymous_denied(environ, start_response):
+    """AWS's answer to an anonymous request (see above), its body read first."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    body = environ["wsgi.input"].read(length) if length else b""
+    request_id = f"iam-{int(time.time() * 1000)}"
+    target = environ.get("HTTP_X_AMZ_TARGET", "")
+    content_type = environ.get("CONTENT_TYPE", "")
+    if target:
+        message = "Request is missing Authentication Token"
+        out = json.dumps({"__type": "com.amazon.coral.service#MissingAuthenticationTokenException", "message": message}).encode()
+        headers = [("Content-Type", "application/x-amz-json-1.0"), ("x-amzn-RequestId", request_id)]
+        status = "400 Bad Request"
+    elif content_type.startswith("application/x-www-form-urlencoded") and b"Action=" in body:
+        out = (
+            '<?xml version="1.0" encoding="UTF-8"?><ErrorResponse><Error><Type>Sender</Type><Code>MissingAuthenticationToken</Code>'
+            f"<Message>Request is missing Authentication Token</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        ).encode()
+        headers = [("Content-Type", "application/xml"), ("x-amzn-RequestId", request_id)]
+        status = "403 Forbidden"
+    elif environ.get("PATH_INFO") == "/v1/traces":
+        out = json.dumps({"message": "Missing Authentication Token"}).encode()
+        headers = [("Content-Type", "application/json"), ("x-amzn-ErrorType", "MissingAuthenticationTokenException"), ("x-amzn-RequestId", request_id)]
+        status = "403 Forbidden"
+    else:  # S3
+        out = f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Access Denied</Message><RequestId>{request_id}</RequestId></Error>'.encode()
+        headers = [("Content-Type", "application/xml"), ("x-amzn-RequestId", request_id)]
+        status = "403 Forbidden"
+    headers.append(("Content-Length", str(len(out))))
+    start_response(status, headers)
+    return [out]
+
+
+def _anonymous(environ, start_response, dispatch):
+    # Logged (the emulator's log), not in the denial log: that one lists what a role of the
+    # stack was not granted; an anonymous caller has no role.
+    log(f"iam: {'DENIED' if MODE == 'enforce' else 'would deny (record mode)'}: anonymous (unsigned) {environ.get('REQUEST_METHOD')} {environ.get('PATH_INFO')}")
+    if MODE != "enforce":
+        return dispatch(environ, start_response)
+    return anonymous_denied(environ, start_response)
+
+
 def check(environ, start_response, dispatch):
     """Checks one WSGI request; answers AccessDenied or passes it to `dispatch`."""
+    if MODE != "off" and not signed(environ) and not anonymous_allowed(environ):
+        return _anonymous(environ, start_response, dispatch)
     identity, found = identity_of(environ)
     if identity is None:
         return dispatch(environ, start_response)

@@ -152,6 +152,58 @@ fn key_of(upload: &Value) -> String {
     path.split(&format!("/{bucket}/")).nth(1).unwrap().to_string()
 }
 
+/// The upload URL is signed with `If-None-Match: *`, so S3 refuses a second PUT to it (412
+/// PreconditionFailed) and the recorded bytes stay; without the header, the signature does not
+/// match.
+async fn a_second_upload_to_the_url_is_refused(upload: &Value, token: &str, order: &str, id: &str) {
+    let url = upload["url"].as_str().unwrap();
+    assert_eq!(upload["headers"]["if-none-match"], "*", "{upload}");
+    assert!(url.contains("if-none-match"), "signed: {url}");
+    let other: Vec<u8> = (0..PDF.len()).map(|i| (i * 37 % 251) as u8).collect();
+    let (status, body) = send("PUT", url, &headers_of(upload), &other).await;
+    assert_eq!(status, 412, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("PreconditionFailed"));
+    let without: Vec<(String, String)> = headers_of(upload).into_iter().filter(|(k, _)| k != "if-none-match").collect();
+    let (status, body) = send("PUT", url, &without, &other).await;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    let (_, read) = http("GET", &format!("/tasks/{order}/attachments/{id}"), Some(token), None).await;
+    let (status, bytes) = send("GET", read["download"]["url"].as_str().unwrap(), &[], b"").await;
+    assert_eq!((status, bytes.as_slice()), (200, PDF), "still the first upload");
+}
+
+/// Defence in depth: other bytes written behind a recorded attachment anyway (here by a caller
+/// with bucket access, unconditionally) are deleted by the attachments function, refused
+/// ATTACHMENT_REPLACED; the record stays as it was.
+async fn other_bytes_behind_a_recorded_attachment_are_deleted(run: &Run, owner: &str, order: &str, id: &str, recorded: &[taskflow_contracts::Attachment]) {
+    let s3 = aws_sdk_s3::Client::new(&run.aws);
+    let key = taskflow_contracts::keys::attachment_key(&taskflow_contracts::OwnerId::parse(owner).unwrap(), order, id).unwrap();
+    let bucket = stack().output("TaskBucketName").unwrap();
+    s3.put_object().bucket(bucket).key(&key).content_type("text/plain").body(b"MZ\x90\x00 a program".to_vec().into()).send().await.unwrap();
+    until_refused(&key, "ATTACHMENT_REPLACED").await;
+    assert!(!object_exists(run, &key).await, "the other bytes are deleted");
+    assert_eq!(run.task_of(owner, order).await.unwrap().attachments, recorded);
+}
+
+/// Anonymous requests to the task bucket are refused as S3 refuses them for a private bucket
+/// (403 AccessDenied; the emulator in IAM enforce mode, iam.py): a PUT under `attachments/` and
+/// under `logs/`, and a listing of every owner's keys. Nothing is stored.
+async fn anonymous_requests_to_the_bucket_are_refused(run: &Run, owner: &str, order: &str) {
+    let endpoint = stack().endpoint.as_deref().unwrap().trim_end_matches('/').to_string();
+    let bucket = stack().output("TaskBucketName").unwrap();
+    let prefix = taskflow_contracts::keys::attachments_prefix(&taskflow_contracts::OwnerId::parse(owner).unwrap());
+    let key = format!("{prefix}{order}/a-{}", "c".repeat(32));
+    let plain = vec![("content-type".to_string(), "text/plain".to_string())];
+    for key in [key.as_str(), "logs/anonymous.txt"] {
+        let (status, body) = send("PUT", &format!("{endpoint}/{bucket}/{key}"), &plain, b"hello").await;
+        assert_eq!(status, 403, "{key}: {}", String::from_utf8_lossy(&body));
+        assert!(String::from_utf8_lossy(&body).contains("AccessDenied"));
+        assert!(!object_exists(run, key).await, "{key} not stored");
+    }
+    let (status, body) = send("GET", &format!("{endpoint}/{bucket}?list-type=2&prefix=attachments/"), &[], b"").await;
+    assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(!String::from_utf8_lossy(&body).contains(&prefix), "no keys listed");
+}
+
 const PDF: &[u8] = b"%PDF-1.7\n1 0 obj << /Type /Catalog >> endobj\n% the delivery note\n";
 
 #[tokio::test(flavor = "multi_thread")]
@@ -209,6 +261,9 @@ async fn an_owner_attaches_lists_and_downloads_and_everything_else_is_refused() 
     assert_eq!(status, 200);
     assert_eq!(bytes, PDF, "the bytes uploaded");
 
+    // The upload URL works once (boxed: the test's future stays within the test thread's stack).
+    Box::pin(a_second_upload_to_the_url_is_refused(upload, &token, &order, id)).await;
+
     // The CLI does the same for its user: attach, list, download.
     let cli = |args: &[&str]| {
         let out = std::process::Command::new(taskflow::paths::bin_dir().join("taskflow"))
@@ -257,6 +312,8 @@ async fn an_owner_attaches_lists_and_downloads_and_everything_else_is_refused() 
     let (status, _) = send("PUT", &tampered, &headers_of(upload), b"hello").await;
     assert_eq!(status, 403);
     assert!(!object_exists(&run, &key_of(upload)).await, "nothing stored");
+
+    Box::pin(anonymous_requests_to_the_bucket_are_refused(&run, &owner, &order)).await;
 
     // An expired URL: the SDK's presigned PUT of one second, used after it ran out.
     let s3 = aws_sdk_s3::Client::new(&run.aws);
@@ -336,4 +393,6 @@ async fn an_owner_attaches_lists_and_downloads_and_everything_else_is_refused() 
     assert_eq!(store.add_attachment(&task.task_id, &owner, &task.attachments[0], 10).await.unwrap(), AttachmentRecorded::AlreadyThere);
     assert_eq!(store.add_attachment(&task.task_id, "someone-else", &extra, 10).await.unwrap(), AttachmentRecorded::Missing);
     assert_eq!(run.task_of(&owner, &order).await.unwrap().attachments, task.attachments);
+
+    Box::pin(other_bytes_behind_a_recorded_attachment_are_deleted(&run, &owner, &order, &cli_id, &task.attachments)).await;
 }

@@ -224,3 +224,90 @@ async fn every_valid_trace_header_continues_the_producers_trace() {
     assert_eq!((intake_segment.trace_id.as_str(), intake_segment.parent_id.as_deref()), (root.as_str(), Some(PARENT)));
     run.close().await;
 }
+
+/// One OTLP export of one span of trace `trace_id` (32 hex digits), as protobuf.
+fn export_of(trace_id: &str) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let span = Span {
+        trace_id: (0..16).map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).unwrap()).collect(),
+        span_id: vec![1, 2, 3, 4, 5, 6, 7, 8],
+        name: "signature-check".into(),
+        kind: 2,
+        start_time_unix_nano: now - 1_000_000,
+        end_time_unix_nano: now,
+        ..Default::default()
+    };
+    let service = KeyValue { key: "service.name".into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue("signature-check".into())) }), ..Default::default() };
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource { attributes: vec![service], ..Default::default() }),
+            scope_spans: vec![ScopeSpans { spans: vec![span], ..Default::default() }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// A POST of `body` to `url` with `headers`, over plain TCP: the answer's status.
+async fn post(url: &str, headers: &http::HeaderMap, body: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut request = format!("POST {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+    }
+    request.push_str("\r\n");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&answer).split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The local X-Ray OTLP endpoint (the CLI's, on this stack's emulator) verifies SigV4 as X-Ray
+/// does: unsigned, signed with a wrong secret or an unknown key, or with another body than the
+/// one signed is 403 and nothing is stored; the same request signed right is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_otlp_endpoint_stores_only_requests_signed_right_over_the_body_sent() {
+    use aws_sdk_s3::config::Credentials;
+    let run = Run::new().await;
+    let (_stop, stopped) = tokio::sync::watch::channel(false);
+    let endpoint = taskflow::otlp::OtlpEndpoint::start(&run.aws, taskflow_e2e::stack().endpoint.as_deref().unwrap(), stopped).await.unwrap();
+    let url = endpoint.url();
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let trace = |tail: &str| format!("{secs:08x}{tail}");
+    let signed = |body: &[u8], key: &str, secret: &str| {
+        let mut request = http::Request::post(&url).header("content-type", "application/x-protobuf").body(bytes::Bytes::copy_from_slice(body)).unwrap();
+        taskflow_shared::otlp::sign(&mut request, &Credentials::new(key, secret, None, None, "test"), "us-east-1", std::time::SystemTime::now()).unwrap();
+        request.headers().clone()
+    };
+    let (unsigned, wrong_secret, unknown_key, tampered, good) =
+        (trace("a00000000000000000000001"), trace("a00000000000000000000002"), trace("a00000000000000000000003"), trace("a00000000000000000000004"), trace("a00000000000000000000005"));
+    let mut plain = http::HeaderMap::new();
+    plain.insert("content-type", "application/x-protobuf".parse().unwrap());
+    assert_eq!(post(&url, &plain, &export_of(&unsigned)).await, 403, "unsigned");
+    // (Each body made once: an export carries the time it was made.)
+    let body = export_of(&wrong_secret);
+    assert_eq!(post(&url, &signed(&body, "test", "not-the-secret"), &body).await, 403, "wrong secret");
+    let body = export_of(&unknown_key);
+    assert_eq!(post(&url, &signed(&body, "AKIAUNKNOWN", "x"), &body).await, 403, "unknown key");
+    let body = export_of(&good);
+    assert_eq!(post(&url, &signed(&body, "test", "test"), &export_of(&tampered)).await, 403, "another body than signed");
+    assert_eq!(post(&url, &signed(&body, "test", "test"), &body).await, 200, "signed right");
+    let xray_id = |t: &str| format!("1-{}-{}", &t[..8], &t[8..]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while trace::documents(&run.aws, &xray_id(&good)).await.unwrap_or_default().is_empty() {
+        assert!(Instant::now() < deadline, "the signed request's span is stored");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for refused in [&unsigned, &wrong_secret, &unknown_key, &tampered] {
+        assert!(trace::documents(&run.aws, &xray_id(refused)).await.unwrap_or_default().is_empty(), "{refused} stored");
+    }
+}

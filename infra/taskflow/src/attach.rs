@@ -1,6 +1,8 @@
 //! `taskflow attach` and `taskflow attachments`: an owner's attachments through the HTTP API,
 //! exactly as any client does it: ask the API for a presigned upload (`POST
-//! /tasks/{orderId}/attachments`), send the file to that URL with the headers it names, then
+//! /tasks/{orderId}/attachments`), send the file to that URL with the headers it names (all of
+//! them, as signed: `content-type`, `content-length`, `x-amz-meta-name` and `if-none-match: *`,
+//! which makes the URL upload once; S3 answers a second PUT 412 `PreconditionFailed`), then
 //! read what was recorded (`GET …/attachments`) and download through a presigned URL
 //! (`GET …/attachments/{id}`).
 //!
@@ -104,6 +106,11 @@ pub async fn attach(api_url: &str, token: &str, order_id: &str, file: &Path, con
     }
     let upload = &answer["upload"];
     let headers: Vec<(String, String)> = upload["headers"].as_object().map(|h| h.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect()).unwrap_or_default();
+    if !headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("if-none-match") && v == "*") {
+        // The API signs every upload with it (services/api/src/attachments.rs): a URL without it
+        // could be used twice. Not sent blind: refused by name.
+        bail!("the upload URL is not single-use (no signed `if-none-match: *` among its headers): {upload}");
+    }
     let (status, body) = send(upload["method"].as_str().unwrap_or("PUT"), upload["url"].as_str().context("no upload URL")?, &headers, &bytes).await?;
     if status != 200 {
         bail!("S3 refused the upload ({status}): {}", String::from_utf8_lossy(&body));

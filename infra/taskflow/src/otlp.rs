@@ -5,7 +5,11 @@
 //!    emulator's `POST /v1/traces`, where `infra/local/iam.py` reads the caller's access key
 //!    from the SigV4 `Authorization` header (the same identity check as for every other request)
 //!    and checks `xray:PutSpans` against that function's role; a refusal is answered to the
-//!    function as X-Ray's 403 `AccessDeniedException` and lands in `/taskflow/iam/denials`;
+//!    function as X-Ray's 403 `AccessDeniedException` and lands in `/taskflow/iam/denials`.
+//!    Before that the emulator verifies the SigV4 signature itself (`infra/local/sigv4.py`,
+//!    botocore's SigV4 with the identity's secret, over the body received and the original
+//!    `host`, passed as `x-forwarded-host`): an unsigned request, an unknown key, a wrong secret
+//!    or a body other than the one signed is 403 (X-Ray's error type) and nothing is stored;
 //! 2. decoded with `opentelemetry-proto`'s generated messages (`ExportTraceServiceRequest`);
 //! 3. converted into X-Ray segment documents with `opentelemetry-aws`'s `SegmentTranslator` (the
 //!    translation the X-Ray daemon path used, so a span becomes the same document either way;
@@ -313,13 +317,21 @@ mod reqwest_like {
         ) -> Result<Option<Response>> {
             let mut request = axum::http::Request::post(format!("{emulator}/v1/traces"));
             for (name, value) in headers {
-                if name != "host" && name != "content-length" {
+                if name != "host" && name != "content-length" && name != "x-forwarded-host" {
                     request = request.header(name, value);
                 }
+            }
+            // The signature covers the `host` the function sent to (this endpoint's): passed
+            // on for the emulator to verify it (infra/local/sigv4.py), never taken from the caller.
+            if let Some(host) = headers.get("host") {
+                request = request.header("x-forwarded-host", host);
             }
             let request = request.body(Full::new(body.clone()))?;
             let response = self.http.request(request).await?;
             let status = response.status();
+            // X-Ray's error type as the emulator named it (AccessDeniedException,
+            // InvalidSignatureException, UnrecognizedClientException, …).
+            let response_type = response.headers().get("x-amzn-errortype").cloned();
             let body = response.into_body().collect().await?.to_bytes();
             if status.is_success() {
                 return Ok(None);
@@ -329,10 +341,8 @@ mod reqwest_like {
                 "content-type",
                 "application/json".parse().expect("a header value"),
             );
-            refusal.headers_mut().insert(
-                "x-amzn-errortype",
-                "AccessDeniedException".parse().expect("a header value"),
-            );
+            let error_type = response_type.unwrap_or_else(|| "AccessDeniedException".parse().expect("a header value"));
+            refusal.headers_mut().insert("x-amzn-errortype", error_type);
             Ok(Some(refusal))
         }
     }

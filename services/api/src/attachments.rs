@@ -3,8 +3,9 @@
 //! - `POST /tasks/{orderId}/attachments` with `{"name", "contentType", "size"}` (bytes): checks the
 //!   name, the type (allow-list) and the size (the limit) at once, and that the task has room,
 //!   then answers 201 with a presigned S3 PUT (method, URL, and the headers to send with it:
-//!   `content-type`, `content-length` and `x-amz-meta-name` are signed, so an upload of another
-//!   size or type is refused by S3 with `SignatureDoesNotMatch`) to the key
+//!   `content-type`, `content-length`, `x-amz-meta-name` and `if-none-match: *` are signed, so an
+//!   upload of another size or type is refused by S3 with `SignatureDoesNotMatch`, and a second
+//!   upload to the same URL with 412 `PreconditionFailed`) to the key
 //!   `attachments/{o}/{orderId}/{attachmentId}` (`keys::attachment_key`), valid
 //!   `attachment::UPLOAD_URL_SECONDS`. The attachment is recorded on the task once the
 //!   attachments function has checked the object (`GET …/attachments` shows it then).
@@ -226,6 +227,10 @@ impl Presigner for S3Presigner {
             .content_type(content_type)
             .content_length(size as i64)
             .metadata("name", name)
+            // Signed `If-None-Match: *`: S3 writes the object only if the key has none, so the URL
+            // uploads once; a second PUT (within its 300 s) is refused 412 PreconditionFailed
+            // (Amazon S3 API reference, PutObject, "If-None-Match"; user guide, "Conditional writes").
+            .if_none_match("*")
             .presigned(config)
             .await
             .map_err(|e| PresignError(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))?;

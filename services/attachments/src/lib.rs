@@ -18,7 +18,10 @@
 //! `AttachmentsRefused` by `Reason`). A recorded one is appended to the task's `attachments` with
 //! its SHA-256; the publisher announces it as `TaskAttachmentAdded` from the table's stream.
 //! Idempotent: S3 delivers events at least once, and SQS again: an attachment already on the task
-//! is not recorded twice, an object already deleted (gone) is nothing to do.
+//! is not recorded twice, an object already deleted (gone) is nothing to do. An event for an
+//! attachment already recorded whose object now holds other bytes (a second PUT to the same key)
+//! deletes the object and is refused `ATTACHMENT_REPLACED`: the recorded checksum and type are
+//! never left in front of other bytes.
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -111,8 +114,11 @@ impl<S: TaskStore, O: Objects> Checker<S, O> {
         let Some(task) = task.filter(|t| t.owner == owner.as_str()) else {
             return self.refuse(key, AttachmentRefusal::UnknownKey, format!("no task {order_id} of this owner")).await;
         };
-        if task.attachments.iter().any(|a| a.id == id) {
-            return Ok(Checked::AlreadyRecorded);
+        if let Some(recorded) = task.attachments.iter().find(|a| a.id == id) {
+            // A duplicate event, or the event of a second write to the same key (a reused upload
+            // URL: S3 refuses it when signed with `If-None-Match: *`, as the API signs them; this
+            // is the defence in depth). Only the bytes recorded may stay behind the recorded id.
+            return self.recorded_again(key, &recorded.checksum).await;
         }
         let Some(info) = self.objects.head(key).await? else { return Ok(Checked::Gone) };
         if let Err(r) = attachment::check_size(info.size, self.limits.max_bytes) {
@@ -138,20 +144,43 @@ impl<S: TaskStore, O: Objects> Checker<S, O> {
         if let Err(r) = attachment::check_content(&content_type, &bytes) {
             return self.refuse(key, r, format!("the bytes are not {content_type}")).await;
         }
-        let checksum = format!("sha256:{}", Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let checksum = checksum_of(&bytes);
         let recorded = Attachment { id, name, size: info.size, content_type, checksum, uploaded_at: info.last_modified.unwrap_or(event_time) };
         match self.tasks.add_attachment(&task_id, owner.as_str(), &recorded, self.limits.max_per_task).await? {
             AttachmentRecorded::Added => Ok(Checked::Recorded(recorded)),
-            AttachmentRecorded::AlreadyThere => Ok(Checked::AlreadyRecorded),
+            AttachmentRecorded::AlreadyThere => {
+                // Recorded meanwhile by another delivery: with the checksum of the bytes it read.
+                let task = self.tasks.get(&task_id).await?;
+                match task.as_ref().and_then(|t| t.attachments.iter().find(|a| a.id == recorded.id)) {
+                    Some(first) => self.recorded_again(key, &first.checksum).await,
+                    None => Ok(Checked::AlreadyRecorded),
+                }
+            }
             AttachmentRecorded::Full => self.refuse(key, AttachmentRefusal::TooMany, format!("the task has {} attachments", self.limits.max_per_task)).await,
             AttachmentRecorded::Missing => self.refuse(key, AttachmentRefusal::UnknownKey, format!("no task {order_id} of this owner")).await,
         }
+    }
+
+    /// An event for an attachment already recorded with `checksum`: a duplicate when the stored
+    /// bytes are still those (or gone), else a replacement — deleted, refused `ATTACHMENT_REPLACED`.
+    async fn recorded_again(&self, key: &str, checksum: &str) -> Result<Checked, CheckError> {
+        let Some(bytes) = self.objects.read(key).await? else { return Ok(Checked::AlreadyRecorded) };
+        let stored = checksum_of(&bytes);
+        if stored == checksum {
+            return Ok(Checked::AlreadyRecorded);
+        }
+        self.refuse(key, AttachmentRefusal::Replaced, format!("the object was written again: {stored} ({} bytes), recorded {checksum}", bytes.len())).await
     }
 
     async fn refuse(&self, key: &str, reason: AttachmentRefusal, detail: String) -> Result<Checked, CheckError> {
         self.objects.delete(key).await?;
         Ok(Checked::Refused(reason, detail))
     }
+}
+
+/// `sha256:` + the lowercase hex SHA-256 of `bytes` (an attachment's `checksum`).
+pub fn checksum_of(bytes: &[u8]) -> String {
+    format!("sha256:{}", Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect::<String>())
 }
 
 /// The objects an S3 event notification names: (URL-decoded key, event time), for

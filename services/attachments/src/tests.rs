@@ -122,3 +122,28 @@ fn s3_event_notifications_are_read_as_aws_sends_them() {
     assert!(objects_in(r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Bucket":"b"}"#).unwrap().is_empty());
     assert!(objects_in("not json").is_err());
 }
+
+#[tokio::test]
+async fn other_bytes_written_behind_a_recorded_attachment_are_deleted_and_named_replaced() {
+    let c = checker(Limits::default());
+    let k = key("alice", "o-1", 1);
+    c.objects.put(&k, "application/pdf", Some("delivery note.pdf"), PDF);
+    let Checked::Recorded(first) = c.check(&k, Utc::now()).await.unwrap() else { panic!("not recorded") };
+    // The same upload URL used again (were S3 to take it): an executable under the PDF's id.
+    c.objects.put(&k, "application/pdf", Some("delivery note.pdf"), b"MZ\x90\x00 a program");
+    match c.check(&k, Utc::now()).await.unwrap() {
+        Checked::Refused(AttachmentRefusal::Replaced, detail) => assert!(detail.contains(&first.checksum), "{detail}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!c.objects.has(&k), "the other bytes are deleted");
+    assert_eq!(c.tasks.of("alice", "o-1").unwrap().attachments, vec![first], "the record is unchanged");
+    // Its event again: the object is gone, nothing more to do.
+    assert_eq!(c.check(&k, Utc::now()).await.unwrap(), Checked::AlreadyRecorded);
+    // The same bytes written again (a duplicate event of the first write, or the same file): kept.
+    let k2 = key("alice", "o-1", 2);
+    c.objects.put(&k2, "text/plain", Some("n.txt"), b"hello");
+    assert!(matches!(c.check(&k2, Utc::now()).await.unwrap(), Checked::Recorded(_)));
+    c.objects.put(&k2, "text/plain", Some("n.txt"), b"hello");
+    assert_eq!(c.check(&k2, Utc::now()).await.unwrap(), Checked::AlreadyRecorded);
+    assert!(c.objects.has(&k2));
+}

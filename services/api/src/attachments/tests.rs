@@ -99,7 +99,8 @@ async fn the_owner_lists_and_gets_a_download_url() {
     assert_eq!(content_disposition("a b/é.pdf"), "attachment; filename*=UTF-8''a%20b%2F%C3%A9.pdf");
 }
 
-/// The SDK's presigned PUT signs the headers that fix what may be uploaded.
+/// The SDK's presigned PUT signs the headers that fix what may be uploaded, and that it is the
+/// first upload to the key.
 #[tokio::test]
 async fn the_sdk_signs_content_length_content_type_and_the_name() {
     let config = aws_config::SdkConfig::builder()
@@ -113,7 +114,9 @@ async fn the_sdk_signs_content_length_content_type_and_the_name() {
     assert_eq!(up.method, "PUT");
     assert!(up.url.starts_with("http://127.0.0.1:9/bucket/attachments/YWxpY2U/o-1/a-1?"), "{}", up.url);
     let signed = up.url.split("X-Amz-SignedHeaders=").nth(1).unwrap().split('&').next().unwrap().to_string();
-    assert_eq!(signed, "content-length%3Bcontent-type%3Bhost%3Bx-amz-meta-name", "{}", up.url);
+    // `if-none-match: *` too: the URL uploads once (S3 answers a second PUT 412).
+    assert_eq!(signed, "content-length%3Bcontent-type%3Bhost%3Bif-none-match%3Bx-amz-meta-name", "{}", up.url);
+    assert_eq!(up.headers.get("if-none-match").map(String::as_str), Some("*"));
     assert!(up.url.contains("X-Amz-Expires=300"));
     assert_eq!(up.headers.get("content-length").map(String::as_str), Some("123"));
 }
