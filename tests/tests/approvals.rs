@@ -102,6 +102,15 @@ async fn an_approved_refund_completes_and_only_an_operator_decides_once() {
     let record = approval_record(&run, "amelie", &id).await.expect("the approval is recorded");
     let token_value = record["taskToken"].as_s().unwrap().clone();
     assert!(!serde_json::to_string(&task).unwrap().contains(&token_value));
+    // Nor in any function's log (the approvals function, the API, the refund service, …).
+    for file in std::fs::read_dir(taskflow_e2e::log_dir()).unwrap() {
+        let path = file.unwrap().path();
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("moto")) {
+            continue; // the emulator's own request log, not a function's
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string();
+        assert!(!text.contains(&token_value), "the task token is in {}", path.display());
+    }
     run.close().await;
 }
 
