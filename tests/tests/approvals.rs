@@ -102,6 +102,15 @@ async fn an_approved_refund_completes_and_only_an_operator_decides_once() {
     let record = approval_record(&run, "amelie", &id).await.expect("the approval is recorded");
     let token_value = record["taskToken"].as_s().unwrap().clone();
     assert!(!serde_json::to_string(&task).unwrap().contains(&token_value));
+    // Nor in any function's log (the approvals function, the API, the refund service, …).
+    for file in std::fs::read_dir(taskflow_e2e::log_dir()).unwrap() {
+        let path = file.unwrap().path();
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("moto")) {
+            continue; // the emulator's own request log, not a function's
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string();
+        assert!(!text.contains(&token_value), "the task token is in {}", path.display());
+    }
     run.close().await;
 }
 
@@ -270,5 +279,31 @@ async fn a_refund_under_the_threshold_completes_without_waiting_and_queries_by_s
     let (status, body) = decide(&olga, &waiting, "deny", json!({"owner": "dora", "reason": "test over"})).await;
     assert!([200, 202, 410].contains(&status), "{status} {body}");
     run.events_until_terminal(&waiting).await;
+    run.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approval_message_with_no_order_in_it_ends_in_the_approval_dead_letter_queue() {
+    let run = run().await;
+    let sqs = aws_sdk_sqs::Client::new(&run.aws);
+    let marker = order_id("poison");
+    let queue = taskflow_e2e::stack().output("ApprovalQueueUrl").unwrap().to_string();
+    sqs.send_message().queue_url(&queue).message_body(json!({"purpose": "request", "m": marker}).to_string()).send().await.unwrap();
+    let dlq = taskflow::dlq::queues(taskflow_e2e::stack()).into_iter().find(|q| q.name == "approval").expect("the approval DLQ is listed");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut found = 0;
+        taskflow::dlq::drain(&sqs, &dlq.url, false, 100, |dead, _| {
+            found += usize::from(dead.body.contains(&marker));
+            async { Ok(()) }
+        })
+        .await
+        .unwrap();
+        if found == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the poison message never reached the approval DLQ");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     run.close().await;
 }

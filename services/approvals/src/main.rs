@@ -8,7 +8,7 @@ use taskflow_approvals::{Approvals, EventBridgeReminders};
 use taskflow_contracts::ApprovalWork;
 use taskflow_shared::approvals::DynamoApprovalStore;
 use taskflow_shared::callback::StepFunctionsCallback;
-use taskflow_shared::driver::StepError;
+use taskflow_shared::driver::{Redelivery, RetryPolicy, SqsRedelivery, StepError};
 use taskflow_shared::{clients, config, tasks::DynamoTaskStore, telemetry};
 use tracing::{error, info, warn, Instrument};
 
@@ -24,8 +24,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         reminder_after: chrono::Duration::seconds(config::number_or("APPROVAL_REMINDER_SECONDS", 172_800)?),
         final_after: chrono::Duration::seconds(config::number_or("APPROVAL_FINAL_SECONDS", 86_400)?),
     });
+    // As every worker does (services/shared/src/driver.rs): a transient failure comes back after
+    // a backoff with jitter, a poison message reaches the dead-letter queue without waiting.
+    let redelivery = Arc::new(SqsRedelivery::new(&aws, config::required("WORK_QUEUE_URL")?));
+    let policy = RetryPolicy::from_env()?;
     lambda_runtime::run(lambda_runtime::service_fn(move |event: lambda_runtime::LambdaEvent<SqsEvent>| {
-        let (approvals, telemetry) = (approvals.clone(), telemetry.clone());
+        let (approvals, telemetry, redelivery) = (approvals.clone(), telemetry.clone(), redelivery.clone());
         async move {
             let mut response = SqsBatchResponse::default();
             for message in &event.payload.records {
@@ -36,12 +40,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                     .get(telemetry::TRACE_HEADER)
                     .cloned()
                     .or_else(|| work.as_ref().ok().and_then(|w| w.trace_header.clone()));
+                let attempt: u32 = message.attributes.get("ApproximateReceiveCount").and_then(|n| n.parse().ok()).unwrap_or(1);
                 let again = async {
                     let work = match work {
                         Ok(work) => work,
                         Err(e) => {
                             // No readable token to answer: it goes to the dead-letter queue.
                             error!(error = "PoisonMessage", detail = %e, "unreadable approval message; it will go to the dead-letter queue");
+                            if let Some(receipt) = message.receipt_handle.as_deref() {
+                                let _ = redelivery.delay(receipt, 0).await;
+                            }
                             return true;
                         }
                     };
@@ -55,8 +63,14 @@ async fn main() -> Result<(), lambda_runtime::Error> {
                             info!(order_id = work.order.order_id.as_str(), error, cause, "approval step answered as failed");
                             false
                         }
-                        Err(StepError::Retry { error, cause, .. }) => {
-                            warn!(order_id = work.order.order_id.as_str(), error, cause, "transient failure; will retry");
+                        Err(StepError::Retry { error, cause, after }) => {
+                            warn!(order_id = work.order.order_id.as_str(), error, cause, attempt, "transient failure; will retry");
+                            if let Some(receipt) = message.receipt_handle.as_deref() {
+                                let seconds = policy.delay_after(attempt).max(after.unwrap_or(0)).min(43_200);
+                                if let Err(e) = redelivery.delay(receipt, seconds).await {
+                                    warn!(error = %e, "could not shorten the redelivery delay");
+                                }
+                            }
                             true
                         }
                     }
