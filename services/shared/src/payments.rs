@@ -139,12 +139,12 @@ impl SandboxPayments {
     }
 
     async fn bad_day(&self, operation: &str) -> Result<(), PaymentError> {
-        if let Some(file) = &self.outage_file {
-            if let Ok(text) = std::fs::read_to_string(file) {
-                let mut listed = text.split_whitespace().peekable();
-                if listed.peek().is_none() || listed.any(|op| op == operation) {
-                    return Err(PaymentError::Unavailable(format!("sandbox: provider down for {operation} (SANDBOX_OUTAGE_FILE)")));
-                }
+        if let Some(file) = &self.outage_file
+            && let Ok(text) = std::fs::read_to_string(file)
+        {
+            let mut listed = text.split_whitespace().peekable();
+            if listed.peek().is_none() || listed.any(|op| op == operation) {
+                return Err(PaymentError::Unavailable(format!("sandbox: provider down for {operation} (SANDBOX_OUTAGE_FILE)")));
             }
         }
         if !self.latency.is_zero() {

@@ -151,11 +151,11 @@ impl<I: InFlight, S: TaskStore, E: Executions, R: Repair, P: Reports> Sweeper<I,
             report.tasks.push(line);
         }
         let acted: Vec<TaskSwept> = report.tasks.iter().filter(|t| t.outcome != SweepOutcome::LeftAlone).cloned().collect();
-        if !acted.is_empty() {
-            if let Err(e) = self.reports.publish(&acted).await {
-                // The task records and the metrics still say what happened.
-                tracing::error!(error = e.as_str(), "the sweep's events could not be published");
-            }
+        if !acted.is_empty()
+            && let Err(e) = self.reports.publish(&acted).await
+        {
+            // The task records and the metrics still say what happened.
+            tracing::error!(error = e.as_str(), "the sweep's events could not be published");
         }
         Ok(report)
     }

@@ -162,7 +162,7 @@ async fn what_the_retry_cannot_finish_is_handed_to_operators_and_noted() {
     };
     let report = sweeper.sweep(Utc::now()).await.unwrap();
     assert_eq!(report.handed_to_operators, 1);
-    let line = &published.0.lock().unwrap()[0];
+    let line = published.0.lock().unwrap()[0].clone();
     assert_eq!((line.outcome, line.status_after), (SweepOutcome::HandedToOperators, Some(TaskStatus::Refunding)));
     assert!(line.reason.contains("provider down"), "{}", line.reason);
     let noted = store.get(&owed.task_id).await.unwrap().unwrap();
