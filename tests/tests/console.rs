@@ -184,7 +184,33 @@ async fn an_order_submitted_with_the_cli_appears_live_and_its_page_shows_path_ti
     assert_eq!(b.text(&format!("{row} td:nth-child(2)")).await.as_deref(), Some(owner));
     assert_eq!(b.text(&format!("{row} td:first-child a")).await.as_deref(), Some(id.as_str()));
     b.wait_text(&format!(r#"tr[data-task-id="{}"] td.status"#, keys::task_id(owner, &declined)), Duration::from_secs(60), false, |t| t == "FAILED").await;
+    // An order rejected for its owner and order id keeps them as sent: markup, shown as text.
+    let hostile = format!(r#"<img src=x onerror="window.__xss=1">{}"#, uuid::Uuid::new_v4().simple());
+    let detail = json!({"schemaVersion": 1, "orderId": hostile, "owner": "<b>mallory</b>", "kind": "purchase", "currency": "EUR",
+        "items": [{"sku": "BOOK-1", "quantity": 1}], "paymentToken": "tok_approve"});
+    let file = std::env::temp_dir().join(format!("console-hostile-{}.json", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&file, detail.to_string()).unwrap();
+    cli(&["submit", "file", file.to_str().unwrap()]);
+    let find = format!(
+        "for (const r of document.querySelectorAll('#tasks tbody tr')) {{ if (r.cells[0].textContent === {}) return [r.cells[1].textContent, r.cells[3].textContent, r.querySelectorAll('img, b').length]; }} return null;",
+        serde_json::to_string(&hostile).unwrap()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let live_row = loop {
+        let found = b.client.execute(&find, vec![]).await.unwrap();
+        if !found.is_null() {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "the rejected order did not appear live");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(live_row, json!(["<b>mallory</b>", "REJECTED", 0]), "inserted live as text");
     b.shot("tasks-live.png").await;
+    // Rendered by the server, the same.
+    b.client.refresh().await.unwrap();
+    b.wait_text("#tasks", Duration::from_secs(20), false, |t| t.contains("mallory")).await;
+    assert_eq!(b.client.execute(&find, vec![]).await.unwrap(), json!(["<b>mallory</b>", "REJECTED", 0]), "rendered as text");
+    assert_eq!(b.client.execute("return window.__xss === undefined;", vec![]).await.unwrap(), json!(true));
 
     // Its page: the path highlighted, the timeline, the trace.
     b.client.find(Locator::Css(&format!("{row} td:first-child a"))).await.unwrap().click().await.unwrap();
