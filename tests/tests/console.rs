@@ -81,7 +81,9 @@ async fn browser() -> Browser {
     let chromedriver = on_path("chromedriver").expect("no `chromedriver` on PATH: install Debian's chromium-driver (`make test` does: its `browser` prerequisite)");
     let port = taskflow::process::free_port().unwrap();
     let mut cmd = taskflow::process::command(&chromedriver);
-    cmd.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null());
+    // Its own process group, with the Chromium it starts: killed together when the test ends,
+    // even by a panic that never closed the session.
+    cmd.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
     let driver = cmd.spawn().expect("chromedriver starts");
     let deadline = Instant::now() + Duration::from_secs(20);
     while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
@@ -106,6 +108,15 @@ async fn browser() -> Browser {
         .await
         .expect("a Chromium session");
     Browser { client, _driver: driver, _profile: profile }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(pid) = self._driver.id() {
+            let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).stderr(Stdio::null()).status();
+        }
+        let _ = std::fs::remove_dir_all(&self._profile);
+    }
 }
 
 impl Browser {
@@ -144,8 +155,7 @@ impl Browser {
     }
 
     async fn close(self) {
-        let _ = self.client.close().await;
-        let _ = std::fs::remove_dir_all(&self._profile);
+        let _ = self.client.clone().close().await;
     }
 }
 
