@@ -82,7 +82,9 @@ async fn browser() -> Browser {
     let chromedriver = on_path("chromedriver").expect("no `chromedriver` on PATH: install Debian's chromium-driver (`make test` does: its `browser` prerequisite)");
     let port = taskflow::process::free_port().unwrap();
     let mut cmd = taskflow::process::command(&chromedriver);
-    cmd.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null());
+    // Its own process group, with the Chromium it starts: killed together when the test ends,
+    // even by a panic that never closed the session.
+    cmd.arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).process_group(0);
     let driver = cmd.spawn().expect("chromedriver starts");
     let deadline = Instant::now() + Duration::from_secs(20);
     while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
@@ -107,6 +109,15 @@ async fn browser() -> Browser {
         .await
         .expect("a Chromium session");
     Browser { client, _driver: driver, _profile: profile }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if let Some(pid) = self._driver.id() {
+            let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).stderr(Stdio::null()).status();
+        }
+        let _ = std::fs::remove_dir_all(&self._profile);
+    }
 }
 
 impl Browser {
@@ -145,8 +156,7 @@ impl Browser {
     }
 
     async fn close(self) {
-        let _ = self.client.close().await;
-        let _ = std::fs::remove_dir_all(&self._profile);
+        let _ = self.client.clone().close().await;
     }
 }
 
@@ -185,7 +195,33 @@ async fn an_order_submitted_with_the_cli_appears_live_and_its_page_shows_path_ti
     assert_eq!(b.text(&format!("{row} td:nth-child(2)")).await.as_deref(), Some(owner));
     assert_eq!(b.text(&format!("{row} td:first-child a")).await.as_deref(), Some(id.as_str()));
     b.wait_text(&format!(r#"tr[data-task-id="{}"] td.status"#, keys::task_id(owner, &declined)), Duration::from_secs(60), false, |t| t == "FAILED").await;
+    // An order rejected for its owner and order id keeps them as sent: markup, shown as text.
+    let hostile = format!(r#"<img src=x onerror="window.__xss=1">{}"#, uuid::Uuid::new_v4().simple());
+    let detail = json!({"schemaVersion": 1, "orderId": hostile, "owner": "<b>mallory</b>", "kind": "purchase", "currency": "EUR",
+        "items": [{"sku": "BOOK-1", "quantity": 1}], "paymentToken": "tok_approve"});
+    let file = std::env::temp_dir().join(format!("console-hostile-{}.json", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&file, detail.to_string()).unwrap();
+    cli(&["submit", "file", file.to_str().unwrap()]);
+    let find = format!(
+        "for (const r of document.querySelectorAll('#tasks tbody tr')) {{ if (r.cells[0].textContent === {}) return [r.cells[1].textContent, r.cells[3].textContent, r.querySelectorAll('img, b').length]; }} return null;",
+        serde_json::to_string(&hostile).unwrap()
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let live_row = loop {
+        let found = b.client.execute(&find, vec![]).await.unwrap();
+        if !found.is_null() {
+            break found;
+        }
+        assert!(Instant::now() < deadline, "the rejected order did not appear live");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(live_row, json!(["<b>mallory</b>", "REJECTED", 0]), "inserted live as text");
     b.shot("tasks-live.png").await;
+    // Rendered by the server, the same.
+    b.client.refresh().await.unwrap();
+    b.wait_text("#tasks", Duration::from_secs(20), false, |t| t.contains("mallory")).await;
+    assert_eq!(b.client.execute(&find, vec![]).await.unwrap(), json!(["<b>mallory</b>", "REJECTED", 0]), "rendered as text");
+    assert_eq!(b.client.execute("return window.__xss === undefined;", vec![]).await.unwrap(), json!(true));
 
     // Its page: the path highlighted, the timeline, the trace.
     b.client.find(Locator::Css(&format!("{row} td:first-child a"))).await.unwrap().click().await.unwrap();

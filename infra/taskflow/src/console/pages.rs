@@ -426,22 +426,21 @@ pub async fn task(State(console): Shared, Path(task_id): Path<String>, Query(don
     Html(page(&format!("Order {}", task.order_id), &console.stack.stack_name, Nav::Tasks, &body)).into_response()
 }
 
-/// The trace waterfall of `task` (through `crate::trace`, the code `taskflow trace` uses).
+/// The trace waterfall of `task`: `crate::trace::of_order` by task id, the call `taskflow trace`
+/// makes, so the console reads whatever trace store the CLI reads.
 async fn trace_html(console: &Console, task: &TaskRecord) -> String {
-    let Some(trace_id) = &task.trace_id else { return "<p>No trace id on this task.</p>".into() };
-    let spans = match crate::trace::documents(&console.aws, trace_id).await.and_then(|d| crate::trace::spans(&d)) {
+    let trace_id = task.trace_id.clone().unwrap_or_default();
+    let spans = match crate::trace::of_order(&console.client, &task.task_id).await {
         Ok(s) => s,
-        Err(e) => return format!(r#"<p class="error">{}</p>"#, esc(&format!("{e:#}"))),
+        // No trace id, or no segments yet: the CLI's own words.
+        Err(e) => return format!(r#"<p class="note">{}</p>"#, esc(&format!("{e:#}"))),
     };
-    if spans.is_empty() {
-        return format!("<p>Trace <code>{}</code> has no segments yet (they arrive a moment after the work).</p>", esc(trace_id));
-    }
     let t0 = spans.iter().map(|s| s.start).fold(f64::INFINITY, f64::min);
     let t1 = spans.iter().map(|s| s.end.unwrap_or(s.start)).fold(t0 + 1e-3, f64::max);
     let total = t1 - t0;
     let mut out = format!(
         r#"<p>Trace <code>{}</code>: {} spans over {:.0} ms.</p><table class="waterfall" id="waterfall"><thead><tr><th scope="col">Service / operation</th><th scope="col" class="num">Start ms</th><th scope="col" class="num">ms</th><th scope="col">Status</th><th scope="col" class="bar-col">Timeline</th></tr></thead><tbody>"#,
-        esc(trace_id),
+        esc(&trace_id),
         spans.len(),
         total * 1000.0
     );
