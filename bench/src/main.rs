@@ -16,7 +16,12 @@
 //!   the X-Ray daemon exporter. `BENCH_ONLY=traces` runs only these (and hello's cold start).
 //! - Cost (`cost.rs`): per path, the counts measured on the local stack × `bench/prices.json`,
 //!   next to the naive design in `bench/naive/order.asl.json`.
+//! - Capacity (`capacity.rs`): per path and region class, the orders/s AWS's default quotas
+//!   (`bench/quotas.json`) sustain given the same counts, the binding quota, the Lambda
+//!   concurrency that rate needs, and the plan for the target rate (which quotas to raise, how many
+//!   items a hot key needs).
 
+mod capacity;
 mod cost;
 mod stack;
 mod traces;
@@ -30,7 +35,15 @@ use std::time::{Duration, Instant};
 use taskflow::local::{LocalStack, Options};
 use taskflow_bench::{purchase_batches, purchase_driver};
 
-const FUNCTIONS: [&str; 6] = ["intake", "purchase", "refund", "notification", "publisher", "api"];
+/// Every function the Makefile builds and packages (its FUNCTIONS).
+const FUNCTIONS: [&str; 9] = ["intake", "purchase", "refund", "notification", "publisher", "api", "attachments", "approvals", "sweeper"];
+
+/// The sku every bench order buys (`stack.rs`): its stock item is the hot key the model checks.
+const BENCH_SKU: &str = "BOOK-1";
+
+/// Items the task table's byStatus index spreads one status value over (1: the value is the
+/// index's partition key as is).
+const STATUS_INDEX_SHARDS: u32 = 1;
 
 fn env_number(name: &str, default: f64) -> f64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -141,7 +154,7 @@ async fn main() -> Result<()> {
             format!("cold start {name} (ms, median of {spawns})"),
             format!("{:.2}", start.median_ms),
             format!("hello {:.2} (×{:.1})", baseline.median_ms, start.median_ms / baseline.median_ms),
-            "",
+            format!("≤ 2× hello {}", met(start.median_ms <= 2.0 * baseline.median_ms)),
         ));
     }
     for (name, _, _) in &functions {
@@ -175,7 +188,7 @@ async fn main() -> Result<()> {
         format!("local throughput, {burst_orders} at {burst_rate}/s (orders/s)"),
         format!("{:.1}", burst.throughput_per_s),
         format!("null worker {:.1} (×{:.2})", null_burst.throughput_per_s, burst.throughput_per_s / null_burst.throughput_per_s),
-        "",
+        format!("≥ 0.8× null {}", met(burst.throughput_per_s >= 0.8 * null_burst.throughput_per_s)),
     ));
     rows.push(row(
         format!("order latency p50 at {rate}/s steady (ms)"),
@@ -189,6 +202,26 @@ async fn main() -> Result<()> {
         format!("null worker {:.0}", null_load.p95_ms),
         "",
     ));
+    rows.push(row(
+        format!("order latency p95/p50 at {rate}/s steady"),
+        format!("{:.2}", load.p95_ms / load.p50_ms),
+        format!("null worker {:.2}", null_load.p95_ms / null_load.p50_ms),
+        format!("≤ 2 {}", met(load.p95_ms <= 2.0 * load.p50_ms)),
+    ));
+    if let Some(purchase) = paths.iter().find(|p| p.path == stack::Path::PurchaseCompleted) {
+        let tables = write_units_by_table(purchase);
+        let (sandbox, own): (Vec<_>, Vec<_>) = tables.iter().partition(|(t, _)| is_sandbox(t));
+        let total = |v: &[&(String, f64)]| v.iter().map(|(_, u)| u).sum::<f64>();
+        let list = |v: &[&(String, f64)]| v.iter().map(|(t, u)| format!("{} {u:.1}", short_table(t))).collect::<Vec<_>>().join(", ");
+        let own_total = total(&own);
+        rows.push(row(
+            "DynamoDB write units per completed purchase, taskflow's tables",
+            format!("{own_total:.1}"),
+            format!("with the sandbox payment provider {:.1}", own_total + total(&sandbox)),
+            format!("≤ 12 {}", met(own_total <= 12.0)),
+        ));
+        rows.push(row("  of which, by table", list(&own), format!("sandbox provider (stands in for an external one): {}", if sandbox.is_empty() { "-".into() } else { list(&sandbox) }), ""));
+    }
     for (path, units, total, _, naive, naive_total, _) in &costs {
         let transitions_target = if path.path == stack::Path::PurchaseCompleted { format!("≤ 3 {}", met(units.transitions <= 3.0)) } else { String::new() };
         rows.push(row(format!("state transitions, {}", path.path.name()), format!("{:.1}", units.transitions), format!("naive {:.0}", naive.transitions), transitions_target));
@@ -201,6 +234,8 @@ async fn main() -> Result<()> {
     }
 
     print_rows(&format!("taskflow bench ({profile}; prices of {}, us-east-1)", prices.as_of), &rows);
+
+    let capacity_json = capacity_model(&root, &paths)?;
 
     let load_json = |l: &stack::Load| {
         json!({"offeredPerSecond": l.offered_per_s, "orders": l.orders, "throughputPerSecond": l.throughput_per_s,
@@ -221,6 +256,7 @@ async fn main() -> Result<()> {
         "workerCost": {"messages": messages, "cpuMicrosPerMessage": per_message_us, "criterionMicrosPerMessage": criterion_us, "targetMicros": 50},
         "burst": {"taskflow": load_json(&burst), "nullWorker": load_json(&null_burst)},
         "steady": {"taskflow": load_json(&load), "nullWorker": load_json(&null_load)},
+        "capacity": capacity_json,
         "cost": {
             "pricesAsOf": prices.as_of,
             "ordersPerPath": per_path,
@@ -246,6 +282,157 @@ fn print_rows(title: &str, rows: &[Row]) {
     for r in rows {
         println!("{:<w0$}  {:>w1$}  {:<w2$}  {}", r.figure, r.ours, r.baseline, r.target);
     }
+}
+
+/// A table printed with its own header (the capacity model's).
+fn print_table(title: &str, header: &[&str], lines: &[Vec<String>]) {
+    println!("\n{title}");
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| lines.iter().map(|l| l[i].chars().count()).chain([header[i].chars().count()]).max().unwrap_or(0))
+        .collect();
+    let print = |cells: Vec<&str>| {
+        let padded: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    print(header.to_vec());
+    for line in lines {
+        print(line.iter().map(String::as_str).collect());
+    }
+}
+
+/// The emulator's write units per table for one order of a path (index writes included).
+fn write_units_by_table(path: &stack::PathUsage) -> Vec<(String, f64)> {
+    path.usage.iter().filter_map(|(k, v)| Some((k.strip_prefix("dynamodb.WriteRequestUnits.")?.to_string(), *v))).collect()
+}
+
+/// The sandbox payment provider's table: it stands in for an external provider's API.
+fn is_sandbox(table: &str) -> bool {
+    table.contains("sandbox")
+}
+
+/// `taskflow-<stage>-tasks` → `tasks`.
+fn short_table(table: &str) -> &str {
+    table.strip_prefix("taskflow-").and_then(|rest| rest.split_once('-')).map_or(table, |(_, name)| name)
+}
+
+/// What one order of a measured path uses, by the quota it counts against. Hot keys: the stock
+/// item of the bench's sku (every inventory write of a bench order lands on it: one line of one
+/// sku), spread over its stock shards; and the byStatus index of the task table, where every
+/// order's index entry is put when it enters a status and deleted when it leaves it — two index
+/// writes on one status value's partition, one unit each at least (the GSI guide: an update that
+/// changes an index key is a delete and a put in the index, and a throttled index write throttles
+/// the table's, https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.ThroughputConsiderations.Writes).
+/// That one is declared, not measured (the emulator counts an index write per table, not per key).
+fn per_order(path: &stack::PathUsage, stock_shards: u32) -> capacity::PerOrder {
+    let tables = write_units_by_table(path);
+    let inventory: f64 = tables.iter().filter(|(t, _)| t.ends_with("inventory")).map(|(_, u)| u).sum();
+    let mut hot_keys = vec![capacity::HotKey {
+        name: format!("tasks byStatus index, one status value (declared ≥ {} units)", if path.path.starts_workflow() { 2 } else { 1 }),
+        units_per_order: if path.path.starts_workflow() { 2.0 } else { 1.0 },
+        spread: STATUS_INDEX_SHARDS,
+    }];
+    if inventory > 0.0 {
+        hot_keys.push(capacity::HotKey { name: format!("stock item of one sku ({BENCH_SKU})"), units_per_order: inventory, spread: stock_shards });
+    }
+    capacity::PerOrder {
+        path: path.path.name().into(),
+        start_execution: path.get("states.StartExecution"),
+        send_task: path.get("states.SendTaskSuccess") + path.get("states.SendTaskFailure") + path.get("states.SendTaskHeartbeat"),
+        state_transitions: path.transitions,
+        put_events: path.get("events.PutEvents"),
+        lambda: path.invocations.iter().map(|(f, calls)| (f.clone(), (*calls, path.billed_ms.get(f).copied().unwrap_or(0.0)))).collect(),
+        table_write_units: tables.iter().map(|(t, u)| (short_table(t).to_string(), *u)).collect(),
+        hot_keys,
+    }
+}
+
+/// The capacity model (`capacity.rs`) on the measured paths: printed as two tables (per path and
+/// region class; the plan for the target rate) and returned for `bench.json`.
+fn capacity_model(root: &Path, paths: &[stack::PathUsage]) -> Result<Value> {
+    let quotas = capacity::Quotas::load(&root.join("bench/quotas.json"))?;
+    let catalogue: Value = serde_json::from_str(&std::fs::read_to_string(root.join("infra/local/catalogue.json"))?)?;
+    let shards = capacity::stock_shards(&catalogue, BENCH_SKU)?;
+    let orders: Vec<capacity::PerOrder> = paths.iter().map(|p| per_order(p, shards)).collect();
+    let target = quotas.plan.orders_per_s;
+
+    let mut lines = Vec::new();
+    let mut per_path = Vec::new();
+    for order in &orders {
+        for class in &quotas.classes {
+            let c = capacity::capacity(order, class, target);
+            lines.push(vec![
+                c.path.clone(),
+                format!("{} ({})", class.name, class.regions),
+                format!("{:.0}", c.sustained),
+                c.binding.clone(),
+                format!("{:.1}", c.lambda_concurrency),
+                match (&c.lasts_s, &c.limiting_at) {
+                    (Some(s), Some(by)) => format!("{s:.1} s ({by})"),
+                    _ => "sustained".into(),
+                },
+            ]);
+            per_path.push(c.to_json());
+        }
+    }
+    print_table(
+        &format!("capacity on AWS default quotas (bench/quotas.json of {}; counts per order from the paths above)", quotas.as_of),
+        &["path", "region class", "orders/s sustained", "binding quota", "Lambda concurrency at that rate", &format!("{target:.0}/s lasts")],
+        &lines,
+    );
+
+    let mix = capacity::mixed(&orders, &quotas.plan.mix)?;
+    let mut plans = Vec::new();
+    for class in &quotas.classes {
+        let steps = capacity::plan(&mix, class, &quotas.plan);
+        let lines: Vec<Vec<String>> = steps
+            .iter()
+            .map(|s| vec![s.quota.clone(), format!("{:.0}", s.default), format!("{:.0}", s.needed), s.action.clone()])
+            .collect();
+        print_table(
+            &format!("plan for {target:.0} orders/s ({}), region class {} ({}), headroom ×{}", mix.path, class.name, class.regions, quotas.plan.headroom),
+            &["limit", "default/s", "needed/s", "to do"],
+            &lines,
+        );
+        let concurrency = capacity::concurrency(&mix, target * quotas.plan.headroom);
+        let scale: Vec<String> = concurrency
+            .iter()
+            .filter(|(_, n)| **n >= 0.5)
+            .map(|(f, n)| format!("{f} {n:.0} ({:.0} s)", capacity::scale_up_s(*n, class.lambda_scaling_per_10s)))
+            .collect();
+        println!("Lambda concurrency needed per function (time to scale from zero at {} per 10 s): {}", class.lambda_scaling_per_10s, scale.join(", "));
+        plans.push(json!({
+            "regionClass": class.name, "regions": class.regions,
+            "steps": steps.iter().map(capacity::Step::to_json).collect::<Vec<Value>>(),
+            "lambdaConcurrencyPerFunction": concurrency,
+        }));
+    }
+    let sharded: Vec<String> = catalogue
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["sku"].as_str())
+        .filter_map(|sku| {
+            let n = capacity::stock_shards(&catalogue, sku).ok()?;
+            let units = mix.hot_keys.iter().find(|k| k.name.starts_with("stock item"))?.units_per_order;
+            (n > 1).then(|| format!("{sku}: {n} stock shards, {:.0} reservations/s", quotas.classes[0].partition_write_units * n as f64 / units))
+        })
+        .collect();
+    if !sharded.is_empty() {
+        println!("sharded skus in the catalogue (one sku's orders at the measured write units per reservation): {}", sharded.join("; "));
+    }
+    Ok(json!({
+        "quotasAsOf": quotas.as_of,
+        "benchSku": BENCH_SKU,
+        "benchSkuStockShards": shards,
+        "statusIndexShards": STATUS_INDEX_SHARDS,
+        "perOrder": orders.iter().map(|o| json!({
+            "path": o.path, "startExecution": o.start_execution, "sendTask": o.send_task, "stateTransitions": o.state_transitions,
+            "putEventsRequests": o.put_events, "lambdaSecondsPerOrder": o.lambda_seconds(), "tableWriteUnits": o.table_write_units,
+            "hotKeys": o.hot_keys.iter().map(|k| json!({"name": k.name, "unitsPerOrder": k.units_per_order, "spread": k.spread})).collect::<Vec<Value>>(),
+        })).collect::<Vec<Value>>(),
+        "perPath": per_path,
+        "plan": {"ordersPerSecond": target, "headroom": quotas.plan.headroom, "mix": quotas.plan.mix, "byRegionClass": plans, "shardedSkus": sharded},
+    }))
 }
 
 /// Cold start of the purchase function with each trace exporter, and one invocation's export
@@ -389,6 +576,11 @@ fn function_environment() -> Vec<(&'static str, &'static str)> {
         ("WORK_QUEUE_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/bench-work"),
         ("REFUND_WINDOW_DAYS", "30"),
         ("MAX_RECEIVE_COUNT", "5"),
+        ("APPROVAL_TABLE", "bench-approvals"),
+        ("CATALOGUE_TABLE", "bench-catalogue"),
+        ("PUBLISHER_DLQ_URL", "https://sqs.us-east-1.amazonaws.com/123456789012/bench-publisher-dlq"),
+        ("SENDER_ADDRESS", "bench@example.com"),
+        ("OWNER_POOL_ID", "us-east-1_bench"),
     ]
 }
 

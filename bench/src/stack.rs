@@ -39,7 +39,7 @@ impl Path {
         }
     }
 
-    fn starts_workflow(self) -> bool {
+    pub fn starts_workflow(self) -> bool {
         self != Path::Rejected
     }
 

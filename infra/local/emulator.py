@@ -9,7 +9,8 @@ operation here runs under one lock, which is what makes a transaction (and a rea
 update) atomic and isolated, as on AWS. Everything else is moto as installed.
 
 It also counts what AWS would bill for (`GET /taskflow/usage`, `DELETE` to read and reset):
-SQS requests, DynamoDB read/write request units, EventBridge events, S3 puts and X-Ray traces.
+SQS requests, DynamoDB read/write request units, EventBridge events, S3 puts and X-Ray traces;
+and Step Functions API calls by throttling bucket (`states.StartExecution`, `states.SendTask*`).
 The counts are taken in moto's backends, so calls that Step Functions integrations and
 EventBridge targets make inside the emulator count as they do on AWS. `make bench` builds its
 cost model on them.
@@ -298,6 +299,32 @@ def _process_segment_counted(self, doc):
 
 
 XRayBackend.process_segment = _process_segment_counted
+
+# Step Functions API calls by throttling bucket (the Step Functions guide, "Quotas related to API
+# action throttling": https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html):
+# `make bench`'s capacity model divides each bucket's refill rate by these per order. Failed calls
+# (an unknown or expired token) take a token too. Both backends are counted: moto serves from the
+# parser backend when it executes state machines, and from the plain one otherwise.
+from moto.stepfunctions.models import StepFunctionBackend  # noqa: E402
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend  # noqa: E402
+
+STATES_CALLS = [
+    ("start_execution", "states.StartExecution"),
+    ("send_task_success", "states.SendTaskSuccess"),
+    ("send_task_failure", "states.SendTaskFailure"),
+    ("send_task_heartbeat", "states.SendTaskHeartbeat"),
+]
+
+
+def _count_states_calls():
+    for cls in (StepFunctionBackend, StepFunctionsParserBackend):
+        for name, key in STATES_CALLS:
+            # Only a class's own method: a subclass inheriting it is counted through its base.
+            if name in vars(cls):
+                _counted(cls, name, key)
+
+
+_count_states_calls()
 
 # --- X-Ray trace headers through EventBridge ----------------------------------------------------
 # A PutEvents entry's `TraceHeader` reaches an SQS target as the message's `AWSTraceHeader` system
