@@ -33,13 +33,11 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 use taskflow::local::{LocalStack, Options};
+use stack::BENCH_SKU;
 use taskflow_bench::{purchase_batches, purchase_driver};
 
 /// Every function the Makefile builds and packages (its FUNCTIONS).
 const FUNCTIONS: [&str; 9] = ["intake", "purchase", "refund", "notification", "publisher", "api", "attachments", "approvals", "sweeper"];
-
-/// The sku every bench order buys (`stack.rs`): its stock item is the hot key the model checks.
-const BENCH_SKU: &str = "BOOK-1";
 
 /// Items the task table's byStatus index spreads one status value over (1: the value is the
 /// index's partition key as is).

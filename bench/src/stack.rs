@@ -10,6 +10,9 @@ use taskflow::client::Client;
 use taskflow::local::LocalStack;
 use taskflow_contracts::{OrderItem, OrderKind, OrderSubmitted, PaymentToken, TaskStatus};
 
+/// The sku every bench order buys, one unit of it (the capacity model's hot stock item).
+pub const BENCH_SKU: &str = "BOOK-1";
+
 /// One path an order can take, as the bench drives it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Path {
@@ -59,7 +62,7 @@ impl Path {
             attachments: Vec::new(),
         };
         // No price: intake charges the catalogue's (1250 in infra/local/catalogue.json).
-        let book = || vec![OrderItem { sku: "BOOK-1".into(), quantity: 1, unit_price: None }];
+        let book = || vec![OrderItem { sku: BENCH_SKU.into(), quantity: 1, unit_price: None }];
         match self {
             Path::PurchaseCompleted => purchase(id("purchase"), book(), "tok_approve"),
             Path::PurchaseDeclined => purchase(id("declined"), book(), "tok_decline"),
