@@ -164,6 +164,9 @@ pub struct Limit {
     pub raisable: bool,
     /// For a hot key: the items it is spread over now.
     pub spread: Option<u32>,
+    /// What `per_second` counts: "/s" for a rate, " concurrent" for the concurrency quota (a
+    /// ceiling on executions at once, which Little's law turns into a rate).
+    pub unit: &'static str,
 }
 
 impl Limit {
@@ -189,14 +192,15 @@ pub fn limits(order: &PerOrder, class: &RegionClass) -> Vec<Limit> {
         bucket: Some(rate.bucket),
         raisable: true,
         spread: None,
+        unit: "/s",
     };
-    let ceiling = |quota: String, use_per_order: f64, per_second: f64| Limit { quota, use_per_order, per_second, bucket: None, raisable: true, spread: None };
+    let ceiling = |quota: String, use_per_order: f64, per_second: f64| Limit { quota, use_per_order, per_second, bucket: None, raisable: true, spread: None, unit: "/s" };
     let mut limits = vec![
         bucket("Step Functions StartExecution", order.start_execution, class.start_execution),
         bucket("Step Functions SendTask* (incl. heartbeats)", order.send_task, class.send_task),
         bucket("Step Functions StateTransition", order.state_transitions, class.state_transition),
         ceiling("EventBridge PutEvents requests".into(), order.put_events, class.put_events),
-        ceiling("Lambda concurrency (account)".into(), order.lambda_seconds(), class.lambda_concurrency),
+        Limit { unit: " concurrent", ..ceiling("Lambda concurrency (account)".into(), order.lambda_seconds(), class.lambda_concurrency) },
     ];
     for (table, units) in &order.table_write_units {
         limits.push(ceiling(format!("DynamoDB write units, table {table}"), *units, class.table_write_units));
@@ -209,6 +213,7 @@ pub fn limits(order: &PerOrder, class: &RegionClass) -> Vec<Limit> {
             bucket: None,
             raisable: false,
             spread: Some(key.spread.max(1)),
+            unit: "/s",
         });
     }
     limits
@@ -294,9 +299,12 @@ pub struct Step {
     pub default: f64,
     /// Per second the target needs, headroom included.
     pub needed: f64,
-    /// "default suffices", "raise to N/s", or for a hot key "spread over N items (now M)".
+    /// "default suffices", "raise to N/s" ("raise to N concurrent"), or for a hot key
+    /// "spread over N items (now M)".
     pub action: String,
     pub met_by_default: bool,
+    /// As `Limit::unit`.
+    pub unit: &'static str,
 }
 
 /// The plan for `plan.orders_per_s` orders of the mix `order` in `class`: needed =
@@ -315,9 +323,9 @@ pub fn plan(order: &PerOrder, class: &RegionClass, plan: &Plan) -> Vec<Step> {
                     let per_item = l.per_second / now as f64;
                     format!("spread over {} items (now {now}): no quota raises a partition", (needed / per_item).ceil() as u64)
                 }
-                (false, None) => format!("raise to {}/s", needed.ceil() as u64),
+                (false, None) => format!("raise to {}{}", needed.ceil() as u64, l.unit),
             };
-            Step { quota: l.quota, default: l.per_second, needed, action, met_by_default: met }
+            Step { quota: l.quota, default: l.per_second, needed, action, met_by_default: met, unit: l.unit }
         })
         .collect()
 }
@@ -351,7 +359,7 @@ impl Capacity {
 
 impl Step {
     pub fn to_json(&self) -> Value {
-        json!({"quota": self.quota, "defaultPerSecond": self.default, "neededPerSecond": self.needed, "action": self.action, "metByDefault": self.met_by_default})
+        json!({"quota": self.quota, "default": self.default, "needed": self.needed, "unit": self.unit.trim(), "action": self.action, "metByDefault": self.met_by_default})
     }
 }
 
@@ -471,6 +479,14 @@ mod tests {
         assert_eq!(action("PutEvents"), "default suffices");
         assert_eq!(action("Lambda"), "default suffices");
         assert_eq!(action("table tasks"), "default suffices");
+        // Lambda at 1000/s with purchase at 1150 ms: 0.02 + 1.15 + 0.03 = 1.2 s an order;
+        // 1000 × 1.2 × 1.2 = 1440 concurrent > 1000.
+        let mut slow = purchase(1);
+        slow.lambda.insert("purchase".into(), (1.0, 1150.0));
+        let steps = plan(&slow, &class_a(), &target);
+        let lambda = steps.iter().find(|s| s.quota.starts_with("Lambda")).unwrap();
+        assert_eq!(lambda.action, "raise to 1440 concurrent");
+        let steps = plan(&purchase(1), &class_a(), &target);
         assert_eq!(action("table inventory"), "default suffices");
         assert_eq!(action("hot key"), "spread over 3 items (now 1): no quota raises a partition");
         let stock = steps.iter().find(|s| s.quota.starts_with("hot key")).unwrap();

@@ -384,11 +384,11 @@ fn capacity_model(root: &Path, paths: &[stack::PathUsage]) -> Result<Value> {
         let steps = capacity::plan(&mix, class, &quotas.plan);
         let lines: Vec<Vec<String>> = steps
             .iter()
-            .map(|s| vec![s.quota.clone(), format!("{:.0}", s.default), format!("{:.0}", s.needed), s.action.clone()])
+            .map(|s| vec![s.quota.clone(), format!("{:.0}{}", s.default, s.unit), format!("{:.0}{}", s.needed, s.unit), s.action.clone()])
             .collect();
         print_table(
             &format!("plan for {target:.0} orders/s ({}), region class {} ({}), headroom ×{}", mix.path, class.name, class.regions, quotas.plan.headroom),
-            &["limit", "default/s", "needed/s", "to do"],
+            &["limit", "default", "needed", "to do"],
             &lines,
         );
         let concurrency = capacity::concurrency(&mix, target * quotas.plan.headroom);
