@@ -70,6 +70,8 @@ pub const MAX_ITEMS: usize = 50;
 /// has enough, and the whole order must still fit in one transaction
 /// ([`DYNAMODB_TRANSACT_MAX_ITEMS`]).
 pub const MAX_STOCK_SHARDS: u32 = 16;
+// The largest order, every line on one shard, and its ledger mark: one transaction.
+const _: () = assert!(MAX_ITEMS < DYNAMODB_TRANSACT_MAX_ITEMS);
 /// `currency`: an ISO 4217 code.
 pub const MAX_CURRENCY_CHARS: usize = 3;
 /// `paymentToken`: a payment provider's token (Stripe's are under 100 characters).
@@ -154,7 +156,5 @@ mod tests {
         let room = 3 * (MAX_FAILURE_CAUSE_CHARS * 4 + SFN_ERROR_MAX_CHARS * 4) + 4 * TASK_TOKEN_MAX_CHARS + 16 * 1024;
         assert!(SFN_PAYLOAD_MAX_BYTES - MAX_EXECUTION_INPUT_BYTES >= room);
         assert!(MAX_NEW_TASK_RECORD_BYTES < DYNAMODB_ITEM_MAX_BYTES);
-        // The largest order, every line on one shard, and its ledger mark: one transaction.
-        assert!(MAX_ITEMS + 1 <= DYNAMODB_TRANSACT_MAX_ITEMS);
     }
 }
