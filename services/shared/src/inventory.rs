@@ -502,8 +502,8 @@ impl Inventory for DynamoInventory {
 }
 
 /// The inventory items that hold `available` units of `sku` split over `shards` (clamped to
-/// 1..=[`MAX_STOCK_SHARDS`]; [`split_stock`]): (stock key, units), shard 0 first. Shard 0's item
-/// also carries `shards`.
+/// 1..=[`MAX_STOCK_SHARDS`]; [`split_stock`]), shard 0 first: `sku` (its stock key) and
+/// `available`; shard 0's item also carries `shards`.
 pub fn stock_items(sku: &str, available: u64, shards: u32) -> Vec<crate::dynamo::Item> {
     let shards = shards.clamp(1, MAX_STOCK_SHARDS);
     split_stock(available, shards)
