@@ -27,6 +27,16 @@
 //! - `r-…` ([`unowned_task_id`]): an order rejected before it had a valid owner and order id
 //!   (`INVALID_OWNER`, `INVALID_ORDER_ID`, …), keyed by the raw text it came with.
 //!
+//! # Stock keys: one inventory item per sku shard
+//!
+//! The stock of a sku may be split over `stockShards` items ([`stock_key`]). Shard 0 is keyed by
+//! the sku itself (the key stock had before shards, so existing items stay valid); shard `k ≥ 1`
+//! is keyed `{sku}#{k}#` padded with `_` to more than [`crate::limits::MAX_SKU_CHARS`]
+//! characters. A sku may hold any character, so no separator alone keeps shard keys apart from
+//! skus; length does: a shard key is longer than any sku can be, and it reads back to one
+//! (sku, shard) pair only ([`parse_stock_key`]: the padding is the trailing `_` run, the shard the
+//! digits between the last two `#` before it).
+//!
 //! # S3 keys: one prefix per owner
 //!
 //! An owner's objects live under `receipts/{o}/…` and `outbox/{o}/…`, where `{o}` is
@@ -156,6 +166,38 @@ fn canonical(value: &Value, out: &mut String) {
         }
         other => out.push_str(&other.to_string()),
     }
+}
+
+/// The inventory key of `sku`'s stock shard `shard`: the sku itself for shard 0, else
+/// `{sku}#{shard}#` followed by `_` up to [`crate::limits::MAX_SKU_CHARS`] + 1 characters (at
+/// least; longer skus get no padding beyond the `#{shard}#`). Never the key of another sku or
+/// of another shard (see the module's "Stock keys").
+pub fn stock_key(sku: &str, shard: u32) -> String {
+    if shard == 0 {
+        return sku.to_string();
+    }
+    let mut key = format!("{sku}#{shard}#");
+    let chars = key.chars().count();
+    let min = crate::limits::MAX_SKU_CHARS + 1;
+    if chars < min {
+        key.extend(std::iter::repeat_n('_', min - chars));
+    }
+    key
+}
+
+/// The (sku, shard) a key [`stock_key`] built, or `None` for a key it cannot have built. Any text
+/// of at most [`crate::limits::MAX_SKU_CHARS`] characters reads as shard 0 of that sku.
+pub fn parse_stock_key(key: &str) -> Option<(String, u32)> {
+    if key.chars().count() <= crate::limits::MAX_SKU_CHARS {
+        return (!key.is_empty()).then(|| (key.to_string(), 0));
+    }
+    let body = key.trim_end_matches('_').strip_suffix('#')?;
+    let (sku, digits) = body.rsplit_once('#')?;
+    let shard: u32 = digits.parse().ok()?;
+    if shard == 0 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    (stock_key(sku, shard) == key).then(|| (sku.to_string(), shard))
 }
 
 /// The key segment of an owner: the unpadded base64url of its UTF-8 bytes.
@@ -304,6 +346,31 @@ mod tests {
         assert_eq!(fingerprint(&one), fingerprint(&same));
         assert_ne!(fingerprint(&one), fingerprint(&other));
         assert_eq!(fingerprint(&one).len(), 64);
+    }
+
+    #[test]
+    fn stock_keys_keep_shard_0_and_never_meet_another_sku_or_shard() {
+        assert_eq!(stock_key("HOT-1", 0), "HOT-1");
+        let one = stock_key("HOT-1", 1);
+        assert!(one.starts_with("HOT-1#1#") && one.chars().count() > crate::limits::MAX_SKU_CHARS, "{one}");
+        // Skus that look like shard keys, skus ending in the padding character, the longest sku.
+        let longest = "é".repeat(crate::limits::MAX_SKU_CHARS);
+        let skus = ["HOT-1", "HOT-1#1", "HOT-1#1#", "HOT-1#1#_", "A_", "A", "A#", "#1#", "_", &longest];
+        let mut seen = std::collections::HashMap::new();
+        for sku in skus {
+            for shard in [0, 1, 2, 10, crate::limits::MAX_STOCK_SHARDS - 1] {
+                let key = stock_key(sku, shard);
+                assert_eq!(parse_stock_key(&key), Some((sku.to_string(), shard)), "{key}");
+                assert!(key.len() <= crate::limits::DYNAMODB_PARTITION_KEY_MAX_BYTES);
+                if let Some(other) = seen.insert(key.clone(), (sku, shard)) {
+                    panic!("{key:?} is both {other:?} and {:?}", (sku, shard));
+                }
+                // No shard key of one sku is any sku (a sku is at most MAX_SKU_CHARS long).
+                assert_eq!(shard == 0, key.chars().count() <= crate::limits::MAX_SKU_CHARS, "{key}");
+            }
+        }
+        assert_eq!(parse_stock_key(&format!("{}#0#", "A".repeat(70))), None);
+        assert_eq!(parse_stock_key(&format!("A#1#{}", "_".repeat(70))), None, "more padding than stock_key writes");
     }
 
     #[test]

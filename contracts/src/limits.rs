@@ -34,6 +34,11 @@ pub const EXECUTION_NAME_MAX_CHARS: usize = 80;
 pub const DYNAMODB_ITEM_MAX_BYTES: usize = 400 * 1024;
 /// DynamoDB: the largest partition key value, 2048 bytes (DynamoDB quotas, "Partition key length").
 pub const DYNAMODB_PARTITION_KEY_MAX_BYTES: usize = 2048;
+/// DynamoDB: the most operations one TransactWriteItems may hold ("TransactItems … Maximum number
+/// of 100 items", API reference, TransactWriteItems:
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_TransactWriteItems.html>).
+/// A reservation is one: its stock updates (one per sku shard it takes from) and the ledger mark.
+pub const DYNAMODB_TRANSACT_MAX_ITEMS: usize = 100;
 /// SQS: the largest message, body and attributes, 1 MiB since 2025-08-04 (API reference,
 /// SendMessage `MessageBody`: "The maximum size is 1 MiB or 1,048,576 bytes").
 pub const SQS_MESSAGE_MAX_BYTES: usize = 1_048_576;
@@ -58,6 +63,15 @@ pub const MAX_OWNER_BYTES: usize = 254;
 pub const MAX_SKU_CHARS: usize = 64;
 /// Lines of one purchase: its stock is reserved in one DynamoDB transaction (100 operations).
 pub const MAX_ITEMS: usize = 50;
+/// The most stock shards (inventory items) one sku's stock may be split over (`stockShards` in
+/// the catalogue, 1 by default). One item sustains about 500 reservations/s (1000 WCU/s per
+/// partition, 2 WCU per transactional write), so 16 shards are ~8000/s on paper. A reservation
+/// normally takes a line from one shard; it splits a line over several only when no single shard
+/// has enough, and the whole order must still fit in one transaction
+/// ([`DYNAMODB_TRANSACT_MAX_ITEMS`]).
+pub const MAX_STOCK_SHARDS: u32 = 16;
+// The largest order, every line on one shard, and its ledger mark: one transaction.
+const _: () = assert!(MAX_ITEMS < DYNAMODB_TRANSACT_MAX_ITEMS);
 /// `currency`: an ISO 4217 code.
 pub const MAX_CURRENCY_CHARS: usize = 3;
 /// `paymentToken`: a payment provider's token (Stripe's are under 100 characters).

@@ -302,7 +302,7 @@ impl Run {
     /// with `available` in stock.
     pub async fn new_sku(&self, label: &str, available: u64, unit_price: u64) -> String {
         let sku = format!("{label}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]).to_uppercase();
-        self.put_catalogue(CatalogueEntry { sku: sku.clone(), name: format!("{label} (test)"), unit_price, currency: "EUR".into(), active: true }).await;
+        self.put_catalogue(CatalogueEntry { sku: sku.clone(), name: format!("{label} (test)"), unit_price, currency: "EUR".into(), active: true, stock_shards: 1 }).await;
         aws_sdk_dynamodb::Client::new(&self.aws)
             .put_item()
             .table_name(stack().output("InventoryTableName").unwrap())
@@ -325,18 +325,48 @@ impl Run {
             .unwrap();
     }
 
+    /// Units of `sku` in stock, over all its shards (strongly consistent reads).
     pub async fn available(&self, sku: &str) -> u64 {
-        let item = aws_sdk_dynamodb::Client::new(&self.aws)
-            .get_item()
-            .table_name(stack().output("InventoryTableName").unwrap())
-            .key("sku", aws_sdk_dynamodb::types::AttributeValue::S(sku.into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap()
-            .item
-            .expect("sku exists");
-        item["available"].as_n().unwrap().parse().unwrap()
+        self.levels(sku).await.iter().sum()
+    }
+
+    /// The level of each stock shard of `sku` (shard 0's `shards` says how many; a missing
+    /// shard item reads 0), strongly consistent.
+    pub async fn levels(&self, sku: &str) -> Vec<u64> {
+        let dynamodb = aws_sdk_dynamodb::Client::new(&self.aws);
+        let read = |shard: u32| {
+            let dynamodb = dynamodb.clone();
+            async move {
+                dynamodb
+                    .get_item()
+                    .table_name(stack().output("InventoryTableName").unwrap())
+                    .key("sku", aws_sdk_dynamodb::types::AttributeValue::S(taskflow_contracts::keys::stock_key(sku, shard)))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .unwrap()
+                    .item
+            }
+        };
+        let first = read(0).await.expect("sku exists");
+        let shards: u32 = first.get("shards").map_or(1, |n| n.as_n().unwrap().parse().unwrap());
+        let level = |item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>| -> u64 { item["available"].as_n().unwrap().parse().unwrap() };
+        let mut levels = vec![level(&first)];
+        for shard in 1..shards {
+            levels.push(read(shard).await.as_ref().map_or(0, level));
+        }
+        levels
+    }
+
+    /// Like [`Run::new_sku`], with its stock split over `shards` items as `taskflow catalogue
+    /// load --stock` splits it (`stockShards` in the catalogue).
+    pub async fn new_sharded_sku(&self, label: &str, available: u64, shards: u32, unit_price: u64) -> String {
+        let sku = format!("{label}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]).to_uppercase();
+        self.put_catalogue(CatalogueEntry { sku: sku.clone(), name: format!("{label} (test)"), unit_price, currency: "EUR".into(), active: true, stock_shards: shards })
+            .await;
+        let dynamodb = aws_sdk_dynamodb::Client::new(&self.aws);
+        taskflow_shared::inventory::load_stock(&dynamodb, stack().output("InventoryTableName").unwrap(), &sku, available, shards).await.unwrap();
+        sku
     }
 
     /// What the payment provider did for an order: (charges, charged, refunds, refunded).

@@ -8,6 +8,9 @@
 //! of the orders also get an `OrderCancelled` at a random moment (half as soon as the order is
 //! recorded, the others 0–3 s after it was sent): each
 //! ends CANCELLED with nothing charged, or the charge wins and it completes as any other.
+//! Half the orders buy a hot sku whose stock is split over 4 shards (`stockShards`), every fifth
+//! buys both skus: stock balances per sku over its shards, and per shard against what the
+//! completed orders' ledger entries say they took from it (a release goes back to its shard).
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -33,14 +36,17 @@ async fn no_order_is_lost_and_nothing_happens_twice_under_faults() {
     let run = Run::new().await;
     let started = Instant::now();
     let sku = run.new_sku("CHAOS", 10 * orders as u64, 1000).await;
+    let hot = run.new_sharded_sku("CHAOSHOT", 10 * orders as u64, 4, 1000).await;
     let initial = 10 * orders as u64;
+    let hot_initial = run.levels(&hot).await;
 
     // The orders, in PutEvents calls of 10 as a busy producer would send them, with malformed
     // messages thrown into every queue along the way.
     let sqs = aws_sdk_sqs::Client::new(&run.aws);
     let events = aws_sdk_eventbridge::Client::new(&run.aws);
     let mut ids = Vec::new();
-    let mut quantities = HashMap::new();
+    // Per order: units of the plain sku, units of the hot sku.
+    let mut quantities: HashMap<String, (u64, u64)> = HashMap::new();
     let mut owners: HashMap<String, String> = HashMap::new();
     let mut malformed = 0;
     let mut cancels = Vec::new();
@@ -49,14 +55,20 @@ async fn no_order_is_lost_and_nothing_happens_twice_under_faults() {
         for i in chunk * 10..((chunk + 1) * 10).min(orders) {
             let id = order_id(&format!("chaos{i}"));
             let quantity = (i % 3 + 1) as u32;
-            quantities.insert(id.clone(), u64::from(quantity));
+            let lines: Vec<(&str, u32, u64)> = match (i % 2, i % 5) {
+                (_, 0) => vec![(sku.as_str(), quantity, 1000), (hot.as_str(), 1, 1000)],
+                (0, _) => vec![(sku.as_str(), quantity, 1000)],
+                _ => vec![(hot.as_str(), quantity, 1000)],
+            };
+            let units = |of: &str| lines.iter().filter(|l| l.0 == of).map(|l| u64::from(l.1)).sum::<u64>();
+            quantities.insert(id.clone(), (units(&sku), units(&hot)));
             owners.insert(id.clone(), format!("owner{}", i % 7));
             entries.push(
                 aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
                     .source("taskflow.orders")
                     .detail_type("OrderSubmitted")
                     .event_bus_name(stack().output("EventBusName").unwrap())
-                    .detail(purchase(&id, &owners[&id], &[(&sku, quantity, 1000)], "tok_approve").to_string())
+                    .detail(purchase(&id, &owners[&id], &lines, "tok_approve").to_string())
                     .build(),
             );
             ids.push(id);
@@ -154,10 +166,23 @@ async fn no_order_is_lost_and_nothing_happens_twice_under_faults() {
     for queue in taskflow::dlq::queues(stack()) {
         dlq += taskflow::dlq::depth(&sqs, &queue.url).await.unwrap();
     }
-    let sold: u64 = completed.iter().map(|id| quantities[*id]).sum();
+    let sold: u64 = completed.iter().map(|id| quantities[*id].0).sum();
+    let hot_sold: u64 = completed.iter().map(|id| quantities[*id].1).sum();
     let available = run.available(&sku).await;
-    let stock_balanced = available + sold == initial;
-
+    let hot_levels = run.levels(&hot).await;
+    let hot_available: u64 = hot_levels.iter().sum();
+    // Per shard of the hot sku: its stock less what completed orders' ledger entries took from it
+    // (a compensated order's release went back to the shards it took from).
+    let mut hot_taken = vec![0u64; hot_levels.len()];
+    for id in &completed {
+        if let Some(entry) = run.ledger_of(&owners[*id], id).await {
+            for take in entry.shards.iter().filter(|t| t.sku == hot) {
+                hot_taken[take.shard as usize] += take.quantity;
+            }
+        }
+    }
+    let shards_balanced = (0..hot_levels.len()).all(|s| hot_levels[s] + hot_taken[s] == hot_initial[s]);
+    let stock_balanced = available + sold == initial && hot_available + hot_sold == initial && shards_balanced;
     if !stock_balanced {
         // Which completed orders have no reservation mark on their ledger entry?
         let mut unmarked = Vec::new();
@@ -166,15 +191,16 @@ async fn no_order_is_lost_and_nothing_happens_twice_under_faults() {
                 unmarked.push((*id).clone());
             }
         }
-        println!("chaos: completed orders without a reservation mark: {unmarked:?}");
+        println!("chaos: completed orders without a reservation mark: {unmarked:?}; hot shards {hot_initial:?} -> {hot_levels:?}, taken {hot_taken:?}");
     }
     let lost = orders - terminal;
     let cancelled = tasks.values().filter(|t| t.status == TaskStatus::Cancelled).count();
     assert!(tasks.iter().all(|(id, t)| t.status != TaskStatus::Cancelled || cancelled_ids.contains(id)), "only orders whose owner cancelled them are CANCELLED");
     println!(
-        "chaos: orders={orders} terminal={terminal} lost={lost} completed={} double_charges={double_charges} double_refunds={double_refunds} double_notifications={double_notifications} dlq_entries={dlq} malformed_injected={malformed} stock_balanced={stock_balanced} (sold {sold}, {} taken) ledger_unbalanced={unbalanced} cancels_sent={} cancelled={cancelled} cancelled_but_charged={cancelled_but_charged} seconds={:.0} outcomes={by_status:?}",
+        "chaos: orders={orders} terminal={terminal} lost={lost} completed={} double_charges={double_charges} double_refunds={double_refunds} double_notifications={double_notifications} dlq_entries={dlq} malformed_injected={malformed} stock_balanced={stock_balanced} (sold {sold}, {} taken; hot sold {hot_sold}, {} taken over shards {hot_levels:?}) ledger_unbalanced={unbalanced} cancels_sent={} cancelled={cancelled} cancelled_but_charged={cancelled_but_charged} seconds={:.0} outcomes={by_status:?}",
         completed.len(),
         initial - available,
+        initial - hot_available,
         cancelled_ids.len(),
         started.elapsed().as_secs_f64()
     );

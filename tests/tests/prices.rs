@@ -48,7 +48,7 @@ async fn on_the_bus_a_price_below_the_catalogues_is_refused_and_an_omitted_one_i
 
     // The operator changes the price: orders accepted after it pay the new one, and the old price
     // is now a mismatch; the completed order keeps what it was charged.
-    run.put_catalogue(CatalogueEntry { sku: lamp.clone(), name: "LAMP (test)".into(), unit_price: 4999, currency: "EUR".into(), active: true }).await;
+    run.put_catalogue(CatalogueEntry { sku: lamp.clone(), name: "LAMP (test)".into(), unit_price: 4999, currency: "EUR".into(), active: true, stock_shards: 1 }).await;
     let (repriced, stale) = (order_id("repriced"), order_id("stale"));
     run.submit(unpriced(&repriced, "paula", &[(&lamp, 1)])).await;
     run.submit(purchase(&stale, "paula", &[(&lamp, 1, 4599)], "tok_approve")).await;
@@ -59,7 +59,7 @@ async fn on_the_bus_a_price_below_the_catalogues_is_refused_and_an_omitted_one_i
     assert_eq!(run.task(&omitted).await.amount, 3 * 4599);
 
     // Retired: no longer sold, at any price.
-    run.put_catalogue(CatalogueEntry { sku: lamp.clone(), name: "LAMP (test)".into(), unit_price: 4999, currency: "EUR".into(), active: false }).await;
+    run.put_catalogue(CatalogueEntry { sku: lamp.clone(), name: "LAMP (test)".into(), unit_price: 4999, currency: "EUR".into(), active: false, stock_shards: 1 }).await;
     let retired = order_id("retired");
     run.submit(unpriced(&retired, "paula", &[(&lamp, 1)])).await;
     let events = run.events_until_terminal(&retired).await;

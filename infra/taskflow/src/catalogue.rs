@@ -7,7 +7,11 @@
 //! is written to the catalogue table (PutItem: adds it or replaces it whole, so a price change or a
 //! retirement is a load of the changed file). `available` is written to the inventory table only
 //! when asked (`--stock`), because it overwrites the stock count: right for a new stack, wrong
-//! for one that is selling.
+//! for one that is selling. A line's `stockShards` (1 when absent) splits its `available` over
+//! that many inventory items (`taskflow_shared::inventory::load_stock`: evenly, the remainder one
+//! unit each on the first shards; shards an earlier load had beyond the new count are deleted, so
+//! the shards hold exactly `available`). Without `--stock` nothing in the inventory changes,
+//! whatever `stockShards` says: the layout changes with the next stock load.
 
 use crate::stack::StackInfo;
 use anyhow::{bail, Context, Result};
@@ -48,8 +52,10 @@ pub struct Loaded {
 }
 
 /// Writes `path`'s entries into the stack's catalogue table (`CatalogueTableName`), and with
-/// `stock` each line's `available` into its inventory table (`InventoryTableName`).
-/// AWS calls: `dynamodb:PutItem` on the catalogue table (and on the inventory table with `stock`).
+/// `stock` each line's `available` into its inventory table (`InventoryTableName`), split over
+/// its `stockShards`.
+/// AWS calls: `dynamodb:PutItem` on the catalogue table (and `GetItem`, `PutItem`, `DeleteItem`
+/// on the inventory table with `stock`).
 pub async fn load(aws: &aws_config::SdkConfig, info: &StackInfo, path: &Path, stock: bool) -> Result<Loaded> {
     let lines = read(path)?;
     let dynamodb = aws_sdk_dynamodb::Client::new(aws);
@@ -69,15 +75,9 @@ pub async fn load(aws: &aws_config::SdkConfig, info: &StackInfo, path: &Path, st
         let inventory = info.output("InventoryTableName")?;
         for line in &lines {
             let Some(available) = line.available else { continue };
-            use aws_sdk_dynamodb::types::AttributeValue::{N, S};
-            dynamodb
-                .put_item()
-                .table_name(inventory)
-                .item("sku", S(line.entry.sku.clone()))
-                .item("available", N(available.to_string()))
-                .send()
+            taskflow_shared::inventory::load_stock(&dynamodb, inventory, &line.entry.sku, available, line.entry.stock_shards)
                 .await
-                .map_err(|e| anyhow::anyhow!("writing the stock of {}: {}", line.entry.sku, taskflow_shared::dynamo::describe(&e)))?;
+                .map_err(|e| anyhow::anyhow!("writing the stock of {}: {e}", line.entry.sku))?;
             loaded.stock += 1;
         }
     }
@@ -141,6 +141,9 @@ mod tests {
         assert!(lines.iter().any(|l| l.entry.currency != "EUR"), "a sku sold in another currency");
         let lamp = lines.iter().find(|l| l.entry.sku == "LAMP-1").unwrap();
         assert_eq!((lamp.entry.unit_price, lamp.entry.currency.as_str(), lamp.available), (4599, "EUR", Some(1000)));
+        assert_eq!(lamp.entry.stock_shards, 1, "absent: one shard");
+        let hot = lines.iter().find(|l| l.entry.sku == "HOT-1").expect("a hot sku, sharded");
+        assert_eq!(hot.entry.stock_shards, 4);
     }
 
     #[test]
@@ -153,6 +156,8 @@ mod tests {
             r#"[{"sku": "A-1", "name": "a", "unitPrice": 100, "currency": "eur", "active": true}]"#.to_string(),
             r#"[{"sku": "A-1", "name": "a", "unitPrice": 100, "currency": "EUR"}]"#.to_string(),
             r#"[{"sku": "A-1", "name": "a", "unitPrice": 1.5, "currency": "EUR", "active": true}]"#.to_string(),
+            r#"[{"sku": "A-1", "name": "a", "unitPrice": 100, "currency": "EUR", "active": true, "stockShards": 0}]"#.to_string(),
+            r#"[{"sku": "A-1", "name": "a", "unitPrice": 100, "currency": "EUR", "active": true, "stockShards": 17}]"#.to_string(),
         ] {
             assert!(read(&file(&bad).0).is_err(), "{bad}");
         }

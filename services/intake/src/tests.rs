@@ -31,7 +31,7 @@ impl Workflows for FakeWorkflows {
 }
 
 fn entry(sku: &str, unit_price: u64, currency: &str, active: bool) -> CatalogueEntry {
-    CatalogueEntry { sku: sku.into(), name: format!("the {sku}"), unit_price, currency: currency.into(), active }
+    CatalogueEntry { sku: sku.into(), name: format!("the {sku}"), unit_price, currency: currency.into(), active, stock_shards: 1 }
 }
 
 fn catalogue() -> InMemoryCatalogue {

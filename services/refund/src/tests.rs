@@ -17,6 +17,7 @@ fn entry(order_id: &str, owner: &str, status: EntryStatus, completed_days_ago: i
         items: vec![OrderItem { sku: "BOOK-1".into(), quantity: 2, unit_price: Some(5_000) }],
         status,
         stock: None,
+        shards: Vec::new(),
         charged_at: Utc::now() - Duration::days(completed_days_ago),
         completed_at: (status == EntryStatus::Completed).then(|| Utc::now() - Duration::days(completed_days_ago)),
     }

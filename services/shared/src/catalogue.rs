@@ -9,7 +9,8 @@
 //! lets a catalogue load never reset stock.
 //!
 //! Item shape: `sku` (S, key), `name` (S), `unitPrice` (N, minor units, at least 1), `currency`
-//! (S, ISO 4217 upper case), `active` (BOOL). `taskflow catalogue load FILE` writes them.
+//! (S, ISO 4217 upper case), `active` (BOOL), `stockShards` (N, 1–`MAX_STOCK_SHARDS`; absent
+//! means 1). `taskflow catalogue load FILE` writes them.
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
@@ -30,11 +31,22 @@ pub struct CatalogueEntry {
     pub currency: String,
     /// False: the sku is known but no longer sold (orders of it are REJECTED `SKU_INACTIVE`).
     pub active: bool,
+    /// How many inventory items the sku's stock is split over (1–[`MAX_STOCK_SHARDS`]; absent in
+    /// a file or an item means 1). Each item sustains ~500 reservations/s (README, "Hot skus");
+    /// it takes effect when stock is loaded (`taskflow catalogue load --stock`), which splits
+    /// `available` over the shards.
+    #[serde(default = "one_shard")]
+    pub stock_shards: u32,
+}
+
+fn one_shard() -> u32 {
+    1
 }
 
 impl CatalogueEntry {
     /// What makes an entry loadable: a sku of 1–64 characters, a name, a price of at least one
-    /// minor unit, a three-letter upper-case currency code. `Err` says which rule broke.
+    /// minor unit, a three-letter upper-case currency code, 1–[`MAX_STOCK_SHARDS`] stock shards.
+    /// `Err` says which rule broke.
     pub fn check(&self) -> Result<(), String> {
         let sku_chars = self.sku.chars().count();
         if self.sku.trim().is_empty() || sku_chars > MAX_SKU_CHARS {
@@ -49,12 +61,18 @@ impl CatalogueEntry {
         if self.currency.len() != 3 || !self.currency.bytes().all(|b| b.is_ascii_uppercase()) {
             return Err(format!("sku {:?}: currency {:?} is not an upper-case ISO 4217 code", self.sku, self.currency));
         }
+        if !(1..=MAX_STOCK_SHARDS).contains(&self.stock_shards) {
+            return Err(format!("sku {:?}: stockShards must be 1-{MAX_STOCK_SHARDS}, got {}", self.sku, self.stock_shards));
+        }
         Ok(())
     }
 }
 
 /// The longest sku taskflow takes (intake refuses longer ones before reading the catalogue).
 pub const MAX_SKU_CHARS: usize = taskflow_contracts::limits::MAX_SKU_CHARS;
+
+/// The most items one sku's stock may be split over (`stockShards`).
+pub const MAX_STOCK_SHARDS: u32 = taskflow_contracts::limits::MAX_STOCK_SHARDS;
 
 /// Keys a single BatchGetItem may ask for ("as many as 100 items", DynamoDB API reference,
 /// BatchGetItem: https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html).
@@ -90,6 +108,10 @@ pub fn decode(item: &HashMap<String, AttributeValue>) -> Option<CatalogueEntry> 
             unit_price: item.get("unitPrice")?.as_n().ok()?.parse().ok()?,
             currency: s("currency")?,
             active: *item.get("active")?.as_bool().ok()?,
+            stock_shards: match item.get("stockShards") {
+                None => 1,
+                Some(n) => n.as_n().ok()?.parse().ok()?,
+            },
         })
     })();
     if entry.is_none() {
@@ -105,6 +127,7 @@ pub fn encode(entry: &CatalogueEntry) -> HashMap<String, AttributeValue> {
     item.insert("unitPrice".into(), AttributeValue::N(entry.unit_price.to_string()));
     item.insert("currency".into(), AttributeValue::S(entry.currency.clone()));
     item.insert("active".into(), AttributeValue::Bool(entry.active));
+    item.insert("stockShards".into(), AttributeValue::N(entry.stock_shards.to_string()));
     item
 }
 
@@ -183,7 +206,7 @@ mod tests {
     use super::*;
 
     fn lamp() -> CatalogueEntry {
-        CatalogueEntry { sku: "LAMP-1".into(), name: "A desk lamp".into(), unit_price: 4599, currency: "EUR".into(), active: true }
+        CatalogueEntry { sku: "LAMP-1".into(), name: "A desk lamp".into(), unit_price: 4599, currency: "EUR".into(), active: true, stock_shards: 1 }
     }
 
     #[test]
@@ -192,6 +215,11 @@ mod tests {
         assert_eq!(decode(&encode(&entry)), Some(entry.clone()));
         let retired = CatalogueEntry { active: false, ..entry };
         assert_eq!(decode(&encode(&retired)), Some(retired));
+        let hot = CatalogueEntry { stock_shards: 4, ..lamp() };
+        assert_eq!(decode(&encode(&hot)), Some(hot));
+        let mut before_shards = encode(&lamp());
+        before_shards.remove("stockShards");
+        assert_eq!(decode(&before_shards).map(|e| e.stock_shards), Some(1), "an item written before shards has one");
     }
 
     #[test]
@@ -216,9 +244,16 @@ mod tests {
             CatalogueEntry { unit_price: 0, ..lamp() },
             CatalogueEntry { currency: "eur".into(), ..lamp() },
             CatalogueEntry { currency: "EURO".into(), ..lamp() },
+            CatalogueEntry { stock_shards: 0, ..lamp() },
+            CatalogueEntry { stock_shards: MAX_STOCK_SHARDS + 1, ..lamp() },
         ];
         for entry in broken {
             assert!(entry.check().is_err(), "{entry:?}");
         }
+        let too_many = CatalogueEntry { stock_shards: 17, ..lamp() }.check().unwrap_err();
+        assert!(too_many.contains("stockShards must be 1-16"), "{too_many}");
+        assert_eq!(CatalogueEntry { stock_shards: MAX_STOCK_SHARDS, ..lamp() }.check(), Ok(()));
+        let parsed: CatalogueEntry = serde_json::from_str(r#"{"sku":"A","name":"a","unitPrice":1,"currency":"EUR","active":true}"#).unwrap();
+        assert_eq!(parsed.stock_shards, 1, "absent in a file means one shard");
     }
 }

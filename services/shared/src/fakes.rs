@@ -283,54 +283,78 @@ impl crate::ledger::Ledger for InMemoryLedger {
     }
 }
 
-/// Stock in memory, with reservations remembered per order like the adapter's ledger mark.
+/// Stock in memory, per sku a level per shard, with reservations remembered per order like the
+/// adapter's ledger mark (and the shards each took, which a release gives back). Reservations are
+/// planned by `inventory::plan` on the true levels, as the adapter does on a consistent read.
 #[derive(Default)]
 pub struct InMemoryInventory {
-    pub available: Mutex<HashMap<String, u64>>,
-    pub reservations: Mutex<HashMap<String, bool>>,
+    pub shards: Mutex<HashMap<String, Vec<u64>>>,
+    /// Per order: `Some(takes)` reserved, `None` released or closed.
+    pub reservations: Mutex<HashMap<String, Option<Vec<crate::ledger::StockTake>>>>,
 }
 
 impl InMemoryInventory {
+    /// Skus with their stock on one shard each.
     pub fn with(stock: &[(&str, u64)]) -> Self {
+        Self::with_shards(&stock.iter().map(|(s, n)| (*s, *n, 1)).collect::<Vec<_>>())
+    }
+    /// Skus with `(sku, available, shards)`: split as a stock load splits it.
+    pub fn with_shards(stock: &[(&str, u64, u32)]) -> Self {
         let inventory = Self::default();
-        inventory.available.lock().unwrap().extend(stock.iter().map(|(s, n)| (s.to_string(), *n)));
+        inventory.shards.lock().unwrap().extend(stock.iter().map(|(s, n, k)| (s.to_string(), crate::inventory::split_stock(*n, *k))));
         inventory
     }
+    /// Units of `sku` over all its shards.
     pub fn available(&self, sku: &str) -> u64 {
-        self.available.lock().unwrap().get(sku).copied().unwrap_or(0)
+        self.levels(sku).iter().sum()
+    }
+    /// The level of each shard of `sku`.
+    pub fn levels(&self, sku: &str) -> Vec<u64> {
+        self.shards.lock().unwrap().get(sku).cloned().unwrap_or_default()
+    }
+    /// What `order_id` holds reserved, by shard (`None`: nothing, or released).
+    pub fn takes(&self, order_id: &str) -> Option<Vec<crate::ledger::StockTake>> {
+        self.reservations.lock().unwrap().get(order_id).cloned().flatten()
     }
 }
 
 #[async_trait]
 impl crate::inventory::Inventory for InMemoryInventory {
     async fn reserve(&self, order_id: &str, items: &[taskflow_contracts::OrderItem]) -> Result<crate::inventory::Reserved, crate::inventory::InventoryError> {
+        use crate::inventory::{Reserved, Unplanned};
         let mut reservations = self.reservations.lock().unwrap();
         match reservations.get(order_id) {
-            Some(true) => return Ok(crate::inventory::Reserved::Reserved),
-            Some(false) => return Ok(crate::inventory::Reserved::Fenced),
+            Some(Some(_)) => return Ok(Reserved::Reserved),
+            Some(None) => return Ok(Reserved::Fenced),
             None => {}
         }
-        let mut available = self.available.lock().unwrap();
-        if let Some(short) = items.iter().find(|i| available.get(&i.sku).copied().unwrap_or(0) < u64::from(i.quantity)) {
-            return Ok(crate::inventory::Reserved::OutOfStock { sku: short.sku.clone() });
+        let mut shards = self.shards.lock().unwrap();
+        let takes = match crate::inventory::plan(order_id, items, &shards) {
+            Ok(takes) => takes,
+            Err(Unplanned::Short { sku } | Unplanned::TooManyShards { sku }) => return Ok(Reserved::OutOfStock { sku }),
+        };
+        for take in &takes {
+            let level = &mut shards.get_mut(&take.sku).unwrap()[take.shard as usize];
+            *level = level.checked_sub(take.quantity).expect("a plan never takes more than a shard has");
         }
-        for item in items {
-            *available.get_mut(&item.sku).unwrap() -= u64::from(item.quantity);
-        }
-        reservations.insert(order_id.to_string(), true);
-        Ok(crate::inventory::Reserved::Reserved)
+        reservations.insert(order_id.to_string(), Some(takes));
+        Ok(Reserved::Reserved)
     }
 
-    async fn release(&self, order_id: &str, items: &[taskflow_contracts::OrderItem]) -> Result<(), crate::inventory::InventoryError> {
+    async fn release(&self, order_id: &str, _items: &[taskflow_contracts::OrderItem]) -> Result<(), crate::inventory::InventoryError> {
         let mut reservations = self.reservations.lock().unwrap();
-        if reservations.get(order_id) == Some(&true) {
-            let mut available = self.available.lock().unwrap();
-            for item in items {
-                *available.entry(item.sku.clone()).or_default() += u64::from(item.quantity);
+        if let Some(Some(takes)) = reservations.get(order_id) {
+            let mut shards = self.shards.lock().unwrap();
+            for take in takes {
+                let levels = shards.entry(take.sku.clone()).or_default();
+                if levels.len() <= take.shard as usize {
+                    levels.resize(take.shard as usize + 1, 0);
+                }
+                levels[take.shard as usize] += take.quantity;
             }
         }
         // Released, or closed if it never was reserved: no reservation may follow.
-        reservations.insert(order_id.to_string(), false);
+        reservations.insert(order_id.to_string(), None);
         Ok(())
     }
 }

@@ -30,6 +30,19 @@ pub enum StockState {
     Released,
 }
 
+/// What a reservation took from one stock shard of one sku (`keys::stock_key(sku, shard)`):
+/// recorded on the ledger entry (`shards`) in the reservation's own transaction, so that a
+/// release gives each quantity back to the shard it came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StockTake {
+    pub sku: String,
+    /// 0 ..`stockShards` of the sku when it was reserved.
+    pub shard: u32,
+    /// Units taken (at least 1).
+    pub quantity: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LedgerEntry {
@@ -50,6 +63,11 @@ pub struct LedgerEntry {
     pub status: EntryStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stock: Option<StockState>,
+    /// Which shards the reservation took each line from (written with `stock: RESERVED`, never
+    /// changed after). Empty on an entry reserved before shards existed: its lines came from
+    /// shard 0, the sku's own item.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shards: Vec<StockTake>,
     pub charged_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completed_at: Option<DateTime<Utc>>,
@@ -70,6 +88,7 @@ impl LedgerEntry {
             items: items.to_vec(),
             status: EntryStatus::Charged,
             stock: None,
+            shards: Vec::new(),
             charged_at: chrono::Utc::now(),
             completed_at: None,
         }
