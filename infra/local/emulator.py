@@ -31,6 +31,7 @@ import copy
 import functools
 import json
 import math
+import os
 import sys
 import threading
 
@@ -153,10 +154,18 @@ def _receive_counted(counted, self, *args, **kwargs):
 SQSBackend.receive_message = _receive_counted
 
 
-def _dynamodb(kind, table, units):
-    """Request units, in total and per table (so the sandbox payment provider's can be told apart)."""
+_WRITE_LOG = os.environ.get("TASKFLOW_WRITE_LOG")
+
+
+def _dynamodb(kind, table, units, what=""):
+    """Request units, in total and per table (so the sandbox payment provider's can be told apart).
+    With `TASKFLOW_WRITE_LOG` set (a file), each count is appended to it as a line (for finding
+    where an order's units go)."""
     _count(f"dynamodb.{kind}", units)
     _count(f"dynamodb.{kind}.{table}", units)
+    if _WRITE_LOG and kind == "WriteRequestUnits":
+        with _USAGE_LOCK, open(_WRITE_LOG, "a") as log:
+            log.write(f"{table}\t{what}\t{units}\n")
 
 
 def _table(args, kwargs):
@@ -245,6 +254,13 @@ def _write_units(backend, table_name, before, after, entries_before):
     return _units(size, 1024) + _index_writes(entries_before, _index_entries(backend, table_name, after))
 
 
+def _changed(before, after):
+    """The attribute names a write changed (for the write log)."""
+    old = before.to_json()["Attributes"] if before is not None else {}
+    new = after.to_json()["Attributes"] if after is not None else {}
+    return ",".join(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)))
+
+
 def _dynamodb_write(name):
     method = getattr(DynamoDBBackend, name)
 
@@ -263,10 +279,10 @@ def _dynamodb_write(name):
             item = method(self, table_name, *args, **kwargs)
         except Exception:
             # A write refused by its condition still consumes units: the existing item's size.
-            _dynamodb("WriteRequestUnits", table_name, _units(before.size(), 1024) if before is not None else 1)
+            _dynamodb("WriteRequestUnits", table_name, _units(before.size(), 1024) if before is not None else 1, f"{name} refused")
             raise
         after = _stored(self, table_name, key) if key is not None and name != "delete_item" else None
-        _dynamodb("WriteRequestUnits", table_name, _write_units(self, table_name, before, after, entries_before))
+        _dynamodb("WriteRequestUnits", table_name, _write_units(self, table_name, before, after, entries_before), f"{name} {_changed(before, after)}")
         return item
 
     setattr(DynamoDBBackend, name, counting)
@@ -354,7 +370,7 @@ def _transact_counted(counted, self, transact_items):
                 units = _write_units(self, table_name, before, after, entries_before)
             else:
                 units = _units(before.size(), 1024) if before is not None else 1
-            _dynamodb("WriteRequestUnits", table_name, 2 * units)
+            _dynamodb("WriteRequestUnits", table_name, 2 * units, f"transaction {op_type} {'committed' if committed else 'cancelled'}")
 
 
 DynamoDBBackend.transact_write_items = _transact_counted
