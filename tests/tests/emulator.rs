@@ -430,7 +430,7 @@ async fn the_sandbox_provider_answers_a_key_as_it_answered_it_first_concurrent_r
     use taskflow_shared::payments::{ChargeRequest, PaymentError, PaymentProvider, SandboxPayments};
     let run = Run::new().await;
     let table = taskflow_e2e::stack().output("SandboxChargesTableName").unwrap();
-    let provider = std::sync::Arc::new(SandboxPayments::new(&run.aws, table.clone()));
+    let provider = std::sync::Arc::new(SandboxPayments::new(&run.aws, table));
     let request = |token: &str| ChargeRequest {
         idempotency_key: format!("sandbox-{}/charge", uuid::Uuid::new_v4().simple()),
         order_id: "o-1".into(),
@@ -440,9 +440,9 @@ async fn the_sandbox_provider_answers_a_key_as_it_answered_it_first_concurrent_r
     };
     for token in ["tok_approve", "tok_decline"] {
         let request = request(token);
-        let (writes_before, _) = units(&table).await;
+        let (writes_before, _) = units(table).await;
         let first = provider.charge(&request).await;
-        let (writes_after, _) = units(&table).await;
+        let (writes_after, _) = units(table).await;
         assert_eq!(writes_after - writes_before, 1.0, "{token}: one conditional put");
         let handles: Vec<_> = (0..8)
             .map(|_| {

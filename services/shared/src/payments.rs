@@ -253,10 +253,10 @@ impl PaymentProvider for SandboxPayments {
         self.bad_day("charge").await?;
         let key = &request.idempotency_key;
         let first = sandbox_outcome(&request.payment_token, 1);
-        if !matches!(first, Err(PaymentError::Unavailable(_))) {
-            if let Some(answer) = self.decide_once(request, &first).await? {
-                return answer;
-            }
+        if !matches!(first, Err(PaymentError::Unavailable(_)))
+            && let Some(answer) = self.decide_once(request, &first).await?
+        {
+            return answer;
         }
         let (requests, issued, declined) = self.request(key, "charge", &request.order_id, request.amount, &request.currency).await?;
         if let Some(charge_id) = issued {
