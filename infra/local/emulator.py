@@ -28,9 +28,11 @@ Run as `python emulator.py -H 127.0.0.1 -p PORT`; the arguments are moto_server'
 """
 
 import collections
+import copy
 import functools
 import json
 import math
+import os
 import sys
 import threading
 
@@ -153,10 +155,18 @@ def _receive_counted(counted, self, *args, **kwargs):
 SQSBackend.receive_message = _receive_counted
 
 
-def _dynamodb(kind, table, units):
-    """Request units, in total and per table (so the sandbox payment provider's can be told apart)."""
+_WRITE_LOG = os.environ.get("TASKFLOW_WRITE_LOG")
+
+
+def _dynamodb(kind, table, units, what=""):
+    """Request units, in total and per table (so the sandbox payment provider's can be told apart).
+    With `TASKFLOW_WRITE_LOG` set (a file), each count is appended to it as a line (for finding
+    where an order's units go)."""
     _count(f"dynamodb.{kind}", units)
     _count(f"dynamodb.{kind}.{table}", units)
+    if _WRITE_LOG and kind == "WriteRequestUnits":
+        with _USAGE_LOCK, open(_WRITE_LOG, "a") as log:
+            log.write(f"{table}\t{what}\t{units}\n")
 
 
 def _table(args, kwargs):
@@ -167,16 +177,89 @@ def _units(size, unit):
     return max(1, math.ceil(size / unit))
 
 
-def _index_writes(backend, table_name, item):
-    """A write also writes every global secondary index the item has the key attributes of."""
+# --- DynamoDB write units, by AWS's rules --------------------------------------------------------
+# A write to an item costs one unit per started KB of the item: for a put or update the larger of
+# the item before and after, for a delete the item deleted; a write refused by its condition
+# still costs the size of the item that is there (1 if none)
+# (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/read-write-operations.html#write-operation-consumption;
+# https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html).
+# A global secondary index is written only when the write touches it
+# (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.ThroughputConsiderations.Writes):
+# one write when the item enters the index (it now has the index's key attributes), one when it
+# leaves it, two (delete the old entry, put the new) when an index key attribute changes value,
+# one when only an attribute projected into the index changes (ALL: any attribute; KEYS_ONLY:
+# none besides the keys; INCLUDE: the listed ones), none otherwise; each costs one unit per
+# started KB of the index entry (the projected attributes).
+
+
+def _index_entries(backend, table_name, item):
+    """Per global secondary index of the table: (index key values, projected entry) of `item`,
+    or None when the item is not in that index."""
     try:
         table = backend.get_table(table_name)
-        return sum(
-            1 for index in (table.global_indexes or [])
-            if item is not None and all(k in item.attrs for k in index.schema_key_attrs)
-        )
     except Exception:
-        return 0
+        return {}
+    entries = {}
+    for index in table.global_indexes or []:
+        if item is None or not all(k in item.attrs for k in index.schema_key_attrs):
+            entries[index.name] = None
+            continue
+        projected = index.project(item)
+        keys = json.dumps([item.attrs[k].to_json() for k in index.schema_key_attrs], sort_keys=True)
+        entries[index.name] = (keys, json.dumps(projected.to_json(), sort_keys=True), projected.size())
+    return entries
+
+
+def _index_writes(before, after):
+    """Index write units of a write that took the item's index entries from `before` to `after`
+    (as `_index_entries` gives them)."""
+    units = 0
+    for name in set(before) | set(after):
+        old, new = before.get(name), after.get(name)
+        if old is None and new is None:
+            continue
+        if old is None:
+            units += _units(new[2], 1024)  # enters the index
+        elif new is None:
+            units += _units(old[2], 1024)  # leaves it
+        elif old[0] != new[0]:
+            units += _units(old[2], 1024) + _units(new[2], 1024)  # key changed: delete + put
+        elif old[1] != new[1]:
+            units += _units(new[2], 1024)  # a projected attribute changed
+    return units
+
+
+def _key_of(backend, table_name, attrs):
+    table = backend.get_table(table_name)
+    key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+    if table.range_key_attr is not None:
+        key[table.range_key_attr] = attrs[table.range_key_attr]
+    return key
+
+
+def _stored(backend, table_name, key):
+    """The item stored under `key` now, as a copy (moto updates items in place), read without
+    counting a read: AWS bills the write only."""
+    try:
+        table = backend.get_table(table_name)
+        hash_key, range_key = backend.get_keys_value(table, key)
+        item = table.get_item(hash_key, range_key)
+        return copy.deepcopy(item) if item is not None else None
+    except Exception:
+        return None
+
+
+def _write_units(backend, table_name, before, after, entries_before):
+    """Units of a write that changed the item from `before` to `after` (either may be None)."""
+    size = max(before.size() if before is not None else 0, after.size() if after is not None else 0)
+    return _units(size, 1024) + _index_writes(entries_before, _index_entries(backend, table_name, after))
+
+
+def _changed(before, after):
+    """The attribute names a write changed (for the write log)."""
+    old = before.to_json()["Attributes"] if before is not None else {}
+    new = after.to_json()["Attributes"] if after is not None else {}
+    return ",".join(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)))
 
 
 def _dynamodb_write(name):
@@ -184,16 +267,23 @@ def _dynamodb_write(name):
 
     @_outermost("dynamodb")
     def counting(counted, self, table_name, *args, **kwargs):
+        if not counted:
+            return method(self, table_name, *args, **kwargs)
+        try:
+            attrs = kwargs.get("item_attrs", args[0] if args else None) if name == "put_item" else kwargs.get("key", args[0] if args else None)
+            key = _key_of(self, table_name, attrs) if name == "put_item" else attrs
+            before = _stored(self, table_name, key)
+        except Exception:
+            key, before = None, None
+        entries_before = _index_entries(self, table_name, before)
         try:
             item = method(self, table_name, *args, **kwargs)
         except Exception:
-            # A write refused by its condition still consumes a write unit.
-            if counted:
-                _dynamodb("WriteRequestUnits", table_name, 1)
+            # A write refused by its condition still consumes units: the existing item's size.
+            _dynamodb("WriteRequestUnits", table_name, _units(before.size(), 1024) if before is not None else 1, f"{name} refused")
             raise
-        if counted:
-            units = _units(item.size(), 1024) if item is not None else 1
-            _dynamodb("WriteRequestUnits", table_name, units * (1 + _index_writes(self, table_name, item)))
+        after = _stored(self, table_name, key) if key is not None and name != "delete_item" else None
+        _dynamodb("WriteRequestUnits", table_name, _write_units(self, table_name, before, after, entries_before), f"{name} {_changed(before, after)}")
         return item
 
     setattr(DynamoDBBackend, name, counting)
@@ -251,22 +341,37 @@ _transact = DynamoDBBackend.transact_write_items
 
 @_outermost("dynamodb")
 def _transact_counted(counted, self, transact_items):
-    # Two units per item per KB, cancelled or not; sizes of what the items wrote, after.
-    try:
+    """A transaction costs two units per started KB of each item it writes (prepare and commit),
+    cancelled or not, ConditionCheck items included
+    (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/transaction-apis.html#transaction-capacity-handling),
+    each item sized as a single write is (`_write_units`: the larger of before and after, and
+    the index writes it causes, doubled as well: an upper bound; taskflow's transactions touch
+    no indexed table). A cancelled one wrote nothing: each item costs its existing size."""
+    if not counted:
         return _transact(self, transact_items)
-    finally:
-        for entry in transact_items if counted else []:
+    touched = []
+    for entry in transact_items:
+        try:
             op_type, op = next(iter(entry.items()))
-            size = 1024
-            try:
-                if op_type == "Put":
-                    size = len(json.dumps(op["Item"]))
-                elif op_type != "ConditionCheck":
-                    item = _get_item(self, op["TableName"], op["Key"])
-                    size = item.size() if item is not None else 1024
-            except Exception:
-                pass
-            _dynamodb("WriteRequestUnits", op.get("TableName", "?"), 2 * _units(size, 1024))
+            table_name = op["TableName"]
+            key = _key_of(self, table_name, op["Item"]) if op_type == "Put" else op["Key"]
+            before = _stored(self, table_name, key)
+            touched.append((op_type, table_name, key, before, _index_entries(self, table_name, before)))
+        except Exception:
+            touched.append((None, "?", None, None, {}))
+    committed = False
+    try:
+        result = _transact(self, transact_items)
+        committed = True
+        return result
+    finally:
+        for op_type, table_name, key, before, entries_before in touched:
+            if committed and op_type in ("Put", "Update", "Delete"):
+                after = _stored(self, table_name, key) if op_type != "Delete" else None
+                units = _write_units(self, table_name, before, after, entries_before)
+            else:
+                units = _units(before.size(), 1024) if before is not None else 1
+            _dynamodb("WriteRequestUnits", table_name, 2 * units, f"transaction {op_type} {'committed' if committed else 'cancelled'}")
 
 
 DynamoDBBackend.transact_write_items = _transact_counted

@@ -418,3 +418,62 @@ async fn dynamodb_keeps_numbers_as_numbers_not_as_written() {
     db.put_item().table_name(&name).item("id", AttributeValue::S("c".into())).item("n", n(&thirty_eight)).send().await.unwrap();
     run.close().await;
 }
+
+// --- The sandbox payment provider: idempotent by key, as a real provider is --------------------
+
+/// The purchase step holds no idempotency record around the charge: the provider's key is what
+/// makes it once. So the sandbox must answer every request with a key as it answered the first
+/// — the same charge id, or the same decline — concurrent first requests included, and in the
+/// common case with one conditional put.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_sandbox_provider_answers_a_key_as_it_answered_it_first_concurrent_requests_too() {
+    use taskflow_shared::payments::{ChargeRequest, PaymentError, PaymentProvider, SandboxPayments};
+    let run = Run::new().await;
+    let table = taskflow_e2e::stack().output("SandboxChargesTableName").unwrap();
+    let provider = std::sync::Arc::new(SandboxPayments::new(&run.aws, table));
+    let request = |token: &str| ChargeRequest {
+        idempotency_key: format!("sandbox-{}/charge", uuid::Uuid::new_v4().simple()),
+        order_id: "o-1".into(),
+        amount: 2500,
+        currency: "EUR".into(),
+        payment_token: taskflow_contracts::PaymentToken::new(token),
+    };
+    for token in ["tok_approve", "tok_decline"] {
+        let request = request(token);
+        let (writes_before, _) = units(table).await;
+        let first = provider.charge(&request).await;
+        let (writes_after, _) = units(table).await;
+        assert_eq!(writes_after - writes_before, 1.0, "{token}: one conditional put");
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let (provider, request) = (provider.clone(), request.clone());
+                tokio::spawn(async move { provider.charge(&request).await })
+            })
+            .collect();
+        for handle in handles {
+            let answer = handle.await.unwrap();
+            assert_eq!(answer, first, "{token}: a repeat gets the first answer");
+        }
+        match (token, &first) {
+            ("tok_approve", Ok(charge)) => {
+                assert_eq!(provider.find_charge(&request.idempotency_key).await.unwrap().as_ref(), Some(charge));
+            }
+            ("tok_decline", Err(PaymentError::Declined { code })) => assert_eq!(code, "card_declined"),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // Concurrent first requests: one decides, all get its answer.
+    let request = request("tok_approve");
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (provider, request) = (provider.clone(), request.clone());
+            tokio::spawn(async move { provider.charge(&request).await.unwrap() })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for handle in handles {
+        answers.push(handle.await.unwrap());
+    }
+    assert!(answers.iter().all(|a| a == &answers[0]), "one charge for the key: {answers:?}");
+    run.close().await;
+}

@@ -26,7 +26,8 @@ pub struct Notification<S, R, N> {
     pub tasks: S,
     pub receipts: R,
     pub notifier: N,
-    /// Guards the notice: an owner is told once per status, however often the step is delivered.
+    /// Guards the notice when the notifier is not idempotent itself (SES): an owner is told once
+    /// per status, however often the step is delivered.
     pub once: Box<dyn Idempotency>,
 }
 
@@ -81,10 +82,16 @@ impl<S: TaskStore, R: ReceiptStore, N: Notifier> TaskWorker for Notification<S, 
             receipt_key: receipt.key.clone(),
             body: receipt.body.clone(),
         };
-        let key = format!("{task_id}/notice/{}", task.status);
-        once(&*self.once, &key, self.notifier.send(&notice))
-            .await
-            .map_err(|e| StepError::from_once(e, undelivered))?;
+        if self.notifier.idempotent() {
+            // The outbox: one object per notice by a conditional put, repeats write nothing.
+            self.notifier.send(&notice).await.map_err(undelivered)?;
+        } else {
+            // SES delivers every send: the idempotency record makes it one email per status.
+            let key = format!("{task_id}/notice/{}", task.status);
+            once(&*self.once, &key, self.notifier.send(&notice))
+                .await
+                .map_err(|e| StepError::from_once(e, undelivered))?;
+        }
         if !task.receipts.contains(&receipt.key) {
             self.tasks.note(&task_id, &Note::Receipt(receipt.key.clone())).await.map_err(store_error)?;
         }

@@ -1,7 +1,7 @@
 //! Where receipts and notices go: the ports, and their S3 adapters. Receipts are stored in the
 //! task bucket with server-side encryption; the notice (the email an owner would get) goes
 //! through the notifier port — email through Amazon SES (`NOTIFIER=ses`, [`crate::email`]), or
-//! the bucket's `outbox/` prefix (`NOTIFIER=outbox`) (`outbox/{owner segment}/{orderId}/{STATUS}-{id}.json`, built by
+//! the bucket's `outbox/` prefix (`NOTIFIER=outbox`) (`outbox/{owner segment}/{orderId}/{STATUS}-notice.json`, one object per notice, built by
 //! `taskflow_contracts::keys::object_key`), where it can be read like a mailbox.
 
 use crate::receipt::Receipt;
@@ -33,6 +33,12 @@ pub struct Notice {
 #[async_trait]
 pub trait Notifier: Send + Sync {
     async fn send(&self, notice: &Notice) -> Result<(), DeliveryError>;
+    /// True when sending the same notice again delivers nothing new (the outbox: one object per
+    /// notice, written with a conditional put), so no idempotency record needs to guard it.
+    /// False (the default) for a channel that delivers every send, such as SES.
+    fn idempotent(&self) -> bool {
+        false
+    }
 }
 
 /// The notifier chosen at start-up (`NOTIFIER`: `outbox` or `ses`).
@@ -40,6 +46,9 @@ pub trait Notifier: Send + Sync {
 impl Notifier for Box<dyn Notifier> {
     async fn send(&self, notice: &Notice) -> Result<(), DeliveryError> {
         (**self).send(notice).await
+    }
+    fn idempotent(&self) -> bool {
+        (**self).idempotent()
     }
 }
 
@@ -54,37 +63,49 @@ impl Bucket {
         Self { client: aws_sdk_s3::Client::new(config), bucket: bucket.into() }
     }
 
-    async fn put(&self, key: &str, content_type: &str, body: Vec<u8>) -> Result<(), DeliveryError> {
-        self.client
-            .put_object()
+    async fn put(&self, key: &str, content_type: &str, body: Vec<u8>, only_new: bool) -> Result<(), DeliveryError> {
+        let request = self.client.put_object();
+        // `If-None-Match: *`: written only if no object has the key; a repeat gets 412
+        // PreconditionFailed, which means "already there" (S3 conditional writes:
+        // https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html).
+        let request = if only_new { request.if_none_match("*") } else { request };
+        let result = request
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
             .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
             .body(body.into())
             .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| DeliveryError(aws_sdk_s3::error::DisplayErrorContext(&e).to_string()))
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if only_new && e.raw_response().is_some_and(|r| r.status().as_u16() == 412) => Ok(()),
+            Err(e) => Err(DeliveryError(aws_sdk_s3::error::DisplayErrorContext(&e).to_string())),
+        }
     }
 }
 
 #[async_trait]
 impl ReceiptStore for Bucket {
     async fn store(&self, receipt: &Receipt) -> Result<(), DeliveryError> {
-        self.put(&receipt.key, "text/plain; charset=utf-8", receipt.body.clone().into_bytes()).await
+        self.put(&receipt.key, "text/plain; charset=utf-8", receipt.body.clone().into_bytes(), false).await
     }
 }
 
 #[async_trait]
 impl Notifier for Bucket {
     async fn send(&self, notice: &Notice) -> Result<(), DeliveryError> {
-        // Every send is a new message in the outbox, as every email is: a notice sent twice
-        // would show as two objects (the idempotency record is what prevents that).
+        // One object per notice (the order's status it tells of), written only if absent: a
+        // notice sent twice is still one object, by S3's conditional put, with no idempotency
+        // record around it (`idempotent`).
         let status = notice.receipt_key.rsplit('/').next().unwrap_or("notice").trim_end_matches(".txt");
         let owner = taskflow_contracts::OwnerId::parse(&notice.to).map_err(|e| DeliveryError(e.to_string()))?;
-        let leaf = format!("{status}-{}.json", uuid::Uuid::new_v4().simple());
+        let leaf = format!("{status}-notice.json");
         let key = taskflow_contracts::keys::object_key("outbox", &owner, &notice.order_id, &leaf).map_err(|e| DeliveryError(e.to_string()))?;
-        self.put(&key, "application/json", serde_json::to_vec_pretty(notice).expect("notices serialise")).await
+        self.put(&key, "application/json", serde_json::to_vec_pretty(notice).expect("notices serialise"), true).await
+    }
+
+    fn idempotent(&self) -> bool {
+        true
     }
 }

@@ -159,3 +159,48 @@ async fn a_notice_in_flight_elsewhere_is_not_sent_and_one_whose_sender_died_is_s
     n.perform(&work(Outcome::Completed, None), FIRST).await.unwrap();
     assert_eq!(mail.sent.lock().unwrap().len(), 1);
 }
+
+/// A notifier that is idempotent itself (as the outbox is, by its conditional put): one notice
+/// per key however often it is sent.
+#[derive(Default)]
+struct Outbox(Mutex<std::collections::BTreeMap<String, usize>>);
+
+#[async_trait]
+impl Notifier for &Outbox {
+    async fn send(&self, notice: &Notice) -> Result<(), DeliveryError> {
+        let mut sent = self.0.lock().unwrap();
+        // If-None-Match: * — only the first put of a key writes.
+        sent.entry(notice.receipt_key.clone()).or_insert(1);
+        Ok(())
+    }
+    fn idempotent(&self) -> bool {
+        true
+    }
+}
+
+#[tokio::test]
+async fn an_idempotent_notifier_needs_no_idempotency_record_and_redelivery_sends_one_notice() {
+    let mail = FakeMail::default();
+    let outbox = Outbox::default();
+    let once = std::sync::Arc::new(taskflow_shared::idempotency::InMemoryIdempotency::default());
+    struct Shared(std::sync::Arc<taskflow_shared::idempotency::InMemoryIdempotency>);
+    #[async_trait]
+    impl Idempotency for Shared {
+        async fn claim(&self, key: &str, now: chrono::DateTime<Utc>, hold: chrono::Duration) -> Result<taskflow_shared::idempotency::Claim, taskflow_shared::idempotency::IdempotencyError> {
+            self.0.claim(key, now, hold).await
+        }
+        async fn complete(&self, key: &str, result: &str, now: chrono::DateTime<Utc>) -> Result<(), taskflow_shared::idempotency::IdempotencyError> {
+            self.0.complete(key, result, now).await
+        }
+        async fn release(&self, key: &str) -> Result<(), taskflow_shared::idempotency::IdempotencyError> {
+            self.0.release(key).await
+        }
+    }
+    let n = Notification { tasks: InMemoryTaskStore::with([task(TaskStatus::Completed)]), receipts: &mail, notifier: &outbox, once: Box::new(Shared(once.clone())) };
+    for _ in 0..3 {
+        n.perform(&work(Outcome::Completed, None), FIRST).await.unwrap();
+    }
+    assert_eq!(outbox.0.lock().unwrap().values().sum::<usize>(), 1, "one notice");
+    assert!(once.records.lock().unwrap().is_empty(), "no idempotency record written");
+    assert_eq!(n.tasks.snapshot("o-1").unwrap().receipts.len(), 1);
+}

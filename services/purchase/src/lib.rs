@@ -1,19 +1,26 @@
 //! Purchase: charges an order, reserves its stock, and records both.
 //!
 //! What a purchase does, in order:
-//! 1. Read the task. Already COMPLETED → answer with the stored charge (a duplicate delivery);
+//! 1. RECEIVED → CHARGING (conditional: only one delivery moves it), which also reads the task
+//!    (the update returns it: no read before it). Found CHARGING → a delivery that did not
+//!    finish, resumed; already COMPLETED → answer with the stored charge (a duplicate delivery);
 //!    already FAILED or REFUNDING → answer with the recorded failure. Nothing is charged again.
-//! 2. RECEIVED → CHARGING (conditional: only one delivery moves it).
-//! 3. Charge the task's amount (the total at catalogue prices, fixed by intake; never a price
+//! 2. Charge the task's amount (the total at catalogue prices, fixed by intake; never a price
 //!    from the message), keyed by the task id (`keys::task_id` of owner and order id): the provider returns the same charge for the
-//!    same key, so a retry after a crash never charges twice. Declined → FAILED
+//!    same key — approved or declined — so a retry after a crash never charges twice. The
+//!    charge still runs under an idempotency claim: not for its own sake but as the fence a
+//!    compensation takes (refund's `compensate` waits out a claim in progress and then holds it
+//!    for good, so a delivery already past step 1 cannot charge after the compensation looked).
+//!    Declined → FAILED
 //!    `PAYMENT_DECLINED`; provider unavailable → retried by redelivery, and when the retries run
 //!    out the step fails as `PaymentUnavailable` and the failure path records it.
-//! 4. Write the ledger entry of the charge.
-//! 5. Reserve the stock, all lines or none. Out of stock → REFUNDING (`OUT_OF_STOCK`), answered
+//! 3. Write the ledger entry of the charge (conditional: a repeat keeps the first).
+//! 4. Reserve the stock, all lines or none, once: the ledger entry's stock mark is set in the
+//!    same transaction, so a repeat answers `Reserved` without taking stock again (no
+//!    idempotency record needed either). Out of stock → REFUNDING (`OUT_OF_STOCK`), answered
 //!    as `OutOfStock`: the state machine sends the order to the refund service, which refunds the
 //!    charge and ends the task FAILED.
-//! 6. Ledger entry completed; task COMPLETED with the charge id.
+//! 5. Ledger entry completed; task COMPLETED with the charge id.
 //!
 //! A task its owner CANCELLED (only possible while RECEIVED: the cancel and step 2 are both
 //! conditional on RECEIVED, so one wins) is answered `OrderCancelled` and nothing is charged.
@@ -35,7 +42,8 @@ pub struct Purchase<S, P, L, I> {
     pub payments: P,
     pub ledger: L,
     pub inventory: I,
-    /// Guards the charge and the reservation: each happens once per order.
+    /// Guards the charge: the claim a compensation takes over (see step 2). The reservation
+    /// needs none: the ledger's stock mark in its transaction makes it once.
     pub once: Box<dyn Idempotency>,
 }
 
@@ -84,15 +92,18 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for P
         // Everything is keyed by the task id: order ids are scoped per owner (`keys`).
         let task_id = taskflow_contracts::keys::task_id(&order.owner, &order.order_id);
         let id = task_id.as_str();
-        let task = match self.tasks.get(id).await.map_err(|e| unavailable("TaskStoreUnavailable")(&e))? {
-            Some(task) => task,
-            None => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, "no task for this order")),
+        // The conditional move to CHARGING returns the task (ALL_NEW, or the task as it is when
+        // the condition fails): one call where a read and a write were.
+        let charging = Change::to(TaskStatus::Charging, Utc::now());
+        let task = match self.tasks.transition(id, &[TaskStatus::Received], &charging).await.map_err(|e| unavailable("TaskStoreUnavailable")(&e))? {
+            Transitioned::Applied(task) => *task,
+            Transitioned::Conflict(task) if task.status == TaskStatus::Charging => {
+                info!(order_id = order.order_id.as_str(), task_id = id, "resuming a purchase that did not finish");
+                *task
+            }
+            Transitioned::Conflict(task) => return settled(&task),
+            Transitioned::Missing => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, "no task for this order")),
         };
-        match task.status {
-            TaskStatus::Received => self.step(id, TaskStatus::Received, Change::to(TaskStatus::Charging, Utc::now())).await?,
-            TaskStatus::Charging => info!(order_id = order.order_id.as_str(), task_id = id, "resuming a purchase that did not finish"),
-            _ => return settled(&task),
-        }
 
         let request = ChargeRequest {
             idempotency_key: charge_key(id),
@@ -102,6 +113,8 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for P
             payment_token: order.payment_token.clone().unwrap_or_else(|| taskflow_contracts::PaymentToken::new("")),
         };
         let started = std::time::Instant::now();
+        // Once by the provider's idempotency key (a repeat gets the first answer, approval or
+        // decline), under the claim a compensation fences with (step 2 above).
         let charge = match once(&*self.once, &charge_key(id), metrics::timed("ChargeLatency", &[("Service", "purchase")], self.payments.charge(&request))).await {
             Ok(charge) => {
                 // The line the "slowest charges" Logs Insights query reads (infra/template.yaml).
@@ -129,9 +142,10 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for P
         let entry = LedgerEntry::charged(&task, &charge.charge_id, items);
         self.ledger.record_charge(&entry).await.map_err(|e| unavailable("LedgerUnavailable")(&e))?;
 
-        let reserved = once(&*self.once, &format!("{id}/reserve"), self.inventory.reserve(id, &order.items))
-            .await
-            .map_err(|e| StepError::from_once(e, |e| unavailable("InventoryUnavailable")(&e)))?;
+        // Once by the ledger entry's stock mark, written in the reservation's own transaction:
+        // a repeat answers Reserved (or Fenced) and takes nothing, so no idempotency record
+        // (claim + complete: 2 write units and 2 calls) guards it any more.
+        let reserved = self.inventory.reserve(id, &order.items).await.map_err(|e| unavailable("InventoryUnavailable")(&e))?;
         match reserved {
             Reserved::Reserved => {}
             // A compensation took over meanwhile and gave the stock back: it refunds the charge too.

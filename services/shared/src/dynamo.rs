@@ -89,3 +89,31 @@ pub async fn get(
         .await?;
     Ok(out.item)
 }
+
+/// The items of `table` whose string key `key_name` is each of `keys`, in the order of `keys`
+/// (keys with no item left out), by BatchGetItem: at most 100 keys a call, and keys DynamoDB
+/// answers as unprocessed asked again (a few times, then an error). How a query of an index
+/// that projects keys only reads the items it found. Errors: the SDK error, described.
+pub async fn batch_get(client: &aws_sdk_dynamodb::Client, table: &str, key_name: &str, keys: &[String]) -> Result<Vec<Item>, String> {
+    use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+    let mut found: std::collections::HashMap<String, Item> = std::collections::HashMap::new();
+    for chunk in keys.chunks(100) {
+        let mut wanted: Vec<Item> = chunk.iter().map(|k| Item::from([(key_name.to_string(), AttributeValue::S(k.clone()))])).collect();
+        let mut tries = 0;
+        while !wanted.is_empty() {
+            tries += 1;
+            if tries > 5 {
+                return Err(format!("{} keys of {table} stayed unprocessed", wanted.len()));
+            }
+            let request = KeysAndAttributes::builder().set_keys(Some(wanted)).consistent_read(true).build().map_err(|e| e.to_string())?;
+            let out = client.batch_get_item().request_items(table, request).send().await.map_err(|e| describe(&e))?;
+            for item in out.responses.unwrap_or_default().remove(table).unwrap_or_default() {
+                if let Some(AttributeValue::S(k)) = item.get(key_name) {
+                    found.insert(k.clone(), item);
+                }
+            }
+            wanted = out.unprocessed_keys.unwrap_or_default().remove(table).map(|k| k.keys).unwrap_or_default();
+        }
+    }
+    Ok(keys.iter().filter_map(|k| found.remove(k)).collect())
+}

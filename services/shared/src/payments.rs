@@ -162,8 +162,9 @@ fn unavailable<E: std::error::Error + 'static>(e: aws_sdk_dynamodb::error::SdkEr
 }
 
 impl SandboxPayments {
-    /// Counts a request for `key` and returns the id already issued for it, if any.
-    async fn request(&self, key: &str, kind: &str, order_id: &str, amount: Money, currency: &str) -> Result<(u32, Option<String>), PaymentError> {
+    /// Counts a request for `key` and returns the id already issued for it, or the decline
+    /// already answered, if any.
+    async fn request(&self, key: &str, kind: &str, order_id: &str, amount: Money, currency: &str) -> Result<(u32, Option<String>, Option<String>), PaymentError> {
         let out = self
             .client
             .update_item()
@@ -181,7 +182,8 @@ impl SandboxPayments {
             .map_err(unavailable)?;
         let item = out.attributes.unwrap_or_default();
         let requests = item.get("requests").and_then(|n| n.as_n().ok()).and_then(|n| n.parse().ok()).unwrap_or(1);
-        Ok((requests, item.get("id").and_then(|v| v.as_s().ok()).cloned()))
+        let text = |name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+        Ok((requests, text("id"), text("declined")))
     }
 
     /// Issues `id` for `key` unless one was issued first; returns the one that holds.
@@ -203,14 +205,65 @@ impl SandboxPayments {
     }
 }
 
+impl SandboxPayments {
+    /// A first request for a charge key whose outcome the token decides at once (approved or
+    /// declined): one conditional put records the request, its outcome and, if approved, the
+    /// charge id. `None` when a record for the key was there first (a repeat, or a concurrent
+    /// first request that won): the caller replays what it holds.
+    async fn decide_once(&self, request: &ChargeRequest, outcome: &Result<(), PaymentError>) -> Result<Option<Result<Charge, PaymentError>>, PaymentError> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("idempotencyKey", AttributeValue::S(request.idempotency_key.clone()))
+            .item("kind", AttributeValue::S("charge".into()))
+            .item("orderId", AttributeValue::S(request.order_id.clone()))
+            .item("amount", AttributeValue::N(request.amount.to_string()))
+            .item("currency", AttributeValue::S(request.currency.clone()))
+            .item("requests", AttributeValue::N("1".into()))
+            .condition_expression("attribute_not_exists(idempotencyKey)");
+        let answer = match outcome {
+            Ok(()) => {
+                let charge_id = format!("ch_{}", uuid::Uuid::new_v4().simple());
+                put = put.item("id", AttributeValue::S(charge_id.clone()));
+                Ok(Charge { charge_id })
+            }
+            Err(PaymentError::Declined { code }) => {
+                put = put.item("declined", AttributeValue::S(code.clone()));
+                Err(PaymentError::Declined { code: code.clone() })
+            }
+            Err(e) => return Err(e.clone()),
+        };
+        match put.send().await {
+            Ok(_) => Ok(Some(answer)),
+            Err(e) if crate::dynamo::conditional_failed(&e) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+}
+
 #[async_trait]
 impl PaymentProvider for SandboxPayments {
+    /// Idempotent by `idempotency_key`, as a real provider is (Stripe replays the first result
+    /// for a key): the first request decides, approved or declined, and every later or
+    /// concurrent request with the key gets that same answer — never a second charge, never a
+    /// different one. An approval or a decline on the first request costs one conditional put;
+    /// repeats (and the tokens that fail transiently first) count the request and replay.
     async fn charge(&self, request: &ChargeRequest) -> Result<Charge, PaymentError> {
         self.bad_day("charge").await?;
         let key = &request.idempotency_key;
-        let (requests, issued) = self.request(key, "charge", &request.order_id, request.amount, &request.currency).await?;
+        let first = sandbox_outcome(&request.payment_token, 1);
+        if !matches!(first, Err(PaymentError::Unavailable(_)))
+            && let Some(answer) = self.decide_once(request, &first).await?
+        {
+            return answer;
+        }
+        let (requests, issued, declined) = self.request(key, "charge", &request.order_id, request.amount, &request.currency).await?;
         if let Some(charge_id) = issued {
             return Ok(Charge { charge_id });
+        }
+        if let Some(code) = declined {
+            return Err(PaymentError::Declined { code });
         }
         sandbox_outcome(&request.payment_token, requests)?;
         let charge_id = self.issue(key, format!("ch_{}", uuid::Uuid::new_v4().simple())).await?;
@@ -220,7 +273,7 @@ impl PaymentProvider for SandboxPayments {
     async fn refund(&self, request: &RefundRequest) -> Result<Refund, PaymentError> {
         self.bad_day("refund").await?;
         let key = &request.idempotency_key;
-        let (_, issued) = self.request(key, "refund", &request.order_id, request.amount, &request.currency).await?;
+        let (_, issued, _) = self.request(key, "refund", &request.order_id, request.amount, &request.currency).await?;
         if let Some(refund_id) = issued {
             return Ok(Refund { refund_id });
         }

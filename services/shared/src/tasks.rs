@@ -109,6 +109,14 @@ pub struct TaskRecord {
     pub attention: Option<String>,
 }
 
+/// What the task table's three indexes (`byOwner`, `byStatus`, `inflight`) project:
+/// `KEYS_ONLY` (infra/template.yaml). A write to a task then writes an index only when it adds,
+/// changes or removes that index's key attributes, never because another attribute changed
+/// (DynamoDB bills index writes that way:
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.ThroughputConsiderations.Writes>),
+/// and a query of an index gives task ids, whose tasks are read by key (`dynamo::batch_get`).
+pub const TASK_INDEX_PROJECTION: &str = "KEYS_ONLY";
+
 /// The sparse index of tasks in flight (partition `inflightShard`, sort `inflightSince`).
 pub const INFLIGHT_INDEX: &str = "inflight";
 /// How many partitions the in-flight index spreads over: a sweep queries each.
@@ -363,6 +371,11 @@ impl DynamoTaskStore {
             .map_err(|e| StoreError::Corrupt { task_id: task_id.to_string(), message: e.to_string() })
     }
 
+    /// The task ids of index entries, in their order.
+    fn ids(items: Vec<HashMap<String, AttributeValue>>) -> Vec<String> {
+        items.into_iter().filter_map(|item| item.get("taskId").and_then(|v| v.as_s().ok()).cloned()).collect()
+    }
+
     fn key(task_id: &str) -> (String, AttributeValue) {
         ("taskId".to_string(), AttributeValue::S(task_id.to_string()))
     }
@@ -384,7 +397,9 @@ impl DynamoTaskStore {
                 .send()
                 .await
                 .map_err(Self::unavailable)?;
-            for item in out.items.unwrap_or_default() {
+            // The index projects keys only (`TASK_INDEX_PROJECTION`): the tasks are read by key.
+            let ids = Self::ids(out.items.unwrap_or_default());
+            for item in crate::dynamo::batch_get(&self.client, &self.table, "taskId", &ids).await.map_err(StoreError::Unavailable)? {
                 let id = item.get("taskId").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
                 tasks.push(Self::decode(&id, item)?);
             }
@@ -556,7 +571,9 @@ impl TaskStore for DynamoTaskStore {
                 .send()
                 .await
                 .map_err(Self::unavailable)?;
-            for item in out.items.unwrap_or_default() {
+            // The index projects keys only (`TASK_INDEX_PROJECTION`): the tasks are read by key.
+            let ids = Self::ids(out.items.unwrap_or_default());
+            for item in crate::dynamo::batch_get(&self.client, &self.table, "taskId", &ids).await.map_err(StoreError::Unavailable)? {
                 let id = item.get("taskId").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
                 tasks.push(Self::decode(&id, item)?);
             }
@@ -623,10 +640,16 @@ impl TaskStore for DynamoTaskStore {
             .send()
             .await
             .map_err(Self::unavailable)?;
+        // The index projects keys only (`TASK_INDEX_PROJECTION`): the tasks are read by key, and
+        // one that moved on since the index was written is not of this status any more.
         let mut tasks = Vec::new();
-        for item in out.items.unwrap_or_default() {
+        let ids = Self::ids(out.items.unwrap_or_default());
+        for item in crate::dynamo::batch_get(&self.client, &self.table, "taskId", &ids).await.map_err(StoreError::Unavailable)? {
             let id = item.get("taskId").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-            tasks.push(Self::decode(&id, item)?);
+            let task = Self::decode(&id, item)?;
+            if task.status == status {
+                tasks.push(task);
+            }
         }
         let next = out.last_evaluated_key.and_then(|key| {
             Some(Page {

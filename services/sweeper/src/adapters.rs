@@ -44,9 +44,14 @@ impl InFlight for DynamoInFlight {
                     .send()
                     .await
                     .map_err(|e| StoreError::Unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string()))?;
-                for item in out.items.unwrap_or_default() {
+                // The index projects keys only (`tasks::TASK_INDEX_PROJECTION`): the tasks are
+                // read by key, and one that left flight meanwhile is not the sweeper's.
+                let ids: Vec<String> = out.items.unwrap_or_default().iter().filter_map(|i| i.get("taskId").and_then(|v| v.as_s().ok()).cloned()).collect();
+                let items = taskflow_shared::dynamo::batch_get(&self.client, &self.table, "taskId", &ids).await.map_err(StoreError::Unavailable)?;
+                for item in items {
                     let id = item.get("taskId").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
                     match serde_dynamo::from_item::<_, TaskRecord>(item) {
+                        Ok(task) if task.inflight_since.is_none() => {}
                         Ok(task) => tasks.push(task),
                         // A record this version cannot read (a status added later, say) is not
                         // the sweeper's to judge.

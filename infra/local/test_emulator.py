@@ -1,0 +1,125 @@
+"""Unit tests of the emulator's DynamoDB write-unit accounting (emulator.py), against moto's
+backend directly: the numbers AWS's rules give, worked by hand. Run:
+`.venv/bin/python -m unittest discover -s infra/local -p 'test_*.py'`."""
+
+import unittest
+
+import emulator
+from moto.dynamodb.exceptions import ConditionalCheckFailed, TransactionCanceledException
+from moto.dynamodb.models import dynamodb_backends
+
+ACCOUNT, REGION = "123456789012", "eu-west-1"
+
+
+def s(value):
+    return {"S": value}
+
+
+class WriteUnits(unittest.TestCase):
+    def setUp(self):
+        self.backend = dynamodb_backends[ACCOUNT][REGION]
+        for name in list(self.backend.tables):
+            self.backend.delete_table(name)
+        self.table("tasks", [
+            ("byOwner", ["owner", "createdAt"], {"ProjectionType": "ALL"}),
+            ("byStatus", ["status", "updatedAt"], {"ProjectionType": "KEYS_ONLY"}),
+            ("inflight", ["shardKey", "since"], {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["status"]}),
+        ])
+        self.table("plain", [])
+        emulator._usage.clear()
+
+    def table(self, name, indexes):
+        attrs = {"taskId"} | {a for _, keys, _ in indexes for a in keys}
+        self.backend.create_table(
+            name,
+            schema=[{"AttributeName": "taskId", "KeyType": "HASH"}],
+            throughput=None,
+            attr=[{"AttributeName": a, "AttributeType": "S"} for a in sorted(attrs)],
+            global_indexes=[
+                {"IndexName": index, "KeySchema": [{"AttributeName": keys[0], "KeyType": "HASH"}, {"AttributeName": keys[1], "KeyType": "RANGE"}], "Projection": projection}
+                for index, keys, projection in indexes
+            ],
+            indexes=[], streams=None, billing_mode="PAY_PER_REQUEST", sse_specification=None, tags=[],
+            deletion_protection_enabled=False, warm_throughput=None,
+        )
+
+    def units(self, table="tasks"):
+        taken = emulator._usage[f"dynamodb.WriteRequestUnits.{table}"]
+        emulator._usage.clear()
+        return taken
+
+    def update(self, expression, values=None, condition=None, names=None, table="tasks"):
+        return self.backend.update_item(table, {"taskId": s("t1")}, expression, names or {}, values or {}, condition_expression=condition)
+
+    def test_a_put_writes_the_item_and_each_index_it_enters(self):
+        # Item 1 + byOwner 1 (has owner, createdAt) + byStatus 1; not in inflight (no shard).
+        self.backend.put_item("tasks", {"taskId": s("t1"), "owner": s("a"), "createdAt": s("1"), "status": s("R"), "updatedAt": s("1")})
+        self.assertEqual(self.units(), 3)
+
+    def test_an_update_writes_only_the_indexes_it_touches(self):
+        self.backend.put_item("tasks", {"taskId": s("t1"), "owner": s("a"), "createdAt": s("1"), "status": s("R"), "updatedAt": s("1"), "shardKey": s("0"), "since": s("1")})
+        self.units()
+        # A non-key attribute: item 1 + byOwner (ALL) 1; byStatus (KEYS_ONLY) 0; inflight (INCLUDE status) 0.
+        self.update("SET note = :n", {":n": s("x")})
+        self.assertEqual(self.units(), 2)
+        # Setting the same value again changes no index entry: the item only.
+        self.update("SET note = :n", {":n": s("x")})
+        self.assertEqual(self.units(), 1)
+        # byStatus's key changes (delete + put: 2), inflight's included status changes (1), byOwner (ALL) 1.
+        self.update("SET #s = :s, updatedAt = :u", {":s": s("C"), ":u": s("2")}, names={"#s": "status"})
+        self.assertEqual(self.units(), 1 + 1 + 2 + 1)
+        # Leaving inflight: 1 for it, plus the item and byOwner (ALL: an attribute went).
+        self.update("REMOVE shardKey, since")
+        self.assertEqual(self.units(), 3)
+
+    def test_a_delete_writes_the_index_entries_it_removes(self):
+        self.backend.put_item("tasks", {"taskId": s("t1"), "owner": s("a"), "createdAt": s("1")})
+        self.units()
+        self.backend.delete_item("tasks", {"taskId": s("t1")})
+        self.assertEqual(self.units(), 2)
+        # Nothing to delete: still one unit.
+        self.backend.delete_item("tasks", {"taskId": s("t1")})
+        self.assertEqual(self.units(), 1)
+
+    def test_an_item_costs_one_unit_per_started_kilobyte_the_larger_of_before_and_after(self):
+        big = "x" * 2500
+        self.backend.put_item("plain", {"taskId": s("t1"), "payload": s(big)})
+        self.assertEqual(self.units("plain"), 3)
+        # Shrinking it: the item before was the larger (3 KB).
+        self.update("REMOVE payload", table="plain")
+        self.assertEqual(self.units("plain"), 3)
+        self.update("SET small = :v", {":v": s("y")}, table="plain")
+        self.assertEqual(self.units("plain"), 1)
+
+    def test_a_refused_condition_costs_the_existing_item_and_writes_no_index(self):
+        self.backend.put_item("tasks", {"taskId": s("t1"), "owner": s("a"), "createdAt": s("1"), "payload": s("x" * 1500)})
+        self.units()
+        with self.assertRaises(ConditionalCheckFailed):
+            self.backend.put_item("tasks", {"taskId": s("t1"), "owner": s("b"), "createdAt": s("2")}, condition_expression="attribute_not_exists(taskId)")
+        self.assertEqual(self.units(), 2)
+        with self.assertRaises(ConditionalCheckFailed):
+            self.backend.update_item("tasks", {"taskId": s("none")}, "SET a = :a", {}, {":a": s("1")}, condition_expression="attribute_exists(taskId)")
+        self.assertEqual(self.units(), 1)
+
+    def test_a_transaction_costs_two_units_per_item_committed_or_cancelled(self):
+        self.backend.put_item("plain", {"taskId": s("t1"), "n": {"N": "5"}})
+        self.units("plain")
+        items = [
+            {"Update": {"TableName": "plain", "Key": {"taskId": s("t1")}, "UpdateExpression": "SET n = n - :q", "ConditionExpression": "n >= :q", "ExpressionAttributeValues": {":q": {"N": "3"}}}},
+            {"Put": {"TableName": "plain", "Item": {"taskId": s("t2"), "payload": s("x" * 1500)}}},
+        ]
+        self.backend.transact_write_items(items)
+        self.assertEqual(self.units("plain"), 2 * 1 + 2 * 2)
+        # Cancelled (2 < 3): each item at its existing size (t2 is 2 KB now), doubled.
+        with self.assertRaises(TransactionCanceledException):
+            self.backend.transact_write_items(items)
+        self.assertEqual(self.units("plain"), 2 * 1 + 2 * 2)
+
+    def test_a_transaction_writes_the_indexes_it_touches_doubled(self):
+        items = [{"Put": {"TableName": "tasks", "Item": {"taskId": s("t1"), "owner": s("a"), "createdAt": s("1")}}}]
+        self.backend.transact_write_items(items)
+        self.assertEqual(self.units(), 2 * (1 + 1))
+
+
+if __name__ == "__main__":
+    unittest.main()
