@@ -16,8 +16,9 @@
 //! - the roots come from the platform's single CA bundle file, read and parsed once per process
 //!   ([`roots`]): `SSL_CERT_FILE` if set, else the first of the files OpenSSL itself probes
 //!   (`openssl-probe` 0.2, `CERTIFICATE_FILE_NAMES`: `/etc/ssl/certs/ca-certificates.crt` on
-//!   Debian/Ubuntu, `/etc/pki/tls/certs/ca-bundle.crt` on Fedora/RHEL/Amazon Linux, which is
-//!   what Lambda's `provided.al2023` runtime has). The bundle and the hashed directory are two
+//!   Debian/Ubuntu, `/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem` or
+//!   `/etc/pki/tls/certs/ca-bundle.crt` on the RHEL family, Amazon Linux included, which Lambda's
+//!   `provided.al2023` runtime is; not checked on Lambda itself from here). The bundle and the hashed directory are two
 //!   views of the same trust store on these systems (`update-ca-certificates(8)`,
 //!   `update-ca-trust(8)`); a root placed only in the directory is not read. With
 //!   `SSL_CERT_DIR` set, with no bundle found, or a bundle without a certificate, the platform
@@ -52,8 +53,8 @@ pub async fn load() -> SdkConfig {
 /// `CERTIFICATE_FILE_NAMES` for Linux).
 pub const CA_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",                // Debian, Ubuntu, Gentoo
-    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", // CentOS, RHEL 7+, Amazon Linux 2023
-    "/etc/pki/tls/certs/ca-bundle.crt",                  // Fedora, RHEL 6, Amazon Linux
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", // CentOS, RHEL 7
+    "/etc/pki/tls/certs/ca-bundle.crt",                  // Fedora, RHEL 6
     "/etc/ssl/ca-bundle.pem",                            // OpenSUSE
     "/etc/pki/tls/cacert.pem",                           // OpenELEC
     "/etc/ssl/cert.pem",                                 // Alpine Linux
