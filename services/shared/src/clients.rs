@@ -265,7 +265,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let good = std::fs::read(bundle_path(None, false, |p| p.is_file()).expect("a CA bundle")).unwrap();
         let first = CertificateDer::pem_slice_iter(&good).next().unwrap().unwrap();
-        let mut mixed = to_pem(&[first.clone()]);
+        let mut mixed = to_pem(std::slice::from_ref(&first));
         mixed.extend_from_slice(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
         let file = dir.join("mixed.pem");
         std::fs::write(&file, &mixed).unwrap();
