@@ -24,6 +24,7 @@
 mod capacity;
 mod cost;
 mod stack;
+mod steady;
 mod traces;
 
 use anyhow::{bail, Context, Result};
@@ -79,6 +80,9 @@ async fn main() -> Result<()> {
     let out = root.join("target/bench");
     std::fs::create_dir_all(&out)?;
 
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("steady") {
+        return steady::run(&out, rate, seconds, burst_rate, burst_orders).await;
+    }
     eprintln!("bench: cold starts ({spawns} spawns each)…");
     let baseline = cold_start(&bin_dir.join("hello"), spawns).await?;
     eprintln!("bench: trace export, OTLP and daemon…");

@@ -247,6 +247,8 @@ pub struct Load {
     pub throughput_per_s: f64,
     pub p50_ms: f64,
     pub p95_ms: f64,
+    /// Each order's latency, in submission order.
+    pub latencies_ms: Vec<f64>,
     /// Per function: the peak resident memory of its process over the whole run.
     pub peak_rss_mb: BTreeMap<String, f64>,
 }
@@ -268,11 +270,12 @@ pub async fn load(stack: &LocalStack, rate: f64, seconds: f64, tag: &str) -> Res
         client.submit(order).await?;
     }
     let stops = executions_ended(&sfn, stack, &orders, Duration::from_secs(600)).await?;
-    let mut latencies: Vec<f64> = submitted
+    let in_order: Vec<f64> = submitted
         .iter()
         .zip(&stops)
         .map(|(s, e)| e.duration_since(*s).unwrap_or_default().as_secs_f64() * 1000.0)
         .collect();
+    let mut latencies = in_order.clone();
     latencies.sort_by(f64::total_cmp);
     let last = stops.iter().max().copied().context("at least one order")?;
     let span = last.duration_since(submitted[0]).unwrap_or_default().as_secs_f64();
@@ -283,6 +286,7 @@ pub async fn load(stack: &LocalStack, rate: f64, seconds: f64, tag: &str) -> Res
         throughput_per_s: count as f64 / span,
         p50_ms: percentile(0.5),
         p95_ms: percentile(0.95),
+        latencies_ms: in_order,
         peak_rss_mb: stack.functions.values().filter_map(|f| Some((f.spec.binary.clone(), f.counters.peak_rss_mb()?))).collect(),
     })
 }

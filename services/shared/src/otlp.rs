@@ -361,7 +361,25 @@ impl SigV4Client {
 
     fn http(&self) -> &hyper_util::client::legacy::Client<Https, Full<Bytes>> {
         self.http.get_or_init(|| {
-            // The platform's root certificates (as the AWS SDK's own client), rustls with aws-lc.
+            // The process's root certificates, the ones the AWS SDK's client trusts
+            // (`crate::clients::roots`: the platform's CA bundle, read once per process), rustls
+            // with aws-lc; the platform loader when there is no bundle to read.
+            if let Some(roots) = crate::clients::roots() {
+                let mut store = rustls::RootCertStore::empty();
+                store.add_parsable_certificates(roots.certificates.iter().cloned());
+                let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+                let config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .expect("aws-lc-rs supports the default protocol versions")
+                    .with_root_certificates(store)
+                    .with_no_client_auth();
+                let connector = hyper_rustls::HttpsConnectorBuilder::new()
+                    .with_tls_config(config)
+                    .https_or_http()
+                    .enable_http1()
+                    .build();
+                return hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+            }
             let connector = match hyper_rustls::HttpsConnectorBuilder::new().with_native_roots() {
                 Ok(builder) => builder.https_or_http().enable_http1().build(),
                 Err(e) => {
@@ -391,6 +409,7 @@ impl SigV4Client {
             .credentials
             .get_or_init(|| async {
                 let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .http_client(crate::clients::http_client())
                     .load()
                     .await;
                 config

@@ -1,0 +1,51 @@
+//! `BENCH_ONLY=steady`: only the steady load (our workers, then the null workers), as `make
+//! bench` runs it — after the burst, unless `BENCH_STEADY_BURST=0` — with p50/p95 printed and
+//! each order's latency (in submission order) written to `target/bench/bench-steady.json`, and
+//! each function's invocations and mean billed ms. `BENCH_STEADY_TRACE_EXPORTER` (`otlp`,
+//! `daemon`, `none`) sets the functions' trace exporter, to see what the flush costs.
+
+use crate::stack;
+use anyhow::Result;
+use serde_json::json;
+use std::path::Path;
+use taskflow::local::{LocalStack, Options};
+
+pub async fn run(out: &Path, rate: f64, seconds: f64, burst_rate: f64, burst_orders: f64) -> Result<()> {
+    let burst = std::env::var("BENCH_STEADY_BURST").as_deref() != Ok("0");
+    let mut results = Vec::new();
+    for (name, null) in [("taskflow", false), ("null worker", true)] {
+        let mut options = Options::new(out.join(if null { "stack-null" } else { "stack-ours" }));
+        if null {
+            for worker in ["purchase", "refund", "notification"] {
+                options.stand_ins.insert(worker.into(), "null-worker".into());
+            }
+        }
+        if let Ok(exporter) = std::env::var("BENCH_STEADY_TRACE_EXPORTER") {
+            options.extra_env.insert("TRACE_EXPORTER".into(), exporter);
+        }
+        let stack = LocalStack::start(options).await?;
+        let measured = async {
+            if burst {
+                stack::load(&stack, burst_rate, burst_orders / burst_rate, "burst").await?;
+            }
+            stack::load(&stack, rate, seconds, "load").await
+        }
+        .await;
+        let per_function: Vec<String> = stack
+            .functions
+            .values()
+            .map(|f| {
+                let calls = f.counters.invocations.load(std::sync::atomic::Ordering::Relaxed);
+                let billed = f.counters.billed_ms.load(std::sync::atomic::Ordering::Relaxed);
+                format!("{} {} calls {:.0} ms/call", f.spec.binary, calls, billed as f64 / calls.max(1) as f64)
+            })
+            .collect();
+        println!("{name}: {}", per_function.join("; "));
+        stack.stop().await;
+        let load = measured?;
+        println!("{name}: {} orders at {rate}/s: p50 {:.0} ms, p95 {:.0} ms (p95/p50 {:.2})", load.orders, load.p50_ms, load.p95_ms, load.p95_ms / load.p50_ms);
+        results.push(json!({"workers": name, "p50Ms": load.p50_ms, "p95Ms": load.p95_ms, "latenciesMs": load.latencies_ms}));
+    }
+    std::fs::write(out.join("bench-steady.json"), serde_json::to_string_pretty(&json!({"afterBurst": burst, "runs": results}))? + "\n")?;
+    Ok(())
+}
