@@ -35,6 +35,36 @@ pub fn execution_arn(state_machine_arn: &str, name: &str) -> String {
     format!("{}:{name}", state_machine_arn.replacen(":stateMachine:", ":execution:", 1))
 }
 
+/// The ARNs of the two workflows (`PURCHASE_WORKFLOW_ARN`, `REFUND_WORKFLOW_ARN` in a function's
+/// environment; the stack outputs `PurchaseWorkflowArn`, `RefundWorkflowArn`): a task's execution
+/// ARN follows from them and its task id, so it is not written on the task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowArns {
+    pub purchase: String,
+    pub refund: String,
+}
+
+impl WorkflowArns {
+    /// The ARN of `task`'s execution: the one noted on records written before it was derived,
+    /// else the execution named by the task id in the workflow of its kind. `None` for a task no
+    /// workflow was started for (one created other than RECEIVED, or of no known kind). A task
+    /// still RECEIVED may not have its execution yet (the intake starts it right after writing
+    /// the task): Step Functions then answers `ExecutionDoesNotExist` for this ARN.
+    pub fn execution_of(&self, task: &crate::tasks::TaskRecord) -> Option<String> {
+        if let Some(arn) = &task.execution_arn {
+            return Some(arn.clone());
+        }
+        if task.history.first().map(|h| h.status) != Some(taskflow_contracts::TaskStatus::Received) {
+            return None;
+        }
+        let machine = match task.kind? {
+            taskflow_contracts::OrderKind::Purchase => &self.purchase,
+            taskflow_contracts::OrderKind::Refund => &self.refund,
+        };
+        Some(execution_arn(machine, &task.task_id))
+    }
+}
+
 pub struct StepFunctionsExecutions {
     client: aws_sdk_sfn::Client,
 }
