@@ -472,6 +472,26 @@ async fn a_closed_task_gets_one_log_after_its_receipt_with_every_event_announced
 }
 
 #[tokio::test]
+async fn a_closed_tasks_log_names_its_execution_derived_from_the_workflows() {
+    // The intake notes no execution ARN: the publisher derives it for the log.
+    let mut images = closed("o-8", TaskStatus::Completed, None);
+    for image in &mut images {
+        image.execution_arn = None;
+    }
+    let workflows = taskflow_shared::executions::WorkflowArns {
+        purchase: "arn:aws:states:us-east-1:1:stateMachine:purchase".into(),
+        refund: "arn:aws:states:us-east-1:1:stateMachine:refund".into(),
+    };
+    let publisher = Publisher { workflows: Some(workflows), ..publisher() };
+    publisher.relay(&stream(writes(&images))).await.unwrap();
+    let objects = publisher.logs.objects.lock().unwrap().clone();
+    let text = objects.values().next().expect("the log").clone();
+    let lines = taskflow_shared::tasklog::parse(&text).unwrap();
+    let taskflow_shared::tasklog::LogLine::Task { execution_arn, task_id, .. } = &lines[0] else { panic!("{:?}", lines[0]) };
+    assert_eq!(execution_arn.as_deref(), Some(format!("arn:aws:states:us-east-1:1:execution:purchase:{task_id}").as_str()));
+}
+
+#[tokio::test]
 async fn a_task_rejected_at_intake_is_logged_at_once() {
     let rejected = TaskRecord::new("o-8", "alice", TaskStatus::Rejected, Some(Reason::UnknownSku), Utc::now());
     let publisher = publisher();

@@ -100,3 +100,33 @@ impl Executions for StepFunctionsExecutions {
         }
     }
 }
+
+#[cfg(test)]
+mod workflow_arn_tests {
+    use super::*;
+    use crate::tasks::TaskRecord;
+    use chrono::Utc;
+    use taskflow_contracts::{OrderKind, Reason, TaskStatus};
+
+    const PM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:purchase";
+    const RM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:refund";
+
+    #[test]
+    fn an_execution_arn_is_derived_from_the_workflow_of_the_kind_and_the_task_id() {
+        let workflows = WorkflowArns { purchase: PM.into(), refund: RM.into() };
+        let mut task = TaskRecord::new("o-1", "alice", TaskStatus::Received, None, Utc::now());
+        task.kind = Some(OrderKind::Purchase);
+        assert_eq!(workflows.execution_of(&task), Some(format!("arn:aws:states:us-east-1:123456789012:execution:purchase:{}", task.task_id)));
+        task.kind = Some(OrderKind::Refund);
+        assert_eq!(workflows.execution_of(&task), Some(format!("arn:aws:states:us-east-1:123456789012:execution:refund:{}", task.task_id)));
+        // One noted on an older record is kept as it is.
+        task.execution_arn = Some("arn:noted".into());
+        assert_eq!(workflows.execution_of(&task).as_deref(), Some("arn:noted"));
+        // No workflow ran for a rejection, nor for a task of no known kind.
+        let mut rejected = TaskRecord::new("o-2", "alice", TaskStatus::Rejected, Some(Reason::NoItems), Utc::now());
+        rejected.kind = Some(OrderKind::Purchase);
+        assert_eq!(workflows.execution_of(&rejected), None);
+        let unknown = TaskRecord::new("o-3", "alice", TaskStatus::Received, None, Utc::now());
+        assert_eq!(workflows.execution_of(&unknown), None);
+    }
+}

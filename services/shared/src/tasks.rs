@@ -798,6 +798,37 @@ mod tests {
     }
 
     #[test]
+    fn a_task_enters_the_closed_index_once_with_its_terminal_status_and_never_moves_in_flight_keys() {
+        let t0 = Utc::now();
+        let mut task = TaskRecord::new("o-1", "alice", TaskStatus::Received, None, t0);
+        let (since, shard) = (task.inflight_since, task.inflight_shard.clone());
+        assert!(since.is_some() && shard.is_some() && task.closed_key.is_none() && task.closed_at.is_none());
+        // A change in flight moves no index key.
+        Change::to(TaskStatus::Charging, t0 + chrono::Duration::seconds(1)).apply(&mut task);
+        assert_eq!((task.inflight_since, task.inflight_shard.clone(), task.closed_key.clone()), (since, shard, None));
+        let closed = t0 + chrono::Duration::seconds(2);
+        Change::to(TaskStatus::Completed, closed).apply(&mut task);
+        assert!(task.inflight_since.is_none() && task.inflight_shard.is_none());
+        assert_eq!((task.closed_key.as_deref(), task.closed_at), (Some(closed_key(TaskStatus::Completed, &task.task_id).as_str()), Some(closed)));
+        // A task created terminal (a rejection) is in the closed index from its first write.
+        let rejected = TaskRecord::new("o-2", "alice", TaskStatus::Rejected, Some(Reason::NoItems), t0);
+        assert_eq!((rejected.closed_key, rejected.closed_at, rejected.inflight_shard), (Some(closed_key(TaskStatus::Rejected, &rejected.task_id)), Some(t0), None));
+    }
+
+    #[test]
+    fn closed_keys_spread_one_status_over_its_shards() {
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..200 {
+            let key = closed_key(TaskStatus::Completed, &taskflow_contracts::keys::task_id("alice", &format!("o-{i}")));
+            let (status, shard) = key.split_once('#').unwrap();
+            assert_eq!(status, "COMPLETED");
+            assert!(shard.parse::<u32>().unwrap() < STATUS_INDEX_SHARDS);
+            seen.insert(key);
+        }
+        assert_eq!(seen.len(), STATUS_INDEX_SHARDS as usize, "every shard used: {seen:?}");
+    }
+
+    #[test]
     fn a_reason_detail_is_bounded() {
         let change = Change::to(TaskStatus::Failed, Utc::now()).because(Reason::WorkflowError, Some("x".repeat(1_000_000)));
         assert_eq!(change.reason_detail.unwrap().chars().count(), limits::MAX_REASON_DETAIL_CHARS);
