@@ -428,6 +428,7 @@ fn capacity_model(root: &Path, paths: &[stack::PathUsage]) -> Result<Value> {
         "benchSku": BENCH_SKU,
         "benchSkuStockShards": shards,
         "statusIndexShards": STATUS_INDEX_SHARDS,
+        "inflightIndexShards": INFLIGHT_SHARDS,
         "perOrder": orders.iter().map(|o| json!({
             "path": o.path, "startExecution": o.start_execution, "sendTask": o.send_task, "stateTransitions": o.state_transitions,
             "putEventsRequests": o.put_events, "lambdaSecondsPerOrder": o.lambda_seconds(), "tableWriteUnits": o.table_write_units,

@@ -718,6 +718,10 @@ impl TaskStore for DynamoTaskStore {
                 }
                 entries.extend(got);
             }
+            // Merged newest first: only the page's tasks are read.
+            entries.sort_by(|x, y| y.cmp(x));
+            let more = more || entries.len() > limit;
+            entries.truncate(limit);
             (entries, more)
         } else {
             // In flight: the `inflight` index holds every task in flight (its sort key is when
