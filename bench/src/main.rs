@@ -40,9 +40,9 @@ use taskflow_bench::{purchase_batches, purchase_driver};
 /// Every function the Makefile builds and packages (its FUNCTIONS).
 const FUNCTIONS: [&str; 9] = ["intake", "purchase", "refund", "notification", "publisher", "api", "attachments", "approvals", "sweeper"];
 
-/// Items the task table's byStatus index spreads one status value over (1: the value is the
-/// index's partition key as is).
-const STATUS_INDEX_SHARDS: u32 = 1;
+/// Partitions the task table's `closed` index spreads one terminal status over, and those its
+/// `inflight` index spreads the tasks in flight over (services/shared/src/tasks.rs).
+use taskflow_shared::tasks::{INFLIGHT_SHARDS, STATUS_INDEX_SHARDS};
 
 fn env_number(name: &str, default: f64) -> f64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -319,20 +319,25 @@ fn short_table(table: &str) -> &str {
 
 /// What one order of a measured path uses, by the quota it counts against. Hot keys: the stock
 /// item of the bench's sku (every inventory write of a bench order lands on it: one line of one
-/// sku), spread over its stock shards; and the byStatus index of the task table, where every
-/// order's index entry is put when it enters a status and deleted when it leaves it — two index
-/// writes on one status value's partition, one unit each at least (the GSI guide: an update that
-/// changes an index key is a delete and a put in the index, and a throttled index write throttles
-/// the table's, https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.ThroughputConsiderations.Writes).
-/// That one is declared, not measured (the emulator counts an index write per table, not per key).
+/// sku), spread over its stock shards; and the task table's two sparse indexes: `closed`, which
+/// every order enters once, when it reaches its terminal status (one write on one terminal
+/// status's partition, spread over `STATUS_INDEX_SHARDS` by task id), and `inflight`, which an
+/// order whose workflow runs enters on RECEIVED and leaves on its terminal status (two writes,
+/// spread over `INFLIGHT_SHARDS`); an index write is one unit at least and a throttled index
+/// write throttles the table's (the GSI guide,
+/// https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/GSI.html#GSI.ThroughputConsiderations.Writes).
+/// Those two are declared, not measured (the emulator counts an index write per table, not per key).
 fn per_order(path: &stack::PathUsage, stock_shards: u32) -> capacity::PerOrder {
     let tables = write_units_by_table(path);
     let inventory: f64 = tables.iter().filter(|(t, _)| t.ends_with("inventory")).map(|(_, u)| u).sum();
     let mut hot_keys = vec![capacity::HotKey {
-        name: "tasks byStatus index, one status value (declared, not measured)".into(),
-        units_per_order: if path.path.starts_workflow() { 2.0 } else { 1.0 },
+        name: "tasks closed index, one terminal status (declared, not measured)".into(),
+        units_per_order: 1.0,
         spread: STATUS_INDEX_SHARDS,
     }];
+    if path.path.starts_workflow() {
+        hot_keys.push(capacity::HotKey { name: "tasks inflight index (declared, not measured)".into(), units_per_order: 2.0, spread: INFLIGHT_SHARDS });
+    }
     if inventory > 0.0 {
         hot_keys.push(capacity::HotKey { name: format!("stock item of one sku ({BENCH_SKU})"), units_per_order: inventory, spread: stock_shards });
     }
@@ -427,6 +432,7 @@ fn capacity_model(root: &Path, paths: &[stack::PathUsage]) -> Result<Value> {
         "benchSku": BENCH_SKU,
         "benchSkuStockShards": shards,
         "statusIndexShards": STATUS_INDEX_SHARDS,
+        "inflightIndexShards": INFLIGHT_SHARDS,
         "perOrder": orders.iter().map(|o| json!({
             "path": o.path, "startExecution": o.start_execution, "sendTask": o.send_task, "stateTransitions": o.state_transitions,
             "putEventsRequests": o.put_events, "lambdaSecondsPerOrder": o.lambda_seconds(), "tableWriteUnits": o.table_write_units,

@@ -354,7 +354,7 @@ pub async fn exercise(input: &[u8]) {
     // The publisher, when the input reads as a stream event: with a bus and a dead-letter queue
     // that work, every record is published, skipped or set aside — none is left failed.
     if let Ok(stream) = serde_json::from_slice::<aws_lambda_events::event::dynamodb::Event>(input) {
-        let publisher = taskflow_publisher::Publisher { bus: NullBus, dead_letters: NullDeadLetters::default(), logs: taskflow_shared::tasklog::InMemoryTaskLogs::default() };
+        let publisher = taskflow_publisher::Publisher { bus: NullBus, dead_letters: NullDeadLetters::default(), logs: taskflow_shared::tasklog::InMemoryTaskLogs::default(), workflows: None };
         if let Ok(relayed) = publisher.relay(&stream).await {
             assert!(relayed.response.batch_item_failures.is_empty(), "a record failed with working ports: {text}");
         }

@@ -229,6 +229,12 @@ impl Run {
         found.pop()
     }
 
+    /// The ARN of `task`'s execution, derived from the stack's workflows and its task id (the
+    /// intake does not note it on the task); `None` for a task no workflow was started for.
+    pub fn execution_of(&self, task: &TaskRecord) -> Option<String> {
+        stack().workflows().unwrap().execution_of(task)
+    }
+
     /// `owner`'s task of `order_id`, read by its task id (what the services do).
     pub async fn task_of(&self, owner: &str, order_id: &str) -> Option<TaskRecord> {
         self.tasks().get(&taskflow_contracts::keys::task_id(owner, order_id)).await.unwrap()

@@ -85,7 +85,7 @@ async fn no_log_line_holds_a_task_token_or_a_payment_token() {
     let sfn = aws_sdk_sfn::Client::new(&run.aws);
     let mut task_tokens = BTreeSet::new();
     for id in [&bought, &declined, &refunded] {
-        let arn = run.task(id).await.execution_arn.expect("execution recorded");
+        let arn = run.execution_of(&run.task(id).await).expect("a workflow ran for the task");
         let history = sfn.get_execution_history().execution_arn(arn).send().await.unwrap();
         for event in history.events() {
             let Some(parameters) = event.task_scheduled_event_details().map(|d| d.parameters()) else { continue };

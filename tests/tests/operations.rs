@@ -86,7 +86,7 @@ async fn an_owner_cancels_a_purchase_before_its_charge_over_http() {
     let task = run.task_of(&owner, &id).await.unwrap();
     assert!(task.inflight_since.is_none(), "out of the in-flight index");
     // The execution is stopped; whatever step of it was delivered charged nothing.
-    let arn = task.execution_arn.clone().expect("intake noted the execution");
+    let arn = run.execution_of(&task).expect("a workflow ran for the task");
     let deadline = Instant::now() + Duration::from_secs(20);
     while execution_status(&run, &arn).await == "RUNNING" {
         assert!(Instant::now() < deadline, "execution still running");
@@ -169,7 +169,7 @@ async fn the_sweeper_finishes_a_compensation_the_providers_outage_left_owed() {
     std::fs::write(outage_file(), "refund").unwrap();
     run.submit(purchase(&id, &owner, &[(&sku, 1, 1250)], "tok_approve")).await;
     let task = task_until(&run, &owner, &id, "REFUNDING", |t| t.status == TaskStatus::Refunding).await;
-    let arn = task.execution_arn.clone().expect("execution noted");
+    let arn = run.execution_of(&task).expect("a workflow ran for the task");
     // The compensation gives up after its deliveries; the failure path leaves it REFUNDING.
     let deadline = Instant::now() + Duration::from_secs(90);
     while execution_status(&run, &arn).await == "RUNNING" {

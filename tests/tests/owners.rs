@@ -57,7 +57,13 @@ async fn two_owners_with_one_order_id_each_end_correctly_and_neither_can_observe
     assert_eq!(run.available(&sku).await, 10 - 3, "both orders reserved their own stock");
     let (a, b) = (run.task_of(&alice, &id).await.unwrap(), run.task_of(&bob, &id).await.unwrap());
     assert_ne!(a.task_id, b.task_id);
-    assert_ne!(a.execution_arn, b.execution_arn, "two executions");
+    let sfn = aws_sdk_sfn::Client::new(&run.aws);
+    let (ea, eb) = (run.execution_of(&a).unwrap(), run.execution_of(&b).unwrap());
+    assert_ne!(ea, eb, "two executions");
+    for arn in [&ea, &eb] {
+        let status = sfn.describe_execution().execution_arn(arn).send().await.unwrap().status;
+        assert_eq!(status.as_str(), "SUCCEEDED", "{arn}");
+    }
     assert_ne!(a.charge_id, b.charge_id, "two charges: bob's charge key is not alice's");
 
     // Neither sees the other's order: receipts under separate prefixes, listed separately.
@@ -132,7 +138,7 @@ async fn every_owner_id_rule_is_refused_before_a_charge_and_unusual_owners_get_a
         assert_eq!((events[0].status, events[0].reason.as_deref()), (TaskStatus::Rejected, Some("INVALID_OWNER")), "{owner:?}");
         let task = run.task(id).await;
         assert!(task.task_id.starts_with("r-"), "{owner:?}: not keyed under any owner's order id");
-        assert!(task.receipts.is_empty() && task.execution_arn.is_none() && task.charge_id.is_none());
+        assert!(task.receipts.is_empty() && task.execution_arn.is_none() && run.execution_of(&task).is_none() && task.charge_id.is_none());
         assert_eq!(run.provider(id).await, (0, 0, 0, 0), "{owner:?}: nothing charged");
         assert!(run.ledger(id).await.is_none());
     }

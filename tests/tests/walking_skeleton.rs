@@ -105,7 +105,7 @@ async fn an_invalid_order_is_rejected_with_its_reason_and_starts_no_workflow() {
     assert_eq!(events[0].previous_status, None);
     let task = run.task(&id).await;
     assert_eq!(task.status, TaskStatus::Rejected);
-    assert!(task.execution_arn.is_none());
+    assert!(task.execution_arn.is_none() && run.execution_of(&task).is_none());
     assert_eq!(run.execution_status(&id).await, None, "a rejected order starts no execution");
     run.close().await;
 }

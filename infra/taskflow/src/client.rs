@@ -16,6 +16,7 @@ pub struct Client {
     tasks: DynamoTaskStore,
     bus: String,
     bucket: String,
+    workflows: taskflow_shared::executions::WorkflowArns,
 }
 
 impl Client {
@@ -26,6 +27,7 @@ impl Client {
             tasks: DynamoTaskStore::new(&aws, stack.output("TaskTableName")?),
             bus: stack.output("EventBusName")?.to_string(),
             bucket: stack.output("TaskBucketName")?.to_string(),
+            workflows: stack.workflows()?,
             aws,
         })
     }
@@ -52,8 +54,16 @@ impl Client {
 
     /// The task `id` names: with `owner`, that owner's order `id` (a direct read of its task id);
     /// without, `id` may be a task id (`t-…`, `c-…`, `r-…`) or an order id, which is looked up
-    /// across owners (a Scan: an operator's tool) and must then be used by one owner only.
+    /// across owners (a Scan: an operator's tool) and must then be used by one owner only. Its
+    /// `execution_arn` is filled in, derived from the stack's workflows (the task does not note it).
     pub async fn find(&self, owner: Option<&str>, id: &str) -> Result<Option<TaskRecord>> {
+        Ok(self.find_stored(owner, id).await?.map(|mut task| {
+            task.execution_arn = self.workflows.execution_of(&task);
+            task
+        }))
+    }
+
+    async fn find_stored(&self, owner: Option<&str>, id: &str) -> Result<Option<TaskRecord>> {
         if let Some(owner) = owner {
             return Ok(self.tasks.get(&taskflow_contracts::keys::task_id(owner, id)).await?);
         }

@@ -53,7 +53,7 @@ pub enum Redriven {
 /// would break "one execution per task, named by its task id"). A stuck task is finished by the
 /// sweeper instead (`taskflow sweep`).
 pub async fn redrive(stack: &StackInfo, task: &TaskRecord) -> Result<Redriven> {
-    let Some(arn) = task.execution_arn.clone() else { bail!("the task of {} has no execution (it never started one)", task.order_id) };
+    let Some(arn) = stack.workflows()?.execution_of(task) else { bail!("the task of {} has no execution (it never started one)", task.order_id) };
     let aws = stack.sdk_config().await;
     let sfn = aws_sdk_sfn::Client::new(&aws);
     let described = sfn.describe_execution().execution_arn(&arn).send().await.with_context(|| format!("reading execution {arn}"))?;

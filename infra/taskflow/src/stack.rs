@@ -22,6 +22,15 @@ impl StackInfo {
         self.outputs.get(key).map(String::as_str).with_context(|| format!("the stack has no output {key}"))
     }
 
+    /// The stack's two workflows (outputs `PurchaseWorkflowArn`, `RefundWorkflowArn`), from which
+    /// a task's execution ARN is derived (the task does not note it).
+    pub fn workflows(&self) -> Result<taskflow_shared::executions::WorkflowArns> {
+        Ok(taskflow_shared::executions::WorkflowArns {
+            purchase: self.output("PurchaseWorkflowArn")?.to_string(),
+            refund: self.output("RefundWorkflowArn")?.to_string(),
+        })
+    }
+
     pub fn load(path: &Path) -> Result<StackInfo> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading {} (is `taskflow up` running?)", path.display()))?;

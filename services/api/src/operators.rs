@@ -15,8 +15,9 @@
 //!   request again delivers it.
 //! - `GET /tasks?status=STATUS&since=SINCE[&kind=purchase|refund][&limit=N][&next=TOKEN]` —
 //!   tasks of every owner whose status is STATUS and whose latest change is within SINCE (`90s`,
-//!   `30m`, `1h`, `2d`, or an RFC 3339 time), newest first, from the `byStatus` index (a Query
-//!   keyed status + time, never a Scan). `limit` 1–1000 (default 50); `next` is the token of
+//!   `30m`, `1h`, `2d`, or an RFC 3339 time; for a terminal status, the change that closed the
+//!   task), newest first: a terminal status from the sparse `closed` index (one Query per shard),
+//!   one in flight from the sparse `inflight` index (`TaskStore::list_by_status`), never a Scan. `limit` 1–1000 (default 50); `next` is the token of
 //!   the previous page. `kind` filters each page (a page may hold fewer than `limit`).
 
 use crate::{Answer, TaskView};

@@ -30,7 +30,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use taskflow_contracts::{keys, EventEnvelope, OrderKind, OrderSubmitted, OwnerId, Reason, TaskStatus, ORDER_SUBMITTED};
 use taskflow_shared::catalogue::{Catalogue, CatalogueError};
-use taskflow_shared::tasks::{Created, Note, StoreError, TaskRecord, TaskStore};
+use taskflow_shared::tasks::{Created, StoreError, TaskRecord, TaskStore};
 use taskflow_shared::telemetry;
 use thiserror::Error;
 pub use validate::{validate, Rejection};
@@ -186,7 +186,8 @@ impl<S: TaskStore, W: Workflows, C: Catalogue> Intake<S, W, C> {
         }
     }
 
-    /// Starts the workflow of a RECEIVED order (task `task_id`) and notes its execution on the task.
+    /// Starts the workflow of a RECEIVED order (task `task_id`). Its execution ARN is not noted on
+    /// the task: readers derive it (`executions::WorkflowArns::execution_of`).
     async fn start(&self, order: OrderSubmitted, task_id: &str, trace: String) -> Result<Accepted, IntakeError> {
         // The execution carries the trace into every message it sends (`$.traceHeader`).
         let input = execution_input(&order, &trace);
@@ -196,7 +197,6 @@ impl<S: TaskStore, W: Workflows, C: Catalogue> Intake<S, W, C> {
             Started::New(arn) => (arn, true),
             Started::Existing(arn) => (arn, false),
         };
-        self.tasks.note(task_id, &Note::Execution(execution_arn.clone())).await?;
         Ok(if new {
             Accepted::Started { order_id: order.order_id, execution_arn }
         } else {

@@ -80,12 +80,20 @@ async fn a_valid_purchase_is_received_and_its_workflow_started_under_its_task_id
     let intake = intake();
     let accepted = intake.accept(&event(&purchase("o-1")), now()).await.unwrap();
     assert!(matches!(accepted, Accepted::Started { ref order_id, .. } if order_id == "o-1"));
+    let Accepted::Started { execution_arn, .. } = &accepted else { unreachable!() };
     let task = intake.tasks.snapshot("o-1").unwrap();
     assert_eq!(task.status, TaskStatus::Received);
     assert_eq!(task.amount, 2 * 1250 + 199);
     assert_eq!(task.owner, "alice");
     assert_eq!(task.task_id, taskflow_contracts::keys::task_id("alice", "o-1"));
-    assert!(task.execution_arn.unwrap().ends_with(&format!(":execution:purchase:{}", task.task_id)), "the purchase workflow");
+    assert!(execution_arn.ends_with(&format!(":execution:purchase:{}", task.task_id)), "the purchase workflow");
+    // Not written on the task: derived from the workflow and the task id.
+    assert_eq!(task.execution_arn, None);
+    let workflows = taskflow_shared::executions::WorkflowArns {
+        purchase: execution_arn.rsplit_once(':').unwrap().0.replacen(":execution:", ":stateMachine:", 1),
+        refund: String::new(),
+    };
+    assert_eq!(workflows.execution_of(&task).as_deref(), Some(execution_arn.as_str()));
     let executions = intake.workflows.executions.lock().unwrap().clone();
     assert_eq!(executions.len(), 1);
     let input: OrderSubmitted = serde_json::from_str(&executions[0].1).unwrap();

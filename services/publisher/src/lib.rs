@@ -179,6 +179,9 @@ pub struct Publisher<B, D, L = tasklog::InMemoryTaskLogs> {
     pub dead_letters: D,
     /// Where closed tasks' logs are written (the task bucket's `logs/` prefix).
     pub logs: L,
+    /// The workflows, from which a log's `executionArn` is derived (the task does not note it);
+    /// `None`: logs name no execution.
+    pub workflows: Option<taskflow_shared::executions::WorkflowArns>,
 }
 
 impl<B: EventBus, D: DeadLetters, L: TaskLogs> Publisher<B, D, L> {
@@ -269,6 +272,12 @@ impl<B: EventBus, D: DeadLetters, L: TaskLogs> Publisher<B, D, L> {
                 return Ok(());
             }
         };
+        // The log names the task's execution, derived (the task notes none since it is derivable).
+        let mut task = task.clone();
+        if let Some(workflows) = &self.workflows {
+            task.execution_arn = workflows.execution_of(&task);
+        }
+        let task = &task;
         let written = self.logs.write_once(&key, &tasklog::render(task)).await.map_err(|e| RelayError::TaskLog(e.to_string()))?;
         if written == tasklog::Written::Created {
             tracing::info!(order_id = task.order_id.as_str(), key = key.as_str(), status = task.status.as_str(), "task log written");

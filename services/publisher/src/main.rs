@@ -16,6 +16,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         bus: EventBridgeBus::new(&aws, config::required("EVENT_BUS_NAME")?),
         dead_letters: SqsDeadLetters::new(&aws, config::required("PUBLISHER_DLQ_URL")?),
         logs: S3TaskLogs::new(&aws, config::required("TASK_BUCKET")?),
+        workflows: Some(taskflow_shared::executions::WorkflowArns {
+            purchase: config::required("PURCHASE_WORKFLOW_ARN")?,
+            refund: config::required("REFUND_WORKFLOW_ARN")?,
+        }),
     });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<StreamEvent>| {
         let (publisher, telemetry) = (publisher.clone(), telemetry.clone());

@@ -59,7 +59,7 @@ impl DeadLetters for FakeDeadLetters {
 }
 
 fn publisher() -> Publisher<FakeBus, FakeDeadLetters> {
-    Publisher { bus: FakeBus::default(), dead_letters: FakeDeadLetters::default(), logs: InMemoryTaskLogs::default() }
+    Publisher { bus: FakeBus::default(), dead_letters: FakeDeadLetters::default(), logs: InMemoryTaskLogs::default(), workflows: None }
 }
 
 /// The event id of alice's order `order_id`'s status `sequence` (`{taskId}#{sequence}`).
@@ -202,7 +202,7 @@ async fn a_record_missing_a_field_is_set_aside_too() {
 
 #[tokio::test]
 async fn a_bus_failure_reports_that_record_and_leaves_the_rest_for_the_retry() {
-    let publisher = Publisher { bus: FakeBus { down: vec!["second".into()], ..Default::default() }, dead_letters: FakeDeadLetters::default(), logs: InMemoryTaskLogs::default() };
+    let publisher = Publisher { bus: FakeBus { down: vec!["second".into()], ..Default::default() }, dead_letters: FakeDeadLetters::default(), logs: InMemoryTaskLogs::default(), workflows: None };
     let event = stream(vec![
         record_at("11", "INSERT", None, image(&task("first"))),
         record_at("12", "INSERT", None, image(&task("second"))),
@@ -217,7 +217,7 @@ async fn a_bus_failure_reports_that_record_and_leaves_the_rest_for_the_retry() {
 
 #[tokio::test]
 async fn an_unreadable_record_that_cannot_be_set_aside_is_retried() {
-    let publisher = Publisher { bus: FakeBus::default(), dead_letters: FakeDeadLetters { down: true, ..Default::default() }, logs: InMemoryTaskLogs::default() };
+    let publisher = Publisher { bus: FakeBus::default(), dead_letters: FakeDeadLetters { down: true, ..Default::default() }, logs: InMemoryTaskLogs::default(), workflows: None };
     let event = stream(vec![record_at("21", "INSERT", None, backfilled("bad")), record_at("22", "INSERT", None, image(&task("after")))]);
     let relayed = publisher.relay(&event).await.unwrap();
     assert_eq!(relayed.response.batch_item_failures, [BatchItemFailure { item_identifier: "21".into() }]);
@@ -226,7 +226,7 @@ async fn an_unreadable_record_that_cannot_be_set_aside_is_retried() {
 
 #[tokio::test]
 async fn a_failed_record_without_a_sequence_number_fails_the_whole_batch() {
-    let publisher = Publisher { bus: FakeBus { down: vec!["o-1".into()], ..Default::default() }, dead_letters: FakeDeadLetters::default(), logs: InMemoryTaskLogs::default() };
+    let publisher = Publisher { bus: FakeBus { down: vec!["o-1".into()], ..Default::default() }, dead_letters: FakeDeadLetters::default(), logs: InMemoryTaskLogs::default(), workflows: None };
     let mut r = record("INSERT", None, &received());
     r["dynamodb"].as_object_mut().unwrap().remove("SequenceNumber");
     let err = publisher.relay(&stream(vec![r])).await.unwrap_err();
@@ -472,6 +472,26 @@ async fn a_closed_task_gets_one_log_after_its_receipt_with_every_event_announced
 }
 
 #[tokio::test]
+async fn a_closed_tasks_log_names_its_execution_derived_from_the_workflows() {
+    // The intake notes no execution ARN: the publisher derives it for the log.
+    let mut images = closed("o-8", TaskStatus::Completed, None);
+    for image in &mut images {
+        image.execution_arn = None;
+    }
+    let workflows = taskflow_shared::executions::WorkflowArns {
+        purchase: "arn:aws:states:us-east-1:1:stateMachine:purchase".into(),
+        refund: "arn:aws:states:us-east-1:1:stateMachine:refund".into(),
+    };
+    let publisher = Publisher { workflows: Some(workflows), ..publisher() };
+    publisher.relay(&stream(writes(&images))).await.unwrap();
+    let objects = publisher.logs.objects.lock().unwrap().clone();
+    let text = objects.values().next().expect("the log").clone();
+    let lines = taskflow_shared::tasklog::parse(&text).unwrap();
+    let taskflow_shared::tasklog::LogLine::Task { execution_arn, task_id, .. } = &lines[0] else { panic!("{:?}", lines[0]) };
+    assert_eq!(execution_arn.as_deref(), Some(format!("arn:aws:states:us-east-1:1:execution:purchase:{task_id}").as_str()));
+}
+
+#[tokio::test]
 async fn a_task_rejected_at_intake_is_logged_at_once() {
     let rejected = TaskRecord::new("o-8", "alice", TaskStatus::Rejected, Some(Reason::UnknownSku), Utc::now());
     let publisher = publisher();
@@ -529,7 +549,7 @@ async fn an_attachment_the_bus_refuses_is_retried_from_its_record() {
     let before = received();
     let mut one = before.clone();
     one.attachments.push(attachment(&format!("a-{}", "1".repeat(32))));
-    let p = Publisher { bus: FakeBus { down: vec!["o-1".into()], ..FakeBus::default() }, dead_letters: FakeDeadLetters::default(), logs: InMemoryTaskLogs::default() };
+    let p = Publisher { bus: FakeBus { down: vec!["o-1".into()], ..FakeBus::default() }, dead_letters: FakeDeadLetters::default(), logs: InMemoryTaskLogs::default(), workflows: None };
     let relayed = p.relay(&stream(vec![record_at("7", "MODIFY", Some(image(&before)), image(&one))])).await.unwrap();
     assert_eq!(relayed.response.batch_item_failures, vec![BatchItemFailure { item_identifier: "7".into() }]);
 }

@@ -35,6 +35,36 @@ pub fn execution_arn(state_machine_arn: &str, name: &str) -> String {
     format!("{}:{name}", state_machine_arn.replacen(":stateMachine:", ":execution:", 1))
 }
 
+/// The ARNs of the two workflows (`PURCHASE_WORKFLOW_ARN`, `REFUND_WORKFLOW_ARN` in a function's
+/// environment; the stack outputs `PurchaseWorkflowArn`, `RefundWorkflowArn`): a task's execution
+/// ARN follows from them and its task id, so it is not written on the task.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowArns {
+    pub purchase: String,
+    pub refund: String,
+}
+
+impl WorkflowArns {
+    /// The ARN of `task`'s execution: the one noted on records written before it was derived,
+    /// else the execution named by the task id in the workflow of its kind. `None` for a task no
+    /// workflow was started for (one created other than RECEIVED, or of no known kind). A task
+    /// still RECEIVED may not have its execution yet (the intake starts it right after writing
+    /// the task): Step Functions then answers `ExecutionDoesNotExist` for this ARN.
+    pub fn execution_of(&self, task: &crate::tasks::TaskRecord) -> Option<String> {
+        if let Some(arn) = &task.execution_arn {
+            return Some(arn.clone());
+        }
+        if task.history.first().map(|h| h.status) != Some(taskflow_contracts::TaskStatus::Received) {
+            return None;
+        }
+        let machine = match task.kind? {
+            taskflow_contracts::OrderKind::Purchase => &self.purchase,
+            taskflow_contracts::OrderKind::Refund => &self.refund,
+        };
+        Some(execution_arn(machine, &task.task_id))
+    }
+}
+
 pub struct StepFunctionsExecutions {
     client: aws_sdk_sfn::Client,
 }
@@ -68,5 +98,35 @@ impl Executions for StepFunctionsExecutions {
             Err(err) if err.as_service_error().and_then(|e| e.code()) == Some("ExecutionDoesNotExist") => Ok(ExecutionState::Missing),
             Err(err) => Err(unavailable(err)),
         }
+    }
+}
+
+#[cfg(test)]
+mod workflow_arn_tests {
+    use super::*;
+    use crate::tasks::TaskRecord;
+    use chrono::Utc;
+    use taskflow_contracts::{OrderKind, Reason, TaskStatus};
+
+    const PM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:purchase";
+    const RM: &str = "arn:aws:states:us-east-1:123456789012:stateMachine:refund";
+
+    #[test]
+    fn an_execution_arn_is_derived_from_the_workflow_of_the_kind_and_the_task_id() {
+        let workflows = WorkflowArns { purchase: PM.into(), refund: RM.into() };
+        let mut task = TaskRecord::new("o-1", "alice", TaskStatus::Received, None, Utc::now());
+        task.kind = Some(OrderKind::Purchase);
+        assert_eq!(workflows.execution_of(&task), Some(format!("arn:aws:states:us-east-1:123456789012:execution:purchase:{}", task.task_id)));
+        task.kind = Some(OrderKind::Refund);
+        assert_eq!(workflows.execution_of(&task), Some(format!("arn:aws:states:us-east-1:123456789012:execution:refund:{}", task.task_id)));
+        // One noted on an older record is kept as it is.
+        task.execution_arn = Some("arn:noted".into());
+        assert_eq!(workflows.execution_of(&task).as_deref(), Some("arn:noted"));
+        // No workflow ran for a rejection, nor for a task of no known kind.
+        let mut rejected = TaskRecord::new("o-2", "alice", TaskStatus::Rejected, Some(Reason::NoItems), Utc::now());
+        rejected.kind = Some(OrderKind::Purchase);
+        assert_eq!(workflows.execution_of(&rejected), None);
+        let unknown = TaskRecord::new("o-3", "alice", TaskStatus::Received, None, Utc::now());
+        assert_eq!(workflows.execution_of(&unknown), None);
     }
 }

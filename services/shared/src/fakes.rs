@@ -76,7 +76,6 @@ impl TaskStore for InMemoryTaskStore {
         let mut tasks = self.tasks.lock().unwrap();
         let task = tasks.get_mut(order_id).ok_or_else(|| StoreError::Unavailable("no such task".into()))?;
         match note {
-            Note::Execution(arn) => task.execution_arn = Some(arn.clone()),
             Note::Receipt(key) if !task.receipts.contains(key) => task.receipts.push(key.clone()),
             Note::Receipt(_) => {}
             Note::Approval(approval) if task.status == TaskStatus::AwaitingApproval && task.approval.is_none() => task.approval = Some(approval.clone()),
@@ -112,8 +111,10 @@ impl TaskStore for InMemoryTaskStore {
         limit: u32,
         page: Option<crate::tasks::Page>,
     ) -> Result<(Vec<TaskRecord>, Option<crate::tasks::Page>), StoreError> {
-        let mut tasks: Vec<TaskRecord> = self.tasks.lock().unwrap().values().filter(|t| t.status == status && t.updated_at >= since).cloned().collect();
-        tasks.sort_by(|a, b| (b.updated_at, &b.task_id).cmp(&(a.updated_at, &a.task_id)));
+        // Ordered like the store: by `closedAt` for a terminal status, else by `updatedAt`.
+        let at = |t: &TaskRecord| if status.is_terminal() { t.closed_at.unwrap_or(t.updated_at) } else { t.updated_at };
+        let mut tasks: Vec<TaskRecord> = self.tasks.lock().unwrap().values().filter(|t| t.status == status && at(t) >= since).cloned().collect();
+        tasks.sort_by(|a, b| (at(b), &b.task_id).cmp(&(at(a), &a.task_id)));
         if let Some(page) = page {
             if let Some(i) = tasks.iter().position(|t| t.task_id == page.task_id) {
                 tasks.drain(..=i);
@@ -122,7 +123,7 @@ impl TaskStore for InMemoryTaskStore {
         let limit = limit.max(1) as usize;
         let next = (tasks.len() > limit).then(|| {
             let last = &tasks[limit - 1];
-            crate::tasks::Page { task_id: last.task_id.clone(), status, updated_at: serde_json::to_value(last.updated_at).unwrap().as_str().unwrap().to_string() }
+            crate::tasks::Page { task_id: last.task_id.clone(), status, updated_at: serde_json::to_value(at(last)).unwrap().as_str().unwrap().to_string() }
         });
         tasks.truncate(limit);
         Ok((tasks, next))

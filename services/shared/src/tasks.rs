@@ -54,6 +54,10 @@ pub struct TaskRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refund_of: Option<String>,
     pub history: Vec<HistoryEntry>,
+    /// Noted only on records written before the execution ARN was derived (read it through
+    /// `executions::WorkflowArns::execution_of`, which derives it from the workflow of the task's
+    /// kind and the task id, the execution's name): the intake no longer writes it (one write unit
+    /// a task saved).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub execution_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,12 +108,21 @@ pub struct TaskRecord {
     /// partitions instead of one hot key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inflight_shard: Option<String>,
+    /// The partition key of the sparse index `closed` ([`CLOSED_INDEX`]), set once when the task
+    /// reaches a terminal status: [`closed_key`] of that status and the task id
+    /// (`"{STATUS}#{shard}"`). Absent while in flight and on records written before it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_key: Option<String>,
+    /// The `closed` index's sort key: when the task reached its terminal status (the `at` of
+    /// that change), present exactly when `closed_key` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<DateTime<Utc>>,
     /// Set by the sweeper when it could not finish a stuck task: when, and why an operator must.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention: Option<String>,
 }
 
-/// What the task table's three indexes (`byOwner`, `byStatus`, `inflight`) project:
+/// What the task table's three indexes (`byOwner`, `closed`, `inflight`) project:
 /// `KEYS_ONLY` (infra/template.yaml). A write to a task then writes an index only when it adds,
 /// changes or removes that index's key attributes, never because another attribute changed
 /// (DynamoDB bills index writes that way:
@@ -124,8 +137,31 @@ pub const INFLIGHT_SHARDS: u32 = 4;
 
 /// The in-flight index partition of a task id (`"0"`..`"3"`).
 pub fn inflight_shard(task_id: &str) -> String {
-    let sum = task_id.bytes().fold(0u32, |acc, b| acc.wrapping_mul(31).wrapping_add(u32::from(b)));
-    (sum % INFLIGHT_SHARDS).to_string()
+    (shard_hash(task_id) % INFLIGHT_SHARDS).to_string()
+}
+
+/// A task id's hash, from which its index shards are taken (stable across builds and machines).
+fn shard_hash(task_id: &str) -> u32 {
+    task_id.bytes().fold(0u32, |acc, b| acc.wrapping_mul(31).wrapping_add(u32::from(b)))
+}
+
+/// The sparse index of closed tasks (partition `closedKey`, sort `closedAt`): a task enters it
+/// once, with the change that gives it a terminal status (COMPLETED, FAILED, REJECTED,
+/// CANCELLED: `TaskStatus::is_terminal`), so a purchase writes it once (1 write unit) instead of
+/// moving a `status` key on every transition (2 each). Operators' queries of a terminal status
+/// read it; queries of a status in flight read the `inflight` index (see
+/// [`TaskStore::list_by_status`]).
+pub const CLOSED_INDEX: &str = "closed";
+/// How many partitions each terminal status spreads over in the `closed` index: one status's
+/// writes go to that many index partitions (DynamoDB: 1000 write units/s per partition,
+/// <https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/bp-partition-key-design.html>),
+/// so 4 carry 4000 closes/s of one status; a query of a status reads each shard.
+pub const STATUS_INDEX_SHARDS: u32 = 4;
+
+/// The `closed` index's partition key of a task id closed with `status`: `"{STATUS}#{shard}"`,
+/// shard `0..STATUS_INDEX_SHARDS` from the task id.
+pub fn closed_key(status: TaskStatus, task_id: &str) -> String {
+    format!("{}#{}", status.as_str(), shard_hash(task_id) % STATUS_INDEX_SHARDS)
 }
 
 impl TaskRecord {
@@ -144,6 +180,8 @@ impl TaskRecord {
         TaskRecord {
             inflight_since: inflight.then_some(at),
             inflight_shard: inflight.then(|| inflight_shard(&task_id)),
+            closed_key: (!inflight).then(|| closed_key(status, &task_id)),
+            closed_at: (!inflight).then_some(at),
             attention: None,
             task_id,
             order_id,
@@ -249,6 +287,8 @@ impl Change {
         if self.to.is_terminal() {
             record.inflight_since = None;
             record.inflight_shard = None;
+            record.closed_key = Some(closed_key(self.to, &record.task_id));
+            record.closed_at = Some(self.at);
         }
     }
 }
@@ -256,7 +296,6 @@ impl Change {
 /// A fact recorded on a task without changing its status (so no event is announced).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Note {
-    Execution(String),
     /// A receipt or notice stored for the owner; recorded once however often it is noted.
     Receipt(String),
     /// An operator approved the refund (recorded only while the task is AWAITING_APPROVAL and
@@ -322,13 +361,17 @@ pub trait TaskStore: Send + Sync {
     async fn add_attachment(&self, task_id: &str, owner: &str, attachment: &Attachment, max: usize) -> Result<AttachmentRecorded, StoreError>;
 
     /// Tasks (of every owner) whose status is `status` and whose latest change is at or after
-    /// `since`, newest first, at most `limit` of them from `page` on (the `byStatus` index, keyed
-    /// `status` + `updatedAt`: a Query, never a Scan). For operators.
+    /// `since`, newest first, at most `limit` (1-1000) of them from `page` on. For operators;
+    /// Queries, never a Scan: a terminal status reads the sparse `closed` index (keyed
+    /// [`closed_key`] + `closedAt`, one Query per shard of [`STATUS_INDEX_SHARDS`], merged), a
+    /// status in flight reads the sparse `inflight` index whole (one Query per shard of
+    /// [`INFLIGHT_SHARDS`]: what is in flight, not the table) and keeps the tasks of that status.
     async fn list_by_status(&self, status: TaskStatus, since: DateTime<Utc>, limit: u32, page: Option<Page>) -> Result<(Vec<TaskRecord>, Option<Page>), StoreError>;
 }
 
-/// Where a paged query goes on: the last key it read (`taskId`, `status`, `updatedAt`), as an
-/// opaque token for callers.
+/// Where a paged query goes on: the last task it gave (`taskId`, `status`, and in `updatedAt`
+/// the time it was ordered by: `closedAt` for a terminal status, else `updatedAt`), as an opaque
+/// token for callers.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Page {
@@ -496,8 +539,15 @@ impl TaskStore for DynamoTaskStore {
             request = request.expression_attribute_values(&name, to_attribute(status));
             allowed.push(name);
         }
-        // Leaving flight leaves the sparse in-flight index.
-        let removes = if change.to.is_terminal() { " REMOVE inflightSince, inflightShard" } else { "" };
+        // Leaving flight leaves the sparse in-flight index and enters the sparse closed index (the
+        // only index writes a transition makes; one in flight changes no index key).
+        let removes = if change.to.is_terminal() {
+            sets.push("closedKey = :closedKey, closedAt = :at");
+            request = request.expression_attribute_values(":closedKey", AttributeValue::S(closed_key(change.to, task_id)));
+            " REMOVE inflightSince, inflightShard"
+        } else {
+            ""
+        };
         let result = request
             .update_expression(format!("SET {}{removes}", sets.join(", ")))
             .condition_expression(format!("attribute_exists(taskId) AND #status IN ({}) AND size(history) < :maxHistory", allowed.join(", ")))
@@ -524,10 +574,6 @@ impl TaskStore for DynamoTaskStore {
         let (k, v) = Self::key(task_id);
         let request = self.client.update_item().table_name(&self.table).key(k, v);
         let request = match note {
-            Note::Execution(arn) => request
-                .update_expression("SET executionArn = :arn")
-                .condition_expression("attribute_exists(taskId)")
-                .expression_attribute_values(":arn", AttributeValue::S(arn.clone())),
             Note::Receipt(key) => request
                 .update_expression("SET receipts = list_append(if_not_exists(receipts, :none), :key)")
                 .condition_expression("attribute_exists(taskId) AND NOT contains(receipts, :one)")
@@ -618,47 +664,113 @@ impl TaskStore for DynamoTaskStore {
     }
 
     async fn list_by_status(&self, status: TaskStatus, since: DateTime<Utc>, limit: u32, page: Option<Page>) -> Result<(Vec<TaskRecord>, Option<Page>), StoreError> {
-        let start = page.map(|p| {
-            HashMap::from([
-                ("taskId".to_string(), AttributeValue::S(p.task_id)),
-                ("status".to_string(), to_attribute(&p.status)),
-                ("updatedAt".to_string(), AttributeValue::S(p.updated_at)),
-            ])
-        });
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name("byStatus")
-            .key_condition_expression("#status = :status AND updatedAt >= :since")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":status", to_attribute(&status))
-            .expression_attribute_values(":since", to_attribute(&since))
-            .scan_index_forward(false)
-            .limit(limit.clamp(1, 1000) as i32)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(Self::unavailable)?;
-        // The index projects keys only (`TASK_INDEX_PROJECTION`): the tasks are read by key, and
-        // one that moved on since the index was written is not of this status any more.
-        let mut tasks = Vec::new();
-        let ids = Self::ids(out.items.unwrap_or_default());
+        let limit = limit.clamp(1, 1000) as usize;
+        let since_text = serde_json::to_value(since).expect("times serialise").as_str().unwrap_or_default().to_string();
+        // Entries (sort key as stored, task id), newest first; those at or before the page's
+        // cursor are dropped.
+        let after = |e: &(String, String)| page.as_ref().is_none_or(|p| (e.0.as_str(), e.1.as_str()) < (p.updated_at.as_str(), p.task_id.as_str()));
+        let (entries, more) = if status.is_terminal() {
+            // The `closed` index: each shard read newest first until it has `limit` entries past
+            // the cursor and no tie with the last of them is left unread.
+            let upto = page.as_ref().map(|p| p.updated_at.clone());
+            let mut entries = Vec::new();
+            let mut more = false;
+            // A cursor older than `since` (a relative `since` moves on between pages): nothing left,
+            // and DynamoDB refuses a BETWEEN whose bounds are the wrong way round.
+            let shards = if upto.as_ref().is_some_and(|u| u.as_str() < since_text.as_str()) { 0 } else { STATUS_INDEX_SHARDS };
+            for shard in 0..shards {
+                let key = format!("{}#{shard}", status.as_str());
+                let mut got: Vec<(String, String)> = Vec::new();
+                let mut start = None;
+                loop {
+                    let mut query = self
+                        .client
+                        .query()
+                        .table_name(&self.table)
+                        .index_name(CLOSED_INDEX)
+                        .expression_attribute_values(":key", AttributeValue::S(key.clone()))
+                        .expression_attribute_values(":since", AttributeValue::S(since_text.clone()))
+                        .scan_index_forward(false)
+                        .limit(limit as i32 + 1)
+                        .set_exclusive_start_key(start);
+                    query = match &upto {
+                        Some(upto) => query
+                            .key_condition_expression("closedKey = :key AND closedAt BETWEEN :since AND :upto")
+                            .expression_attribute_values(":upto", AttributeValue::S(upto.clone())),
+                        None => query.key_condition_expression("closedKey = :key AND closedAt >= :since"),
+                    };
+                    let out = query.send().await.map_err(Self::unavailable)?;
+                    for item in out.items.unwrap_or_default() {
+                        let at = item.get("closedAt").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                        let id = item.get("taskId").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+                        let entry = (at, id);
+                        if after(&entry) {
+                            got.push(entry);
+                        }
+                    }
+                    start = out.last_evaluated_key;
+                    let Some(last_read) = start.as_ref().and_then(|k| k.get("closedAt")).and_then(|v| v.as_s().ok()) else { break };
+                    got.sort_by(|x, y| y.cmp(x));
+                    if got.len() >= limit && last_read.as_str() < got[limit - 1].0.as_str() {
+                        more = true;
+                        break;
+                    }
+                }
+                entries.extend(got);
+            }
+            // Merged newest first: only the page's tasks are read.
+            entries.sort_by(|x, y| y.cmp(x));
+            let more = more || entries.len() > limit;
+            entries.truncate(limit);
+            (entries, more)
+        } else {
+            // In flight: the `inflight` index holds every task in flight (its sort key is when
+            // the task went in flight, not its latest change), read whole and filtered on the
+            // tasks' status and latest change below.
+            let mut entries = Vec::new();
+            for shard in 0..INFLIGHT_SHARDS {
+                let mut start = None;
+                loop {
+                    let out = self
+                        .client
+                        .query()
+                        .table_name(&self.table)
+                        .index_name(INFLIGHT_INDEX)
+                        .key_condition_expression("inflightShard = :shard")
+                        .expression_attribute_values(":shard", AttributeValue::S(shard.to_string()))
+                        .set_exclusive_start_key(start)
+                        .send()
+                        .await
+                        .map_err(Self::unavailable)?;
+                    entries.extend(Self::ids(out.items.unwrap_or_default()).into_iter().map(|id| (String::new(), id)));
+                    start = out.last_evaluated_key;
+                    if start.is_none() {
+                        break;
+                    }
+                }
+            }
+            (entries, false)
+        };
+        // The indexes project keys only (`TASK_INDEX_PROJECTION`): the tasks are read by key; one
+        // that moved on since its index entry was read is not of this status any more.
+        let ids: Vec<String> = entries.into_iter().map(|(_, id)| id).collect();
+        let mut found = Vec::new();
         for item in crate::dynamo::batch_get(&self.client, &self.table, "taskId", &ids).await.map_err(StoreError::Unavailable)? {
             let id = item.get("taskId").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
             let task = Self::decode(&id, item)?;
-            if task.status == status {
-                tasks.push(task);
+            let at = if status.is_terminal() { task.closed_at } else { Some(task.updated_at) };
+            if let Some(at) = at.filter(|at| task.status == status && *at >= since) {
+                let at_text = serde_json::to_value(at).expect("times serialise").as_str().unwrap_or_default().to_string();
+                if after(&(at_text.clone(), task.task_id.clone())) {
+                    found.push((at_text, task));
+                }
             }
         }
-        let next = out.last_evaluated_key.and_then(|key| {
-            Some(Page {
-                task_id: key.get("taskId")?.as_s().ok()?.clone(),
-                status,
-                updated_at: key.get("updatedAt")?.as_s().ok()?.clone(),
-            })
-        });
-        Ok((tasks, next))
+        found.sort_by(|(a, x), (b, y)| (b, &y.task_id).cmp(&(a, &x.task_id)));
+        let more = more || found.len() > limit;
+        found.truncate(limit);
+        let next = more.then(|| found.last().map(|(at, t)| Page { task_id: t.task_id.clone(), status, updated_at: at.clone() })).flatten();
+        Ok((found.into_iter().map(|(_, t)| t).collect(), next))
     }
 }
 
@@ -687,6 +799,37 @@ mod tests {
             }
         }
         assert_eq!(applied, limits::MAX_HISTORY_ENTRIES);
+    }
+
+    #[test]
+    fn a_task_enters_the_closed_index_once_with_its_terminal_status_and_never_moves_in_flight_keys() {
+        let t0 = Utc::now();
+        let mut task = TaskRecord::new("o-1", "alice", TaskStatus::Received, None, t0);
+        let (since, shard) = (task.inflight_since, task.inflight_shard.clone());
+        assert!(since.is_some() && shard.is_some() && task.closed_key.is_none() && task.closed_at.is_none());
+        // A change in flight moves no index key.
+        Change::to(TaskStatus::Charging, t0 + chrono::Duration::seconds(1)).apply(&mut task);
+        assert_eq!((task.inflight_since, task.inflight_shard.clone(), task.closed_key.clone()), (since, shard, None));
+        let closed = t0 + chrono::Duration::seconds(2);
+        Change::to(TaskStatus::Completed, closed).apply(&mut task);
+        assert!(task.inflight_since.is_none() && task.inflight_shard.is_none());
+        assert_eq!((task.closed_key.as_deref(), task.closed_at), (Some(closed_key(TaskStatus::Completed, &task.task_id).as_str()), Some(closed)));
+        // A task created terminal (a rejection) is in the closed index from its first write.
+        let rejected = TaskRecord::new("o-2", "alice", TaskStatus::Rejected, Some(Reason::NoItems), t0);
+        assert_eq!((rejected.closed_key, rejected.closed_at, rejected.inflight_shard), (Some(closed_key(TaskStatus::Rejected, &rejected.task_id)), Some(t0), None));
+    }
+
+    #[test]
+    fn closed_keys_spread_one_status_over_its_shards() {
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..200 {
+            let key = closed_key(TaskStatus::Completed, &taskflow_contracts::keys::task_id("alice", &format!("o-{i}")));
+            let (status, shard) = key.split_once('#').unwrap();
+            assert_eq!(status, "COMPLETED");
+            assert!(shard.parse::<u32>().unwrap() < STATUS_INDEX_SHARDS);
+            seen.insert(key);
+        }
+        assert_eq!(seen.len(), STATUS_INDEX_SHARDS as usize, "every shard used: {seen:?}");
     }
 
     #[test]

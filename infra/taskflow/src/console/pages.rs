@@ -330,7 +330,8 @@ pub async fn task(State(console): Shared, Path(task_id): Path<String>, Query(don
     body.push_str(r#"<p class="live" id="live" role="status" aria-live="polite" data-state="connecting"></p><div class="columns"><div>"#);
     // The workflow and the path taken.
     body.push_str(r#"<section aria-labelledby="h-path"><h2 id="h-path">Path through the workflow</h2>"#);
-    match &task.execution_arn {
+    // Derived from the stack's workflows and the task id (the task does not note it).
+    match &console.stack.workflows().ok().and_then(|w| w.execution_of(&task)) {
         Some(arn) => match taken(&console, arn).await {
             Ok((taken, definition)) => {
                 let text = definition.unwrap_or_else(|| definition_of(task.kind).to_string());
