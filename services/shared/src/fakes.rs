@@ -362,11 +362,11 @@ impl crate::inventory::Inventory for InMemoryInventory {
             *level = level.checked_sub(take.quantity).expect("a plan never takes more than a shard has");
         }
         reservations.insert(order_id.to_string(), Some(takes));
-        if let Some(ledger) = &self.ledger {
-            if let Some(e) = ledger.entries.lock().unwrap().get_mut(order_id) {
-                e.status = crate::ledger::EntryStatus::Completed;
-                e.completed_at = Some(chrono::Utc::now());
-            }
+        if let Some(ledger) = &self.ledger
+            && let Some(e) = ledger.entries.lock().unwrap().get_mut(order_id)
+        {
+            e.status = crate::ledger::EntryStatus::Completed;
+            e.completed_at = Some(chrono::Utc::now());
         }
         Ok(Reserved::Reserved)
     }
