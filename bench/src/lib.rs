@@ -9,7 +9,6 @@ use taskflow_contracts::{OrderItem, OrderKind, OrderSubmitted, PaymentToken, Pur
 use taskflow_purchase::Purchase;
 use taskflow_shared::driver::{Driver, Redelivery, RetryPolicy};
 use taskflow_shared::fakes::{InMemoryInventory, InMemoryLedger, InMemoryPayments, InMemoryTaskStore, RecordingCallback};
-use taskflow_shared::idempotency::InMemoryIdempotency;
 use taskflow_shared::tasks::TaskRecord;
 
 /// Redelivery that never waits (nothing is redelivered on the happy path measured).
@@ -53,14 +52,15 @@ pub fn purchase_driver(from: usize, count: usize) -> PurchaseDriver {
         t.currency = o.currency.clone();
         t
     });
+    let ledger = InMemoryLedger::default();
     Driver {
         name: "purchase",
         worker: Purchase {
             tasks: InMemoryTaskStore::with(tasks),
             payments: InMemoryPayments::default(),
-            ledger: InMemoryLedger::default(),
-            inventory: InMemoryInventory::with(&[("BOOK-1", count as u64)]),
-            once: Box::new(InMemoryIdempotency::default()),
+            inventory: InMemoryInventory::with(&[("BOOK-1", count as u64)]).completing(&ledger),
+            ledger,
+            charge_hold: taskflow_shared::idempotency::HOLD,
         },
         callback: RecordingCallback::default(),
         redelivery: NoDelay,

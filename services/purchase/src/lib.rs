@@ -2,25 +2,32 @@
 //!
 //! What a purchase does, in order:
 //! 1. RECEIVED → CHARGING (conditional: only one delivery moves it), which also reads the task
-//!    (the update returns it: no read before it). Found CHARGING → a delivery that did not
-//!    finish, resumed; already COMPLETED → answer with the stored charge (a duplicate delivery);
-//!    already FAILED or REFUNDING → answer with the recorded failure. Nothing is charged again.
+//!    (the update returns it: no read before it) and holds the charge for this delivery:
+//!    `chargeHeldUntil` = now + the hold (`IDEMPOTENCY_HOLD_SECONDS`, longer than the function
+//!    timeout), in the same write. Found CHARGING → a delivery that did not finish: resumed if
+//!    its hold has passed (its holder is dead: Lambda ends an invocation at its timeout), taking
+//!    the charge over with one conditional write on the old hold (of two such deliveries one
+//!    wins); still held → `STEP_IN_PROGRESS`, retried later. Already COMPLETED → answer with the
+//!    stored charge (a duplicate delivery); already FAILED or REFUNDING → answer with the
+//!    recorded failure. Nothing is charged again.
 //! 2. Charge the task's amount (the total at catalogue prices, fixed by intake; never a price
 //!    from the message), keyed by the task id (`keys::task_id` of owner and order id): the provider returns the same charge for the
-//!    same key — approved or declined — so a retry after a crash never charges twice. The
-//!    charge still runs under an idempotency claim: not for its own sake but as the fence a
-//!    compensation takes (refund's `compensate` waits out a claim in progress and then holds it
-//!    for good, so a delivery already past step 1 cannot charge after the compensation looked).
+//!    same key — approved or declined — so a retry after a crash never charges twice (no
+//!    idempotency record needed). The task's charge hold is the fence a compensation takes:
+//!    refund's `compensate` moves the task to REFUNDING and then waits out the hold it finds, so
+//!    a delivery already past step 1 cannot charge after the compensation looked.
 //!    Declined → FAILED
-//!    `PAYMENT_DECLINED`; provider unavailable → retried by redelivery, and when the retries run
-//!    out the step fails as `PaymentUnavailable` and the failure path records it.
+//!    `PAYMENT_DECLINED`; provider unavailable → the hold is given up (the next delivery need not
+//!    wait it out) and retried by redelivery, and when the retries run out the step fails as
+//!    `PaymentUnavailable` and the failure path records it.
 //! 3. Write the ledger entry of the charge (conditional: a repeat keeps the first).
 //! 4. Reserve the stock, all lines or none, once: the ledger entry's stock mark is set in the
 //!    same transaction, so a repeat answers `Reserved` without taking stock again (no
-//!    idempotency record needed either). Out of stock → REFUNDING (`OUT_OF_STOCK`), answered
+//!    idempotency record needed either), and that write also completes the ledger entry.
+//!    Out of stock → REFUNDING (`OUT_OF_STOCK`, ending the charge hold), answered
 //!    as `OutOfStock`: the state machine sends the order to the refund service, which refunds the
 //!    charge and ends the task FAILED.
-//! 5. Ledger entry completed; task COMPLETED with the charge id.
+//! 5. Task COMPLETED with the charge id.
 //!
 //! A task its owner CANCELLED (only possible while RECEIVED: the cancel and step 2 are both
 //! conditional on RECEIVED, so one wins) is answered `OrderCancelled` and nothing is charged.
@@ -29,7 +36,6 @@ use async_trait::async_trait;
 use chrono::Utc;
 use taskflow_contracts::{errors, PurchaseResult, PurchaseWork, Reason, TaskStatus};
 use taskflow_shared::driver::{Attempt, StepError, TaskWorker};
-use taskflow_shared::idempotency::{once, Idempotency};
 use taskflow_shared::inventory::{Inventory, Reserved};
 use taskflow_shared::metrics;
 use taskflow_shared::ledger::{Ledger, LedgerEntry};
@@ -42,9 +48,9 @@ pub struct Purchase<S, P, L, I> {
     pub payments: P,
     pub ledger: L,
     pub inventory: I,
-    /// Guards the charge: the claim a compensation takes over (see step 2). The reservation
-    /// needs none: the ledger's stock mark in its transaction makes it once.
-    pub once: Box<dyn Idempotency>,
+    /// How long a delivery holds the charge (`chargeHeldUntil`, step 1): longer than the
+    /// function timeout (`idempotency::hold_from_env`).
+    pub charge_hold: chrono::Duration,
 }
 
 fn unavailable(what: &str) -> impl Fn(&dyn std::fmt::Display) -> StepError + '_ {
@@ -93,13 +99,29 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for P
         let task_id = taskflow_contracts::keys::task_id(&order.owner, &order.order_id);
         let id = task_id.as_str();
         // The conditional move to CHARGING returns the task (ALL_NEW, or the task as it is when
-        // the condition fails): one call where a read and a write were.
-        let charging = Change::to(TaskStatus::Charging, Utc::now());
-        let task = match self.tasks.transition(id, &[TaskStatus::Received], &charging).await.map_err(|e| unavailable("TaskStoreUnavailable")(&e))? {
+        // the condition fails): one call where a read and a write were. It holds the charge for
+        // this delivery in the same write (step 1).
+        let store = unavailable("TaskStoreUnavailable");
+        let now = Utc::now();
+        let charging = Change::to(TaskStatus::Charging, now).holding_charge_until(now + self.charge_hold);
+        let task = match self.tasks.transition(id, &[TaskStatus::Received], &charging).await.map_err(|e| store(&e))? {
             Transitioned::Applied(task) => *task,
             Transitioned::Conflict(task) if task.status == TaskStatus::Charging => {
-                info!(order_id = order.order_id.as_str(), task_id = id, "resuming a purchase that did not finish");
-                *task
+                let busy = || StepError::retry(errors::STEP_IN_PROGRESS, charge_key(id));
+                if task.charge_held_until.is_some_and(|until| until > now) {
+                    // Another delivery holds the charge right now.
+                    return Err(busy());
+                }
+                // Its holder is past its timeout: take the charge over (one wins).
+                match self.tasks.hold_charge(id, task.charge_held_until, now + self.charge_hold).await.map_err(|e| store(&e))? {
+                    Transitioned::Applied(task) => {
+                        info!(order_id = order.order_id.as_str(), task_id = id, "resuming a purchase that did not finish");
+                        *task
+                    }
+                    Transitioned::Conflict(task) if task.status == TaskStatus::Charging => return Err(busy()),
+                    Transitioned::Conflict(task) => return settled(&task),
+                    Transitioned::Missing => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, "task vanished")),
+                }
             }
             Transitioned::Conflict(task) => return settled(&task),
             Transitioned::Missing => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, "no task for this order")),
@@ -114,8 +136,8 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for P
         };
         let started = std::time::Instant::now();
         // Once by the provider's idempotency key (a repeat gets the first answer, approval or
-        // decline), under the claim a compensation fences with (step 2 above).
-        let charge = match once(&*self.once, &charge_key(id), metrics::timed("ChargeLatency", &[("Service", "purchase")], self.payments.charge(&request))).await {
+        // decline), under the task's charge hold a compensation fences with (step 2 above).
+        let charge = match metrics::timed("ChargeLatency", &[("Service", "purchase")], self.payments.charge(&request)).await {
             Ok(charge) => {
                 // The line the "slowest charges" Logs Insights query reads (infra/template.yaml).
                 info!(
@@ -128,12 +150,19 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for P
                 );
                 charge
             }
-            Err(taskflow_shared::idempotency::Once::Effect(PaymentError::Declined { code })) => {
+            Err(PaymentError::Declined { code }) => {
                 let change = Change::to(TaskStatus::Failed, Utc::now()).because(Reason::PaymentDeclined, Some(code.clone()));
                 self.step(id, TaskStatus::Charging, change).await?;
                 return Err(StepError::failed(errors::PAYMENT_DECLINED, code));
             }
-            Err(e) => return Err(StepError::from_once(e, |e| StepError::retry(errors::PAYMENT_UNAVAILABLE, e.to_string()))),
+            Err(e) => {
+                // Give the hold up (if still ours), so the next delivery charges at once rather
+                // than after the hold; best effort: failing that, it waits the hold out.
+                if let Some(held) = task.charge_held_until {
+                    let _ = self.tasks.hold_charge(id, Some(held), Utc::now()).await;
+                }
+                return Err(StepError::retry(errors::PAYMENT_UNAVAILABLE, e.to_string()));
+            }
         };
 
         // What is charged and recorded is what intake priced from the catalogue and put on the
@@ -144,7 +173,8 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for P
 
         // Once by the ledger entry's stock mark, written in the reservation's own transaction:
         // a repeat answers Reserved (or Fenced) and takes nothing, so no idempotency record
-        // (claim + complete: 2 write units and 2 calls) guards it any more.
+        // (claim + complete: 2 write units and 2 calls) guards it any more. The same write
+        // completes the ledger entry (`Inventory::reserve`): no `Ledger::complete` call.
         let reserved = self.inventory.reserve(id, &order.items).await.map_err(|e| unavailable("InventoryUnavailable")(&e))?;
         match reserved {
             Reserved::Reserved => {}
@@ -152,14 +182,16 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for P
             Reserved::Fenced => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, "stock closed by a compensation")),
             Reserved::OutOfStock { sku } => {
                 let detail = format!("not enough {sku} in stock after the charge");
-                let change = Change::to(TaskStatus::Refunding, Utc::now())
+                // The charge is over: the compensation that follows need not wait out the hold.
+                let now = Utc::now();
+                let change = Change::to(TaskStatus::Refunding, now)
                     .because(Reason::OutOfStock, Some(detail.clone()))
-                    .with_charge(&charge.charge_id);
+                    .with_charge(&charge.charge_id)
+                    .holding_charge_until(now);
                 self.step(id, TaskStatus::Charging, change).await?;
                 return Err(StepError::failed(errors::OUT_OF_STOCK, detail));
             }
         }
-        self.ledger.complete(id, Utc::now()).await.map_err(|e| unavailable("LedgerUnavailable")(&e))?;
         self.step(id, TaskStatus::Charging, Change::to(TaskStatus::Completed, Utc::now()).with_charge(&charge.charge_id)).await?;
         Ok(PurchaseResult { charge_id: charge.charge_id, amount: task.amount, currency: task.currency })
     }

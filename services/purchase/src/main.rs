@@ -1,7 +1,6 @@
 //! The purchase Lambda: the purchase queue's work messages → charges and reservations.
 
 use taskflow_purchase::Purchase;
-use taskflow_shared::idempotency::DynamoIdempotency;
 use taskflow_shared::{clients, config, driver, inventory::DynamoInventory, ledger::DynamoLedger, payments::SandboxPayments, tasks::DynamoTaskStore, telemetry};
 
 #[tokio::main]
@@ -18,7 +17,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         payments: SandboxPayments::from_env(&aws, config::required("SANDBOX_CHARGES_TABLE")?)?,
         inventory: DynamoInventory::new(&aws, config::required("INVENTORY_TABLE")?, &ledger_table),
         ledger: DynamoLedger::new(&aws, ledger_table),
-        once: Box::new(DynamoIdempotency::from_env(&aws)?),
+        charge_hold: taskflow_shared::idempotency::hold_from_env()?,
     };
     driver::run(telemetry, purchase, &aws).await
 }

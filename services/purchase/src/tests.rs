@@ -2,7 +2,6 @@ use super::*;
 use taskflow_shared::ledger::EntryStatus;
 use taskflow_contracts::{OrderItem, OrderKind, OrderSubmitted, PaymentToken, TaskToken};
 use taskflow_shared::fakes::{InMemoryInventory, InMemoryLedger, InMemoryPayments, InMemoryTaskStore};
-use taskflow_shared::idempotency::InMemoryIdempotency;
 
 type Subject = Purchase<InMemoryTaskStore, InMemoryPayments, InMemoryLedger, InMemoryInventory>;
 
@@ -29,13 +28,18 @@ fn received(order: &OrderSubmitted) -> TaskRecord {
     task
 }
 
+/// How long a delivery holds the charge in these tests.
+const HOLD: chrono::Duration = chrono::Duration::seconds(15);
+
 fn purchase_of(order: &OrderSubmitted, stock: u64) -> Subject {
+    let ledger = InMemoryLedger::default();
     Purchase {
         tasks: InMemoryTaskStore::with([received(order)]),
         payments: InMemoryPayments::default(),
-        ledger: InMemoryLedger::default(),
-        inventory: InMemoryInventory::with(&[("BOOK-1", stock)]),
-        once: Box::new(InMemoryIdempotency::default()),
+        // The reservation completes the ledger entry, as the adapter's transaction does.
+        inventory: InMemoryInventory::with(&[("BOOK-1", stock)]).completing(&ledger),
+        ledger,
+        charge_hold: HOLD,
     }
 }
 
@@ -80,8 +84,10 @@ async fn a_duplicate_delivery_answers_the_stored_charge_without_charging_or_rese
 async fn a_crash_after_charging_resumes_with_the_same_key_one_charge_one_reservation() {
     let o = order("o-3", "tok_approve");
     let p = purchase_of(&o, 10);
-    // The first delivery charged and reserved, then died before recording COMPLETED.
-    p.tasks.transition(&tid("o-3"), &[TaskStatus::Received], &Change::to(TaskStatus::Charging, Utc::now())).await.unwrap();
+    // The first delivery charged and reserved, then died before recording COMPLETED; its hold
+    // on the charge has passed (it was past its function timeout).
+    let died = Utc::now() - HOLD - chrono::Duration::seconds(1);
+    p.tasks.transition(&tid("o-3"), &[TaskStatus::Received], &Change::to(TaskStatus::Charging, died).holding_charge_until(died + HOLD)).await.unwrap();
     let request = ChargeRequest {
         idempotency_key: charge_key(&tid("o-3")),
         order_id: "o-3".into(),
@@ -90,9 +96,13 @@ async fn a_crash_after_charging_resumes_with_the_same_key_one_charge_one_reserva
         payment_token: PaymentToken::new("tok_approve"),
     };
     p.payments.charge(&request).await.unwrap();
+    p.ledger.record_charge(&LedgerEntry::charged(&p.tasks.by_key(&tid("o-3")).unwrap(), "ch_o-3", &o.items)).await.unwrap();
     p.inventory.reserve(&tid("o-3"), &o.items).await.unwrap();
     let result = p.perform(&work(&o), Attempt { number: 2, last: false }).await.unwrap();
     assert_eq!(result.charge_id, "ch_o-3");
+    let task = p.tasks.by_key(&tid("o-3")).unwrap();
+    assert!(task.charge_held_until.unwrap() > Utc::now(), "the redelivery took the charge over before charging");
+    assert_eq!(p.ledger.of("alice", "o-3").unwrap().status, EntryStatus::Completed);
     assert_eq!(p.payments.issued("/charge"), 1);
     assert_eq!(p.inventory.available("BOOK-1"), 8);
     assert_eq!(p.tasks.snapshot("o-3").unwrap().status, TaskStatus::Completed);
@@ -123,6 +133,7 @@ async fn out_of_stock_after_the_charge_hands_the_order_to_compensation() {
     assert_eq!(task.charge_id.as_deref(), Some("ch_o-5"), "the charge to refund is recorded");
     assert_eq!(p.inventory.available("BOOK-1"), 1, "nothing reserved");
     assert_eq!(p.ledger.of("alice", "o-5").unwrap().status, EntryStatus::Charged);
+    assert!(task.charge_held_until.unwrap() <= Utc::now(), "the charge is over: a compensation need not wait out the hold");
     assert_eq!(p.perform(&work(&o), FIRST).await.unwrap_err(), err, "delivered again: same answer, no second charge");
     assert_eq!(p.payments.requests(&charge_key(&tid("o-5"))), 1);
 }
@@ -133,7 +144,9 @@ async fn an_unavailable_provider_is_retried_and_then_charges_once() {
     let p = purchase_of(&o, 10);
     let err = p.perform(&work(&o), FIRST).await.unwrap_err();
     assert!(matches!(err, StepError::Retry { ref error, .. } if error == errors::PAYMENT_UNAVAILABLE));
-    assert_eq!(p.tasks.snapshot("o-6").unwrap().status, TaskStatus::Charging);
+    let task = p.tasks.snapshot("o-6").unwrap();
+    assert_eq!(task.status, TaskStatus::Charging);
+    assert!(task.charge_held_until.unwrap() <= Utc::now(), "the failed delivery gave its hold up: the next one need not wait");
     let result = p.perform(&work(&o), Attempt { number: 2, last: false }).await.unwrap();
     assert_eq!(result.charge_id, "ch_o-6");
     assert_eq!(p.payments.issued("/charge"), 1);
@@ -147,7 +160,7 @@ async fn work_for_an_unknown_task_is_a_named_conflict() {
         payments: InMemoryPayments::default(),
         ledger: InMemoryLedger::default(),
         inventory: InMemoryInventory::default(),
-        once: Box::new(InMemoryIdempotency::default()),
+        charge_hold: HOLD,
     };
     let err = p.perform(&work(&o), FIRST).await.unwrap_err();
     assert!(matches!(err, StepError::Failed { ref error, .. } if error == errors::TASK_STATE_CONFLICT));
@@ -191,4 +204,66 @@ async fn a_purchase_its_owner_cancelled_is_never_charged() {
     assert_eq!(p.payments.issued("/charge"), 0);
     assert_eq!(p.inventory.available("BOOK-1"), 10);
     assert_eq!(p.tasks.by_key(&id).unwrap().status, TaskStatus::Cancelled);
+}
+
+#[tokio::test]
+async fn the_move_to_charging_holds_the_charge_for_the_delivery_in_the_same_write() {
+    let o = order("o-hold", "tok_approve");
+    let p = purchase_of(&o, 10);
+    let before = Utc::now();
+    p.perform(&work(&o), FIRST).await.unwrap();
+    let task = p.tasks.snapshot("o-hold").unwrap();
+    let held = task.charge_held_until.expect("the charge was held");
+    assert!(held >= before + HOLD && held <= Utc::now() + HOLD, "{held}");
+    assert_eq!(statuses(&p, "o-hold"), [TaskStatus::Received, TaskStatus::Charging, TaskStatus::Completed]);
+}
+
+#[tokio::test]
+async fn a_concurrent_delivery_finds_the_charge_held_and_is_told_to_come_back_without_charging() {
+    let o = order("o-busy", "tok_approve");
+    let p = purchase_of(&o, 10);
+    // A live delivery moved the task to CHARGING a moment ago and is charging right now.
+    let now = Utc::now();
+    p.tasks.transition(&tid("o-busy"), &[TaskStatus::Received], &Change::to(TaskStatus::Charging, now).holding_charge_until(now + HOLD)).await.unwrap();
+    let err = p.perform(&work(&o), FIRST).await.unwrap_err();
+    assert!(matches!(err, StepError::Retry { ref error, .. } if error == errors::STEP_IN_PROGRESS), "{err:?}");
+    assert_eq!(p.payments.requests(&charge_key(&tid("o-busy"))), 0, "nothing charged by the second delivery");
+    assert_eq!(p.tasks.snapshot("o-busy").unwrap().charge_held_until, Some(now + HOLD), "the hold stays the live delivery's");
+    assert_eq!(p.inventory.available("BOOK-1"), 10);
+}
+
+#[tokio::test]
+async fn of_two_deliveries_finding_an_expired_hold_one_takes_the_charge_over() {
+    let o = order("o-race", "tok_approve");
+    let p = purchase_of(&o, 10);
+    let died = Utc::now() - HOLD - chrono::Duration::seconds(1);
+    let old = died + HOLD;
+    p.tasks.transition(&tid("o-race"), &[TaskStatus::Received], &Change::to(TaskStatus::Charging, died).holding_charge_until(old)).await.unwrap();
+    // Both read the expired hold; the take-over is conditional on it, so only one applies.
+    let now = Utc::now();
+    assert!(matches!(p.tasks.hold_charge(&tid("o-race"), Some(old), now + HOLD).await.unwrap(), Transitioned::Applied(_)));
+    assert!(matches!(p.tasks.hold_charge(&tid("o-race"), Some(old), now + HOLD).await.unwrap(), Transitioned::Conflict(_)));
+    // A delivery arriving now finds the winner's hold: busy, nothing charged.
+    let err = p.perform(&work(&o), FIRST).await.unwrap_err();
+    assert!(matches!(err, StepError::Retry { ref error, .. } if error == errors::STEP_IN_PROGRESS), "{err:?}");
+    assert_eq!(p.payments.requests(&charge_key(&tid("o-race"))), 0);
+    // No hold can be taken on a task that left CHARGING (a compensation fenced it).
+    let fence = Change::to(TaskStatus::Refunding, Utc::now()).because(Reason::TimedOut, None);
+    p.tasks.transition(&tid("o-race"), &[TaskStatus::Charging], &fence).await.unwrap();
+    let held = p.tasks.by_key(&tid("o-race")).unwrap().charge_held_until;
+    assert!(matches!(p.tasks.hold_charge(&tid("o-race"), held, Utc::now() + HOLD).await.unwrap(), Transitioned::Conflict(_)));
+    assert!(p.perform(&work(&o), FIRST).await.is_err());
+    assert_eq!(p.payments.requests(&charge_key(&tid("o-race"))), 0, "a fenced task is never charged");
+}
+
+#[tokio::test]
+async fn a_delivery_after_a_compensation_fenced_the_task_charges_nothing() {
+    let o = order("o-late", "tok_approve");
+    let p = purchase_of(&o, 10);
+    let fence = Change::to(TaskStatus::Refunding, Utc::now()).because(Reason::TimedOut, None);
+    p.tasks.transition(&tid("o-late"), &[TaskStatus::Received], &fence).await.unwrap();
+    let err = p.perform(&work(&o), FIRST).await.unwrap_err();
+    assert!(matches!(err, StepError::Failed { ref error, .. } if error == errors::TASK_STATE_CONFLICT), "{err:?}");
+    assert_eq!(p.payments.requests(&charge_key(&tid("o-late"))), 0);
+    assert_eq!(p.inventory.available("BOOK-1"), 10);
 }

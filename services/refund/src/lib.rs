@@ -34,7 +34,7 @@ use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
 use taskflow_contracts::{keys, errors, Decision, Money, OrderSubmitted, Reason, RefundPurpose, RefundResult, RefundWork, StepFailure, TaskStatus};
 use taskflow_shared::driver::{Attempt, StepError, TaskWorker};
-use taskflow_shared::idempotency::{once, Claim, Idempotency};
+use taskflow_shared::idempotency::{once, Idempotency};
 use taskflow_shared::inventory::Inventory;
 use taskflow_shared::ledger::{Applied, EntryStatus, Ledger, LedgerEntry};
 use taskflow_shared::payments::{persistently, PaymentError, PaymentProvider, RefundRequest};
@@ -87,9 +87,6 @@ pub const COMPENSATION: &str = "compensation";
 
 /// Provider calls per delivery while it is unavailable (see `persistently`).
 const PROVIDER_TRIES: u32 = 3;
-
-/// What a compensation leaves in the charge's idempotency record: no charge may follow.
-const COMPENSATED: &str = r#"{"compensated":true}"#;
 
 fn retry(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StepError {
     move |e| StepError::retry(what, e.to_string())
@@ -242,8 +239,12 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
     /// delivery whose step timed out, …):
     /// 1. fences the task: RECEIVED/CHARGING → REFUNDING with the failure's reason, after which no
     ///    purchase delivery charges or reserves for it;
-    /// 2. waits out a charge in progress (a live delivery holding the charge's claim), then takes
-    ///    the claim for good, so no charge can start later;
+    /// 2. waits out a charge in progress: the fence returns the task, and while its charge hold
+    ///    (`chargeHeldUntil`, set by the purchase delivery that moved it to CHARGING or took the
+    ///    charge over) has not passed, a live delivery may still charge, so the compensation is
+    ///    retried after it (`CHARGE_IN_PROGRESS`). Once it has passed, no delivery can charge any
+    ///    more: the task is no longer CHARGING (no delivery can hold the charge anew) and the
+    ///    last holder is past its function timeout;
     /// 3. asks the provider what was charged under the order's charge key — the truth even when a
     ///    delivery died between charging and writing the ledger;
     /// 4. if something was: releases the stock it may hold, refunds all of it, and marks the
@@ -253,36 +254,32 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
         let task_id = keys::task_id(&order.owner, &order.order_id);
         let id = task_id.as_str();
         let task = self.task(id).await?;
-        let (reason, detail) = match (task.status, task.reason) {
+        let (reason, detail, fenced) = match (task.status, task.reason) {
             (TaskStatus::Failed, _) => return Ok(result_of(&task)),
             // Cancelled before the charge (cancel and charge are both fenced on RECEIVED): nothing
             // was charged or reserved, so there is nothing to give back.
             (TaskStatus::Cancelled, _) => return Ok(result_of(&task)),
-            (TaskStatus::Refunding, Some(reason)) => (reason, task.reason_detail.clone()),
+            (TaskStatus::Refunding, Some(reason)) => (reason, task.reason_detail.clone(), task.clone()),
             (TaskStatus::Received | TaskStatus::Charging, _) => {
                 let reason = errors::reason_for(failure.map(|f| f.error.as_str()));
                 let detail = failure.map(|f| f.cause.clone().unwrap_or_else(|| f.error.clone()));
                 let fence = Change::to(TaskStatus::Refunding, Utc::now()).because(reason, detail.clone());
-                self.step(id, &[TaskStatus::Received, TaskStatus::Charging], fence).await?;
-                (reason, detail)
+                let fenced = self.step(id, &[TaskStatus::Received, TaskStatus::Charging], fence).await?;
+                (reason, detail, fenced)
             }
             (status, _) => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, format!("task is {status}"))),
         };
 
         let charge_key = taskflow_shared::payments::charge_key(id);
-        let claim = self.once.claim(&charge_key, Utc::now(), self.once.hold()).await.map_err(|e| retry("IdempotencyStoreUnavailable")(&e))?;
-        if claim == Claim::Busy {
-            // Come back when the claim has surely ended: done, or expired with a dead holder.
-            let hold = u32::try_from(self.once.hold().num_seconds()).unwrap_or(u32::MAX).saturating_add(1);
-            return Err(StepError::retry_after(errors::CHARGE_IN_PROGRESS, charge_key, hold));
+        if let Some(until) = fenced.charge_held_until.filter(|until| *until > Utc::now()) {
+            // Come back when the hold has surely ended: its holder done, or dead.
+            let left = (until - Utc::now()).num_seconds().max(0);
+            let after = u32::try_from(left).unwrap_or(u32::MAX).saturating_add(1);
+            return Err(StepError::retry_after(errors::CHARGE_IN_PROGRESS, charge_key, after));
         }
         let charge = match persistently(PROVIDER_TRIES, || self.payments.find_charge(&charge_key)).await {
             Ok(charge) => charge,
             Err(e) => {
-                if claim == Claim::Proceed {
-                    // Not ours to keep while we cannot look: the next delivery claims it again.
-                    let _ = self.once.release(&charge_key).await;
-                }
                 let cause = match e {
                     PaymentError::Unavailable(cause) => cause,
                     PaymentError::Declined { code } => code,
@@ -290,11 +287,6 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
                 return Err(StepError::retry(errors::PAYMENT_UNAVAILABLE, cause));
             }
         };
-        if claim == Claim::Proceed {
-            // Ours now, for good: a purchase delivery arriving late finds no charge to make.
-            self.once.complete(&charge_key, COMPENSATED, Utc::now()).await.map_err(|e| retry("IdempotencyStoreUnavailable")(&e))?;
-        }
-
         let Some(charge) = charge else {
             // Nothing charged, so nothing reserved either (stock is reserved after the charge).
             let done = self.step(id, &[TaskStatus::Refunding], Change::to(TaskStatus::Failed, Utc::now()).because(reason, detail)).await?;

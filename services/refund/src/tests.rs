@@ -52,8 +52,9 @@ fn subject(orders: &[&OrderSubmitted], entries: Vec<LedgerEntry>) -> Subject {
     Refunds {
         tasks: InMemoryTaskStore::with(orders.iter().map(|o| received(o))),
         payments: InMemoryPayments::default(),
+        // A reservation completes the ledger entry, as the adapter's transaction does.
+        inventory: InMemoryInventory::with(&[("BOOK-1", 10)]).completing(&ledger),
         ledger,
-        inventory: InMemoryInventory::with(&[("BOOK-1", 10)]),
         window: Duration::days(30),
         once: Box::new(taskflow_shared::idempotency::InMemoryIdempotency::default()),
         approval_thresholds: ApprovalThresholds::default(),
@@ -210,11 +211,21 @@ async fn charge(s: &Subject, order_id: &str, amount: Money) {
     s.payments.charge(&request).await.unwrap();
 }
 
-/// A purchase task stopped in CHARGING (its delivery died, or its retries ran out).
+/// How long a purchase delivery holds the charge in these tests.
+const HOLD: Duration = Duration::seconds(15);
+
+/// A purchase task stopped in CHARGING (its delivery died, or its retries ran out): the hold of
+/// its last delivery on the charge has passed.
 fn charging(order: &OrderSubmitted) -> TaskRecord {
+    let at = Utc::now() - HOLD - Duration::seconds(1);
+    held_since(order, at)
+}
+
+/// A purchase task a delivery moved to CHARGING at `at`, holding the charge for `HOLD` from then.
+fn held_since(order: &OrderSubmitted, at: DateTime<Utc>) -> TaskRecord {
     let mut task = received(order);
     task.amount = 10_000;
-    Change::to(TaskStatus::Charging, Utc::now()).apply(&mut task);
+    Change::to(TaskStatus::Charging, at).holding_charge_until(at + HOLD).apply(&mut task);
     task
 }
 
@@ -251,30 +262,74 @@ async fn a_purchase_that_charged_nothing_fails_with_its_reason_and_can_charge_no
     let done = s.tasks.snapshot("p-none").unwrap();
     assert_eq!((done.status, done.reason, done.refund_id), (TaskStatus::Failed, Some(Reason::PaymentUnavailable), None));
     assert_eq!(s.payments.issued("/compensation"), 0);
-    // A purchase delivery arriving late finds the charge key closed, not free to charge.
-    let claim = s.once.claim(&taskflow_shared::payments::charge_key(&tid("p-none")), Utc::now(), s.once.hold()).await.unwrap();
-    assert!(matches!(claim, Claim::Done(_)), "{claim:?}");
+    // A purchase delivery arriving late finds the charge closed, not free to charge: the task
+    // cannot go to CHARGING again, nor can its charge be held anew.
+    let id = tid("p-none");
+    let again = Change::to(TaskStatus::Charging, Utc::now()).holding_charge_until(Utc::now() + HOLD);
+    assert!(matches!(s.tasks.transition(&id, &[TaskStatus::Received], &again).await.unwrap(), Transitioned::Conflict(_)));
+    let held = s.tasks.by_key(&id).unwrap().charge_held_until;
+    assert!(matches!(s.tasks.hold_charge(&id, held, Utc::now() + HOLD).await.unwrap(), Transitioned::Conflict(_)));
 }
 
 #[tokio::test]
 async fn a_compensation_waits_for_a_charge_in_progress() {
     let purchase = purchase_order("p-busy");
-    let s = Refunds { tasks: InMemoryTaskStore::with([charging(&purchase)]), ..subject(&[], vec![]) };
-    // A live purchase delivery holds the charge right now.
-    let key = taskflow_shared::payments::charge_key(&tid("p-busy"));
-    assert_eq!(s.once.claim(&key, Utc::now(), s.once.hold()).await.unwrap(), Claim::Proceed);
+    // A live purchase delivery moved the task to CHARGING a moment ago: it holds the charge.
+    let s = Refunds { tasks: InMemoryTaskStore::with([held_since(&purchase, Utc::now())]), ..subject(&[], vec![]) };
 
     let err = s.perform(&compensation(&purchase, "States.Timeout"), FIRST).await.unwrap_err();
-    assert!(matches!(err, StepError::Retry { ref error, .. } if error == errors::CHARGE_IN_PROGRESS), "{err:?}");
+    match &err {
+        StepError::Retry { error, after: Some(after), .. } => {
+            assert_eq!(error, errors::CHARGE_IN_PROGRESS);
+            assert!((1..=HOLD.num_seconds() as u32 + 1).contains(after), "retried once the hold is over: {after}");
+        }
+        other => panic!("{other:?}"),
+    }
     // Fenced meanwhile: the task is REFUNDING, so no purchase delivery starts anything new.
-    assert_eq!(s.tasks.snapshot("p-busy").unwrap().status, TaskStatus::Refunding);
+    let fenced = s.tasks.snapshot("p-busy").unwrap();
+    assert_eq!(fenced.status, TaskStatus::Refunding);
+    assert_eq!(s.payments.issued("/compensation"), 0, "nothing refunded while the charge may still happen");
+    // Delivered again while the hold lasts: still waiting, the fence kept.
+    let again = s.perform(&compensation(&purchase, "States.Timeout"), FIRST).await.unwrap_err();
+    assert!(matches!(again, StepError::Retry { ref error, .. } if error == errors::CHARGE_IN_PROGRESS), "{again:?}");
 
-    // The holder charges and completes; the next delivery of the compensation refunds it.
+    // The holder charges (and can record nothing: the task is fenced), then its hold passes.
     charge(&s, "p-busy", 10_000).await;
-    s.once.complete(&key, r#"{"charge_id":"ch_p-busy"}"#, Utc::now()).await.unwrap();
+    let mut later = fenced;
+    later.charge_held_until = Some(Utc::now() - Duration::seconds(1));
+    let s = Refunds { tasks: InMemoryTaskStore::with([later]), ..s };
+    // The next delivery of the compensation finds the charge and refunds it.
     let result = s.perform(&compensation(&purchase, "States.Timeout"), FIRST).await.unwrap();
     assert_eq!(result.amount, 10_000);
     assert_eq!(s.tasks.snapshot("p-busy").unwrap().status, TaskStatus::Failed);
+    assert_eq!(s.payments.issued("/compensation"), 1);
+}
+
+#[tokio::test]
+async fn a_compensation_after_the_hold_refunds_what_the_dead_holder_charged_at_once() {
+    let purchase = purchase_order("p-after");
+    // The delivery that held the charge died after charging; its hold has passed.
+    let s = Refunds { tasks: InMemoryTaskStore::with([charging(&purchase)]), ..subject(&[], vec![]) };
+    charge(&s, "p-after", 10_000).await;
+    let result = s.perform(&compensation(&purchase, "States.Timeout"), FIRST).await.unwrap();
+    assert_eq!(result.amount, 10_000);
+    assert_eq!(s.tasks.snapshot("p-after").unwrap().status, TaskStatus::Failed);
+    assert_eq!(s.payments.issued("/compensation"), 1);
+}
+
+#[tokio::test]
+async fn a_compensation_after_out_of_stock_need_not_wait_for_the_purchase_that_ended_its_charge() {
+    let purchase = purchase_order("p-oos");
+    let mut task = held_since(&purchase, Utc::now());
+    // The purchase charged, found no stock, and handed the order over, ending its hold.
+    let now = Utc::now();
+    Change::to(TaskStatus::Refunding, now).because(Reason::OutOfStock, None).with_charge("ch_p-oos").holding_charge_until(now).apply(&mut task);
+    let s = Refunds { tasks: InMemoryTaskStore::with([task]), ..subject(&[], vec![]) };
+    charge(&s, "p-oos", 10_000).await;
+    let result = s.perform(&compensation(&purchase, errors::OUT_OF_STOCK), FIRST).await.unwrap();
+    assert_eq!(result.amount, 10_000);
+    let done = s.tasks.snapshot("p-oos").unwrap();
+    assert_eq!((done.status, done.reason), (TaskStatus::Failed, Some(Reason::OutOfStock)));
 }
 
 /// The task id of alice's order `order_id` (every key of an order derives from it).

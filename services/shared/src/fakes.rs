@@ -104,6 +104,16 @@ impl TaskStore for InMemoryTaskStore {
         Ok(AttachmentRecorded::Added)
     }
 
+    async fn hold_charge(&self, task_id: &str, held: Option<chrono::DateTime<chrono::Utc>>, until: chrono::DateTime<chrono::Utc>) -> Result<Transitioned, StoreError> {
+        let mut tasks = self.tasks.lock().unwrap();
+        let Some(task) = tasks.get_mut(task_id) else { return Ok(Transitioned::Missing) };
+        if task.status != TaskStatus::Charging || task.charge_held_until != held {
+            return Ok(Transitioned::Conflict(Box::new(task.clone())));
+        }
+        task.charge_held_until = Some(until);
+        Ok(Transitioned::Applied(Box::new(task.clone())))
+    }
+
     async fn list_by_status(
         &self,
         status: TaskStatus,
@@ -226,13 +236,19 @@ impl crate::payments::PaymentProvider for InMemoryPayments {
     }
 }
 
-/// The ledger with the adapter's rules, in memory.
+/// The ledger with the adapter's rules, in memory. [`InMemoryLedger::shared`] gives a handle on
+/// the same entries (the fake inventory completes an entry through one, as the adapter's
+/// reservation transaction does).
 #[derive(Default)]
 pub struct InMemoryLedger {
-    pub entries: Mutex<HashMap<String, crate::ledger::LedgerEntry>>,
+    pub entries: std::sync::Arc<Mutex<HashMap<String, crate::ledger::LedgerEntry>>>,
 }
 
 impl InMemoryLedger {
+    /// A second handle on these same entries.
+    pub fn shared(&self) -> Self {
+        Self { entries: self.entries.clone() }
+    }
     /// The entry of `owner`'s order `order_id`.
     pub fn of(&self, owner: &str, order_id: &str) -> Option<crate::ledger::LedgerEntry> {
         self.entries.lock().unwrap().get(&taskflow_contracts::keys::task_id(owner, order_id)).cloned()
@@ -292,6 +308,9 @@ pub struct InMemoryInventory {
     pub shards: Mutex<HashMap<String, Vec<u64>>>,
     /// Per order: `Some(takes)` reserved, `None` released or closed.
     pub reservations: Mutex<HashMap<String, Option<Vec<crate::ledger::StockTake>>>>,
+    /// The ledger whose entries a reservation completes (as the adapter's transaction does);
+    /// none: reservations complete nothing (tests of stock alone).
+    pub ledger: Option<InMemoryLedger>,
 }
 
 impl InMemoryInventory {
@@ -304,6 +323,11 @@ impl InMemoryInventory {
         let inventory = Self::default();
         inventory.shards.lock().unwrap().extend(stock.iter().map(|(s, n, k)| (s.to_string(), crate::inventory::split_stock(*n, *k))));
         inventory
+    }
+    /// Reservations complete the entries of `ledger` (a handle on the same entries).
+    pub fn completing(mut self, ledger: &InMemoryLedger) -> Self {
+        self.ledger = Some(ledger.shared());
+        self
     }
     /// Units of `sku` over all its shards.
     pub fn available(&self, sku: &str) -> u64 {
@@ -339,6 +363,12 @@ impl crate::inventory::Inventory for InMemoryInventory {
             *level = level.checked_sub(take.quantity).expect("a plan never takes more than a shard has");
         }
         reservations.insert(order_id.to_string(), Some(takes));
+        if let Some(ledger) = &self.ledger
+            && let Some(e) = ledger.entries.lock().unwrap().get_mut(order_id)
+        {
+            e.status = crate::ledger::EntryStatus::Completed;
+            e.completed_at = Some(chrono::Utc::now());
+        }
         Ok(Reserved::Reserved)
     }
 

@@ -99,9 +99,14 @@ impl DynamoIdempotency {
 
     /// From `IDEMPOTENCY_TABLE` and `IDEMPOTENCY_HOLD_SECONDS`.
     pub fn from_env(config: &aws_config::SdkConfig) -> Result<Self, crate::config::ConfigError> {
-        let hold = crate::config::number_or("IDEMPOTENCY_HOLD_SECONDS", HOLD.num_seconds())?;
-        Ok(Self::new(config, crate::config::required("IDEMPOTENCY_TABLE")?, Duration::seconds(hold)))
+        Ok(Self::new(config, crate::config::required("IDEMPOTENCY_TABLE")?, hold_from_env()?))
     }
+}
+
+/// The hold of a claim from `IDEMPOTENCY_HOLD_SECONDS` ([`HOLD`] when unset): also the hold of a
+/// purchase's charge on its task (`TaskRecord::charge_held_until`).
+pub fn hold_from_env() -> Result<Duration, crate::config::ConfigError> {
+    Ok(Duration::seconds(crate::config::number_or("IDEMPOTENCY_HOLD_SECONDS", HOLD.num_seconds())?))
 }
 
 fn unavailable<E: std::error::Error + 'static>(e: aws_sdk_dynamodb::error::SdkError<E>) -> IdempotencyError {

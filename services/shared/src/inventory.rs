@@ -1,7 +1,8 @@
 //! Stock: the inventory port and its DynamoDB adapter. Reserving decrements every line's stock
 //! only if there is enough, all lines or none (one transaction); the order's ledger entry records
-//! that its stock is reserved, and from which shards, in the same transaction, so a repeated
-//! reservation or release is a no-op rather than a second decrement or increment.
+//! that its stock is reserved, and from which shards, in the same transaction (which also marks
+//! the entry completed: a reservation is the purchase's last effect), so a repeated reservation
+//! or release is a no-op rather than a second decrement or increment.
 //!
 //! # Shards
 //!
@@ -46,7 +47,11 @@ pub struct InventoryError(pub String);
 #[async_trait]
 pub trait Inventory: Send + Sync {
     /// Takes `items` out of stock for the order whose ledger entry is keyed `order_id` (its task
-    /// id), all or nothing, once; records on the entry which shards each line came from.
+    /// id), all or nothing, once; records on the entry which shards each line came from, and
+    /// completes the purchase's entry (`status: COMPLETED`, `completedAt`: what a refund's window
+    /// counts from) in the same transaction, so the purchase makes no `Ledger::complete` call. A
+    /// repeat answers `Reserved` and changes nothing; `OutOfStock` and `Fenced` leave the entry
+    /// as it was.
     async fn reserve(&self, order_id: &str, items: &[OrderItem]) -> Result<Reserved, InventoryError>;
     /// Puts back what `order_id` reserved, each quantity to the shard it came from (as its ledger
     /// entry records; `items` serve only an entry reserved before shards, all on shard 0), once,
@@ -222,13 +227,19 @@ impl DynamoInventory {
         let mut update = Update::builder()
             .table_name(&self.ledger_table)
             .key("taskId", AttributeValue::S(order_id.into()))
-            .update_expression(if takes.is_some() { "SET stock = :to, shards = :shards" } else { "SET stock = :to" })
+            // A reservation also completes the purchase's entry (`Inventory::reserve`): one write
+            // in the transaction it is in anyway, where a separate `Ledger::complete` was one more.
+            .update_expression(if takes.is_some() { "SET stock = :to, shards = :shards, #status = :completed, completedAt = :at" } else { "SET stock = :to" })
             .condition_expression(condition)
             // On a failed condition, the entry as it is: a repeat (RESERVED) or closed (RELEASED)?
             .return_values_on_condition_check_failure(aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld)
             .expression_attribute_values(":to", attr(&to));
         if let Some(takes) = takes {
-            update = update.expression_attribute_values(":shards", attr(&takes));
+            update = update
+                .expression_attribute_values(":shards", attr(&takes))
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":completed", attr(&crate::ledger::EntryStatus::Completed))
+                .expression_attribute_values(":at", attr(&chrono::Utc::now()));
         }
         if let Some(from) = from {
             update = update.expression_attribute_values(":from", attr(&from));

@@ -123,7 +123,8 @@ pub trait Ledger: Send + Sync {
     async fn get(&self, order_id: &str) -> Result<Option<LedgerEntry>, LedgerError>;
     /// Writes the entry of a fresh charge; a second write for the same order keeps the first.
     async fn record_charge(&self, entry: &LedgerEntry) -> Result<(), LedgerError>;
-    /// Marks the purchase completed (idempotent).
+    /// Marks the purchase completed (idempotent). A purchase does not call it: its reservation
+    /// completes the entry in the reservation's own transaction (`Inventory::reserve`).
     async fn complete(&self, order_id: &str, at: DateTime<Utc>) -> Result<(), LedgerError>;
     /// Adds `amount` to the refunded total under `refund_id`, unless that would exceed the charge
     /// or the entry is not `allowed` (completed, for refunds; charged, for compensation), or —

@@ -62,6 +62,14 @@ pub struct TaskRecord {
     pub execution_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub charge_id: Option<String>,
+    /// A purchase's charge hold (`chargeHeldUntil`): the purchase delivery that moved the task to
+    /// CHARGING (or took the charge over) may charge until then. Set by that same conditional
+    /// write, so it costs no write of its own; longer than the function timeout
+    /// (`IDEMPOTENCY_HOLD_SECONDS`), so a holder past it is dead (Lambda ends an invocation at
+    /// its timeout). A compensation waits it out after fencing the task (refund's `compensate`).
+    /// Absent: no delivery holds the charge (or the task is from before the hold).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub charge_held_until: Option<DateTime<Utc>>,
     /// Money sent back on this task: a refund order's refund, or a compensated purchase's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refund_id: Option<String>,
@@ -197,6 +205,7 @@ impl TaskRecord {
             history: vec![HistoryEntry { status, at, reason }],
             execution_arn: None,
             charge_id: None,
+            charge_held_until: None,
             refund_id: None,
             refunded: 0,
             receipts: Vec::new(),
@@ -231,12 +240,15 @@ pub struct Change {
     pub amount: Option<Money>,
     /// An operator's decision recorded with this change (a denied refund).
     pub approval: Option<ApprovalDecision>,
+    /// The purchase's charge hold set with this change (`TaskRecord::charge_held_until`): the
+    /// move to CHARGING holds the charge; a purchase ending its own charge sets it to now.
+    pub charge_held_until: Option<DateTime<Utc>>,
     pub at: DateTime<Utc>,
 }
 
 impl Change {
     pub fn to(to: TaskStatus, at: DateTime<Utc>) -> Self {
-        Change { to, reason: None, reason_detail: None, charge_id: None, refund: None, amount: None, approval: None, at }
+        Change { to, reason: None, reason_detail: None, charge_id: None, refund: None, amount: None, approval: None, charge_held_until: None, at }
     }
     /// The change's reason, and free text beside it cut to
     /// `limits::MAX_REASON_DETAIL_CHARS` (it may quote a caller or a provider).
@@ -261,6 +273,11 @@ impl Change {
         self.approval = Some(approval);
         self
     }
+    /// Sets the task's charge hold to `until` (`TaskRecord::charge_held_until`).
+    pub fn holding_charge_until(mut self, until: DateTime<Utc>) -> Self {
+        self.charge_held_until = Some(until);
+        self
+    }
 
     /// The change applied to a record (what the store does, written once for the fakes and tests).
     pub fn apply(&self, record: &mut TaskRecord) {
@@ -283,6 +300,9 @@ impl Change {
         }
         if let Some(approval) = &self.approval {
             record.approval = Some(approval.clone());
+        }
+        if let Some(until) = self.charge_held_until {
+            record.charge_held_until = Some(until);
         }
         if self.to.is_terminal() {
             record.inflight_since = None;
@@ -367,6 +387,14 @@ pub trait TaskStore: Send + Sync {
     /// status in flight reads the sparse `inflight` index whole (one Query per shard of
     /// [`INFLIGHT_SHARDS`]: what is in flight, not the table) and keeps the tasks of that status.
     async fn list_by_status(&self, status: TaskStatus, since: DateTime<Utc>, limit: u32, page: Option<Page>) -> Result<(Vec<TaskRecord>, Option<Page>), StoreError>;
+
+    /// Moves a purchase's charge hold (`TaskRecord::charge_held_until`) from `held` (`None`: none
+    /// recorded) to `until`, if the task is CHARGING and its hold is still `held`: one
+    /// conditional write, no status change, no history entry. A redelivery takes over the charge
+    /// of a dead holder with it (`until` = now + hold: of two deliveries finding the same expired
+    /// hold, one wins), and a holder gives the charge up with it (`until` = now). `Applied` with
+    /// the task as it is now; `Conflict` with the task as it is (not CHARGING, or held anew).
+    async fn hold_charge(&self, task_id: &str, held: Option<DateTime<Utc>>, until: DateTime<Utc>) -> Result<Transitioned, StoreError>;
 }
 
 /// Where a paged query goes on: the last task it gave (`taskId`, `status`, and in `updatedAt`
@@ -533,6 +561,10 @@ impl TaskStore for DynamoTaskStore {
             sets.push("approval = :approval");
             request = request.expression_attribute_values(":approval", to_attribute(approval));
         }
+        if let Some(until) = &change.charge_held_until {
+            sets.push("chargeHeldUntil = :held");
+            request = request.expression_attribute_values(":held", to_attribute(until));
+        }
         let mut allowed = Vec::with_capacity(from.len());
         for (i, status) in from.iter().enumerate() {
             let name = format!(":from{i}");
@@ -659,6 +691,34 @@ impl TaskStore for DynamoTaskStore {
                     None => AttachmentRecorded::Missing,
                 })
             }
+            Err(err) => Err(Self::unavailable(err)),
+        }
+    }
+
+    async fn hold_charge(&self, task_id: &str, held: Option<DateTime<Utc>>, until: DateTime<Utc>) -> Result<Transitioned, StoreError> {
+        let (k, v) = Self::key(task_id);
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(k, v)
+            .update_expression("SET chargeHeldUntil = :until")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":charging", to_attribute(&TaskStatus::Charging))
+            .expression_attribute_values(":until", to_attribute(&until))
+            .return_values(ReturnValue::AllNew);
+        let request = match held {
+            Some(held) => request
+                .condition_expression("attribute_exists(taskId) AND #status = :charging AND chargeHeldUntil = :held")
+                .expression_attribute_values(":held", to_attribute(&held)),
+            None => request.condition_expression("attribute_exists(taskId) AND #status = :charging AND attribute_not_exists(chargeHeldUntil)"),
+        };
+        match request.send().await {
+            Ok(out) => Ok(Transitioned::Applied(Box::new(Self::decode(task_id, out.attributes.unwrap_or_default())?))),
+            Err(err) if err.as_service_error().is_some_and(|e| e.is_conditional_check_failed_exception()) => match self.get(task_id).await? {
+                Some(current) => Ok(Transitioned::Conflict(Box::new(current))),
+                None => Ok(Transitioned::Missing),
+            },
             Err(err) => Err(Self::unavailable(err)),
         }
     }

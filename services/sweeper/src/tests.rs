@@ -37,6 +37,9 @@ impl TaskStore for Shared<'_> {
     async fn add_attachment(&self, task_id: &str, owner: &str, attachment: &taskflow_contracts::Attachment, max: usize) -> Result<taskflow_shared::tasks::AttachmentRecorded, StoreError> {
         self.0.add_attachment(task_id, owner, attachment, max).await
     }
+    async fn hold_charge(&self, id: &str, held: Option<DateTime<Utc>>, until: DateTime<Utc>) -> Result<taskflow_shared::tasks::Transitioned, StoreError> {
+        self.0.hold_charge(id, held, until).await
+    }
     async fn list_by_status(
         &self,
         status: TaskStatus,
