@@ -108,7 +108,7 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for P
             Transitioned::Applied(task) => *task,
             Transitioned::Conflict(task) if task.status == TaskStatus::Charging => {
                 let busy = || StepError::retry(errors::STEP_IN_PROGRESS, charge_key(id));
-                if task.charge_held_until.is_some_and(|until| until > now) {
+                if task.charge_hold(self.charge_hold).is_some_and(|until| until > now) {
                     // Another delivery holds the charge right now.
                     return Err(busy());
                 }

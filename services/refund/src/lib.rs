@@ -271,7 +271,7 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
         };
 
         let charge_key = taskflow_shared::payments::charge_key(id);
-        if let Some(until) = fenced.charge_held_until.filter(|until| *until > Utc::now()) {
+        if let Some(until) = fenced.charge_hold(self.once.hold()).filter(|until| *until > Utc::now()) {
             // Come back when the hold has surely ended: its holder done, or dead.
             let left = (until - Utc::now()).num_seconds().max(0);
             let after = u32::try_from(left).unwrap_or(u32::MAX).saturating_add(1);

@@ -306,6 +306,27 @@ async fn a_compensation_waits_for_a_charge_in_progress() {
 }
 
 #[tokio::test]
+async fn a_task_moved_to_charging_before_the_charge_hold_existed_is_held_from_its_charging_time() {
+    // Written by older code: CHARGING, but no `chargeHeldUntil` on the record.
+    let purchase = purchase_order("p-old");
+    let mut recent = held_since(&purchase, Utc::now());
+    recent.charge_held_until = None;
+    let s = Refunds { tasks: InMemoryTaskStore::with([recent]), ..subject(&[], vec![]) };
+    let err = s.perform(&compensation(&purchase, "States.Timeout"), FIRST).await.unwrap_err();
+    assert!(matches!(err, StepError::Retry { ref error, after: Some(_), .. } if error == errors::CHARGE_IN_PROGRESS), "{err:?}");
+    assert_eq!(s.payments.issued("/compensation"), 0, "a delivery of the old code may still be charging");
+
+    // Moved to CHARGING longer than a hold ago: its delivery is past its timeout.
+    let mut old = charging(&purchase);
+    old.charge_held_until = None;
+    let s = Refunds { tasks: InMemoryTaskStore::with([old]), ..s };
+    charge(&s, "p-old", 10_000).await;
+    let result = s.perform(&compensation(&purchase, "States.Timeout"), FIRST).await.unwrap();
+    assert_eq!(result.amount, 10_000);
+    assert_eq!(s.payments.issued("/compensation"), 1);
+}
+
+#[tokio::test]
 async fn a_compensation_after_the_hold_refunds_what_the_dead_holder_charged_at_once() {
     let purchase = purchase_order("p-after");
     // The delivery that held the charge died after charging; its hold has passed.

@@ -173,6 +173,20 @@ pub fn closed_key(status: TaskStatus, task_id: &str) -> String {
 }
 
 impl TaskRecord {
+    /// Until when the purchase's charge is held: `charge_held_until`; or, for a task moved to
+    /// CHARGING by code older than the charge hold (no `chargeHeldUntil` on the record), its
+    /// last CHARGING transition plus `hold` — a delivery holding it longer is past its function
+    /// timeout. `None`: nothing holds a charge — the task was never CHARGING, or it records its
+    /// charge id (the purchase got past its charge).
+    pub fn charge_hold(&self, hold: chrono::Duration) -> Option<DateTime<Utc>> {
+        self.charge_held_until.or_else(|| {
+            if self.charge_id.is_some() {
+                return None;
+            }
+            self.history.iter().rev().find(|h| h.status == TaskStatus::Charging).map(|h| h.at + hold)
+        })
+    }
+
     /// The record's size as DynamoDB counts it against its 400 KB item limit (see
     /// [`crate::dynamo::item_size`]).
     pub fn stored_size(&self) -> usize {
