@@ -494,7 +494,22 @@ def _otlp_authorise(environ, start_response):
             out = json.dumps({"message": refusal.message}).encode()
             start_response("403 Forbidden", [("Content-Type", "application/json"), ("x-amzn-ErrorType", refusal.code), ("Content-Length", str(len(out)))])
             return [out]
-    return iam.check(environ, start_response, lambda e, s: _json_answer(s, {}))
+
+    def allowed(environ, start_response):
+        # Allowed in enforce mode: the answer carries the scope's derived signing key, so that
+        # the OTLP endpoint can verify the same caller's next requests of that scope itself for a
+        # few seconds (otlp.rs, `AUTHORISED_FOR`) without a round trip through this one process.
+        # Not in record mode (each would-be denial is to be recorded) nor with IAM off.
+        found = sigv4.scope(environ) if iam.MODE == "enforce" else None
+        secret = iam.secret_for(found[0]) if found else None
+        if secret is None:
+            return _json_answer(start_response, {})
+        import base64
+
+        key = sigv4.signing_key(secret, *found[1:])
+        return _json_answer(start_response, {"scope": "/".join(found), "signingKey": base64.b64encode(key).decode()})
+
+    return iam.check(environ, start_response, allowed)
 
 
 def _dispatch_with_usage(self, environ, start_response):

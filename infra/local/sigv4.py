@@ -100,3 +100,22 @@ def verify(environ, body, secret_for, now=None):
     if not hmac.compare_digest(expected, signature):
         raise Refusal("InvalidSignatureException", "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.")
     return key_id
+
+
+def scope(environ):
+    """The credential scope of the request's `Authorization` header, `(access_key_id, day, region,
+    service)`, or None when it has none (call after `verify`)."""
+    match = _AUTHORIZATION.match(environ.get("HTTP_AUTHORIZATION", ""))
+    return match.groups()[:4] if match else None
+
+
+def signing_key(secret, day, region, service):
+    """SigV4's derived signing key for one credential scope (AWS general reference, "Create a
+    signature for an AWS API request", step 4: HMAC-SHA256 of "AWS4" + secret over the date,
+    then the region, the service and "aws4_request"). It signs only requests of that day, region
+    and service; what AWS services themselves get from their authentication service instead of
+    the secret."""
+    key = ("AWS4" + secret).encode()
+    for part in (day, region, service, "aws4_request"):
+        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+    return key

@@ -39,6 +39,27 @@ class OtlpSignature(unittest.TestCase):
     def test_the_request_as_signed_passes(self):
         self.assertEqual(sigv4.verify(environ(), BODY, secret_for, now=SIGNED_AT), "AKIDEXAMPLE")
 
+    def test_the_scope_and_its_signing_key_reproduce_the_signature(self):
+        # What the emulator hands the OTLP endpoint (emulator.py, `_otlp_authorise`): with the
+        # derived key alone, the known signature of the request is recomputed.
+        import hashlib
+        import hmac
+
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+
+        self.assertEqual(sigv4.scope(environ()), ("AKIDEXAMPLE", "20261129", "us-east-1", "xray"))
+        self.assertIsNone(sigv4.scope(environ(authorization=None)))
+        key = sigv4.signing_key(SECRET, "20261129", "us-east-1", "xray")
+        request = AWSRequest(method="POST", url="http://xray.us-east-1.amazonaws.com/v1/traces", data=BODY,
+                             headers={"content-type": "application/x-protobuf", "host": "xray.us-east-1.amazonaws.com", "x-amz-date": "20261129T120000Z"})
+        request.context["timestamp"] = "20261129T120000Z"
+        signer = SigV4Auth(Credentials("AKIDEXAMPLE", SECRET), "xray", "us-east-1")
+        string_to_sign = signer.string_to_sign(request, signer.canonical_request(request))
+        self.assertEqual(hmac.new(key, string_to_sign.encode(), hashlib.sha256).hexdigest(), AUTHORIZATION.rsplit("=", 1)[1])
+        self.assertNotEqual(sigv4.signing_key(SECRET, "20261130", "us-east-1", "xray"), key)
+
     def test_unsigned_unknown_key_wrong_secret_and_tampered_body_are_refused(self):
         self.assertEqual(self.refused(environ(authorization=None)), "MissingAuthenticationTokenException")
         self.assertEqual(self.refused(environ(), secrets=lambda k: None), "UnrecognizedClientException")

@@ -9,13 +9,21 @@
 //!    Before that the emulator verifies the SigV4 signature itself (`infra/local/sigv4.py`,
 //!    botocore's SigV4 with the identity's secret, over the body received and the original
 //!    `host`, passed as `x-forwarded-host`): an unsigned request, an unknown key, a wrong secret
-//!    or a body other than the one signed is 403 (X-Ray's error type) and nothing is stored;
+//!    or a body other than the one signed is 403 (X-Ray's error type) and nothing is stored.
+//!    An allowed answer carries the credential scope's derived signing key (SigV4's kSigning for
+//!    that access key, day, region and `xray`; never the secret), and for [`AUTHORISED_FOR`] the
+//!    same caller's requests of that scope are verified here instead ([`signature_matches`]:
+//!    the same checks, the same canonical request) without a round trip through the emulator, one
+//!    Python process busy with the orders' own calls: a function's per-invocation flush no longer
+//!    queues behind them. A request that does not verify here goes to the emulator as before,
+//!    which answers it (and records any denial), so a refusal is never decided here;
 //! 2. decoded with `opentelemetry-proto`'s generated messages (`ExportTraceServiceRequest`);
 //! 3. converted into X-Ray segment documents with `opentelemetry-aws`'s `SegmentTranslator` (the
 //!    translation the X-Ray daemon path used, so a span becomes the same document either way;
 //!    X-Ray does the same conversion on AWS: OTLP spans are readable as segments through
 //!    BatchGetTraces) and stored in the emulator's X-Ray (PutTraceSegments), where
-//!    `taskflow trace` reads them as it reads X-Ray on AWS.
+//!    `taskflow trace` reads them as it reads X-Ray on AWS. One writer task does that, after the
+//!    answer, taking together what arrived while its last call ran (up to 50 documents a call).
 //!
 //! Why the emulator's X-Ray store rather than one of our own: one reader (`trace.rs`, the
 //! BatchGetTraces shape) for the local stack and for AWS, the daemon and OTLP paths side by
@@ -53,11 +61,24 @@ const MAX_BATCH: usize = 50;
 /// PutTraceSegments call is 5 MB, used here too).
 const MAX_REQUEST_BYTES: usize = 5 * 1024 * 1024;
 
+/// How long an allowed caller's scope is trusted without asking the emulator again. IAM itself
+/// is eventually consistent: "changes that I make are not always immediately visible … a few
+/// seconds" (IAM User Guide, "Troubleshoot IAM", changes not immediately visible), so a grant
+/// taken away shows here within this, as it may on AWS. Denials are never kept.
+pub const AUTHORISED_FOR: Duration = Duration::from_secs(5);
+
+/// How far `X-Amz-Date` may be from this endpoint's clock (SigV4: 5 minutes, as `sigv4.py`).
+const MAX_SKEW: Duration = Duration::from_secs(5 * 60);
+
 struct Receiver {
-    xray: aws_sdk_xray::Client,
     /// The emulator's base URL, for the IAM check.
     emulator: String,
     http: reqwest_like::Client,
+    /// Scopes (`ACCESS_KEY/DAY/REGION/SERVICE`) the emulator verified and allowed: their signing
+    /// key, and until when it is trusted.
+    authorised: std::sync::Mutex<std::collections::HashMap<String, (Vec<u8>, std::time::Instant)>>,
+    /// To the writer task: segment documents to store.
+    documents: tokio::sync::mpsc::UnboundedSender<Vec<String>>,
 }
 
 /// The running receiver.
@@ -81,10 +102,13 @@ impl OtlpEndpoint {
             .await
             .context("binding the local OTLP endpoint")?;
         let address = listener.local_addr()?;
+        let (documents, pending) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(store(aws_sdk_xray::Client::new(aws), pending));
         let state = Arc::new(Receiver {
-            xray: aws_sdk_xray::Client::new(aws),
             emulator: emulator.trim_end_matches('/').to_string(),
             http: reqwest_like::Client::new(),
+            authorised: Default::default(),
+            documents,
         });
         let app = Router::new()
             .route("/v1/traces", post(traces))
@@ -101,8 +125,233 @@ impl OtlpEndpoint {
     }
 }
 
+/// Stores the documents sent to it in the emulator's X-Ray until every sender is gone: each
+/// PutTraceSegments call takes what has arrived since the last one (at most [`MAX_BATCH`]).
+async fn store(
+    xray: aws_sdk_xray::Client,
+    mut pending: tokio::sync::mpsc::UnboundedReceiver<Vec<String>>,
+) {
+    while let Some(mut documents) = pending.recv().await {
+        while documents.len() < MAX_BATCH {
+            match pending.try_recv() {
+                Ok(more) => documents.extend(more),
+                Err(_) => break,
+            }
+        }
+        for chunk in documents.chunks(MAX_BATCH) {
+            match xray
+                .put_trace_segments()
+                .set_trace_segment_documents(Some(chunk.to_vec()))
+                .send()
+                .await
+            {
+                Ok(out) if !out.unprocessed_trace_segments().is_empty() => {
+                    eprintln!(
+                        "otlp endpoint: {} segments refused by the emulator",
+                        out.unprocessed_trace_segments().len()
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => eprintln!(
+                    "otlp endpoint: {}",
+                    aws_sdk_xray::error::DisplayErrorContext(&e)
+                ),
+            }
+        }
+    }
+}
+
+impl Receiver {
+    /// Whether the request verifies against a scope the emulator allowed less than
+    /// [`AUTHORISED_FOR`] ago.
+    fn allowed_before(&self, uri: &axum::http::Uri, headers: &HeaderMap, body: &[u8]) -> bool {
+        let Some(authorization) = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(Authorization::parse)
+        else {
+            return false;
+        };
+        let key = {
+            let mut authorised = self.authorised.lock().unwrap_or_else(|e| e.into_inner());
+            let now = std::time::Instant::now();
+            authorised.retain(|_, (_, until)| *until > now);
+            match authorised.get(&authorization.scope()) {
+                Some((key, _)) => key.clone(),
+                None => return false,
+            }
+        };
+        signature_matches(
+            &key,
+            &authorization,
+            "POST",
+            uri,
+            headers,
+            body,
+            SystemTime::now(),
+        )
+    }
+
+    fn remember(&self, grant: reqwest_like::Grant) {
+        let until = std::time::Instant::now() + AUTHORISED_FOR;
+        self.authorised
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(grant.scope, (grant.signing_key, until));
+    }
+}
+
+/// A SigV4 `Authorization` header's parts (`AWS4-HMAC-SHA256 Credential=KEY/DAY/REGION/SERVICE/
+/// aws4_request, SignedHeaders=a;b, Signature=HEX`).
+#[derive(Debug, PartialEq)]
+pub struct Authorization {
+    pub access_key_id: String,
+    pub day: String,
+    pub region: String,
+    pub service: String,
+    pub signed_headers: Vec<String>,
+    pub signature: Vec<u8>,
+}
+
+impl Authorization {
+    pub fn parse(header: &str) -> Option<Authorization> {
+        let rest = header.strip_prefix("AWS4-HMAC-SHA256")?.trim_start();
+        let (mut credential, mut signed, mut signature) = (None, None, None);
+        for part in rest.split(',') {
+            let (name, value) = part.trim().split_once('=')?;
+            match name {
+                "Credential" => credential = Some(value),
+                "SignedHeaders" => signed = Some(value),
+                "Signature" => signature = Some(value),
+                _ => return None,
+            }
+        }
+        let mut scope = credential?.split('/');
+        let (access_key_id, day, region, service) =
+            (scope.next()?, scope.next()?, scope.next()?, scope.next()?);
+        if scope.next()? != "aws4_request" || scope.next().is_some() || day.len() != 8 {
+            return None;
+        }
+        let signature = signature?;
+        if signature.len() != 64 {
+            return None;
+        }
+        let signature = (0..64)
+            .step_by(2)
+            .map(|i| u8::from_str_radix(signature.get(i..i + 2)?, 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        let signed_headers: Vec<String> = signed?.split(';').map(str::to_string).collect();
+        if signed_headers
+            .iter()
+            .any(|h| h.is_empty() || h.bytes().any(|b| b.is_ascii_uppercase()))
+        {
+            return None;
+        }
+        Some(Authorization {
+            access_key_id: access_key_id.into(),
+            day: day.into(),
+            region: region.into(),
+            service: service.into(),
+            signed_headers,
+            signature,
+        })
+    }
+
+    /// `ACCESS_KEY/DAY/REGION/SERVICE`, as the emulator names an allowed scope.
+    pub fn scope(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.access_key_id, self.day, self.region, self.service
+        )
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `authorization`'s signature is the SigV4 signature, with the scope's derived
+/// `signing_key`, of the request as received (AWS general reference, "Create a signature for an
+/// AWS API request": canonical request, string to sign, HMAC-SHA256), with the checks
+/// `infra/local/sigv4.py` makes first: `host` signed, `X-Amz-Date` of the scope's day and within
+/// 5 minutes of `now`, a signed `x-amz-content-sha256` equal to the body's hash. `false` on
+/// anything else (then the emulator decides, and names the refusal).
+pub fn signature_matches(
+    signing_key: &[u8],
+    authorization: &Authorization,
+    method: &str,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: SystemTime,
+) -> bool {
+    use aws_lc_rs::{digest, hmac};
+    let Some(amz_date) = headers.get("x-amz-date").and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Ok(signed_at) = chrono::NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ") else {
+        return false;
+    };
+    let signed_at =
+        SystemTime::UNIX_EPOCH + Duration::from_secs(signed_at.and_utc().timestamp().max(0) as u64);
+    let skew = now
+        .duration_since(signed_at)
+        .unwrap_or_else(|e| e.duration());
+    if skew > MAX_SKEW
+        || !amz_date.starts_with(&authorization.day)
+        || !authorization.signed_headers.iter().any(|h| h == "host")
+    {
+        return false;
+    }
+    // Only the shape functions send: no query string (its canonical form is then empty) and a
+    // path that is its own canonical form.
+    if uri.query().is_some()
+        || !uri
+            .path()
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
+    {
+        return false;
+    }
+    let payload = hex(digest::digest(&digest::SHA256, body).as_ref());
+    if headers
+        .get("x-amz-content-sha256")
+        .is_some_and(|claimed| claimed.as_bytes() != payload.as_bytes())
+    {
+        return false;
+    }
+    let mut canonical = format!("{method}\n{}\n\n", uri.path());
+    for name in &authorization.signed_headers {
+        let mut values = Vec::new();
+        for value in headers.get_all(name.as_str()) {
+            let Ok(value) = value.to_str() else {
+                return false;
+            };
+            values.push(value.split_whitespace().collect::<Vec<_>>().join(" "));
+        }
+        if values.is_empty() {
+            return false;
+        }
+        canonical.push_str(&format!("{name}:{}\n", values.join(",")));
+    }
+    canonical.push_str(&format!(
+        "\n{}\n{payload}",
+        authorization.signed_headers.join(";")
+    ));
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{}/{}/{}/aws4_request\n{}",
+        authorization.day,
+        authorization.region,
+        authorization.service,
+        hex(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref())
+    );
+    let key = hmac::Key::new(hmac::HMAC_SHA256, signing_key);
+    hmac::verify(&key, string_to_sign.as_bytes(), &authorization.signature).is_ok()
+}
+
 async fn traces(
     State(receiver): State<Arc<Receiver>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -125,42 +374,48 @@ async fn traces(
         )
             .into_response();
     }
-    // 1. Who is calling, and may they: the emulator's IAM check of this signed request.
-    match receiver
-        .http
-        .authorise(&receiver.emulator, &headers, &body)
-        .await
-    {
-        Ok(None) => {}
-        Ok(Some(refusal)) => return refusal,
-        Err(e) => {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the emulator did not answer the IAM check: {e}"),
-            )
-                .into_response();
-        }
+    // 1. Who is calling, and may they: the emulator's IAM check of this signed request (or this
+    // endpoint's check against a scope the emulator allowed moments ago).
+    match receiver.allowed_before(&uri, &headers, &body) {
+        true => {}
+        false => match receiver
+            .http
+            .authorise(&receiver.emulator, &headers, &body)
+            .await
+        {
+            Ok(Ok(grant)) => {
+                if let Some(grant) = grant {
+                    receiver.remember(grant);
+                }
+            }
+            Ok(Err(refusal)) => return refusal,
+            Err(e) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the emulator did not answer the IAM check: {e}"),
+                )
+                    .into_response();
+            }
+        },
     }
     // 2. Decode (a malformed request is refused, as X-Ray refuses it).
     let request = match ExportTraceServiceRequest::decode(body.as_ref()) {
         Ok(request) => request,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("not an ExportTraceServiceRequest: {e}")).into_response(),
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("not an ExportTraceServiceRequest: {e}"),
+            )
+                .into_response();
+        }
     };
     // 3. Into X-Ray segment documents, into the emulator's X-Ray: after the answer, as X-Ray
     // takes spans and processes them asynchronously (and the emulator, one Python process, must
     // not hold a function's flush).
-    tokio::spawn(async move {
-        let documents = documents_of(&request);
-        for chunk in documents.chunks(MAX_BATCH) {
-            match receiver.xray.put_trace_segments().set_trace_segment_documents(Some(chunk.to_vec())).send().await {
-                Ok(out) if !out.unprocessed_trace_segments().is_empty() => {
-                    eprintln!("otlp endpoint: {} segments refused by the emulator", out.unprocessed_trace_segments().len());
-                }
-                Ok(_) => {}
-                Err(e) => eprintln!("otlp endpoint: {}", aws_sdk_xray::error::DisplayErrorContext(&e)),
-            }
-        }
-    });
+    let documents = documents_of(&request);
+    if !documents.is_empty() {
+        let _ = receiver.documents.send(documents);
+    }
     let answer = ExportTraceServiceResponse {
         partial_success: None,
     };
@@ -307,14 +562,15 @@ mod reqwest_like {
             }
         }
 
-        /// Replays the signed request's headers to the emulator's `POST /v1/traces`; `None`
-        /// when it is allowed, the emulator's refusal (X-Ray's AccessDeniedException) when not.
+        /// Replays the signed request's headers to the emulator's `POST /v1/traces`; `Ok`
+        /// when it is allowed (with the scope's signing key when the emulator gives one), the
+        /// emulator's refusal (X-Ray's AccessDeniedException, …) when not.
         pub async fn authorise(
             &self,
             emulator: &str,
             headers: &HeaderMap,
             body: &Bytes,
-        ) -> Result<Option<Response>> {
+        ) -> Result<std::result::Result<Option<Grant>, Response>> {
             let mut request = axum::http::Request::post(format!("{emulator}/v1/traces"));
             for (name, value) in headers {
                 if name != "host" && name != "content-length" && name != "x-forwarded-host" {
@@ -334,16 +590,37 @@ mod reqwest_like {
             let response_type = response.headers().get("x-amzn-errortype").cloned();
             let body = response.into_body().collect().await?.to_bytes();
             if status.is_success() {
-                return Ok(None);
+                return Ok(Ok(Grant::of(&body)));
             }
             let mut refusal = (status, body).into_response();
             refusal.headers_mut().insert(
                 "content-type",
                 "application/json".parse().expect("a header value"),
             );
-            let error_type = response_type.unwrap_or_else(|| "AccessDeniedException".parse().expect("a header value"));
+            let error_type = response_type
+                .unwrap_or_else(|| "AccessDeniedException".parse().expect("a header value"));
             refusal.headers_mut().insert("x-amzn-errortype", error_type);
-            Ok(Some(refusal))
+            Ok(Err(refusal))
+        }
+    }
+
+    /// An allowed scope and its derived signing key, as the emulator answers an allowed check
+    /// (`{"scope": "KEY/DAY/REGION/SERVICE", "signingKey": BASE64}`).
+    pub struct Grant {
+        pub scope: String,
+        pub signing_key: Vec<u8>,
+    }
+
+    impl Grant {
+        fn of(body: &[u8]) -> Option<Grant> {
+            use base64::Engine;
+            let answer: serde_json::Value = serde_json::from_slice(body).ok()?;
+            Some(Grant {
+                scope: answer["scope"].as_str()?.to_string(),
+                signing_key: base64::engine::general_purpose::STANDARD
+                    .decode(answer["signingKey"].as_str()?)
+                    .ok()?,
+            })
         }
     }
 }
@@ -461,6 +738,142 @@ mod tests {
             documents.iter().any(|d| d.contains("\"order_id\":\"o-1\"")),
             "order_id is an annotation: {documents:?}"
         );
+    }
+
+    /// SigV4's derived key, computed here step by step (AWS general reference, "Create a
+    /// signature for an AWS API request", step 4).
+    fn signing_key(secret: &str, day: &str, region: &str, service: &str) -> Vec<u8> {
+        use aws_lc_rs::hmac;
+        let mut key = format!("AWS4{secret}").into_bytes();
+        for part in [day, region, service, "aws4_request"] {
+            key = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, &key), part.as_bytes())
+                .as_ref()
+                .to_vec();
+        }
+        key
+    }
+
+    /// The request `services/shared/src/otlp.rs`'s test signs with aws-sigv4 and
+    /// `infra/local/test_sigv4.py` checks with botocore: its known signature.
+    const SIGNED: &str = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261129/us-east-1/xray/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=76bd78f85295ddd69fe5799e4e77a58fd9bf1351d628519f9a678da22956af4f";
+
+    fn signed_headers(authorization: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", "application/x-protobuf".parse().unwrap());
+        headers.insert("host", "xray.us-east-1.amazonaws.com".parse().unwrap());
+        headers.insert("x-amz-date", "20261129T120000Z".parse().unwrap());
+        headers.insert("authorization", authorization.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn a_request_verifies_against_its_scopes_signing_key_and_nothing_else_does() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_953_600); // 2026-11-29T12:00:00Z
+        let key = signing_key(
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            "20261129",
+            "us-east-1",
+            "xray",
+        );
+        let uri: axum::http::Uri = "/v1/traces".parse().unwrap();
+        let authorization = Authorization::parse(SIGNED).expect("a SigV4 header");
+        assert_eq!(authorization.scope(), "AKIDEXAMPLE/20261129/us-east-1/xray");
+        assert_eq!(
+            authorization.signed_headers,
+            ["content-type", "host", "x-amz-date"]
+        );
+        let headers = signed_headers(SIGNED);
+        let body = b"\x0a\x00";
+        let check = |key: &[u8],
+                     headers: &HeaderMap,
+                     uri: &axum::http::Uri,
+                     body: &[u8],
+                     now: SystemTime| {
+            signature_matches(key, &authorization, "POST", uri, headers, body, now)
+        };
+        assert!(
+            check(&key, &headers, &uri, body, at),
+            "the request as signed"
+        );
+        assert!(
+            check(&key, &headers, &uri, body, at + Duration::from_secs(299)),
+            "within 5 minutes"
+        );
+        // Anything else is left to the emulator.
+        assert!(
+            !check(&key, &headers, &uri, b"\x0a\x01", at),
+            "another body"
+        );
+        assert!(
+            !check(
+                &signing_key("not-the-secret", "20261129", "us-east-1", "xray"),
+                &headers,
+                &uri,
+                body,
+                at
+            ),
+            "another secret"
+        );
+        assert!(
+            !check(
+                &signing_key(
+                    "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                    "20261129",
+                    "eu-west-1",
+                    "xray"
+                ),
+                &headers,
+                &uri,
+                body,
+                at
+            ),
+            "another region's key"
+        );
+        assert!(
+            !check(&key, &headers, &uri, body, at + Duration::from_secs(301)),
+            "signed more than 5 minutes ago"
+        );
+        assert!(
+            !check(&key, &headers, &"/v1/traces?x=1".parse().unwrap(), body, at),
+            "a query"
+        );
+        assert!(
+            !check(&key, &headers, &"/v1/logs".parse().unwrap(), body, at),
+            "another path"
+        );
+        let mut moved = headers.clone();
+        moved.insert("host", "127.0.0.1:4318".parse().unwrap());
+        assert!(!check(&key, &moved, &uri, body, at), "another host");
+        let mut claimed = headers.clone();
+        claimed.insert("x-amz-content-sha256", "00".repeat(32).parse().unwrap());
+        assert!(
+            !check(&key, &claimed, &uri, body, at),
+            "a claimed payload hash that is not the body's"
+        );
+        let mut unsigned_type = headers.clone();
+        unsigned_type.insert("content-type", "application/json".parse().unwrap());
+        assert!(
+            !check(&key, &unsigned_type, &uri, body, at),
+            "a signed header changed"
+        );
+        let flipped = SIGNED.replace("Signature=76", "Signature=77");
+        assert!(!signature_matches(
+            &key,
+            &Authorization::parse(&flipped).unwrap(),
+            "POST",
+            &uri,
+            &signed_headers(&flipped),
+            body,
+            at
+        ));
+        for malformed in [
+            "",
+            "AWS4-HMAC-SHA256 Credential=A/20261129/us-east-1/xray/aws4_request, SignedHeaders=host",
+            &SIGNED.replace("aws4_request", "aws5_request"),
+            &SIGNED.replace("Signature=76bd", "Signature=76b"),
+        ] {
+            assert!(Authorization::parse(malformed).is_none(), "{malformed}");
+        }
     }
 
     #[test]
