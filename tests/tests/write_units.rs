@@ -59,6 +59,12 @@ async fn a_completed_purchase_costs_at_most_twelve_write_units_on_taskflows_tabl
     run.submit(purchase(&id, "units-owner", &[(&sku, 1, 1250)], "tok_approve")).await;
     let events = run.events_until_terminal(&id).await;
     assert_eq!(events.last().unwrap().status, TaskStatus::Completed, "{events:?}");
+    // The notification step notes the receipt on the task last (its write is counted).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while run.task(&id).await.receipts.is_empty() {
+        assert!(Instant::now() < deadline, "no receipt noted on {id}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let units = settled(Duration::from_secs(3)).await;
 
     let own: f64 = units.iter().filter(|(t, _)| !t.contains("sandbox")).map(|(_, u)| u).sum();
