@@ -277,5 +277,11 @@ async fn the_adapter_writes_a_purchases_ledger_entry_once_in_its_reservation() {
     let entry = ledger.get(&marked.task_id).await.unwrap().unwrap();
     assert_eq!((entry.status, entry.stock, entry.charged_at), (EntryStatus::Completed, Some(StockState::Reserved), marked.charged_at));
     assert_eq!(run.available(&hot).await, 4);
+    // The entry the reservation wrote is what a release reads: its takes go back, once.
+    inventory.release(&first.task_id, &order).await.unwrap();
+    inventory.release(&first.task_id, &order).await.unwrap();
+    assert_eq!(run.available(&hot).await, 7);
+    assert_eq!(inventory.reserve(&first, &order).await.unwrap(), Reserved::Fenced);
+    assert_eq!(run.available(&hot).await, 7);
     run.close().await;
 }
