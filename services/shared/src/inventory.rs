@@ -395,7 +395,7 @@ impl DynamoInventory {
                 // Reserved before: this is a repeat.
                 Some(StockState::Reserved) => Ok(Outcome::Done(Reserved::Reserved)),
                 // An entry without a stock mark is there (a compensation's, or one a purchase
-                // wrote before it wrote its entry in this transaction): mark that one instead.
+                // recorded before reserving, before purchases wrote it here): mark that one.
                 None if !entry => Ok(Outcome::Marking),
                 None => Err(InventoryError(format!("no ledger entry for {order_id} to mark its stock on"))),
             };
