@@ -114,11 +114,12 @@ fn line(sku: &str, quantity: u32) -> OrderItem {
     OrderItem { sku: sku.into(), quantity, unit_price: Some(100) }
 }
 
-/// A charged ledger entry for a reservation to mark.
-async fn charged(ledger: &DynamoLedger, label: &str, items: &[OrderItem]) -> String {
+/// The entry of a charge for a reservation to write (`record: false`, as a purchase does) or to
+/// mark (`record: true`: written before, as a compensation or an earlier purchase does).
+async fn charged_entry(ledger: &DynamoLedger, label: &str, items: &[OrderItem], record: bool) -> LedgerEntry {
     let task_id = taskflow_contracts::keys::task_id("shardtester", &order_id(label));
     let entry = LedgerEntry {
-        task_id: task_id.clone(),
+        task_id,
         order_id: label.into(),
         owner: "shardtester".into(),
         currency: "EUR".into(),
@@ -133,8 +134,15 @@ async fn charged(ledger: &DynamoLedger, label: &str, items: &[OrderItem]) -> Str
         charged_at: chrono::Utc::now(),
         completed_at: None,
     };
-    ledger.record_charge(&entry).await.unwrap();
-    task_id
+    if record {
+        ledger.record_charge(&entry).await.unwrap();
+    }
+    entry
+}
+
+/// A charged ledger entry, written, for a reservation to mark.
+async fn charged(ledger: &DynamoLedger, label: &str, items: &[OrderItem]) -> LedgerEntry {
+    charged_entry(ledger, label, items, true).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -154,7 +162,7 @@ async fn the_adapter_splits_releases_to_its_shards_and_keeps_all_or_none() {
     assert_eq!(inventory.reserve(&t1, &order).await.unwrap(), Reserved::Reserved);
     let levels = run.levels(&hot).await;
     assert_eq!((levels.iter().sum::<u64>(), run.available(&plain).await), (3, 3));
-    let entry = ledger.get(&t1).await.unwrap().unwrap();
+    let entry = ledger.get(&t1.task_id).await.unwrap().unwrap();
     assert_eq!(entry.stock, Some(StockState::Reserved));
     let hot_takes: Vec<&StockTake> = entry.shards.iter().filter(|t| t.sku == hot).collect();
     assert_eq!(hot_takes.iter().map(|t| t.quantity).sum::<u64>(), 7);
@@ -178,11 +186,11 @@ async fn the_adapter_splits_releases_to_its_shards_and_keeps_all_or_none() {
     assert_eq!(run.levels(&hot).await, levels);
 
     // Release: each take back to its shard, once; then the order is fenced.
-    inventory.release(&t1, &order).await.unwrap();
-    inventory.release(&t1, &order).await.unwrap();
+    inventory.release(&t1.task_id, &order).await.unwrap();
+    inventory.release(&t1.task_id, &order).await.unwrap();
     assert_eq!((run.levels(&hot).await, run.available(&plain).await), (vec![3, 3, 2, 2], 5));
     assert_eq!(inventory.reserve(&t1, &order).await.unwrap(), Reserved::Fenced);
-    assert_eq!(ledger.get(&t1).await.unwrap().unwrap().stock, Some(StockState::Released));
+    assert_eq!(ledger.get(&t1.task_id).await.unwrap().unwrap().stock, Some(StockState::Released));
 
     // An entry reserved before shards were recorded (stock RESERVED, no `shards`): its lines go
     // back to shard 0, the sku's own item.
@@ -191,13 +199,13 @@ async fn the_adapter_splits_releases_to_its_shards_and_keeps_all_or_none() {
     aws_sdk_dynamodb::Client::new(&run.aws)
         .update_item()
         .table_name(stack().output("LedgerTableName").unwrap())
-        .key("taskId", aws_sdk_dynamodb::types::AttributeValue::S(t4.clone()))
+        .key("taskId", aws_sdk_dynamodb::types::AttributeValue::S(t4.task_id.clone()))
         .update_expression("SET stock = :r")
         .expression_attribute_values(":r", aws_sdk_dynamodb::types::AttributeValue::S("RESERVED".into()))
         .send()
         .await
         .unwrap();
-    inventory.release(&t4, &old).await.unwrap();
+    inventory.release(&t4.task_id, &old).await.unwrap();
     assert_eq!(run.available(&plain).await, 6);
 
     // A stock load with fewer shards leaves no stale shard behind: exactly what it loads.
@@ -221,5 +229,59 @@ async fn the_adapter_splits_releases_to_its_shards_and_keeps_all_or_none() {
     let t5 = charged(&ledger, "nine", &nine).await;
     assert_eq!(inventory.reserve(&t5, &nine).await.unwrap(), Reserved::Reserved);
     assert_eq!(run.levels(&hot).await, vec![0, 0]);
+    run.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adapter_writes_a_purchases_ledger_entry_once_in_its_reservation() {
+    let run = Run::new().await;
+    let ledger = DynamoLedger::new(&run.aws, stack().output("LedgerTableName").unwrap());
+    let inventory = DynamoInventory::new(&run.aws, stack().output("InventoryTableName").unwrap(), stack().output("LedgerTableName").unwrap());
+    let hot = run.new_sharded_sku("HOTW", 10, 2, 100).await;
+
+    // No entry before (a purchase writes none before it reserves): the reservation writes it,
+    // completed, with its stock mark and shards.
+    let order = [line(&hot, 3)];
+    let first = charged_entry(&ledger, "written", &order, false).await;
+    assert!(ledger.get(&first.task_id).await.unwrap().is_none());
+    assert_eq!(inventory.reserve(&first, &order).await.unwrap(), Reserved::Reserved);
+    let entry = ledger.get(&first.task_id).await.unwrap().expect("the reservation wrote the entry");
+    assert_eq!((entry.status, entry.stock, entry.charge_id.as_str(), entry.charged), (EntryStatus::Completed, Some(StockState::Reserved), first.charge_id.as_str(), 100));
+    assert!(entry.completed_at.is_some());
+    assert_eq!(entry.shards.iter().map(|t| t.quantity).sum::<u64>(), 3);
+    assert_eq!(run.available(&hot).await, 7);
+    // A redelivery (an entry built again, later) takes nothing and keeps the first entry.
+    let again = LedgerEntry { charged_at: chrono::Utc::now() + chrono::Duration::seconds(5), ..first.clone() };
+    assert_eq!(inventory.reserve(&again, &order).await.unwrap(), Reserved::Reserved);
+    assert_eq!(run.available(&hot).await, 7);
+    assert_eq!(ledger.get(&first.task_id).await.unwrap().unwrap(), entry);
+
+    // Out of stock: nothing taken, no entry written (the purchase writes the charge's alone).
+    let many = [line(&hot, 8)];
+    let short = charged_entry(&ledger, "unwritten", &many, false).await;
+    assert_eq!(inventory.reserve(&short, &many).await.unwrap(), Reserved::OutOfStock { sku: hot.clone() });
+    assert!(ledger.get(&short.task_id).await.unwrap().is_none());
+    assert_eq!(run.available(&hot).await, 7);
+
+    // A compensation wrote the entry (the purchase died after its charge) and closed its stock:
+    // a late purchase delivery takes nothing and leaves the entry as it was.
+    let late = charged_entry(&ledger, "compensated", &order, true).await;
+    inventory.release(&late.task_id, &order).await.unwrap();
+    assert_eq!(inventory.reserve(&late, &order).await.unwrap(), Reserved::Fenced);
+    let closed = ledger.get(&late.task_id).await.unwrap().unwrap();
+    assert_eq!((closed.status, closed.stock), (EntryStatus::Charged, Some(StockState::Released)));
+    assert_eq!(run.available(&hot).await, 7);
+    // An entry there with no stock mark (written before the reservation) is marked instead.
+    let marked = charged_entry(&ledger, "marked", &order, true).await;
+    assert_eq!(inventory.reserve(&marked, &order).await.unwrap(), Reserved::Reserved);
+    let entry = ledger.get(&marked.task_id).await.unwrap().unwrap();
+    assert_eq!((entry.status, entry.stock, entry.charged_at), (EntryStatus::Completed, Some(StockState::Reserved), marked.charged_at));
+    assert_eq!(run.available(&hot).await, 4);
+    // The entry the reservation wrote is what a release reads: its takes go back, once.
+    inventory.release(&first.task_id, &order).await.unwrap();
+    inventory.release(&first.task_id, &order).await.unwrap();
+    assert_eq!(run.available(&hot).await, 7);
+    assert_eq!(inventory.reserve(&first, &order).await.unwrap(), Reserved::Fenced);
+    assert_eq!(run.available(&hot).await, 7);
     run.close().await;
 }

@@ -20,14 +20,17 @@
 //!    `PAYMENT_DECLINED`; provider unavailable → the hold is given up (the next delivery need not
 //!    wait it out) and retried by redelivery, and when the retries run out the step fails as
 //!    `PaymentUnavailable` and the failure path records it.
-//! 3. Write the ledger entry of the charge (conditional: a repeat keeps the first).
-//! 4. Reserve the stock, all lines or none, once: the ledger entry's stock mark is set in the
-//!    same transaction, so a repeat answers `Reserved` without taking stock again (no
-//!    idempotency record needed either), and that write also completes the ledger entry.
-//!    Out of stock → REFUNDING (`OUT_OF_STOCK`, ending the charge hold), answered
-//!    as `OutOfStock`: the state machine sends the order to the refund service, which refunds the
-//!    charge and ends the task FAILED.
-//! 5. Task COMPLETED with the charge id.
+//! 3. Reserve the stock, all lines or none, once, and write the ledger entry of the charge in the
+//!    same transaction (completed, with its stock mark: the entry's only write): a repeat finds
+//!    the mark and answers `Reserved` without taking stock again (no idempotency record needed
+//!    either). A crash between the charge and this transaction leaves a charge without an entry:
+//!    the redelivery charges again by the same key (the same charge) and writes it; a
+//!    compensation asks the provider for the charge by its key and writes the entry itself.
+//!    Out of stock → the entry of the charge alone (conditional: a repeat keeps the first), then
+//!    REFUNDING (`OUT_OF_STOCK`, ending the charge hold), answered as `OutOfStock`: the state
+//!    machine sends the order to the refund service, which refunds the charge and ends the task
+//!    FAILED.
+//! 4. Task COMPLETED with the charge id.
 //!
 //! A task its owner CANCELLED (only possible while RECEIVED: the cancel and step 2 are both
 //! conditional on RECEIVED, so one wins) is answered `OrderCancelled` and nothing is charged.
@@ -169,18 +172,20 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> TaskWorker for P
         // task (amount and lines), never a price carried in the message.
         let items = if task.items.is_empty() { &order.items } else { &task.items };
         let entry = LedgerEntry::charged(&task, &charge.charge_id, items);
-        self.ledger.record_charge(&entry).await.map_err(|e| unavailable("LedgerUnavailable")(&e))?;
 
         // Once by the ledger entry's stock mark, written in the reservation's own transaction:
         // a repeat answers Reserved (or Fenced) and takes nothing, so no idempotency record
-        // (claim + complete: 2 write units and 2 calls) guards it any more. The same write
-        // completes the ledger entry (`Inventory::reserve`): no `Ledger::complete` call.
-        let reserved = self.inventory.reserve(id, &order.items).await.map_err(|e| unavailable("InventoryUnavailable")(&e))?;
+        // (claim + complete: 2 write units and 2 calls) guards it any more. The same write is the
+        // entry's only one (`Inventory::reserve`): no `Ledger::record_charge` before it (a third
+        // ledger write unit per purchase) and no `Ledger::complete` after it.
+        let reserved = self.inventory.reserve(&entry, &order.items).await.map_err(|e| unavailable("InventoryUnavailable")(&e))?;
         match reserved {
             Reserved::Reserved => {}
             // A compensation took over meanwhile and gave the stock back: it refunds the charge too.
             Reserved::Fenced => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, "stock closed by a compensation")),
             Reserved::OutOfStock { sku } => {
+                // The charge's entry, which the compensation that follows refunds.
+                self.ledger.record_charge(&entry).await.map_err(|e| unavailable("LedgerUnavailable")(&e))?;
                 let detail = format!("not enough {sku} in stock after the charge");
                 // The charge is over: the compensation that follows need not wait out the hold.
                 let now = Utc::now();

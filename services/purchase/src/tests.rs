@@ -1,5 +1,6 @@
 use super::*;
-use taskflow_shared::ledger::EntryStatus;
+use std::sync::atomic::Ordering::SeqCst;
+use taskflow_shared::ledger::{EntryStatus, StockState};
 use taskflow_contracts::{OrderItem, OrderKind, OrderSubmitted, PaymentToken, TaskToken};
 use taskflow_shared::fakes::{InMemoryInventory, InMemoryLedger, InMemoryPayments, InMemoryTaskStore};
 
@@ -36,7 +37,7 @@ fn purchase_of(order: &OrderSubmitted, stock: u64) -> Subject {
     Purchase {
         tasks: InMemoryTaskStore::with([received(order)]),
         payments: InMemoryPayments::default(),
-        // The reservation completes the ledger entry, as the adapter's transaction does.
+        // The reservation writes the ledger entry, as the adapter's transaction does.
         inventory: InMemoryInventory::with(&[("BOOK-1", stock)]).completing(&ledger),
         ledger,
         charge_hold: HOLD,
@@ -65,7 +66,10 @@ async fn an_approved_purchase_is_charged_once_reserved_and_completed() {
     assert_eq!(p.inventory.available("BOOK-1"), 8);
     let entry = p.ledger.of("alice", "o-1").unwrap();
     assert_eq!((entry.charged, entry.refunded, entry.status), (2500, 0, EntryStatus::Completed));
+    assert_eq!((entry.charge_id.as_str(), entry.stock), ("ch_o-1", Some(StockState::Reserved)));
     assert!(entry.completed_at.is_some());
+    // The entry's one write is the reservation's (write units: issue 17): no separate record.
+    assert_eq!(p.ledger.record_charges.load(SeqCst), 0);
 }
 
 #[tokio::test]
@@ -96,8 +100,7 @@ async fn a_crash_after_charging_resumes_with_the_same_key_one_charge_one_reserva
         payment_token: PaymentToken::new("tok_approve"),
     };
     p.payments.charge(&request).await.unwrap();
-    p.ledger.record_charge(&LedgerEntry::charged(&p.tasks.by_key(&tid("o-3")).unwrap(), "ch_o-3", &o.items)).await.unwrap();
-    p.inventory.reserve(&tid("o-3"), &o.items).await.unwrap();
+    p.inventory.reserve(&LedgerEntry::charged(&p.tasks.by_key(&tid("o-3")).unwrap(), "ch_o-3", &o.items), &o.items).await.unwrap();
     let result = p.perform(&work(&o), Attempt { number: 2, last: false }).await.unwrap();
     assert_eq!(result.charge_id, "ch_o-3");
     let task = p.tasks.by_key(&tid("o-3")).unwrap();
@@ -106,6 +109,33 @@ async fn a_crash_after_charging_resumes_with_the_same_key_one_charge_one_reserva
     assert_eq!(p.payments.issued("/charge"), 1);
     assert_eq!(p.inventory.available("BOOK-1"), 8);
     assert_eq!(p.tasks.snapshot("o-3").unwrap().status, TaskStatus::Completed);
+}
+
+#[tokio::test]
+async fn a_crash_between_the_charge_and_the_reservation_leaves_no_entry_and_the_redelivery_writes_it_once() {
+    let o = order("o-3b", "tok_approve");
+    let p = purchase_of(&o, 10);
+    // The first delivery charged, then died before its reservation (which writes the ledger
+    // entry): a charge without an entry, no stock taken. Its hold has passed.
+    let died = Utc::now() - HOLD - chrono::Duration::seconds(1);
+    p.tasks.transition(&tid("o-3b"), &[TaskStatus::Received], &Change::to(TaskStatus::Charging, died).holding_charge_until(died + HOLD)).await.unwrap();
+    let request = ChargeRequest {
+        idempotency_key: charge_key(&tid("o-3b")),
+        order_id: "o-3b".into(),
+        amount: 2500,
+        currency: "EUR".into(),
+        payment_token: PaymentToken::new("tok_approve"),
+    };
+    p.payments.charge(&request).await.unwrap();
+    assert!(p.ledger.of("alice", "o-3b").is_none());
+    let result = p.perform(&work(&o), Attempt { number: 2, last: false }).await.unwrap();
+    assert_eq!(result.charge_id, "ch_o-3b", "the provider's first charge, by its key");
+    assert_eq!(p.payments.issued("/charge"), 1, "charged once");
+    assert_eq!(p.inventory.available("BOOK-1"), 8, "reserved once");
+    let entry = p.ledger.of("alice", "o-3b").unwrap();
+    assert_eq!((entry.charge_id.as_str(), entry.charged, entry.status), ("ch_o-3b", 2500, EntryStatus::Completed));
+    assert_eq!(p.ledger.record_charges.load(SeqCst), 0);
+    assert_eq!(p.tasks.snapshot("o-3b").unwrap().status, TaskStatus::Completed);
 }
 
 #[tokio::test]
@@ -132,7 +162,9 @@ async fn out_of_stock_after_the_charge_hands_the_order_to_compensation() {
     assert_eq!((task.status, task.reason), (TaskStatus::Refunding, Some(Reason::OutOfStock)));
     assert_eq!(task.charge_id.as_deref(), Some("ch_o-5"), "the charge to refund is recorded");
     assert_eq!(p.inventory.available("BOOK-1"), 1, "nothing reserved");
-    assert_eq!(p.ledger.of("alice", "o-5").unwrap().status, EntryStatus::Charged);
+    let entry = p.ledger.of("alice", "o-5").unwrap();
+    assert_eq!((entry.status, entry.charge_id.as_str(), entry.stock), (EntryStatus::Charged, "ch_o-5", None), "the charge's entry alone, for the compensation");
+    assert_eq!(p.ledger.record_charges.load(SeqCst), 1);
     assert!(task.charge_held_until.unwrap() <= Utc::now(), "the charge is over: a compensation need not wait out the hold");
     assert_eq!(p.perform(&work(&o), FIRST).await.unwrap_err(), err, "delivered again: same answer, no second charge");
     assert_eq!(p.payments.requests(&charge_key(&tid("o-5"))), 1);

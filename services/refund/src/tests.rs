@@ -172,7 +172,8 @@ async fn compensation_refunds_the_whole_charge_releases_stock_and_fails_the_purc
     let s = Refunds { tasks: InMemoryTaskStore::with([task]), ..s };
     charge(&s, "p-9", 10_000).await;
     // Say a reservation did happen before (a partial failure elsewhere): it must come back.
-    s.inventory.reserve(&tid("p-9"), &purchase.items).await.unwrap();
+    let entry = s.ledger.of("alice", "p-9").unwrap();
+    s.inventory.reserve(&entry, &purchase.items).await.unwrap();
     assert_eq!(s.inventory.available("BOOK-1"), 8);
 
     let result = s.perform(&work(&purchase, RefundPurpose::Compensation), FIRST).await.unwrap();
@@ -248,7 +249,7 @@ async fn a_purchase_that_died_after_charging_is_refunded_though_it_wrote_no_ledg
     assert_eq!(s.payments.issued("/compensation"), 1);
     assert_eq!(s.inventory.available("BOOK-1"), 10, "nothing was reserved, nothing moves");
     // And a purchase delivery arriving late can take nothing: the stock is closed.
-    assert_eq!(s.inventory.reserve(&tid("p-dead"), &purchase.items).await.unwrap(), taskflow_shared::inventory::Reserved::Fenced);
+    assert_eq!(s.inventory.reserve(&e, &purchase.items).await.unwrap(), taskflow_shared::inventory::Reserved::Fenced);
     assert_eq!(s.inventory.available("BOOK-1"), 10);
 }
 

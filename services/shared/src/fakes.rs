@@ -242,12 +242,14 @@ impl crate::payments::PaymentProvider for InMemoryPayments {
 #[derive(Default)]
 pub struct InMemoryLedger {
     pub entries: std::sync::Arc<Mutex<HashMap<String, crate::ledger::LedgerEntry>>>,
+    /// `record_charge` calls (each one write of an entry on DynamoDB), over all handles.
+    pub record_charges: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl InMemoryLedger {
     /// A second handle on these same entries.
     pub fn shared(&self) -> Self {
-        Self { entries: self.entries.clone() }
+        Self { entries: self.entries.clone(), record_charges: self.record_charges.clone() }
     }
     /// The entry of `owner`'s order `order_id`.
     pub fn of(&self, owner: &str, order_id: &str) -> Option<crate::ledger::LedgerEntry> {
@@ -261,6 +263,7 @@ impl crate::ledger::Ledger for InMemoryLedger {
         Ok(self.entries.lock().unwrap().get(order_id).cloned())
     }
     async fn record_charge(&self, entry: &crate::ledger::LedgerEntry) -> Result<(), crate::ledger::LedgerError> {
+        self.record_charges.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.entries.lock().unwrap().entry(entry.task_id.clone()).or_insert_with(|| entry.clone());
         Ok(())
     }
@@ -308,8 +311,8 @@ pub struct InMemoryInventory {
     pub shards: Mutex<HashMap<String, Vec<u64>>>,
     /// Per order: `Some(takes)` reserved, `None` released or closed.
     pub reservations: Mutex<HashMap<String, Option<Vec<crate::ledger::StockTake>>>>,
-    /// The ledger whose entries a reservation completes (as the adapter's transaction does);
-    /// none: reservations complete nothing (tests of stock alone).
+    /// The ledger whose entries a reservation writes or completes (as the adapter's transaction
+    /// does); none: reservations write no entry (tests of stock alone).
     pub ledger: Option<InMemoryLedger>,
 }
 
@@ -345,8 +348,9 @@ impl InMemoryInventory {
 
 #[async_trait]
 impl crate::inventory::Inventory for InMemoryInventory {
-    async fn reserve(&self, order_id: &str, items: &[taskflow_contracts::OrderItem]) -> Result<crate::inventory::Reserved, crate::inventory::InventoryError> {
+    async fn reserve(&self, charged: &crate::ledger::LedgerEntry, items: &[taskflow_contracts::OrderItem]) -> Result<crate::inventory::Reserved, crate::inventory::InventoryError> {
         use crate::inventory::{Reserved, Unplanned};
+        let order_id = charged.task_id.as_str();
         let mut reservations = self.reservations.lock().unwrap();
         match reservations.get(order_id) {
             Some(Some(_)) => return Ok(Reserved::Reserved),
@@ -362,13 +366,16 @@ impl crate::inventory::Inventory for InMemoryInventory {
             let level = &mut shards.get_mut(&take.sku).unwrap()[take.shard as usize];
             *level = level.checked_sub(take.quantity).expect("a plan never takes more than a shard has");
         }
-        reservations.insert(order_id.to_string(), Some(takes));
-        if let Some(ledger) = &self.ledger
-            && let Some(e) = ledger.entries.lock().unwrap().get_mut(order_id)
-        {
+        if let Some(ledger) = &self.ledger {
+            // The entry written with the reservation, or the one there marked and completed.
+            let mut entries = ledger.entries.lock().unwrap();
+            let e = entries.entry(order_id.to_string()).or_insert_with(|| charged.clone());
             e.status = crate::ledger::EntryStatus::Completed;
             e.completed_at = Some(chrono::Utc::now());
+            e.stock = Some(crate::ledger::StockState::Reserved);
+            e.shards = takes.clone();
         }
+        reservations.insert(order_id.to_string(), Some(takes));
         Ok(Reserved::Reserved)
     }
 

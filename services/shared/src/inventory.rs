@@ -1,8 +1,9 @@
 //! Stock: the inventory port and its DynamoDB adapter. Reserving decrements every line's stock
-//! only if there is enough, all lines or none (one transaction); the order's ledger entry records
-//! that its stock is reserved, and from which shards, in the same transaction (which also marks
-//! the entry completed: a reservation is the purchase's last effect), so a repeated reservation
-//! or release is a no-op rather than a second decrement or increment.
+//! only if there is enough, all lines or none (one transaction); the order's ledger entry is
+//! written in the same transaction (the whole entry of the charge, completed, with its stock
+//! reserved and from which shards: a reservation is the purchase's last effect, and the entry is
+//! written once per purchase), so a repeated reservation or release is a no-op rather than a
+//! second decrement or increment.
 //!
 //! # Shards
 //!
@@ -19,9 +20,9 @@
 //! order's task id and the sku ([`start_shard`]) so that concurrent orders spread over the shards;
 //! when none has enough alone, from the fullest shards together ([`plan`]).
 
-use crate::ledger::{StockState, StockTake};
+use crate::ledger::{EntryStatus, LedgerEntry, StockState, StockTake};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -46,13 +47,16 @@ pub struct InventoryError(pub String);
 
 #[async_trait]
 pub trait Inventory: Send + Sync {
-    /// Takes `items` out of stock for the order whose ledger entry is keyed `order_id` (its task
-    /// id), all or nothing, once; records on the entry which shards each line came from, and
-    /// completes the purchase's entry (`status: COMPLETED`, `completedAt`: what a refund's window
-    /// counts from) in the same transaction, so the purchase makes no `Ledger::complete` call. A
-    /// repeat answers `Reserved` and changes nothing; `OutOfStock` and `Fenced` leave the entry
-    /// as it was.
-    async fn reserve(&self, order_id: &str, items: &[OrderItem]) -> Result<Reserved, InventoryError>;
+    /// Takes `items` out of stock for the order of `charged` (the entry of its charge,
+    /// `LedgerEntry::charged`; keyed by its `task_id`), all or nothing, once, and in the same
+    /// transaction writes the order's ledger entry completed (`status: COMPLETED`, `completedAt`:
+    /// what a refund's window counts from) with which shards each line came from: `charged`
+    /// itself when the order has no entry yet (the purchase's only write of its entry), else the
+    /// entry there (written by a compensation, or by a purchase before this one wrote its entry
+    /// here) is marked and completed. So a purchase makes no `Ledger::record_charge` or
+    /// `Ledger::complete` call on its way to completion. A repeat answers `Reserved` and changes
+    /// nothing; `OutOfStock` and `Fenced` write no entry and leave one there as it was.
+    async fn reserve(&self, charged: &LedgerEntry, items: &[OrderItem]) -> Result<Reserved, InventoryError>;
     /// Puts back what `order_id` reserved, each quantity to the shard it came from (as its ledger
     /// entry records; `items` serve only an entry reserved before shards, all on shard 0), once,
     /// and closes its stock: after this, `reserve` answers `Fenced` (a late purchase delivery
@@ -167,7 +171,8 @@ const BATCH_GET_MAX_KEYS: usize = 100;
 /// contention that outlasts the attempts, it answers `InventoryError` (the step is retried).
 ///
 /// Reads: `dynamodb:BatchGetItem` on the inventory and ledger tables (reserve), a consistent
-/// `dynamodb:GetItem` of the ledger entry (release). Writes: TransactWriteItems (UpdateItem).
+/// `dynamodb:GetItem` of the ledger entry (release). Writes: TransactWriteItems (UpdateItem; and
+/// PutItem on the ledger table: a reservation writes the order's entry).
 pub struct DynamoInventory {
     client: aws_sdk_dynamodb::Client,
     inventory_table: String,
@@ -191,6 +196,8 @@ enum Outcome {
     Done(Reserved),
     /// Cancelled for stock (a level changed) or by a conflicting transaction: read and try again.
     Again,
+    /// Cancelled because the order has an entry already, with no stock mark: try again, marking it.
+    Marking,
 }
 
 impl DynamoInventory {
@@ -232,7 +239,7 @@ impl DynamoInventory {
             .update_expression(if takes.is_some() { "SET stock = :to, shards = :shards, #status = :completed, completedAt = :at" } else { "SET stock = :to" })
             .condition_expression(condition)
             // On a failed condition, the entry as it is: a repeat (RESERVED) or closed (RELEASED)?
-            .return_values_on_condition_check_failure(aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .expression_attribute_values(":to", attr(&to));
         if let Some(takes) = takes {
             update = update
@@ -245,6 +252,26 @@ impl DynamoInventory {
             update = update.expression_attribute_values(":from", attr(&from));
         }
         TransactWriteItem::builder().update(update.build().expect("update has its parts")).build()
+    }
+
+    /// The whole entry of `charged`, reserved from `takes` and completed, if the order has no
+    /// entry yet (`attribute_not_exists`; on a failed condition, the entry there is returned).
+    fn entry_put(&self, charged: &LedgerEntry, takes: &[StockTake]) -> TransactWriteItem {
+        let entry = LedgerEntry {
+            status: EntryStatus::Completed,
+            stock: Some(StockState::Reserved),
+            shards: takes.to_vec(),
+            completed_at: Some(chrono::Utc::now()),
+            ..charged.clone()
+        };
+        let put = Put::builder()
+            .table_name(&self.ledger_table)
+            .set_item(Some(serde_dynamo::to_item(&entry).expect("entries serialise")))
+            .condition_expression("attribute_not_exists(taskId)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .build()
+            .expect("put has its parts");
+        TransactWriteItem::builder().put(put).build()
     }
 
     /// The shard counts of `items`' skus, if every one was read within [`LAYOUT_TTL`].
@@ -345,10 +372,17 @@ impl DynamoInventory {
         Ok(read)
     }
 
-    /// One reservation transaction: every take conditional on its level, then the ledger mark.
-    async fn transact(&self, order_id: &str, takes: &[StockTake]) -> Result<Outcome, InventoryError> {
+    /// One reservation transaction: every take conditional on its level, then the ledger entry:
+    /// written whole when `entry` is false (the order has none, as far as known), else the entry
+    /// there marked (it must have no stock mark yet).
+    async fn transact(&self, charged: &LedgerEntry, takes: &[StockTake], entry: bool) -> Result<Outcome, InventoryError> {
+        let order_id = charged.task_id.as_str();
         let mut ops: Vec<_> = takes.iter().map(|t| self.shard_update(t, "-", Some("available >= :q"))).collect();
-        ops.push(self.mark(order_id, StockState::Reserved, Some(takes), "attribute_exists(taskId) AND attribute_not_exists(stock)", None));
+        ops.push(if entry {
+            self.mark(order_id, StockState::Reserved, Some(takes), "attribute_exists(taskId) AND attribute_not_exists(stock)", None)
+        } else {
+            self.entry_put(charged, takes)
+        });
         let result = self.client.transact_write_items().set_transact_items(Some(ops)).send().await;
         let Err(e) = result else { return Ok(Outcome::Done(Reserved::Reserved)) };
         let Some(reasons) = cancellation_codes(&e) else {
@@ -360,6 +394,9 @@ impl DynamoInventory {
                 Some(StockState::Released) => Ok(Outcome::Done(Reserved::Fenced)),
                 // Reserved before: this is a repeat.
                 Some(StockState::Reserved) => Ok(Outcome::Done(Reserved::Reserved)),
+                // An entry without a stock mark is there (a compensation's, or one a purchase
+                // recorded before reserving, before purchases wrote it here): mark that one.
+                None if !entry => Ok(Outcome::Marking),
                 None => Err(InventoryError(format!("no ledger entry for {order_id} to mark its stock on"))),
             };
         }
@@ -426,8 +463,12 @@ fn cancellation_codes<E>(e: &aws_sdk_dynamodb::error::SdkError<aws_sdk_dynamodb:
 
 #[async_trait]
 impl Inventory for DynamoInventory {
-    async fn reserve(&self, order_id: &str, items: &[OrderItem]) -> Result<Reserved, InventoryError> {
+    async fn reserve(&self, charged: &LedgerEntry, items: &[OrderItem]) -> Result<Reserved, InventoryError> {
+        let order_id = charged.task_id.as_str();
         let mut known = self.known_layout(items);
+        // Whether the order has a ledger entry already (then it is marked, not written): a
+        // purchase reserves before it writes one, so at first it is taken to have none.
+        let mut entry = false;
         for attempt in 0..RESERVE_ATTEMPTS {
             let takes = match known.take() {
                 Some(optimistic) => plan(order_id, items, &optimistic).map_err(|e| InventoryError(format!("{e:?} with unknown levels")))?,
@@ -437,11 +478,10 @@ impl Inventory for DynamoInventory {
                         tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
                     }
                     let read = self.levels(order_id, items).await?;
-                    match (read.entry, read.stock) {
-                        (false, _) => return Err(InventoryError(format!("no ledger entry for {order_id} to mark its stock on"))),
-                        (true, Some(StockState::Reserved)) => return Ok(Reserved::Reserved),
-                        (true, Some(StockState::Released)) => return Ok(Reserved::Fenced),
-                        (true, None) => {}
+                    match read.stock {
+                        Some(StockState::Reserved) => return Ok(Reserved::Reserved),
+                        Some(StockState::Released) => return Ok(Reserved::Fenced),
+                        None => entry = read.entry,
                     }
                     match plan(order_id, items, &read.levels) {
                         Ok(takes) => takes,
@@ -453,9 +493,12 @@ impl Inventory for DynamoInventory {
                     }
                 }
             };
-            match self.transact(order_id, &takes).await? {
+            match self.transact(charged, &takes, entry).await? {
                 Outcome::Done(reserved) => return Ok(reserved),
                 Outcome::Again => continue,
+                // Nothing was taken: read again and mark the entry there (rare: only an order
+                // whose entry a compensation or an earlier purchase wrote first).
+                Outcome::Marking => entry = true,
             }
         }
         Err(InventoryError(format!("stock of {order_id}'s skus kept changing over {RESERVE_ATTEMPTS} attempts")))
@@ -577,6 +620,26 @@ mod tests {
         OrderItem { sku: sku.into(), quantity, unit_price: Some(100) }
     }
 
+    /// The entry of a charge for order `order_id` (a task id), as a purchase builds it.
+    fn entry(order_id: &str) -> LedgerEntry {
+        LedgerEntry {
+            task_id: order_id.into(),
+            order_id: order_id.into(),
+            owner: "o".into(),
+            currency: "EUR".into(),
+            charge_id: format!("ch_{order_id}"),
+            charged: 100,
+            refunded: 0,
+            refunds: Default::default(),
+            items: vec![],
+            status: EntryStatus::Charged,
+            stock: None,
+            shards: vec![],
+            charged_at: chrono::Utc::now(),
+            completed_at: None,
+        }
+    }
+
     fn levels(of: &[(&str, &[u64])]) -> HashMap<String, Vec<u64>> {
         of.iter().map(|(sku, l)| (sku.to_string(), l.to_vec())).collect()
     }
@@ -657,13 +720,13 @@ mod tests {
         assert_eq!(inventory.levels("HOT-1"), vec![3, 3, 2, 2]);
         // 7 units: no shard has them alone, so the order spans shards.
         let order = [line("HOT-1", 7), line("BOOK-1", 2)];
-        assert_eq!(inventory.reserve("t-1", &order).await.unwrap(), Reserved::Reserved);
-        assert_eq!(inventory.reserve("t-1", &order).await.unwrap(), Reserved::Reserved, "a repeat takes nothing");
+        assert_eq!(inventory.reserve(&entry("t-1"), &order).await.unwrap(), Reserved::Reserved);
+        assert_eq!(inventory.reserve(&entry("t-1"), &order).await.unwrap(), Reserved::Reserved, "a repeat takes nothing");
         assert_eq!((inventory.available("HOT-1"), inventory.available("BOOK-1")), (3, 3));
         let takes = inventory.takes("t-1").unwrap();
         assert!(takes.iter().filter(|t| t.sku == "HOT-1").count() >= 3, "{takes:?}");
         // Another order takes from the shards left; then t-1's release goes back where it came from.
-        assert_eq!(inventory.reserve("t-2", &[line("HOT-1", 1)]).await.unwrap(), Reserved::Reserved);
+        assert_eq!(inventory.reserve(&entry("t-2"), &[line("HOT-1", 1)]).await.unwrap(), Reserved::Reserved);
         let before = inventory.levels("HOT-1");
         inventory.release("t-1", &order).await.unwrap();
         inventory.release("t-1", &order).await.unwrap();
@@ -672,9 +735,9 @@ mod tests {
             assert_eq!(after[t.shard as usize], before[t.shard as usize] + t.quantity, "shard {}", t.shard);
         }
         assert_eq!((inventory.available("HOT-1"), inventory.available("BOOK-1")), (9, 5));
-        assert_eq!(inventory.reserve("t-1", &order).await.unwrap(), Reserved::Fenced);
-        assert_eq!(inventory.reserve("t-3", &[line("HOT-1", 10)]).await.unwrap(), Reserved::OutOfStock { sku: "HOT-1".into() });
-        assert_eq!(inventory.reserve("t-3", &[line("HOT-1", 9)]).await.unwrap(), Reserved::Reserved, "all 9 left, over all shards");
+        assert_eq!(inventory.reserve(&entry("t-1"), &order).await.unwrap(), Reserved::Fenced);
+        assert_eq!(inventory.reserve(&entry("t-3"), &[line("HOT-1", 10)]).await.unwrap(), Reserved::OutOfStock { sku: "HOT-1".into() });
+        assert_eq!(inventory.reserve(&entry("t-3"), &[line("HOT-1", 9)]).await.unwrap(), Reserved::Reserved, "all 9 left, over all shards");
         assert_eq!(inventory.levels("HOT-1"), vec![0, 0, 0, 0]);
     }
 

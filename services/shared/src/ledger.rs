@@ -121,7 +121,10 @@ pub struct LedgerError(pub String);
 /// Every method takes the order's task id (`keys::task_id`), never a raw order id.
 pub trait Ledger: Send + Sync {
     async fn get(&self, order_id: &str) -> Result<Option<LedgerEntry>, LedgerError>;
-    /// Writes the entry of a fresh charge; a second write for the same order keeps the first.
+    /// Writes the entry of a fresh charge; a second write for the same order keeps the first. A
+    /// completing purchase does not call it (its reservation writes its entry:
+    /// `Inventory::reserve`); one that found no stock does, and a compensation that found a
+    /// charge without an entry.
     async fn record_charge(&self, entry: &LedgerEntry) -> Result<(), LedgerError>;
     /// Marks the purchase completed (idempotent). A purchase does not call it: its reservation
     /// completes the entry in the reservation's own transaction (`Inventory::reserve`).
