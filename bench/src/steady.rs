@@ -1,5 +1,5 @@
 //! `BENCH_ONLY=steady`: only the steady load (our workers, then the null workers), as `make
-//! bench` runs it — after the burst, unless `BENCH_STEADY_BURST=0` — with p50/p95 printed and
+//! bench` runs it — after the burst (its throughput printed too), unless `BENCH_STEADY_BURST=0` — with p50/p95 printed and
 //! each order's latency (in submission order) written to `target/bench/bench-steady.json`, and
 //! each function's invocations and mean billed ms. `BENCH_STEADY_TRACE_EXPORTER` (`otlp`,
 //! `daemon`, `none`) sets the functions' trace exporter, to see what the flush costs.
@@ -25,10 +25,15 @@ pub async fn run(out: &Path, rate: f64, seconds: f64, burst_rate: f64, burst_ord
         }
         let stack = LocalStack::start(options).await?;
         let measured = async {
-            if burst {
-                stack::load(&stack, burst_rate, burst_orders / burst_rate, "burst").await?;
+            let before = stack.emulator_pid().and_then(cpu_seconds);
+            let burst = match burst {
+                true => Some(stack::load(&stack, burst_rate, burst_orders / burst_rate, "burst").await?),
+                false => None,
+            };
+            if let (Some(before), Some(after), Some(b)) = (before, stack.emulator_pid().and_then(cpu_seconds), &burst) {
+                println!("{name}: the emulator's CPU over the burst: {:.1} ms per order", (after - before) * 1000.0 / b.orders as f64);
             }
-            stack::load(&stack, rate, seconds, "load").await
+            anyhow::Ok((burst, stack::load(&stack, rate, seconds, "load").await?))
         }
         .await;
         let per_function: Vec<String> = stack
@@ -42,10 +47,21 @@ pub async fn run(out: &Path, rate: f64, seconds: f64, burst_rate: f64, burst_ord
             .collect();
         println!("{name}: {}", per_function.join("; "));
         stack.stop().await;
-        let load = measured?;
+        let (burst, load) = measured?;
+        if let Some(burst) = &burst {
+            println!("{name}: burst of {} orders: {:.1} orders/s", burst.orders, burst.throughput_per_s);
+        }
         println!("{name}: {} orders at {rate}/s: p50 {:.0} ms, p95 {:.0} ms (p95/p50 {:.2})", load.orders, load.p50_ms, load.p95_ms, load.p95_ms / load.p50_ms);
-        results.push(json!({"workers": name, "p50Ms": load.p50_ms, "p95Ms": load.p95_ms, "latenciesMs": load.latencies_ms}));
+        results.push(json!({"workers": name, "burstPerS": burst.as_ref().map(|b| b.throughput_per_s), "p50Ms": load.p50_ms, "p95Ms": load.p95_ms, "latenciesMs": load.latencies_ms}));
     }
     std::fs::write(out.join("bench-steady.json"), serde_json::to_string_pretty(&json!({"afterBurst": burst, "runs": results}))? + "\n")?;
     Ok(())
+}
+
+/// A process's CPU time so far (user + system, `/proc/PID/stat`, Linux), in seconds.
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
 }

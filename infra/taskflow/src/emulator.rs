@@ -17,6 +17,11 @@ pub struct Emulator {
 }
 
 impl Emulator {
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
     pub async fn start(root: &Path, log: &Path) -> Result<Emulator> {
         let python = crate::paths::venv_bin(root, "python");
         if !crate::paths::venv_bin(root, "moto_server").is_file() {

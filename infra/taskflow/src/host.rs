@@ -1,7 +1,11 @@
 //! The local Lambda host: each function binary runs as an OS process that polls a Lambda Runtime
 //! API served here, exactly as it polls the one Lambda provides on AWS, so the binaries have no
-//! local mode. One process per function (Lambda's concurrency of one execution environment);
-//! a process that exits or crashes is restarted, and its in-flight invocation fails.
+//! local mode. Each function runs [`HostConfig::environments`] processes, each an execution
+//! environment with its own Runtime API taking one invocation at a time from the function's
+//! queue of invocations, as Lambda runs as many environments as there are concurrent invocations
+//! (Lambda Developer Guide, "Understanding Lambda function scaling"); here their number is
+//! fixed, not scaled to demand. A process that exits or crashes is restarted, and its in-flight
+//! invocation fails.
 
 use crate::plan::FunctionSpec;
 use crate::process;
@@ -14,7 +18,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
@@ -39,10 +43,13 @@ struct Invocation {
 
 struct Shared {
     function_arn: String,
-    queue: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
-    /// Each invocation handed to the process: whom to answer, and since when it runs.
+    queue: Arc<tokio::sync::Mutex<mpsc::Receiver<Invocation>>>,
+    /// Each invocation handed to this environment's process: whom to answer, and since when it
+    /// runs.
     in_flight: Mutex<HashMap<String, (oneshot::Sender<Outcome>, Instant)>>,
     counters: Arc<Counters>,
+    /// Ends this environment's process (a timeout or an injected fault).
+    kill: Arc<Notify>,
 }
 
 /// Counts per function, for figures and tests.
@@ -54,14 +61,16 @@ pub struct Counters {
     /// What Lambda would bill: from the handler getting the event to its answer, each
     /// invocation rounded up to the millisecond.
     pub billed_ms: AtomicU64,
-    /// The process running now (0 while none).
-    pub pid: AtomicU32,
+    /// The process running now in each execution environment (0 while none).
+    pub pids: Mutex<Vec<u32>>,
 }
 
 impl Counters {
-    /// The peak resident memory of the running process so far (VmHWM, Linux), in MB.
+    /// The largest peak resident memory so far of the processes running now (VmHWM, Linux),
+    /// in MB.
     pub fn peak_rss_mb(&self) -> Option<f64> {
-        peak_rss_mb(self.pid.load(Ordering::Relaxed))
+        let pids = self.pids.lock().unwrap().clone();
+        pids.into_iter().filter_map(peak_rss_mb).reduce(f64::max)
     }
 }
 
@@ -77,7 +86,8 @@ pub struct Function {
     pub spec: FunctionSpec,
     kill_rate: f64,
     sender: mpsc::Sender<Invocation>,
-    kill: Arc<Notify>,
+    /// Its execution environments.
+    environments: Vec<Arc<Shared>>,
     next_id: AtomicU64,
     pub counters: Arc<Counters>,
 }
@@ -91,6 +101,8 @@ pub struct HostConfig {
     pub extra_env: BTreeMap<String, String>,
     /// The chance that a process is killed in the middle of an invocation (fault injection).
     pub kill_rate: f64,
+    /// Execution environments (processes) per function, at least 1.
+    pub environments: usize,
 }
 
 impl Function {
@@ -101,34 +113,23 @@ impl Function {
             anyhow::bail!("function binary {} not found: build it first (`cargo build --workspace`)", binary.display());
         }
         let (sender, receiver) = mpsc::channel(16);
+        let queue = Arc::new(tokio::sync::Mutex::new(receiver));
         let counters = Arc::new(Counters::default());
-        let shared = Arc::new(Shared {
-            function_arn: format!("arn:aws:lambda:{}:123456789012:function:{}", config.region, spec.name),
-            queue: tokio::sync::Mutex::new(receiver),
-            in_flight: Mutex::new(HashMap::new()),
-            counters: counters.clone(),
-        });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let runtime_api = listener.local_addr()?.to_string();
-        let app = Router::new()
-            .route("/2018-06-01/runtime/invocation/next", get(next))
-            .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
-            .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
-            .route("/2018-06-01/runtime/init/error", post(init_error))
-            .with_state(shared.clone());
-        let mut server_shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    crate::process::stopped(&mut server_shutdown).await;
-                })
-                .await;
-        });
-
+        let count = config.environments.max(1);
+        *counters.pids.lock().unwrap() = vec![0; count];
+        let mut environments = Vec::with_capacity(count);
+        for _ in 0..count {
+            environments.push(Arc::new(Shared {
+                function_arn: format!("arn:aws:lambda:{}:123456789012:function:{}", config.region, spec.name),
+                queue: queue.clone(),
+                in_flight: Mutex::new(HashMap::new()),
+                counters: counters.clone(),
+                kill: Arc::new(Notify::new()),
+            }));
+        }
         let mut env = spec.environment.clone();
         env.extend(config.extra_env.clone());
         for (key, value) in [
-            ("AWS_LAMBDA_RUNTIME_API", runtime_api.as_str()),
             ("AWS_ENDPOINT_URL", config.endpoint.as_str()),
             ("AWS_REGION", config.region.as_str()),
             ("AWS_DEFAULT_REGION", config.region.as_str()),
@@ -144,36 +145,69 @@ impl Function {
         env.insert("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), spec.memory_size.to_string());
         env.insert("AWS_LAMBDA_LOG_GROUP_NAME".into(), format!("/aws/lambda/{}", spec.name));
 
+        let log = config.log_dir.join(format!("{}.log", spec.binary));
         let function = Arc::new(Function {
             spec,
             kill_rate: config.kill_rate,
             sender,
-            kill: Arc::new(Notify::new()),
+            environments: environments.clone(),
             next_id: AtomicU64::new(1),
             counters,
         });
-        let log = config.log_dir.join(format!("{}.log", function.spec.binary));
-        tokio::spawn(supervise(binary, env, log, shared, function.kill.clone(), function.counters.clone(), shutdown));
+        for (index, shared) in environments.into_iter().enumerate() {
+            // Each environment serves its own Runtime API, as each Lambda environment has one.
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let mut env = env.clone();
+            env.insert("AWS_LAMBDA_RUNTIME_API".into(), listener.local_addr()?.to_string());
+            let app = Router::new()
+                .route("/2018-06-01/runtime/invocation/next", get(next))
+                .route("/2018-06-01/runtime/invocation/{id}/response", post(response))
+                .route("/2018-06-01/runtime/invocation/{id}/error", post(error))
+                .route("/2018-06-01/runtime/init/error", post(init_error))
+                .with_state(shared.clone());
+            let mut server_shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        crate::process::stopped(&mut server_shutdown).await;
+                    })
+                    .await;
+            });
+            tokio::spawn(supervise(index, binary.clone(), env, log.clone(), shared, shutdown.clone()));
+        }
         Ok(function)
     }
 
+    /// How many execution environments it has (invocations it runs at once).
+    pub fn environments(&self) -> usize {
+        self.environments.len()
+    }
+
+    /// Ends the process running invocation `id` (the first environment's when none is).
+    fn kill(&self, id: &str) {
+        let running = self.environments.iter().find(|e| e.in_flight.lock().unwrap().contains_key(id));
+        if let Some(environment) = running.or(self.environments.first()) {
+            environment.kill.notify_one();
+        }
+    }
+
     /// Invokes the function with `payload` and waits for the outcome (at most its timeout).
-    pub async fn invoke(&self, payload: Vec<u8>) -> Outcome {
+    pub async fn invoke(self: &Arc<Self>, payload: Vec<u8>) -> Outcome {
         self.counters.invocations.fetch_add(1, Ordering::Relaxed);
         let timeout = Duration::from_secs(self.spec.timeout);
         let (reply, outcome) = oneshot::channel();
         let id = format!("{}-{:08}", self.spec.binary, self.next_id.fetch_add(1, Ordering::Relaxed));
         let deadline_ms = (chrono::Utc::now() + timeout).timestamp_millis() as u64;
-        if self.sender.send(Invocation { id, payload, deadline_ms, reply }).await.is_err() {
+        if self.sender.send(Invocation { id: id.clone(), payload, deadline_ms, reply }).await.is_err() {
             return Outcome::Crashed("host is shutting down".into());
         }
         if self.kill_rate > 0.0 && rand::random::<f64>() < self.kill_rate {
             // Somewhere in the middle of the batch, as a crash or an out-of-memory kill would.
-            let kill = self.kill.clone();
+            let (function, id) = (self.clone(), id.clone());
             let after = Duration::from_millis(rand::random_range(0..40));
             tokio::spawn(async move {
                 tokio::time::sleep(after).await;
-                kill.notify_one();
+                function.kill(&id);
             });
         }
         // Waiting for a process to pick it up is not part of the timeout, as on Lambda; but a
@@ -182,7 +216,7 @@ impl Function {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) => Outcome::Crashed("process exited during the invocation".into()),
             Err(_) => {
-                self.kill.notify_one();
+                self.kill(&id);
                 Outcome::Crashed(format!("timed out after {} s", self.spec.timeout))
             }
         };
@@ -193,15 +227,16 @@ impl Function {
     }
 }
 
+/// Runs environment `index`'s process, restarting it when it ends, until `shutdown`.
 async fn supervise(
+    index: usize,
     binary: PathBuf,
     env: BTreeMap<String, String>,
     log: PathBuf,
     shared: Arc<Shared>,
-    kill: Arc<Notify>,
-    counters: Arc<Counters>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let (kill, counters) = (shared.kill.clone(), shared.counters.clone());
     let mut backoff = Duration::from_millis(100);
     loop {
         let mut child = match spawn(&binary, &env, &log) {
@@ -213,7 +248,7 @@ async fn supervise(
             }
         };
         let started = std::time::Instant::now();
-        counters.pid.store(child.id().unwrap_or(0), Ordering::Relaxed);
+        counters.pids.lock().unwrap()[index] = child.id().unwrap_or(0);
         let status = tokio::select! {
             status = child.wait() => status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string()),
             _ = kill.notified() => {
@@ -225,7 +260,7 @@ async fn supervise(
                 return;
             }
         };
-        counters.pid.store(0, Ordering::Relaxed);
+        counters.pids.lock().unwrap()[index] = 0;
         // Whatever it was doing will never be answered.
         for (_, (reply, _)) in shared.in_flight.lock().unwrap().drain() {
             let _ = reply.send(Outcome::Crashed(format!("process ended: {status}")));

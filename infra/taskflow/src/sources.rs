@@ -74,7 +74,15 @@ pub fn queue_name(arn: &str) -> &str {
 
 async fn poll_queue(spec: EventSourceSpec, function: Arc<Function>, clients: Arc<Clients>, mut shutdown: watch::Receiver<bool>) {
     let queue_url = queue_url(&spec.source_arn);
+    let spec = Arc::new(spec);
+    // As many batches at once as the function has environments: Lambda's SQS pollers run
+    // several batches concurrently (five at first), each in its own environment.
+    let batches = Arc::new(tokio::sync::Semaphore::new(function.environments()));
     while !*shutdown.borrow() {
+        let permit = tokio::select! {
+            permit = batches.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            _ = crate::process::stopped(&mut shutdown) => return,
+        };
         let received = tokio::select! {
             r = clients.sqs.receive_message()
                 .queue_url(&queue_url)
@@ -98,37 +106,46 @@ async fn poll_queue(spec: EventSourceSpec, function: Arc<Function>, clients: Arc
         if messages.is_empty() {
             continue;
         }
-        let event = json!({ "Records": messages.iter().map(|m| sqs_record(m, &spec.source_arn, &clients.region)).collect::<Vec<_>>() });
-        let payload = serde_json::to_vec(&event).expect("events serialise");
-        let outcome = function.invoke(payload.clone()).await;
-        if clients.duplicate_deliveries {
-            // At-least-once, made visible: the same messages again, before they are deleted.
-            function.invoke(payload).await;
-        }
-        let keep: Vec<String> = match &outcome {
-            Outcome::Response(body) if spec.report_batch_item_failures => match failed_items(body) {
-                Some(ids) => ids,
-                None => continue,
-            },
-            Outcome::Response(_) => Vec::new(),
-            // Nothing is deleted: the whole batch comes back after its visibility timeout.
-            Outcome::Error(_) | Outcome::Crashed(_) => continue,
-        };
-        let done: Vec<_> = messages
-            .iter()
-            .filter(|m| !keep.iter().any(|k| Some(k.as_str()) == m.message_id.as_deref()))
-            .collect();
-        for chunk in done.chunks(10) {
-            let entries = chunk.iter().enumerate().map(|(i, m)| {
-                aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
-                    .build()
-                    .expect("id and receipt handle are set")
-            });
-            if let Err(e) = clients.sqs.delete_message_batch().queue_url(&queue_url).set_entries(Some(entries.collect())).send().await {
-                eprintln!("host: deleting from {}: {}", spec.source_arn, aws_sdk_sqs::error::DisplayErrorContext(&e));
-            }
+        let (spec, function, clients, queue_url) = (spec.clone(), function.clone(), clients.clone(), queue_url.clone());
+        tokio::spawn(async move {
+            run_batch(&spec, &function, &clients, &queue_url, messages).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Invokes the function with one batch and deletes what it handled.
+async fn run_batch(spec: &EventSourceSpec, function: &Arc<Function>, clients: &Clients, queue_url: &str, messages: Vec<aws_sdk_sqs::types::Message>) {
+    let event = json!({ "Records": messages.iter().map(|m| sqs_record(m, &spec.source_arn, &clients.region)).collect::<Vec<_>>() });
+    let payload = serde_json::to_vec(&event).expect("events serialise");
+    let outcome = function.invoke(payload.clone()).await;
+    if clients.duplicate_deliveries {
+        // At-least-once, made visible: the same messages again, before they are deleted.
+        function.invoke(payload).await;
+    }
+    let keep: Vec<String> = match &outcome {
+        Outcome::Response(body) if spec.report_batch_item_failures => match failed_items(body) {
+            Some(ids) => ids,
+            None => return,
+        },
+        Outcome::Response(_) => Vec::new(),
+        // Nothing is deleted: the whole batch comes back after its visibility timeout.
+        Outcome::Error(_) | Outcome::Crashed(_) => return,
+    };
+    let done: Vec<_> = messages
+        .iter()
+        .filter(|m| !keep.iter().any(|k| Some(k.as_str()) == m.message_id.as_deref()))
+        .collect();
+    for chunk in done.chunks(10) {
+        let entries = chunk.iter().enumerate().map(|(i, m)| {
+            aws_sdk_sqs::types::DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
+                .build()
+                .expect("id and receipt handle are set")
+        });
+        if let Err(e) = clients.sqs.delete_message_batch().queue_url(queue_url).set_entries(Some(entries.collect())).send().await {
+            eprintln!("host: deleting from {}: {}", spec.source_arn, aws_sdk_sqs::error::DisplayErrorContext(&e));
         }
     }
 }
@@ -435,7 +452,7 @@ impl StreamDelivery {
 
 async fn deliver_stream_batch(
     spec: &EventSourceSpec,
-    function: &Function,
+    function: &Arc<Function>,
     clients: &Clients,
     shard_id: &str,
     records: &[Record],
