@@ -237,28 +237,50 @@ def _key_of(backend, table_name, attrs):
     return key
 
 
+class _Snapshot:
+    """What the counting needs of a stored item at one moment: its size, its index entries
+    (`_index_entries`) and, for the write log only, its attributes. Taken instead of a deep copy
+    of the item (moto updates items in place), which cost ~7 % of the server's CPU under load."""
+
+    __slots__ = ("_size", "entries", "attributes")
+
+    def __init__(self, backend, table_name, item):
+        self._size = item.size()
+        self.entries = _index_entries(backend, table_name, item)
+        self.attributes = item.to_json()["Attributes"] if _WRITE_LOG else None
+
+    def size(self):
+        return self._size
+
+
 def _stored(backend, table_name, key):
-    """The item stored under `key` now, as a copy (moto updates items in place), read without
+    """A `_Snapshot` of the item stored under `key` now (None if there is none), read without
     counting a read: AWS bills the write only."""
     try:
         table = backend.get_table(table_name)
         hash_key, range_key = backend.get_keys_value(table, key)
         item = table.get_item(hash_key, range_key)
-        return copy.deepcopy(item) if item is not None else None
+        return _Snapshot(backend, table_name, item) if item is not None else None
     except Exception:
         return None
 
 
+def _entries_of(backend, table_name, snapshot):
+    """The index entries of a `_Snapshot` (or of no item, for None)."""
+    return snapshot.entries if snapshot is not None else _index_entries(backend, table_name, None)
+
+
 def _write_units(backend, table_name, before, after, entries_before):
-    """Units of a write that changed the item from `before` to `after` (either may be None)."""
+    """Units of a write that changed the item from `before` to `after` (snapshots; either may be
+    None)."""
     size = max(before.size() if before is not None else 0, after.size() if after is not None else 0)
-    return _units(size, 1024) + _index_writes(entries_before, _index_entries(backend, table_name, after))
+    return _units(size, 1024) + _index_writes(entries_before, _entries_of(backend, table_name, after))
 
 
 def _changed(before, after):
     """The attribute names a write changed (for the write log)."""
-    old = before.to_json()["Attributes"] if before is not None else {}
-    new = after.to_json()["Attributes"] if after is not None else {}
+    old = (before.attributes or {}) if before is not None else {}
+    new = (after.attributes or {}) if after is not None else {}
     return ",".join(sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k)))
 
 
@@ -275,7 +297,7 @@ def _dynamodb_write(name):
             before = _stored(self, table_name, key)
         except Exception:
             key, before = None, None
-        entries_before = _index_entries(self, table_name, before)
+        entries_before = _entries_of(self, table_name, before)
         try:
             item = method(self, table_name, *args, **kwargs)
         except Exception:
@@ -336,6 +358,71 @@ def _query_counted(counted, self, *args, **kwargs):
 
 DynamoDBBackend.query = _query_counted
 
+# moto's TransactWriteItems backs up every table it touches, whole (a deep copy of each, items
+# and stream included), to put them back if it is cancelled: a cost that grows with the table
+# (the ledger has an entry per order), paid by every transaction, ~10 % of the server's CPU
+# under the bench's load and rising. Under the one DynamoDB lock (above) only the transaction's
+# own items can change while it runs, so they are what is backed up here, with the length of
+# their tables' streams; a cancelled transaction puts those items back and drops the stream
+# records its partial writes added. moto's whole-table copy is turned into the table itself.
+import moto.dynamodb.models as _dynamodb_models  # noqa: E402
+from moto.dynamodb.models.table import Table as _Table  # noqa: E402
+
+
+class _TablesNotCopied:
+    """`copy` as moto's DynamoDB backend module sees it: a table is not copied."""
+
+    @staticmethod
+    def deepcopy(value, memo=None):
+        return value if isinstance(value, _Table) else copy.deepcopy(value, memo)
+
+
+_dynamodb_models.copy = _TablesNotCopied
+_transact_whole_tables = DynamoDBBackend.transact_write_items
+
+
+def _put_back(table, hash_key, range_key, item):
+    if item is None:
+        try:
+            table.delete_item(hash_key, range_key)
+        except (KeyError, ValueError):
+            pass
+    elif table.range_key_attr is not None:
+        table.items[hash_key][range_key] = item
+    else:
+        table.items[hash_key] = item
+
+
+def _transact_item_backups(self, transact_items):
+    with _LOCK:  # (re-entrant) backups and transaction under the same hold
+        return _transact_backed_up(self, transact_items)
+
+
+def _transact_backed_up(self, transact_items):
+    backups = []
+    for entry in transact_items:
+        try:
+            op_type, op = next(iter(entry.items()))
+            table = self.get_table(op["TableName"])
+            key = _key_of(self, op["TableName"], op["Item"]) if op_type == "Put" else op["Key"]
+            hash_key, range_key = self.get_keys_value(table, key)
+            item = table.get_item(hash_key, range_key)
+        except Exception:
+            continue  # moto refuses this entry itself; the entries before it are backed up
+        stream = len(table.stream_shard.items) if table.stream_shard is not None else None
+        backups.append((table, hash_key, range_key, copy.deepcopy(item) if item is not None else None, stream))
+    try:
+        return _transact_whole_tables(self, transact_items)
+    except BaseException:
+        for table, hash_key, range_key, item, stream in reversed(backups):
+            _put_back(table, hash_key, range_key, item)
+            if stream is not None and table.stream_shard is not None:
+                del table.stream_shard.items[stream:]
+        raise
+
+
+DynamoDBBackend.transact_write_items = _transact_item_backups
+
 _transact = DynamoDBBackend.transact_write_items
 
 
@@ -356,7 +443,7 @@ def _transact_counted(counted, self, transact_items):
             table_name = op["TableName"]
             key = _key_of(self, table_name, op["Item"]) if op_type == "Put" else op["Key"]
             before = _stored(self, table_name, key)
-            touched.append((op_type, table_name, key, before, _index_entries(self, table_name, before)))
+            touched.append((op_type, table_name, key, before, _entries_of(self, table_name, before)))
         except Exception:
             touched.append((None, "?", None, None, {}))
     committed = False
@@ -616,6 +703,24 @@ limits.install(_LOCK)
 import presigned  # noqa: E402
 
 presigned.install(iam.secret_for)
+
+# Speed, no change in what is served (measured with py-spy under the bench's load: ~10 % of the
+# server's CPU each):
+# - moto's dispatcher lists its own package directory (`os.listdir` and an `isdir` per
+#   service, under its lock) on every request to find the service (`backends.
+#   list_of_moto_modules`, from `DomainDispatcherApplication.get_backend_for_host`); the list
+#   cannot change while the server runs, so it is read once;
+# - werkzeug writes an access-log line per request to this process's log (the functions' and
+#   the CLI's calls: hundreds a second under load), contending on the log handler's lock with
+#   the request threads. It is kept at warnings; `iam:` lines and errors are unaffected.
+import logging  # noqa: E402
+
+from moto import backends as _moto_backends  # noqa: E402
+
+_MOTO_MODULES = tuple(_moto_backends.list_of_moto_modules())
+_moto_backends.list_of_moto_modules = lambda: _MOTO_MODULES
+if os.environ.get("TASKFLOW_EMULATOR_ACCESS_LOG") != "1":
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 if __name__ == "__main__":
     sys.argv[0] = "moto_server"

@@ -121,5 +121,44 @@ class WriteUnits(unittest.TestCase):
         self.assertEqual(self.units(), 2 * (1 + 1))
 
 
+class TransactionRollback(unittest.TestCase):
+    """A cancelled transaction puts back exactly the items it wrote (emulator.py backs up those,
+    not whole tables), and its partial writes leave no stream record."""
+
+    def setUp(self):
+        self.backend = dynamodb_backends[ACCOUNT][REGION]
+        for name in list(self.backend.tables):
+            self.backend.delete_table(name)
+        self.backend.create_table(
+            "stock", schema=[{"AttributeName": "taskId", "KeyType": "HASH"}], throughput=None,
+            attr=[{"AttributeName": "taskId", "AttributeType": "S"}], global_indexes=[], indexes=[],
+            streams={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}, billing_mode="PAY_PER_REQUEST",
+            sse_specification=None, tags=[], deletion_protection_enabled=False, warm_throughput=None,
+        )
+        for key, n in [("a", "5"), ("b", "1"), ("other", "7")]:
+            self.backend.put_item("stock", {"taskId": s(key), "n": {"N": n}})
+
+    def n(self, key):
+        item = self.backend.get_item("stock", {"taskId": s(key)})
+        return None if item is None else item.attrs["n"].value
+
+    def test_a_cancelled_transaction_puts_its_items_back_and_no_other_item_changes(self):
+        table = self.backend.get_table("stock")
+        records = len(table.stream_shard.items)
+        take = lambda key, q: {"Update": {"TableName": "stock", "Key": {"taskId": s(key)}, "UpdateExpression": "SET n = n - :q",
+                                          "ConditionExpression": "n >= :q", "ExpressionAttributeValues": {":q": {"N": q}}}}
+        new = {"Put": {"TableName": "stock", "Item": {"taskId": s("new"), "n": {"N": "1"}}}}
+        # a is taken (applied first), then b cannot be: all of it is undone.
+        with self.assertRaises(TransactionCanceledException):
+            self.backend.transact_write_items([take("a", "2"), new, take("b", "2")])
+        self.assertEqual((self.n("a"), self.n("b"), self.n("new"), self.n("other")), ("5", "1", None, "7"))
+        self.assertEqual(len(table.stream_shard.items), records, "no stream record of an undone write")
+        self.assertIs(self.backend.get_table("stock"), table, "the table itself, not a copy, stays")
+        # The same transaction that fits commits, with its stream records.
+        self.backend.transact_write_items([take("a", "2"), new, take("b", "1")])
+        self.assertEqual((self.n("a"), self.n("b"), self.n("new"), self.n("other")), ("3", "0", "1", "7"))
+        self.assertEqual(len(table.stream_shard.items), records + 3)
+
+
 if __name__ == "__main__":
     unittest.main()
