@@ -16,8 +16,8 @@
 //! it checked at init, and the SDK parsed the same roots again when it built its connector. Here:
 //! - the roots are, by default, Mozilla's root program's set compiled into the binary
 //!   (`webpki-root-certs`, the certificates `webpki-roots` is made from; [`Roots::mozilla`]):
-//!   nothing is read or checked at init (a unit test checks at build time that rustls takes every
-//!   one of them as a trust anchor). That set is where the platforms' bundles come from (Debian's
+//!   nothing is read, checked or encoded at init (`build.rs` writes the PEM; a unit test checks
+//!   that rustls takes every one of them as a trust anchor). That set is where the platforms' bundles come from (Debian's
 //!   and Amazon Linux's `ca-certificates` are Mozilla's list) and it holds Amazon Root CA 1–4,
 //!   which AWS's service endpoints chain to (tested). A newer Mozilla list arrives with a
 //!   dependency update and a rebuild, not with the platform's package;
@@ -52,7 +52,7 @@ use std::sync::OnceLock;
 /// environment providers, the first link of each chain (`aws-config` 1.13, `default_provider`:
 /// region env → profile → IMDS; credentials env → profile → web identity → ECS → IMDS). The
 /// result is the same; what is saved at init is building the chains' other links (their IMDS
-/// and container clients), some 0.3 ms of a cold start. Everything else (endpoint URL, retry,
+/// and container clients), ~0.2 ms of a cold start. Everything else (endpoint URL, retry,
 /// timeouts, per-service settings) is the loader's as before; without both in the
 /// environment, the full chains are used.
 pub async fn load() -> SdkConfig {
