@@ -4,7 +4,8 @@
 //!
 //! - Cold start: each function binary (release profile) spawned against a loopback Lambda
 //!   Runtime API; the time from spawn to its first `GET /invocation/next` is its init. Median of
-//!   `BENCH_SPAWNS` (20) spawns, next to the `hello` binary (lambda_runtime alone, same profile).
+//!   `BENCH_SPAWNS` (20) spawns, next to the `hello` binary (lambda_runtime alone, same profile),
+//!   all spawned in turn.
 //! - Memory: each function's peak RSS over the load run below, next to hello's after init.
 //! - Size: each function's arm64 `bootstrap.zip` from `make package`, if it has been run.
 //! - Worker cost: CPU time per work message through the shared SQS task-token driver and the
@@ -14,6 +15,8 @@
 //!   end), each next to the same stack whose workers are null workers.
 //! - Trace export (`traces.rs`): cold start and per-invocation cost of the OTLP exporter next to
 //!   the X-Ray daemon exporter. `BENCH_ONLY=traces` runs only these (and hello's cold start).
+//! - `BENCH_ONLY=cold` runs only the cold starts (hello and the nine functions, in turn), and
+//!   with `BENCH_COLD_BEFORE=<folder of another build's binaries>` those too, in the same rounds.
 //! - Cost (`cost.rs`): per path, the counts measured on the local stack × `bench/prices.json`,
 //!   next to the naive design in `bench/naive/order.asl.json`.
 //! - Capacity (`capacity.rs`): per path and region class, the orders/s AWS's default quotas
@@ -83,8 +86,13 @@ async fn main() -> Result<()> {
     if std::env::var("BENCH_ONLY").as_deref() == Ok("steady") {
         return steady::run(&out, rate, seconds, burst_rate, burst_orders).await;
     }
-    eprintln!("bench: cold starts ({spawns} spawns each)…");
-    let baseline = cold_start(&bin_dir.join("hello"), spawns).await?;
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("cold") {
+        return cold_only(&bin_dir, &out, spawns).await;
+    }
+    eprintln!("bench: cold starts ({spawns} spawns each, hello and the functions in turn)…");
+    let binaries: Vec<_> = std::iter::once("hello").chain(FUNCTIONS).map(|name| bin_dir.join(name)).collect();
+    let mut starts = cold_starts(&binaries, spawns).await?.into_iter();
+    let baseline = starts.next().context("hello's cold start")?;
     eprintln!("bench: trace export, OTLP and daemon…");
     let (trace_rows, trace_json) = trace_export(&bin_dir, spawns, &baseline).await?;
     if std::env::var("BENCH_ONLY").as_deref() == Ok("traces") {
@@ -94,8 +102,7 @@ async fn main() -> Result<()> {
         return Ok(());
     }
     let mut functions = Vec::new();
-    for name in FUNCTIONS {
-        let start = cold_start(&bin_dir.join(name), spawns).await?;
+    for (name, start) in FUNCTIONS.into_iter().zip(starts) {
         let zip = root.join("target/lambda").join(name).join("bootstrap.zip");
         let zip_mb = std::fs::metadata(&zip).ok().map(|m| m.len() as f64 / 1_048_576.0);
         functions.push((name, start, zip_mb));
@@ -502,9 +509,64 @@ struct ColdStart {
     peak_rss_mb: f64,
 }
 
-/// Spawns `binary` `spawns` times against a Runtime API that only notes the first poll.
-async fn cold_start(binary: &Path, spawns: usize) -> Result<ColdStart> {
-    cold_start_with(binary, spawns, &[]).await
+/// Spawns each of `binaries` `spawns` times against a Runtime API that only notes the first
+/// poll, in turn (one spawn of each per round): on a shared machine, load that comes and goes
+/// then falls on all of them alike. One [`ColdStart`] per binary, in order.
+async fn cold_starts(binaries: &[std::path::PathBuf], spawns: usize) -> Result<Vec<ColdStart>> {
+    let mut samples = vec![Vec::with_capacity(spawns); binaries.len()];
+    let mut peak_rss = vec![0.0f64; binaries.len()];
+    for _ in 0..spawns {
+        for (i, binary) in binaries.iter().enumerate() {
+            let one = cold_start_with(binary, 1, &[]).await?;
+            samples[i].push(one.median_ms);
+            peak_rss[i] = peak_rss[i].max(one.peak_rss_mb);
+        }
+    }
+    Ok(samples
+        .into_iter()
+        .zip(peak_rss)
+        .map(|(mut s, peak_rss_mb)| {
+            s.sort_by(f64::total_cmp);
+            ColdStart { median_ms: s[s.len() / 2], peak_rss_mb }
+        })
+        .collect())
+}
+
+/// `BENCH_ONLY=cold`: only the cold starts of hello and every function, spawned in turn. With
+/// `BENCH_COLD_BEFORE` naming a folder that holds the same binaries from another build (a
+/// copy of `target/release` before a change), those are spawned in the same rounds and shown
+/// next to them: before and after measured in one run, on the same machine state.
+async fn cold_only(bin_dir: &Path, out: &Path, spawns: usize) -> Result<()> {
+    let names: Vec<&str> = std::iter::once("hello").chain(FUNCTIONS).collect();
+    let before = std::env::var_os("BENCH_COLD_BEFORE").map(std::path::PathBuf::from);
+    let mut binaries: Vec<_> = names.iter().map(|name| bin_dir.join(name)).collect();
+    if let Some(before) = &before {
+        binaries.extend(names.iter().map(|name| before.join(name)));
+    }
+    eprintln!("bench: cold starts only ({spawns} spawns each, {} binaries in turn)…", binaries.len());
+    let starts = cold_starts(&binaries, spawns).await?;
+    let (after, earlier) = starts.split_at(names.len());
+    let ratio = |starts: &[ColdStart], i: usize| starts[i].median_ms / starts[0].median_ms;
+    let mut rows = Vec::new();
+    let mut functions = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let baseline = match before {
+            Some(_) => format!("before {:.2} (×{:.1})", earlier[i].median_ms, ratio(earlier, i)),
+            None => String::new(),
+        };
+        let target = if i == 0 { String::new() } else { format!("≤ 2× hello {}", met(after[i].median_ms <= 2.0 * after[0].median_ms)) };
+        rows.push(row(format!("cold start {name} (ms, median of {spawns})"), format!("{:.2} (×{:.1})", after[i].median_ms, ratio(after, i)), baseline, target));
+        functions.push(json!({
+            "function": name, "medianMs": after[i].median_ms, "ratio": ratio(after, i),
+            "beforeMedianMs": before.as_ref().map(|_| earlier[i].median_ms), "beforeRatio": before.as_ref().map(|_| ratio(earlier, i)),
+        }));
+    }
+    let profile = if cfg!(debug_assertions) { "DEBUG PROFILE: use make bench" } else { "release profile" };
+    print_rows(&format!("taskflow bench, cold starts only ({profile}; ratios to hello in the same build)"), &rows);
+    let report = json!({"at": Utc::now(), "spawns": spawns, "before": before, "coldStart": functions});
+    std::fs::write(out.join("bench-cold.json"), serde_json::to_string_pretty(&report)? + "\n")?;
+    println!("written to {}", out.join("bench-cold.json").display());
+    Ok(())
 }
 
 /// The same, with `extra` set in the function's environment.

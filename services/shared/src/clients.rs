@@ -3,7 +3,7 @@
 //! `aws_config` reads region, credentials and `AWS_ENDPOINT_URL` from the environment, which is
 //! how the local stack points the very same code at the emulator.
 //!
-//! # One HTTP client, root certificates read once (a cold-start cost)
+//! # One HTTP client, root certificates compiled in (a cold-start cost)
 //!
 //! Every SDK client a function makes (the purchase worker makes seven) used to cost a full TLS
 //! set-up at init: the SDK's default HTTP client builds (and throws away) a connector, with a
@@ -12,24 +12,24 @@
 //! connector at this point so that native certs load at client initialization time"), and its
 //! first load of the platform's roots (`rustls-native-certs` 0.8, `load_native_certs`) reads the
 //! CA bundle *and* every file of the CA directory (on Debian ~150 certificates and ~150 hashed
-//! links: some 300 `stat`s and `open`s). Here:
-//! - the roots come from the platform's single CA bundle file, read and parsed once per process
-//!   ([`roots`]): `SSL_CERT_FILE` if set, else the first of the files OpenSSL itself probes
-//!   (`openssl-probe` 0.2, `CERTIFICATE_FILE_NAMES`: `/etc/ssl/certs/ca-certificates.crt` on
-//!   Debian/Ubuntu, `/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem` or
-//!   `/etc/pki/tls/certs/ca-bundle.crt` on the RHEL family, Amazon Linux included, which Lambda's
-//!   `provided.al2023` runtime is; not checked on Lambda itself from here). The bundle and the hashed directory are two
-//!   views of the same trust store on these systems (`update-ca-certificates(8)`,
-//!   `update-ca-trust(8)`); a root placed only in the directory is not read. With
-//!   `SSL_CERT_DIR` set, with no bundle found, or a bundle without a certificate, the platform
-//!   loader is used as before;
+//! links: some 300 `stat`s and `open`s). Then the platform's bundle was read and every root in
+//! it checked at init, and the SDK parsed the same roots again when it built its connector. Here:
+//! - the roots are, by default, Mozilla's root program's set compiled into the binary
+//!   (`webpki-root-certs`, the certificates `webpki-roots` is made from; [`Roots::mozilla`]):
+//!   nothing is read, checked or encoded at init (`build.rs` writes the PEM; a unit test checks
+//!   that rustls takes every one of them as a trust anchor). That set is where the platforms' bundles come from (Debian's
+//!   and Amazon Linux's `ca-certificates` are Mozilla's list) and it holds Amazon Root CA 1–4,
+//!   which AWS's service endpoints chain to (tested). A newer Mozilla list arrives with a
+//!   dependency update and a rebuild, not with the platform's package;
+//! - `SSL_CERT_FILE` set: that PEM file, read once per process, each root checked
+//!   ([`read_roots`]); `SSL_CERT_DIR` set: the platform loader, as the SDK does by default;
 //! - every SDK client shares one HTTP client ([`http_client`]) that sets up TLS once, when the
 //!   first request needs a connection, from those roots (the SDK built that connector at the
 //!   first request before too; what is gone is the throw-away one per client);
 //! - the OTLP trace exporter's own client (`crate::otlp`) verifies with the same roots.
 //!
 //! What TLS checks is unchanged: rustls with aws-lc, the SDK's connector (timeouts, proxy from
-//! the environment), the same platform roots, every certificate chain verified to one of them.
+//! the environment), every certificate chain verified to one of the trusted roots.
 
 pub use aws_config::SdkConfig;
 
@@ -41,59 +41,106 @@ use aws_smithy_runtime_api::client::runtime_components::{RuntimeComponents, Runt
 use aws_smithy_types::config_bag::ConfigBag;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::CertificateDer;
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// The SDK configuration every function builds its clients from, with [`http_client`].
+///
+/// `aws_config`'s default loader, given the region and credentials providers its default chains
+/// would pick when the environment holds both (as Lambda's does, and the local host's): the
+/// environment providers, the first link of each chain (`aws-config` 1.13, `default_provider`:
+/// region env → profile → IMDS; credentials env → profile → web identity → ECS → IMDS). The
+/// result is the same; what is saved at init is building the chains' other links (their IMDS
+/// and container clients), ~0.2 ms of a cold start. Everything else (endpoint URL, retry,
+/// timeouts, per-service settings) is the loader's as before; without both in the
+/// environment, the full chains are used.
 pub async fn load() -> SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client()).load().await
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http_client());
+    if env_region_and_credentials(|name| std::env::var(name).ok()) {
+        loader = loader
+            .region(aws_config::environment::EnvironmentVariableRegionProvider::new())
+            .credentials_provider(aws_config::environment::EnvironmentVariableCredentialsProvider::new());
+    }
+    loader.load().await
 }
 
-/// The CA bundle files OpenSSL probes, in its order (`openssl-probe` 0.2.2,
-/// `CERTIFICATE_FILE_NAMES` for Linux).
-pub const CA_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",                // Debian, Ubuntu, Gentoo
-    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", // CentOS, RHEL 7
-    "/etc/pki/tls/certs/ca-bundle.crt",                  // Fedora, RHEL 6
-    "/etc/ssl/ca-bundle.pem",                            // OpenSUSE
-    "/etc/pki/tls/cacert.pem",                           // OpenELEC
-    "/etc/ssl/cert.pem",                                 // Alpine Linux
-];
+/// Whether the environment's region and credentials providers find both (what they read:
+/// `AWS_REGION` or `AWS_DEFAULT_REGION`; `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` or
+/// `SECRET_ACCESS_KEY`, each non-empty), so that the default chains would stop at them.
+pub fn env_region_and_credentials(var: impl Fn(&str) -> Option<String>) -> bool {
+    let set = |name: &str| var(name).is_some_and(|v| !v.trim().is_empty());
+    (set("AWS_REGION") || set("AWS_DEFAULT_REGION")) && set("AWS_ACCESS_KEY_ID") && (set("AWS_SECRET_ACCESS_KEY") || set("SECRET_ACCESS_KEY"))
+}
 
-/// The root certificates read from one CA bundle.
+/// Where the trusted roots come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootSource {
+    /// Mozilla's set, compiled in (`webpki-root-certs`): the default.
+    Mozilla,
+    /// A PEM file (`SSL_CERT_FILE`).
+    File(PathBuf),
+    /// The platform loader (`rustls-native-certs`, as the SDK's default client): `SSL_CERT_DIR`.
+    Platform,
+}
+
+impl RootSource {
+    /// `SSL_CERT_DIR` set (non-empty): the platform loader; else `SSL_CERT_FILE` set
+    /// (non-empty): that file; else the compiled-in set.
+    pub fn from(cert_file: Option<PathBuf>, cert_dir: Option<PathBuf>) -> RootSource {
+        if cert_dir.is_some_and(|d| !d.as_os_str().is_empty()) {
+            return RootSource::Platform;
+        }
+        match cert_file.filter(|f| !f.as_os_str().is_empty()) {
+            Some(file) => RootSource::File(file),
+            None => RootSource::Mozilla,
+        }
+    }
+
+    pub fn from_env() -> RootSource {
+        RootSource::from(std::env::var_os("SSL_CERT_FILE").map(PathBuf::from), std::env::var_os("SSL_CERT_DIR").map(PathBuf::from))
+    }
+}
+
+/// Mozilla's root certificates as PEM, written by `build.rs` from `webpki-root-certs`.
+pub static MOZILLA_ROOTS_PEM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/mozilla-roots.pem"));
+
+/// The trusted root certificates.
 #[derive(Debug)]
 pub struct Roots {
-    /// The file they were read from.
-    pub bundle: PathBuf,
-    /// The certificates rustls accepts as trust anchors (DER), in the file's order.
-    pub certificates: Vec<CertificateDer<'static>>,
-    /// The same certificates as PEM (what the SDK's trust store takes).
-    pem: Vec<u8>,
+    /// Where they come from ([`RootSource::Mozilla`] or [`RootSource::File`]).
+    pub source: RootSource,
+    /// Every certificate rustls accepts as a trust anchor, as PEM (what the SDK's trust store
+    /// takes), in order.
+    pem: Cow<'static, [u8]>,
 }
 
-/// The process's root certificates from a single CA bundle (see the module docs), read and
-/// parsed at the first call; `None` when the platform loader is to be used instead
-/// (`SSL_CERT_DIR` set, no bundle found, or no usable certificate in it).
+impl Roots {
+    /// Mozilla's root program's set, compiled in (see the module docs): nothing to read, check
+    /// or encode.
+    pub fn mozilla() -> Roots {
+        Roots { source: RootSource::Mozilla, pem: Cow::Borrowed(MOZILLA_ROOTS_PEM) }
+    }
+
+    /// The certificates (DER), decoded from the PEM: for a client other than the SDK's (the
+    /// OTLP exporter's), when it connects.
+    pub fn certificates(&self) -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_slice_iter(&self.pem).filter_map(Result::ok).collect()
+    }
+}
+
+/// The process's root certificates (see the module docs), made at the first call; `None` when
+/// the platform loader is to be used instead (`SSL_CERT_DIR` set, or an `SSL_CERT_FILE` that
+/// cannot be read or holds no usable certificate).
 pub fn roots() -> Option<&'static Roots> {
     static ROOTS: OnceLock<Option<Roots>> = OnceLock::new();
     ROOTS
-        .get_or_init(|| {
-            let bundle = bundle_path(std::env::var_os("SSL_CERT_FILE").map(PathBuf::from), std::env::var_os("SSL_CERT_DIR").is_some(), |p| p.is_file())?;
-            read_roots(&bundle)
+        .get_or_init(|| match RootSource::from_env() {
+            RootSource::Mozilla => Some(Roots::mozilla()),
+            RootSource::File(file) => read_roots(&file),
+            RootSource::Platform => None,
         })
         .as_ref()
-}
-
-/// Which bundle to read: `SSL_CERT_FILE`, else the first of [`CA_BUNDLES`] that `exists`;
-/// none with `SSL_CERT_DIR` set (the platform loader reads that directory).
-pub fn bundle_path(cert_file: Option<PathBuf>, cert_dir_set: bool, exists: impl Fn(&Path) -> bool) -> Option<PathBuf> {
-    if cert_dir_set {
-        return None;
-    }
-    if let Some(file) = cert_file.filter(|f| !f.as_os_str().is_empty()) {
-        return Some(file);
-    }
-    CA_BUNDLES.iter().map(PathBuf::from).find(|p| exists(p))
 }
 
 /// The certificates of the PEM file `bundle` that rustls accepts as trust anchors; `None` if
@@ -121,7 +168,7 @@ pub fn read_roots(bundle: &Path) -> Option<Roots> {
     }
     // Re-encoded only when something was left out: the SDK is given exactly what passed.
     let pem = if skipped == 0 { pem } else { to_pem(&certificates) };
-    Some(Roots { bundle: bundle.to_path_buf(), certificates, pem })
+    Some(Roots { source: RootSource::File(bundle.to_path_buf()), pem: Cow::Owned(pem) })
 }
 
 fn to_pem(certificates: &[CertificateDer<'_>]) -> Vec<u8> {
@@ -151,7 +198,7 @@ pub fn http_client() -> SharedHttpClient {
 /// The client trusting `roots`, or the platform loader's roots with `None`.
 fn client_for(roots: Option<&Roots>) -> SharedHttpClient {
     let trust = match roots {
-        Some(roots) => TrustStore::empty().with_native_roots(false).with_pem_certificate(roots.pem.clone()),
+        Some(roots) => TrustStore::empty().with_native_roots(false).with_pem_certificate(roots.pem.as_ref()),
         None => TrustStore::default(),
     };
     let context = TlsContext::builder().with_trust_store(trust).build().expect("a trust store is a valid TLS context");
@@ -207,36 +254,61 @@ impl HttpClient for SetUpOnce {
 mod tests {
     use super::*;
 
+    /// The Debian/Ubuntu bundle, this machine's (the ca-certificates package).
+    const PLATFORM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
     #[test]
-    fn the_bundle_is_ssl_cert_file_else_the_first_probed_file_and_none_with_ssl_cert_dir() {
-        let only = |path: &'static str| move |p: &Path| p == Path::new(path);
-        assert_eq!(bundle_path(None, false, only("/etc/pki/tls/certs/ca-bundle.crt")), Some("/etc/pki/tls/certs/ca-bundle.crt".into()));
-        assert_eq!(bundle_path(None, false, |_| true), Some("/etc/ssl/certs/ca-certificates.crt".into()));
-        assert_eq!(bundle_path(Some("/x/roots.pem".into()), false, |_| false), Some("/x/roots.pem".into()));
-        assert_eq!(bundle_path(Some("".into()), false, only("/etc/ssl/cert.pem")), Some("/etc/ssl/cert.pem".into()));
-        assert_eq!(bundle_path(Some("/x/roots.pem".into()), true, |_| true), None);
-        assert_eq!(bundle_path(None, false, |_| false), None);
+    fn the_environment_providers_are_used_only_when_they_find_region_and_credentials() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| move |name: &str| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
+        assert!(env_region_and_credentials(env(&[("AWS_REGION", "eu-west-1"), ("AWS_ACCESS_KEY_ID", "AKIA"), ("AWS_SECRET_ACCESS_KEY", "s")])));
+        assert!(env_region_and_credentials(env(&[("AWS_DEFAULT_REGION", "eu-west-1"), ("AWS_ACCESS_KEY_ID", "AKIA"), ("SECRET_ACCESS_KEY", "s")])));
+        assert!(!env_region_and_credentials(env(&[("AWS_ACCESS_KEY_ID", "AKIA"), ("AWS_SECRET_ACCESS_KEY", "s")])));
+        assert!(!env_region_and_credentials(env(&[("AWS_REGION", "eu-west-1"), ("AWS_ACCESS_KEY_ID", "AKIA")])));
+        assert!(!env_region_and_credentials(env(&[("AWS_REGION", "eu-west-1"), ("AWS_ACCESS_KEY_ID", " "), ("AWS_SECRET_ACCESS_KEY", "s")])));
+        assert!(!env_region_and_credentials(env(&[])));
     }
 
-    /// This machine's bundle (the platform's, as on Lambda) gives a non-empty root store with
-    /// the root AWS's endpoints chain to, and an SDK client on the shared HTTP client builds its
-    /// TLS connector from it and makes an HTTPS connection attempt (to a loopback port that
-    /// hangs up: no internet here), failing as a connection error, not a panic.
-    #[tokio::test]
-    async fn the_platform_bundle_gives_roots_and_the_client_connects_with_them() {
-        // The probed bundle, whatever SSL_CERT_* this shell has.
-        let bundle = bundle_path(None, false, |p| p.is_file()).expect("a CA bundle on this machine (the ca-certificates package)");
-        let roots = read_roots(&bundle).expect("roots in the bundle");
-        assert!(roots.certificates.len() > 50, "{} roots from {}", roots.certificates.len(), roots.bundle.display());
-        let mut store = rustls::RootCertStore::empty();
-        let (valid, invalid) = store.add_parsable_certificates(CertificateDer::pem_slice_iter(&roots.pem).map(Result::unwrap));
-        assert_eq!((valid, invalid), (roots.certificates.len(), 0));
-        // Amazon Root CA 1 (Amazon Trust Services), which AWS's service endpoints chain to.
-        assert!(
-            store.roots.iter().any(|anchor| String::from_utf8_lossy(anchor.subject.as_ref()).contains("Amazon Root CA 1")),
-            "Amazon Root CA 1 is trusted"
-        );
+    #[test]
+    fn the_roots_are_mozillas_unless_ssl_cert_file_or_ssl_cert_dir_say_otherwise() {
+        assert_eq!(RootSource::from(None, None), RootSource::Mozilla);
+        assert_eq!(RootSource::from(Some("".into()), Some("".into())), RootSource::Mozilla);
+        assert_eq!(RootSource::from(Some("/x/roots.pem".into()), None), RootSource::File("/x/roots.pem".into()));
+        assert_eq!(RootSource::from(Some("/x/roots.pem".into()), Some("/etc/ssl/certs".into())), RootSource::Platform);
+        assert_eq!(RootSource::from(None, Some("/etc/ssl/certs".into())), RootSource::Platform);
+    }
 
+    /// The subjects of the trust anchors rustls makes of `pem`, failing on any it cannot take
+    /// (the SDK's trust store would panic on it: `aws-smithy-http-client` 1.5,
+    /// `rustls_root_certs`, "cert parsable").
+    fn anchors(pem: &[u8]) -> Vec<String> {
+        let mut store = rustls::RootCertStore::empty();
+        for der in CertificateDer::pem_slice_iter(pem) {
+            store.add(der.expect("valid PEM")).expect("a trust anchor rustls takes");
+        }
+        store.roots.iter().map(|anchor| String::from_utf8_lossy(anchor.subject.as_ref()).into_owned()).collect()
+    }
+
+    /// The compiled-in PEM is exactly `webpki-root-certs`' certificates, in order, every one a
+    /// trust anchor rustls takes (so the SDK's trust store cannot panic on it), and it holds the
+    /// Amazon Trust Services roots that AWS's service endpoints chain to.
+    #[test]
+    fn the_compiled_in_roots_are_mozillas_set_and_hold_amazons_roots() {
+        let roots = Roots::mozilla();
+        assert_eq!(roots.certificates(), webpki_root_certs::TLS_SERVER_ROOT_CERTS.to_vec());
+        let subjects = anchors(MOZILLA_ROOTS_PEM);
+        assert_eq!(subjects.len(), webpki_root_certs::TLS_SERVER_ROOT_CERTS.len());
+        assert!(subjects.len() > 100, "{} roots", subjects.len());
+        for amazon in ["Amazon Root CA 1", "Amazon Root CA 2", "Amazon Root CA 3", "Amazon Root CA 4"] {
+            assert!(subjects.iter().any(|s| s.contains(amazon)), "{amazon} is trusted");
+        }
+        // Starfield's G2 root, which Amazon Root CA 1–4 are cross-signed by (older chains).
+        assert!(subjects.iter().any(|s| s.contains("Starfield Services Root Certificate Authority - G2")));
+    }
+
+    /// An SDK client on the shared HTTP client with `roots` builds its TLS connector from them
+    /// and makes an HTTPS connection attempt (to a loopback port that hangs up: no internet
+    /// here), failing as a connection error, not a panic.
+    async fn connects_with(roots: &Roots) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let hang_up = tokio::spawn(async move {
@@ -248,7 +320,7 @@ mod tests {
             .region(aws_config::Region::new("us-east-1"))
             .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(aws_credential_types::Credentials::for_tests()))
             .endpoint_url(format!("https://127.0.0.1:{port}"))
-            .http_client(client_for(Some(&roots)))
+            .http_client(client_for(Some(roots)))
             .sleep_impl(aws_smithy_async::rt::sleep::default_async_sleep().unwrap())
             .time_source(aws_smithy_async::time::SystemTimeSource::new())
             .retry_config(aws_config::retry::RetryConfig::disabled())
@@ -259,19 +331,36 @@ mod tests {
         hang_up.await.unwrap();
     }
 
+    #[tokio::test]
+    async fn the_client_connects_with_the_compiled_in_roots() {
+        connects_with(&Roots::mozilla()).await;
+    }
+
+    /// `SSL_CERT_FILE`: this machine's bundle gives a root store with Amazon Root CA 1, and the
+    /// client connects with it.
+    #[tokio::test]
+    async fn an_ssl_cert_file_gives_roots_and_the_client_connects_with_them() {
+        let roots = read_roots(Path::new(PLATFORM_BUNDLE)).expect("roots in this machine's bundle (the ca-certificates package)");
+        assert_eq!(roots.source, RootSource::File(PLATFORM_BUNDLE.into()));
+        let subjects = anchors(&roots.pem);
+        assert!(subjects.len() > 50, "{} roots", subjects.len());
+        assert_eq!(roots.certificates().len(), subjects.len());
+        assert!(subjects.iter().any(|s| s.contains("Amazon Root CA 1")), "Amazon Root CA 1 is trusted");
+        connects_with(&roots).await;
+    }
+
     #[test]
     fn an_unparsable_certificate_is_left_out_not_fatal() {
         let dir = std::env::temp_dir().join(format!("taskflow-roots-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let good = std::fs::read(bundle_path(None, false, |p| p.is_file()).expect("a CA bundle")).unwrap();
-        let first = CertificateDer::pem_slice_iter(&good).next().unwrap().unwrap();
+        let first = webpki_root_certs::TLS_SERVER_ROOT_CERTS[0].clone();
         let mut mixed = to_pem(std::slice::from_ref(&first));
         mixed.extend_from_slice(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
         let file = dir.join("mixed.pem");
         std::fs::write(&file, &mixed).unwrap();
         let read = read_roots(&file).expect("one good certificate");
-        assert_eq!(read.certificates, vec![first.clone()]);
-        assert_eq!(read.pem, to_pem(&[first]));
+        assert_eq!(read.certificates(), vec![first.clone()]);
+        assert_eq!(read.pem.as_ref(), to_pem(&[first]).as_slice());
         std::fs::write(&file, b"not a certificate").unwrap();
         assert!(read_roots(&file).is_none());
         std::fs::remove_dir_all(&dir).unwrap();

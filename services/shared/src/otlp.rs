@@ -362,11 +362,11 @@ impl SigV4Client {
     fn http(&self) -> &hyper_util::client::legacy::Client<Https, Full<Bytes>> {
         self.http.get_or_init(|| {
             // The process's root certificates, the ones the AWS SDK's client trusts
-            // (`crate::clients::roots`: the platform's CA bundle, read once per process), rustls
-            // with aws-lc; the platform loader when there is no bundle to read.
+            // (`crate::clients::roots`: Mozilla's, compiled in, or `SSL_CERT_FILE`), rustls
+            // with aws-lc; the platform loader with `SSL_CERT_DIR`.
             if let Some(roots) = crate::clients::roots() {
                 let mut store = rustls::RootCertStore::empty();
-                store.add_parsable_certificates(roots.certificates.iter().cloned());
+                store.add_parsable_certificates(roots.certificates());
                 let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
                 let config = rustls::ClientConfig::builder_with_provider(provider)
                     .with_safe_default_protocol_versions()
