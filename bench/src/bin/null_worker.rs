@@ -1,9 +1,18 @@
 //! The null worker of `make bench`: stands in for purchase, refund and notification and answers
 //! every task token at once, with no work done. The stack's throughput with it is the ceiling the
 //! emulator and the workflow's plumbing set; ours is measured next to it.
+//!
+//! It keeps the delivery contract our workers keep, or a single failed answer would poison the
+//! stand-in's batches (a whole batch redelivered, its answered tokens then refused, until the
+//! dead-letter queue): a token Step Functions says is spent (`TaskTimedOut`, `TaskDoesNotExist`,
+//! `InvalidToken`, as `services/shared/src/callback.rs` reads them) is done, any other failure
+//! is that message's alone (a partial batch failure: it comes back, the others do not).
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+use aws_sdk_sfn::error::ProvideErrorMetadata;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
+
+const SPENT_TOKEN_ERRORS: [&str; 3] = ["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"];
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -12,13 +21,20 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::run(service_fn(|event: LambdaEvent<SqsEvent>| {
         let sfn = sfn.clone();
         async move {
+            let mut response = SqsBatchResponse::default();
             for record in event.payload.records {
-                let body: serde_json::Value = serde_json::from_str(record.body.as_deref().unwrap_or_default())?;
-                if let Some(token) = body["taskToken"].as_str() {
-                    sfn.send_task_success().task_token(token).output("{}").send().await?;
+                let body: serde_json::Value = serde_json::from_str(record.body.as_deref().unwrap_or_default()).unwrap_or_default();
+                let Some(token) = body["taskToken"].as_str() else { continue };
+                if let Err(e) = sfn.send_task_success().task_token(token).output("{}").send().await {
+                    let spent = e.as_service_error().and_then(|e| e.code()).is_some_and(|code| SPENT_TOKEN_ERRORS.contains(&code));
+                    if !spent {
+                        let mut failure = BatchItemFailure::default();
+                        failure.item_identifier = record.message_id.clone().unwrap_or_default();
+                        response.batch_item_failures.push(failure);
+                    }
                 }
             }
-            Ok::<_, Error>(SqsBatchResponse::default())
+            Ok::<_, Error>(response)
         }
     }))
     .await

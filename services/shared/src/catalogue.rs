@@ -13,7 +13,7 @@
 //! means 1). `taskflow catalogue load FILE` writes them.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use taskflow_contracts::Money;
@@ -76,7 +76,7 @@ pub const MAX_STOCK_SHARDS: u32 = taskflow_contracts::limits::MAX_STOCK_SHARDS;
 
 /// Keys a single BatchGetItem may ask for ("as many as 100 items", DynamoDB API reference,
 /// BatchGetItem: https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html).
-pub const BATCH_GET_MAX_KEYS: usize = 100;
+pub const BATCH_GET_MAX_KEYS: usize = crate::dynamo::BATCH_GET_MAX_KEYS;
 
 #[derive(Debug, Error)]
 pub enum CatalogueError {
@@ -150,11 +150,6 @@ impl DynamoCatalogue {
     }
 }
 
-/// Rounds of UnprocessedKeys retried (with a doubling pause from 50 ms) before the read counts as
-/// unavailable. AWS: "we strongly recommend that you use an exponential backoff algorithm" for
-/// UnprocessedKeys (BatchGetItem API reference).
-const UNPROCESSED_ROUNDS: u32 = 5;
-
 #[async_trait]
 impl Catalogue for DynamoCatalogue {
     async fn entries(&self, skus: &[&str]) -> Result<HashMap<String, CatalogueEntry>, CatalogueError> {
@@ -164,37 +159,11 @@ impl Catalogue for DynamoCatalogue {
         // BatchGetItem refuses a request with the same key twice ("ValidationException: Provided
         // list of item keys contains duplicates"; BatchGetItem API reference, Errors).
         distinct.dedup();
-        for chunk in distinct.chunks(BATCH_GET_MAX_KEYS) {
-            let keys = KeysAndAttributes::builder()
-                .set_keys(Some(chunk.iter().map(|sku| sku_key(sku)).collect()))
-                .build()
-                .map_err(|e| CatalogueError::Unavailable(e.to_string()))?;
-            let mut request = HashMap::from([(self.table.clone(), keys)]);
-            let mut round = 0;
-            loop {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .set_request_items(Some(request))
-                    .send()
-                    .await
-                    .map_err(|e| CatalogueError::Unavailable(crate::dynamo::describe(&e)))?;
-                for item in out.responses.unwrap_or_default().remove(&self.table).unwrap_or_default() {
-                    if let Some(entry) = decode(&item) {
-                        found.insert(entry.sku.clone(), entry);
-                    }
-                }
-                match out.unprocessed_keys.filter(|u| u.values().any(|k| !k.keys.is_empty())) {
-                    None => break,
-                    Some(_) if round >= UNPROCESSED_ROUNDS => {
-                        return Err(CatalogueError::Unavailable("keys left unprocessed after retries".into()));
-                    }
-                    Some(unprocessed) => {
-                        tokio::time::sleep(std::time::Duration::from_millis(50 << round)).await;
-                        round += 1;
-                        request = unprocessed;
-                    }
-                }
+        let keys = distinct.iter().map(|sku| (self.table.clone(), sku_key(sku))).collect();
+        let items = crate::dynamo::batch_get_keys(&self.client, keys, false).await.map_err(CatalogueError::Unavailable)?;
+        for (_, item) in items {
+            if let Some(entry) = decode(&item) {
+                found.insert(entry.sku.clone(), entry);
             }
         }
         Ok(found)

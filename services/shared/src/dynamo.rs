@@ -90,29 +90,64 @@ pub async fn get(
     Ok(out.item)
 }
 
-/// The items of `table` whose string key `key_name` is each of `keys`, in the order of `keys`
-/// (keys with no item left out), by BatchGetItem: at most 100 keys a call, and keys DynamoDB
-/// answers as unprocessed asked again (a few times, then an error). How a query of an index
-/// that projects keys only reads the items it found. Errors: the SDK error, described.
-pub async fn batch_get(client: &aws_sdk_dynamodb::Client, table: &str, key_name: &str, keys: &[String]) -> Result<Vec<Item>, String> {
-    use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
-    let mut found: std::collections::HashMap<String, Item> = std::collections::HashMap::new();
-    for chunk in keys.chunks(100) {
-        let mut wanted: Vec<Item> = chunk.iter().map(|k| Item::from([(key_name.to_string(), AttributeValue::S(k.clone()))])).collect();
-        let mut tries = 0;
-        while !wanted.is_empty() {
-            tries += 1;
-            if tries > 5 {
-                return Err(format!("{} keys of {table} stayed unprocessed", wanted.len()));
+/// BatchGetItem takes at most 100 keys a call (BatchGetItem API reference, "RequestItems").
+pub const BATCH_GET_MAX_KEYS: usize = 100;
+
+/// How many times keys DynamoDB answers as unprocessed are asked again before it is an error.
+const UNPROCESSED_ROUNDS: u32 = 5;
+
+/// The items found for `keys` (each a table and the item's key), as (table, item), in no
+/// particular order (keys with no item left out), by BatchGetItem: at most
+/// [`BATCH_GET_MAX_KEYS`] keys a call, strongly consistent when `consistent`, and keys answered
+/// as unprocessed asked again with a doubling pause from 20 ms, as the API reference advises
+/// ("we strongly recommend that you use an exponential backoff algorithm"), [`UNPROCESSED_ROUNDS`]
+/// times, then an error. The keys must be distinct (DynamoDB refuses a request naming one twice).
+/// Errors: the SDK error, described.
+pub async fn batch_get_keys(client: &aws_sdk_dynamodb::Client, keys: Vec<(String, Item)>, consistent: bool) -> Result<Vec<(String, Item)>, String> {
+    use aws_sdk_dynamodb::types::KeysAndAttributes;
+    let mut found = Vec::new();
+    for chunk in keys.chunks(BATCH_GET_MAX_KEYS) {
+        let mut by_table: std::collections::HashMap<String, Vec<Item>> = std::collections::HashMap::new();
+        for (table, key) in chunk {
+            by_table.entry(table.clone()).or_default().push(key.clone());
+        }
+        let mut request = std::collections::HashMap::new();
+        for (table, keys) in by_table {
+            let wanted = KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(consistent).build().map_err(|e| e.to_string())?;
+            request.insert(table, wanted);
+        }
+        for round in 0.. {
+            let out = client.batch_get_item().set_request_items(Some(request)).send().await.map_err(|e| describe(&e))?;
+            for (table, items) in out.responses.unwrap_or_default() {
+                found.extend(items.into_iter().map(|item| (table.clone(), item)));
             }
-            let request = KeysAndAttributes::builder().set_keys(Some(wanted)).consistent_read(true).build().map_err(|e| e.to_string())?;
-            let out = client.batch_get_item().request_items(table, request).send().await.map_err(|e| describe(&e))?;
-            for item in out.responses.unwrap_or_default().remove(table).unwrap_or_default() {
-                if let Some(AttributeValue::S(k)) = item.get(key_name) {
-                    found.insert(k.clone(), item);
+            match out.unprocessed_keys.filter(|u| u.values().any(|k| !k.keys.is_empty())) {
+                None => break,
+                Some(_) if round >= UNPROCESSED_ROUNDS => return Err("keys left unprocessed after retries".into()),
+                Some(unprocessed) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20 << round)).await;
+                    request = unprocessed;
                 }
             }
-            wanted = out.unprocessed_keys.unwrap_or_default().remove(table).map(|k| k.keys).unwrap_or_default();
+        }
+    }
+    Ok(found)
+}
+
+/// The items of `table` whose string key `key_name` is each of `keys`, in the order of `keys`
+/// (keys with no item left out; a key named twice is read once), strongly consistent, by
+/// [`batch_get_keys`]. How a query of an index that projects keys only reads the items it
+/// found. Errors: the SDK error, described.
+pub async fn batch_get(client: &aws_sdk_dynamodb::Client, table: &str, key_name: &str, keys: &[String]) -> Result<Vec<Item>, String> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let mut distinct: Vec<&String> = keys.iter().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let wanted = distinct.into_iter().map(|k| (table.to_string(), Item::from([(key_name.to_string(), AttributeValue::S(k.clone()))]))).collect();
+    let mut found: std::collections::HashMap<String, Item> = std::collections::HashMap::new();
+    for (_, item) in batch_get_keys(client, wanted, true).await? {
+        if let Some(AttributeValue::S(k)) = item.get(key_name) {
+            found.insert(k.clone(), item);
         }
     }
     Ok(keys.iter().filter_map(|k| found.remove(k)).collect())

@@ -22,7 +22,7 @@
 
 use crate::ledger::{EntryStatus, LedgerEntry, StockState, StockTake};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -155,10 +155,6 @@ pub const RESERVE_ATTEMPTS: u32 = 4;
 /// load; a stale count costs a retry, never an oversell: every take is conditional).
 const LAYOUT_TTL: Duration = Duration::from_secs(60);
 
-/// Keys a single BatchGetItem may ask for ("as many as 100 items", DynamoDB API reference,
-/// BatchGetItem: <https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html>).
-const BATCH_GET_MAX_KEYS: usize = 100;
-
 /// The inventory table and the ledger's stock marks.
 ///
 /// `reserve`: with every sku's shard count known from a read of the last [`LAYOUT_TTL`], the first
@@ -288,42 +284,9 @@ impl DynamoInventory {
             .collect()
     }
 
-    /// Strongly consistent BatchGetItem of `keys` (table, key), in requests of at most
-    /// [`BATCH_GET_MAX_KEYS`], unprocessed keys retried with a doubling pause from 20 ms.
+    /// Strongly consistent BatchGetItem of `keys` (table, key), by [`crate::dynamo::batch_get_keys`].
     async fn read(&self, keys: Vec<(String, crate::dynamo::Item)>) -> Result<Vec<(String, crate::dynamo::Item)>, InventoryError> {
-        let mut found = Vec::new();
-        for chunk in keys.chunks(BATCH_GET_MAX_KEYS) {
-            let mut by_table: HashMap<String, Vec<crate::dynamo::Item>> = HashMap::new();
-            for (table, key) in chunk {
-                by_table.entry(table.clone()).or_default().push(key.clone());
-            }
-            let mut request = HashMap::new();
-            for (table, keys) in by_table {
-                let wanted = KeysAndAttributes::builder().set_keys(Some(keys)).consistent_read(true).build().map_err(|e| InventoryError(e.to_string()))?;
-                request.insert(table, wanted);
-            }
-            for round in 0.. {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .set_request_items(Some(request))
-                    .send()
-                    .await
-                    .map_err(|e| InventoryError(crate::dynamo::describe(&e)))?;
-                for (table, items) in out.responses.unwrap_or_default() {
-                    found.extend(items.into_iter().map(|item| (table.clone(), item)));
-                }
-                match out.unprocessed_keys.filter(|u| u.values().any(|k| !k.keys.is_empty())) {
-                    None => break,
-                    Some(_) if round >= 5 => return Err(InventoryError("stock levels left unprocessed after retries".into())),
-                    Some(unprocessed) => {
-                        tokio::time::sleep(Duration::from_millis(20 << round)).await;
-                        request = unprocessed;
-                    }
-                }
-            }
-        }
-        Ok(found)
+        crate::dynamo::batch_get_keys(&self.client, keys, true).await.map_err(|e| InventoryError(format!("reading stock levels: {e}")))
     }
 
     /// The order's stock mark and every shard level of `items`' skus, strongly consistent: shard 0

@@ -138,6 +138,34 @@ pub struct TaskRecord {
 /// and a query of an index gives task ids, whose tasks are read by key (`dynamo::batch_get`).
 pub const TASK_INDEX_PROJECTION: &str = "KEYS_ONLY";
 
+/// One page of shard `shard` (0..[`INFLIGHT_SHARDS`]) of the [`INFLIGHT_INDEX`]: the ids of its
+/// tasks, longest in flight first, only those in flight since before `before` when given, from
+/// `start` (a page's last evaluated key; `None` for the first), and where the next page starts
+/// (`None` after the last). The index projects keys only: read the tasks by key
+/// (`dynamo::batch_get`). Errors: `StoreError::Unavailable` with the SDK error.
+pub async fn inflight_page(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    shard: u32,
+    before: Option<chrono::DateTime<chrono::Utc>>,
+    start: Option<HashMap<String, AttributeValue>>,
+) -> Result<(Vec<String>, Option<HashMap<String, AttributeValue>>), StoreError> {
+    let mut query = client
+        .query()
+        .table_name(table)
+        .index_name(INFLIGHT_INDEX)
+        .expression_attribute_values(":shard", AttributeValue::S(shard.to_string()))
+        .set_exclusive_start_key(start);
+    query = match before {
+        Some(cutoff) => query
+            .key_condition_expression("inflightShard = :shard AND inflightSince < :cutoff")
+            .expression_attribute_values(":cutoff", serde_dynamo::to_attribute_value::<_, AttributeValue>(cutoff).expect("times serialise")),
+        None => query.key_condition_expression("inflightShard = :shard"),
+    };
+    let out = query.send().await.map_err(DynamoTaskStore::unavailable)?;
+    Ok((DynamoTaskStore::ids(out.items.unwrap_or_default()), out.last_evaluated_key))
+}
+
 /// The sparse index of tasks in flight (partition `inflightShard`, sort `inflightSince`).
 pub const INFLIGHT_INDEX: &str = "inflight";
 /// How many partitions the in-flight index spreads over: a sweep queries each.
@@ -805,19 +833,9 @@ impl TaskStore for DynamoTaskStore {
             for shard in 0..INFLIGHT_SHARDS {
                 let mut start = None;
                 loop {
-                    let out = self
-                        .client
-                        .query()
-                        .table_name(&self.table)
-                        .index_name(INFLIGHT_INDEX)
-                        .key_condition_expression("inflightShard = :shard")
-                        .expression_attribute_values(":shard", AttributeValue::S(shard.to_string()))
-                        .set_exclusive_start_key(start)
-                        .send()
-                        .await
-                        .map_err(Self::unavailable)?;
-                    entries.extend(Self::ids(out.items.unwrap_or_default()).into_iter().map(|id| (String::new(), id)));
-                    start = out.last_evaluated_key;
+                    let (ids, next) = inflight_page(&self.client, &self.table, shard, None, start).await?;
+                    entries.extend(ids.into_iter().map(|id| (String::new(), id)));
+                    start = next;
                     if start.is_none() {
                         break;
                     }

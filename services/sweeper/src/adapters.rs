@@ -3,14 +3,13 @@
 
 use crate::{InFlight, Repair, Reports};
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 use taskflow_contracts::{OrderSubmitted, StepFailure, TaskSwept, SCHEMA_VERSION};
 use taskflow_refund::Refunds;
 use taskflow_shared::inventory::Inventory;
 use taskflow_shared::ledger::Ledger;
 use taskflow_shared::payments::PaymentProvider;
-use taskflow_shared::tasks::{StoreError, TaskRecord, TaskStore, INFLIGHT_INDEX, INFLIGHT_SHARDS};
+use taskflow_shared::tasks::{inflight_page, StoreError, TaskRecord, TaskStore, INFLIGHT_SHARDS};
 
 /// The task table's `inflight` index: a Query per shard, `inflightSince < cutoff`.
 pub struct DynamoInFlight {
@@ -27,26 +26,13 @@ impl DynamoInFlight {
 #[async_trait]
 impl InFlight for DynamoInFlight {
     async fn since_before(&self, cutoff: DateTime<Utc>, limit: usize) -> Result<Vec<TaskRecord>, StoreError> {
-        let cutoff = serde_dynamo::to_attribute_value::<_, AttributeValue>(cutoff).expect("times serialise");
         let mut tasks = Vec::new();
         for shard in 0..INFLIGHT_SHARDS {
             let mut start = None;
             loop {
-                let out = self
-                    .client
-                    .query()
-                    .table_name(&self.table)
-                    .index_name(INFLIGHT_INDEX)
-                    .key_condition_expression("inflightShard = :shard AND inflightSince < :cutoff")
-                    .expression_attribute_values(":shard", AttributeValue::S(shard.to_string()))
-                    .expression_attribute_values(":cutoff", cutoff.clone())
-                    .set_exclusive_start_key(start)
-                    .send()
-                    .await
-                    .map_err(|e| StoreError::Unavailable(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string()))?;
+                let (ids, next) = inflight_page(&self.client, &self.table, shard, Some(cutoff), start).await?;
                 // The index projects keys only (`tasks::TASK_INDEX_PROJECTION`): the tasks are
                 // read by key, and one that left flight meanwhile is not the sweeper's.
-                let ids: Vec<String> = out.items.unwrap_or_default().iter().filter_map(|i| i.get("taskId").and_then(|v| v.as_s().ok()).cloned()).collect();
                 let items = taskflow_shared::dynamo::batch_get(&self.client, &self.table, "taskId", &ids).await.map_err(StoreError::Unavailable)?;
                 for item in items {
                     let id = item.get("taskId").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
@@ -61,7 +47,7 @@ impl InFlight for DynamoInFlight {
                         return Ok(tasks);
                     }
                 }
-                start = out.last_evaluated_key;
+                start = next;
                 if start.is_none() {
                     break;
                 }
