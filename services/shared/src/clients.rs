@@ -171,19 +171,10 @@ pub fn read_roots(bundle: &Path) -> Option<Roots> {
     Some(Roots { source: RootSource::File(bundle.to_path_buf()), pem: Cow::Owned(pem) })
 }
 
+include!("pem.rs");
+
 fn to_pem(certificates: &[CertificateDer<'_>]) -> Vec<u8> {
-    use base64::Engine;
-    let mut pem = String::new();
-    for der in certificates {
-        let body = base64::engine::general_purpose::STANDARD.encode(der.as_ref());
-        pem.push_str("-----BEGIN CERTIFICATE-----\n");
-        for line in body.as_bytes().chunks(64) {
-            pem.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-            pem.push('\n');
-        }
-        pem.push_str("-----END CERTIFICATE-----\n");
-    }
-    pem.into_bytes()
+    pem_of(certificates.iter().map(|der| der.as_ref())).into_bytes()
 }
 
 /// The HTTP client all of a process's SDK clients share: the SDK's own hyper/rustls (aws-lc)
