@@ -75,6 +75,13 @@ async fn dead_letters(run: &Run) -> Vec<String> {
     bodies
 }
 
+/// Empties the publisher DLQ, so a test starts from what it puts there itself (and a failed
+/// test's leftovers do not fail the next one).
+async fn empty_dlq(run: &Run) {
+    let (sqs, url) = publisher_dlq(run).await;
+    taskflow::dlq::drain(&sqs, &url, true, 100, |_, _| async { Ok(()) }).await.unwrap();
+}
+
 /// Redrives the publisher DLQ as `taskflow dlq redrive publisher` does: (published, left with
 /// their errors).
 async fn redrive() -> (usize, Vec<String>) {
@@ -87,6 +94,7 @@ async fn redrive() -> (usize, Vec<String>) {
 async fn a_bad_stream_record_costs_its_neighbours_nothing_and_is_published_again_once_mended() {
     let _queue = QUEUE.lock().await;
     let run = Run::new().await;
+    empty_dlq(&run).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&run.aws);
     let table = stack().output("TaskTableName").unwrap().to_string();
     let (first, second, bad, third) = (order_id("nbr-a"), order_id("nbr-b"), order_id("backfilled"), order_id("nbr-c"));
@@ -107,13 +115,22 @@ async fn a_bad_stream_record_costs_its_neighbours_nothing_and_is_published_again
         assert_eq!(ids, [format!("{}#1", tid(id))], "{id}: {events:?}");
         assert_eq!(events[id.as_str()][0].status, TaskStatus::Received);
     }
-    // They were one batch, and the publisher set one record of it aside.
-    let log = std::fs::read_to_string(log_dir().join("publisher.log")).unwrap();
-    let batch = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|l| l["set_aside"] == 1 && l["records"].as_u64().is_some_and(|n| n >= 4));
-    assert!(batch.is_some(), "no batch of 4+ records with one set aside in the publisher's log");
+    // They were one batch, and the publisher set one record of it aside. The publisher logs its
+    // summary once the batch's last event is published, so the line can land in the log after the
+    // test has seen that event: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(log_dir().join("publisher.log")).unwrap_or_default();
+        let batch = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|l| l["set_aside"] == 1 && l["records"].as_u64().is_some_and(|n| n >= 4));
+        if batch.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no batch of 4+ records with one set aside in the publisher's log:\n{log}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // The bad one is in the publisher's DLQ with its key and history positions.
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -210,6 +227,7 @@ async fn stream_position(run: &Run, order_id: &str) -> (String, String, String) 
 async fn a_batch_lambda_gave_up_on_is_published_again_from_the_stream_and_the_task_record() {
     let _queue = QUEUE.lock().await;
     let run = Run::new().await;
+    empty_dlq(&run).await;
     let id = order_id("gave-up");
     aws_sdk_dynamodb::Client::new(&run.aws)
         .put_item()
