@@ -79,6 +79,32 @@ for _name in _ATOMIC:
     if hasattr(DynamoDBBackend, _name):
         setattr(DynamoDBBackend, _name, _atomic(getattr(DynamoDBBackend, _name)))
 
+# EventBridge: moto's PutEvents walks a bus's rules while PutRule, PutTargets and the rest change
+# them, with no lock, so a PutEvents made while a rule is added failed mid-delivery with HTTP 500
+# ("OrderedDict mutated during iteration"), after some targets had the event: the caller's retry
+# then delivered it twice. AWS answers both. Rules and buses are read and changed one call at a
+# time here (a PutEvents's deliveries go to other backends directly, not over HTTP, so nothing
+# waits on a request that needs this lock).
+_EVENTS_LOCK = threading.RLock()
+_EVENTS_ATOMIC = [
+    "put_rule", "delete_rule", "describe_rule", "disable_rule", "enable_rule", "list_rule_names_by_target",
+    "list_rules", "list_targets_by_rule", "put_targets", "remove_targets", "put_events", "create_event_bus",
+    "describe_event_bus", "list_event_buses", "delete_event_bus", "put_permission", "remove_permission",
+]
+
+
+def _events_atomic(method):
+    @functools.wraps(method)
+    def locked(*args, **kwargs):
+        with _EVENTS_LOCK:
+            return method(*args, **kwargs)
+
+    return locked
+
+
+for _name in _EVENTS_ATOMIC:
+    setattr(EventsBackend, _name, _events_atomic(getattr(EventsBackend, _name)))
+
 
 # --- What AWS would bill -----------------------------------------------------------------------
 
@@ -499,6 +525,20 @@ XRayBackend.process_segment = _process_segment_counted
 # parser backend when it executes state machines, and from the plain one otherwise.
 from moto.stepfunctions.models import StepFunctionBackend  # noqa: E402
 from moto.stepfunctions.parser.models import StepFunctionsParserBackend  # noqa: E402
+
+# A task token answered while another execution is being started: moto lists the new execution
+# as RUNNING before it gives it its worker, and SendTaskSuccess / Failure / Heartbeat then failed
+# with HTTP 500 (AttributeError on the missing worker) instead of finding the token elsewhere. An
+# execution that has no worker yet has issued no token: it is left out of the search.
+_get_executions = StepFunctionsParserBackend._get_executions
+
+
+@functools.wraps(_get_executions)
+def _get_started_executions(self, execution_status=None):
+    return [e for e in _get_executions(self, execution_status) if getattr(e, "exec_worker", None) is not None]
+
+
+StepFunctionsParserBackend._get_executions = _get_started_executions
 
 STATES_CALLS = [
     ("start_execution", "states.StartExecution"),

@@ -2,6 +2,7 @@
 backend directly: the numbers AWS's rules give, worked by hand. Run:
 `.venv/bin/python -m unittest discover -s infra/local -p 'test_*.py'`."""
 
+import json
 import unittest
 
 import emulator
@@ -158,6 +159,77 @@ class TransactionRollback(unittest.TestCase):
         self.backend.transact_write_items([take("a", "2"), new, take("b", "1")])
         self.assertEqual((self.n("a"), self.n("b"), self.n("new"), self.n("other")), ("3", "0", "1", "7"))
         self.assertEqual(len(table.stream_shard.items), records + 3)
+
+
+class EventBridgeRulesChangedDuringPutEvents(unittest.TestCase):
+    """PutEvents while rules are added and removed: every call answers (moto alone failed with
+    "OrderedDict mutated during iteration", and the caller's retry delivered the event twice)."""
+
+    def test_rules_added_and_removed_during_put_events_fail_no_call(self):
+        import sys
+        import threading
+        from moto.events.models import events_backends
+
+        backend = events_backends[ACCOUNT][REGION]
+        pattern = json.dumps({"source": ["never.matches"]})
+        for i in range(200):
+            backend.put_rule(f"steady-{i}", event_pattern=pattern, event_bus_arn=None, state="ENABLED",
+                             description=None, role_arn=None, tags=[], scheduled_expression=None)
+        failures, stop = [], threading.Event()
+
+        def churn():
+            i = 0
+            while not stop.is_set():
+                try:
+                    backend.put_rule(f"churn-{i}", event_pattern=pattern, event_bus_arn=None, state="ENABLED",
+                                     description=None, role_arn=None, tags=[], scheduled_expression=None)
+                    backend.delete_rule(f"churn-{i}", None)
+                except Exception as e:  # noqa: BLE001 - every failure is the finding
+                    failures.append(repr(e))
+                i += 1
+
+        switch = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads often, so that the race shows at once
+        thread = threading.Thread(target=churn)
+        thread.start()
+        try:
+            for _ in range(300):
+                try:
+                    backend.put_events([{"Source": "taskflow.test", "DetailType": "T", "Detail": "{}", "EventBusName": "default"}])
+                except Exception as e:  # noqa: BLE001
+                    failures.append(repr(e))
+        finally:
+            stop.set()
+            thread.join()
+            sys.setswitchinterval(switch)
+            for i in range(200):
+                backend.delete_rule(f"steady-{i}", None)
+        self.assertEqual(failures, [])
+
+
+class TaskTokenAnsweredWhileAnExecutionStarts(unittest.TestCase):
+    """An execution moto lists as RUNNING before it has its worker (it is being started) does not
+    turn an answer to another execution's token into HTTP 500: the token is looked up elsewhere."""
+
+    def test_an_execution_without_its_worker_yet_is_skipped(self):
+        from types import SimpleNamespace
+
+        from moto.stepfunctions.parser.api import ExecutionStatus, InvalidToken
+        from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+        backend = stepfunctions_parser_backends[ACCOUNT][REGION]
+        definition = json.dumps({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}})
+        machine = backend.create_state_machine(name="starting", definition=definition, roleArn=f"arn:aws:iam::{ACCOUNT}:role/r")
+        machine.executions.append(SimpleNamespace(status=ExecutionStatus.RUNNING, exec_worker=None))
+        try:
+            with self.assertRaises(InvalidToken):
+                backend.send_task_success(task_token="not-issued", outcome="{}")
+            with self.assertRaises(InvalidToken):
+                backend.send_task_heartbeat(task_token="not-issued")
+            with self.assertRaises(InvalidToken):
+                backend.send_task_failure(task_token="not-issued")
+        finally:
+            machine.executions.pop()
 
 
 if __name__ == "__main__":
