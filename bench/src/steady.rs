@@ -26,12 +26,17 @@ pub async fn run(out: &Path, rate: f64, seconds: f64, burst_rate: f64, burst_ord
         let stack = LocalStack::start(options).await?;
         let measured = async {
             let before = stack.emulator_pid().and_then(cpu_seconds);
+            stack.usage(true).await?;
             let burst = match burst {
                 true => Some(stack::load(&stack, burst_rate, burst_orders / burst_rate, "burst").await?),
                 false => None,
             };
             if let (Some(before), Some(after), Some(b)) = (before, stack.emulator_pid().and_then(cpu_seconds), &burst) {
                 println!("{name}: the emulator's CPU over the burst: {:.1} ms per order", (after - before) * 1000.0 / b.orders as f64);
+                // What the emulator served for it, per order (requests, and what it counts of them).
+                let usage = stack.usage(false).await?;
+                let per_order: Vec<String> = usage.iter().filter(|(_, n)| **n > 0.0).map(|(k, n)| format!("{k} {:.2}", n / b.orders as f64)).collect();
+                println!("{name}: the emulator's counts over the burst, per order: {}", per_order.join("; "));
             }
             anyhow::Ok((burst, stack::load(&stack, rate, seconds, "load").await?))
         }
