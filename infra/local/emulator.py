@@ -37,6 +37,7 @@ import sys
 import threading
 
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.utilities import bytesize
 from moto.dynamodb.responses import DynamoHandler
 from moto.events.models import EventsBackend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
@@ -230,10 +231,27 @@ def _index_entries(backend, table_name, item):
         if item is None or not all(k in item.attrs for k in index.schema_key_attrs):
             entries[index.name] = None
             continue
-        projected = index.project(item)
+        projected = _projected(index, item)
         keys = json.dumps([item.attrs[k].to_json() for k in index.schema_key_attrs], sort_keys=True)
-        entries[index.name] = (keys, json.dumps(projected.to_json(), sort_keys=True), projected.size())
+        entry = json.dumps({name: value.to_json() for name, value in projected.items()}, sort_keys=True)
+        entries[index.name] = (keys, entry, sum(bytesize(name) + value.size() for name, value in projected.items()))
     return entries
+
+
+def _projected(index, item):
+    """The attributes of `item` that `index`'s entry holds, by name: the table's and the index's
+    key attributes, with INCLUDE its NonKeyAttributes too (top-level names, as AWS takes them),
+    with ALL (or no projection, as moto reads it) every attribute. What moto's
+    `SecondaryIndex.project` keeps, taken by name instead of converting the whole item to plain
+    JSON and back once per kept name (which made every counted write of a task with its history
+    cost a few milliseconds)."""
+    projection = (index.projection or {}).get("ProjectionType")
+    if projection not in ("KEYS_ONLY", "INCLUDE"):
+        return item.attrs
+    names = index.table_key_attrs + index.schema_key_attrs
+    if projection == "INCLUDE":
+        names = names + list(index.projection.get("NonKeyAttributes", []))
+    return {name: item.attrs[name] for name in names if name in item.attrs}
 
 
 def _index_writes(before, after):
@@ -640,6 +658,9 @@ def _otlp_authorise(environ, start_response):
 
 
 def _dispatch_with_usage(self, environ, start_response):
+    if _FREEZE["pending"]:
+        _FREEZE["pending"] = False
+        gc.freeze()
     path = environ.get("PATH_INFO")
     method = environ.get("REQUEST_METHOD")
     if path == "/taskflow/iam/identities" and method == "POST":
@@ -732,6 +753,36 @@ def _set_error_unless_stopped(self, error):
 
 _sfn_environment.Environment.set_error = _set_error_unless_stopped
 
+# A task token answered before its task starts waiting: moto sends the task's message, then sets
+# up the heartbeat clock the wait watches. A worker that answered in between (a fast one does)
+# had its answer recorded but the wait, started afterwards on a fresh clock, missed it and sat
+# until HeartbeatSeconds ran out (States.HeartbeatTimeout on a task that succeeded); and a
+# SendTaskHeartbeat in that window was refused as InvalidToken. On AWS the token is good from
+# the moment the message is sent. Here a clock set up after the answer starts as notified, and a
+# heartbeat before the clock exists is accepted (there is nothing to reset yet).
+from moto.stepfunctions.parser.asl.eval.callback import callback as _sfn_callback  # noqa: E402
+
+_setup_heartbeat_endpoint = _sfn_callback.CallbackEndpoint.setup_heartbeat_endpoint
+
+
+@functools.wraps(_setup_heartbeat_endpoint)
+def _setup_heartbeat_endpoint_answered(self, heartbeat_seconds):
+    endpoint = _setup_heartbeat_endpoint(self, heartbeat_seconds)
+    if self.get_outcome() is not None:
+        endpoint.notify()
+    return endpoint
+
+
+def _notify_heartbeat_before_the_clock(self):
+    endpoint = self._heartbeat_endpoint
+    if endpoint is not None:
+        endpoint.notify()
+    return True
+
+
+_sfn_callback.CallbackEndpoint.setup_heartbeat_endpoint = _setup_heartbeat_endpoint_answered
+_sfn_callback.CallbackEndpoint.notify_heartbeat = _notify_heartbeat_before_the_clock
+
 # AWS's payload and shape limits (limits.py): installed last, so that a call AWS refuses is
 # refused before anything above counts it.
 import limits  # noqa: E402
@@ -762,6 +813,36 @@ _moto_backends.list_of_moto_modules = lambda: _MOTO_MODULES
 if os.environ.get("TASKFLOW_EMULATOR_ACCESS_LOG") != "1":
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
+# --- Garbage collection pauses -----------------------------------------------------------------
+# CPython's full (generation 2) collection walks every object it tracks, with the GIL held: every
+# request waits. The emulator holds moto, botocore's service models and all the state of a run
+# (executions with their parsed programs, items, messages), so a full collection walked 350 000 to
+# 490 000 objects and took 220-330 ms, several times a `make bench` run: that was the latency
+# tail at steady load (an order in flight during one waited for it), and ~10% of the emulator's
+# CPU (BENCH_ONLY=steady, 2026-11-30). Objects that survived a full collection are live; they
+# are frozen before the next request (`gc.freeze`: moved to the permanent generation, which later
+# collections ignore; Python docs, `gc` module), so the next full collection walks only what came
+# since: 7-14 ms in the same run. Frozen objects are still
+# freed by reference counting when dropped; a reference cycle among them that becomes garbage
+# later stays in memory (moto's state lives until the emulator stops anyway). What the emulator
+# answers is unchanged.
+import gc  # noqa: E402
+
+_FREEZE = {"pending": False}
+
+
+def _freeze_after_full_collection(phase, info):
+    if phase == "stop" and info["generation"] == 2:
+        _FREEZE["pending"] = True  # frozen at the next request, outside the collector
+
+
+gc.callbacks.append(_freeze_after_full_collection)
+# What importing moto and botocore made, before the first request.
+gc.collect()
+gc.freeze()
+
+
 if __name__ == "__main__":
     sys.argv[0] = "moto_server"
     sys.exit(main())
+

@@ -232,5 +232,30 @@ class TaskTokenAnsweredWhileAnExecutionStarts(unittest.TestCase):
             machine.executions.pop()
 
 
+class TaskTokenAnsweredBeforeTheWait(unittest.TestCase):
+    """moto sets up a task's heartbeat clock after sending its message: an answer (or a
+    heartbeat) that came first is not lost."""
+
+    def test_an_answer_before_the_clock_is_set_up_ends_the_wait_at_once(self):
+        from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint, CallbackOutcomeSuccess
+
+        endpoint = CallbackEndpoint(callback_id="t")
+        self.assertTrue(endpoint.notify_heartbeat(), "a heartbeat before the clock exists is accepted")
+        endpoint.notify(CallbackOutcomeSuccess(callback_id="t", output="{}"))
+        clock = endpoint.setup_heartbeat_endpoint(heartbeat_seconds=3)
+        # At once (without the fix it waited out the clock and returned False: answer missed).
+        self.assertTrue(clock.clear_and_wait())
+        self.assertIsNotNone(endpoint.get_outcome())
+
+    def test_a_clock_set_up_before_the_answer_waits_for_it(self):
+        from moto.stepfunctions.parser.asl.eval.callback.callback import CallbackEndpoint
+
+        endpoint = CallbackEndpoint(callback_id="t")
+        clock = endpoint.setup_heartbeat_endpoint(heartbeat_seconds=0.05)
+        self.assertFalse(clock.clear_and_wait(), "no answer, no heartbeat: the clock runs out")
+        self.assertTrue(endpoint.notify_heartbeat())
+        self.assertTrue(clock.clear_and_wait())
+
+
 if __name__ == "__main__":
     unittest.main()
