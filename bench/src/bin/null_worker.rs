@@ -24,9 +24,15 @@ async fn main() -> Result<(), Error> {
             let mut response = SqsBatchResponse::default();
             for record in event.payload.records {
                 let body: serde_json::Value = serde_json::from_str(record.body.as_deref().unwrap_or_default()).unwrap_or_default();
-                let Some(token) = body["taskToken"].as_str() else { continue };
+                let Some(token) = body["taskToken"].as_str() else {
+                    // Not a task: nothing to answer, and nothing a retry would change.
+                    eprintln!("null worker: message {} has no task token", record.message_id.as_deref().unwrap_or_default());
+                    continue;
+                };
                 if let Err(e) = sfn.send_task_success().task_token(token).output("{}").send().await {
-                    let spent = e.as_service_error().and_then(|e| e.code()).is_some_and(|code| SPENT_TOKEN_ERRORS.contains(&code));
+                    let code = e.as_service_error().and_then(|e| e.code());
+                    let spent = code.is_some_and(|code| SPENT_TOKEN_ERRORS.contains(&code));
+                    eprintln!("null worker: SendTaskSuccess for {token}: {} ({})", code.unwrap_or("no code"), if spent { "spent, done" } else { "retried" });
                     if !spent {
                         let mut failure = BatchItemFailure::default();
                         failure.item_identifier = record.message_id.clone().unwrap_or_default();
