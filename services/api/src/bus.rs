@@ -11,8 +11,8 @@ pub struct EventBridgeOrders {
 }
 
 impl EventBridgeOrders {
-    pub fn new(config: &aws_config::SdkConfig, bus_name: impl Into<String>) -> Self {
-        Self { client: aws_sdk_eventbridge::Client::new(config), bus_name: bus_name.into() }
+    pub fn new(aws: &impl taskflow_shared::clients::ClientSource, bus_name: impl Into<String>) -> Self {
+        Self { client: aws_sdk_eventbridge::Client::new(aws.sdk_config()), bus_name: bus_name.into() }
     }
 }
 

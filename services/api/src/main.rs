@@ -14,7 +14,7 @@ use tracing::{info, Instrument};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let telemetry = Arc::new(telemetry::init("api"));
-    let aws = clients::load().await;
+    let aws = clients::shared().await;
     let api = Arc::new(Api {
         tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
         bus: EventBridgeOrders::new(&aws, config::required("EVENT_BUS_NAME")?),

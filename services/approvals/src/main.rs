@@ -15,7 +15,7 @@ use tracing::{error, info, warn, Instrument};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let telemetry = Arc::new(telemetry::init("approvals"));
-    let aws = clients::load().await;
+    let aws = clients::shared().await;
     let approvals = Arc::new(Approvals {
         tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
         approvals: DynamoApprovalStore::new(&aws, config::required("APPROVAL_TABLE")?),

@@ -13,7 +13,7 @@ use tracing::{error, info, warn, Instrument};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let telemetry = Arc::new(telemetry::init("attachments"));
-    let aws = clients::load().await;
+    let aws = clients::shared().await;
     let bucket = config::required("TASK_BUCKET")?;
     let checker = Arc::new(Checker {
         tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),

@@ -12,7 +12,7 @@ use tracing::{error, info, Instrument};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let telemetry = Arc::new(telemetry::init("intake"));
-    let aws = clients::load().await;
+    let aws = clients::shared().await;
     let intake = Arc::new(Intake {
         tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),
         workflows: StepFunctionsWorkflows::new(&aws, config::required("PURCHASE_WORKFLOW_ARN")?, config::required("REFUND_WORKFLOW_ARN")?),

@@ -32,8 +32,8 @@ pub struct StepFunctionsWorkflows {
 }
 
 impl StepFunctionsWorkflows {
-    pub fn new(config: &aws_config::SdkConfig, purchase_arn: impl Into<String>, refund_arn: impl Into<String>) -> Self {
-        Self { client: aws_sdk_sfn::Client::new(config), purchase_arn: purchase_arn.into(), refund_arn: refund_arn.into() }
+    pub fn new(aws: &impl taskflow_shared::clients::ClientSource, purchase_arn: impl Into<String>, refund_arn: impl Into<String>) -> Self {
+        Self { client: aws.sfn(), purchase_arn: purchase_arn.into(), refund_arn: refund_arn.into() }
     }
 
     fn state_machine_arn(&self, kind: OrderKind) -> &str {

@@ -50,8 +50,8 @@ pub struct CognitoRecipients {
 }
 
 impl CognitoRecipients {
-    pub fn new(config: &aws_config::SdkConfig, pool_id: impl Into<String>) -> Self {
-        Self { client: aws_sdk_cognitoidentityprovider::Client::new(config), pool_id: pool_id.into() }
+    pub fn new(aws: &impl taskflow_shared::clients::ClientSource, pool_id: impl Into<String>) -> Self {
+        Self { client: aws_sdk_cognitoidentityprovider::Client::new(aws.sdk_config()), pool_id: pool_id.into() }
     }
 }
 
@@ -126,9 +126,9 @@ pub struct SesNotifier<R> {
 
 impl<R: Recipients> SesNotifier<R> {
     /// `sender`: a verified SES identity's address; `configuration_set`: `None` or empty for none.
-    pub fn new(config: &aws_config::SdkConfig, sender: impl Into<String>, configuration_set: Option<String>, recipients: R) -> Self {
+    pub fn new(aws: &impl taskflow_shared::clients::ClientSource, sender: impl Into<String>, configuration_set: Option<String>, recipients: R) -> Self {
         Self {
-            client: aws_sdk_sesv2::Client::new(config),
+            client: aws_sdk_sesv2::Client::new(aws.sdk_config()),
             sender: sender.into(),
             configuration_set: configuration_set.filter(|c| !c.is_empty()),
             recipients,

@@ -9,7 +9,7 @@ use taskflow_shared::{clients, config, driver, tasks::DynamoTaskStore, telemetry
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let telemetry = telemetry::init("notification");
-    let aws = clients::load().await;
+    let aws = clients::shared().await;
     let bucket = config::required("TASK_BUCKET")?;
     // The template's `Notifier` parameter: email through SES, or the bucket's outbox/ prefix.
     let notifier: Box<dyn Notifier> = match config::required("NOTIFIER")?.as_str() {

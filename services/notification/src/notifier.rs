@@ -59,8 +59,8 @@ pub struct Bucket {
 }
 
 impl Bucket {
-    pub fn new(config: &aws_config::SdkConfig, bucket: impl Into<String>) -> Self {
-        Self { client: aws_sdk_s3::Client::new(config), bucket: bucket.into() }
+    pub fn new(aws: &impl taskflow_shared::clients::ClientSource, bucket: impl Into<String>) -> Self {
+        Self { client: aws.s3(), bucket: bucket.into() }
     }
 
     async fn put(&self, key: &str, content_type: &str, body: Vec<u8>, only_new: bool) -> Result<(), DeliveryError> {

@@ -94,8 +94,8 @@ pub struct SqsDeadLetters {
 }
 
 impl SqsDeadLetters {
-    pub fn new(config: &aws_config::SdkConfig, queue_url: impl Into<String>) -> Self {
-        Self { client: aws_sdk_sqs::Client::new(config), queue_url: queue_url.into() }
+    pub fn new(aws: &impl taskflow_shared::clients::ClientSource, queue_url: impl Into<String>) -> Self {
+        Self { client: aws.sqs(), queue_url: queue_url.into() }
     }
 }
 

@@ -11,7 +11,7 @@ use tracing::{info, Instrument};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let telemetry = Arc::new(telemetry::init("publisher"));
-    let aws = clients::load().await;
+    let aws = clients::shared().await;
     let publisher = Arc::new(Publisher {
         bus: EventBridgeBus::new(&aws, config::required("EVENT_BUS_NAME")?),
         dead_letters: SqsDeadLetters::new(&aws, config::required("PUBLISHER_DLQ_URL")?),

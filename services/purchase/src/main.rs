@@ -6,7 +6,7 @@ use taskflow_shared::{clients, config, driver, inventory::DynamoInventory, ledge
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let telemetry = telemetry::init("purchase");
-    let aws = clients::load().await;
+    let aws = clients::shared().await;
     let provider = config::required("PAYMENT_PROVIDER")?;
     if provider != "sandbox" {
         return Err(format!("PAYMENT_PROVIDER {provider:?}: only \"sandbox\" is available in this version").into());

@@ -7,7 +7,7 @@ use taskflow_shared::{clients, config, driver, inventory::DynamoInventory, ledge
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let telemetry = telemetry::init("refund");
-    let aws = clients::load().await;
+    let aws = clients::shared().await;
     let ledger_table = config::required("LEDGER_TABLE")?;
     let refunds = Refunds {
         tasks: DynamoTaskStore::new(&aws, config::required("TASK_TABLE")?),

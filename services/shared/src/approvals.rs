@@ -87,8 +87,8 @@ pub struct DynamoApprovalStore {
 }
 
 impl DynamoApprovalStore {
-    pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
-        Self { client: aws_sdk_dynamodb::Client::new(config), table: table.into() }
+    pub fn new(aws: &impl crate::clients::ClientSource, table: impl Into<String>) -> Self {
+        Self { client: aws.dynamodb(), table: table.into() }
     }
 
     fn unavailable<E: std::error::Error + 'static>(err: aws_sdk_dynamodb::error::SdkError<E>) -> ApprovalStoreError {

@@ -31,8 +31,8 @@ pub struct StepFunctionsCallback {
 }
 
 impl StepFunctionsCallback {
-    pub fn new(config: &aws_config::SdkConfig) -> Self {
-        Self { client: aws_sdk_sfn::Client::new(config) }
+    pub fn new(aws: &impl crate::clients::ClientSource) -> Self {
+        Self { client: aws.sfn() }
     }
 }
 

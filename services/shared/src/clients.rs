@@ -45,6 +45,94 @@ use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+/// Where adapters get their SDK clients: every adapter's constructor takes `&impl ClientSource`.
+///
+/// An [`SdkConfig`] builds a new client for each adapter (what tests pass); [`SharedClients`]
+/// builds one per service for the whole process and hands out clones (what the Lambdas pass). A
+/// client is an `Arc` around its configuration and runtime plugins, made to be cloned and used
+/// from any task. Each one built costs ~80 000 instructions at init (its configuration layers,
+/// runtime plugins and their validation: callgrind on the release purchase binary,
+/// 2026-11-30), and a function built up to five DynamoDB clients where one serves.
+pub trait ClientSource {
+    /// The configuration clients are built from (for services without a method here).
+    fn sdk_config(&self) -> &SdkConfig;
+    fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(self.sdk_config())
+    }
+    fn s3(&self) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::new(self.sdk_config())
+    }
+    fn sfn(&self) -> aws_sdk_sfn::Client {
+        aws_sdk_sfn::Client::new(self.sdk_config())
+    }
+    fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(self.sdk_config())
+    }
+}
+
+impl ClientSource for SdkConfig {
+    fn sdk_config(&self) -> &SdkConfig {
+        self
+    }
+}
+
+impl<T: ClientSource + ?Sized> ClientSource for &T {
+    fn sdk_config(&self) -> &SdkConfig {
+        (**self).sdk_config()
+    }
+    fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        (**self).dynamodb()
+    }
+    fn s3(&self) -> aws_sdk_s3::Client {
+        (**self).s3()
+    }
+    fn sfn(&self) -> aws_sdk_sfn::Client {
+        (**self).sfn()
+    }
+    fn sqs(&self) -> aws_sdk_sqs::Client {
+        (**self).sqs()
+    }
+}
+
+/// One client per service, built at the first adapter that asks for it (at init), then cloned.
+#[derive(Debug)]
+pub struct SharedClients {
+    config: SdkConfig,
+    dynamodb: OnceLock<aws_sdk_dynamodb::Client>,
+    s3: OnceLock<aws_sdk_s3::Client>,
+    sfn: OnceLock<aws_sdk_sfn::Client>,
+    sqs: OnceLock<aws_sdk_sqs::Client>,
+}
+
+impl SharedClients {
+    pub fn new(config: SdkConfig) -> Self {
+        Self { config, dynamodb: OnceLock::new(), s3: OnceLock::new(), sfn: OnceLock::new(), sqs: OnceLock::new() }
+    }
+}
+
+impl ClientSource for SharedClients {
+    fn sdk_config(&self) -> &SdkConfig {
+        &self.config
+    }
+    fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        self.dynamodb.get_or_init(|| aws_sdk_dynamodb::Client::new(&self.config)).clone()
+    }
+    fn s3(&self) -> aws_sdk_s3::Client {
+        self.s3.get_or_init(|| aws_sdk_s3::Client::new(&self.config)).clone()
+    }
+    fn sfn(&self) -> aws_sdk_sfn::Client {
+        self.sfn.get_or_init(|| aws_sdk_sfn::Client::new(&self.config)).clone()
+    }
+    fn sqs(&self) -> aws_sdk_sqs::Client {
+        self.sqs.get_or_init(|| aws_sdk_sqs::Client::new(&self.config)).clone()
+    }
+}
+
+/// The process's clients: [`load`]'s configuration, one client per service ([`SharedClients`]).
+pub async fn shared() -> SharedClients {
+    SharedClients::new(load().await)
+}
+
 /// The SDK configuration every function builds its clients from, with [`http_client`].
 ///
 /// `aws_config`'s default loader, given the region and credentials providers its default chains
@@ -247,6 +335,26 @@ mod tests {
 
     /// The Debian/Ubuntu bundle, this machine's (the ca-certificates package).
     const PLATFORM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+    /// `SharedClients` hands out clones of one client per service; an `SdkConfig` builds a new
+    /// client at every call (a client's configuration lives behind its `Arc`: one address).
+    #[tokio::test]
+    async fn shared_clients_are_one_per_service_and_a_config_builds_one_per_call() {
+        let config = SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("eu-west-1"))
+            .http_client(http_client())
+            .build();
+        let shared = SharedClients::new(config.clone());
+        assert!(std::ptr::eq(shared.dynamodb().config(), shared.dynamodb().config()));
+        assert!(std::ptr::eq(shared.s3().config(), shared.s3().config()));
+        assert!(std::ptr::eq(shared.sfn().config(), shared.sfn().config()));
+        assert!(std::ptr::eq(shared.sqs().config(), shared.sqs().config()));
+        let by_ref = &shared;
+        assert!(std::ptr::eq(by_ref.dynamodb().config(), shared.dynamodb().config()), "through a reference too");
+        assert!(!std::ptr::eq(config.dynamodb().config(), config.dynamodb().config()));
+        assert_eq!(shared.dynamodb().config().region().map(|r| r.as_ref()), Some("eu-west-1"));
+    }
 
     #[test]
     fn the_environment_providers_are_used_only_when_they_find_region_and_credentials() {

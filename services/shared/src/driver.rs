@@ -127,8 +127,8 @@ pub struct SqsRedelivery {
 }
 
 impl SqsRedelivery {
-    pub fn new(config: &aws_config::SdkConfig, queue_url: impl Into<String>) -> Self {
-        Self { client: aws_sdk_sqs::Client::new(config), queue_url: queue_url.into() }
+    pub fn new(aws: &impl crate::clients::ClientSource, queue_url: impl Into<String>) -> Self {
+        Self { client: aws.sqs(), queue_url: queue_url.into() }
     }
 }
 
@@ -373,13 +373,13 @@ fn waited_in_queue(message: &SqsMessage) -> Option<std::time::Duration> {
 
 /// Runs `worker` as a Lambda function fed by an SQS queue with `ReportBatchItemFailures`.
 /// Reads `WORK_QUEUE_URL` and the retry policy from the environment.
-pub async fn run<W: TaskWorker + 'static>(telemetry: crate::telemetry::Telemetry, worker: W, config: &aws_config::SdkConfig) -> Result<(), lambda_runtime::Error> {
+pub async fn run<W: TaskWorker + 'static>(telemetry: crate::telemetry::Telemetry, worker: W, aws: &impl crate::clients::ClientSource) -> Result<(), lambda_runtime::Error> {
     let telemetry = std::sync::Arc::new(telemetry);
     let driver = Driver {
         name: telemetry.function(),
         worker,
-        callback: crate::callback::StepFunctionsCallback::new(config),
-        redelivery: SqsRedelivery::new(config, crate::config::required("WORK_QUEUE_URL")?),
+        callback: crate::callback::StepFunctionsCallback::new(aws),
+        redelivery: SqsRedelivery::new(aws, crate::config::required("WORK_QUEUE_URL")?),
         policy: RetryPolicy::from_env()?,
         heartbeat_every: std::time::Duration::from_secs(crate::config::number_or("HEARTBEAT_INTERVAL_SECONDS", 20)?),
     };

@@ -70,8 +70,8 @@ pub struct StepFunctionsExecutions {
 }
 
 impl StepFunctionsExecutions {
-    pub fn new(config: &aws_config::SdkConfig) -> Self {
-        Self { client: aws_sdk_sfn::Client::new(config) }
+    pub fn new(aws: &impl crate::clients::ClientSource) -> Self {
+        Self { client: aws.sfn() }
     }
 }
 

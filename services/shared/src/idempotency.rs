@@ -93,13 +93,13 @@ pub struct DynamoIdempotency {
 }
 
 impl DynamoIdempotency {
-    pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>, hold: Duration) -> Self {
-        Self { client: aws_sdk_dynamodb::Client::new(config), table: table.into(), hold }
+    pub fn new(aws: &impl crate::clients::ClientSource, table: impl Into<String>, hold: Duration) -> Self {
+        Self { client: aws.dynamodb(), table: table.into(), hold }
     }
 
     /// From `IDEMPOTENCY_TABLE` and `IDEMPOTENCY_HOLD_SECONDS`.
-    pub fn from_env(config: &aws_config::SdkConfig) -> Result<Self, crate::config::ConfigError> {
-        Ok(Self::new(config, crate::config::required("IDEMPOTENCY_TABLE")?, hold_from_env()?))
+    pub fn from_env(aws: &impl crate::clients::ClientSource) -> Result<Self, crate::config::ConfigError> {
+        Ok(Self::new(aws, crate::config::required("IDEMPOTENCY_TABLE")?, hold_from_env()?))
     }
 }
 

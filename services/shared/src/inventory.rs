@@ -197,9 +197,9 @@ enum Outcome {
 }
 
 impl DynamoInventory {
-    pub fn new(config: &aws_config::SdkConfig, inventory_table: impl Into<String>, ledger_table: impl Into<String>) -> Self {
+    pub fn new(aws: &impl crate::clients::ClientSource, inventory_table: impl Into<String>, ledger_table: impl Into<String>) -> Self {
         Self {
-            client: aws_sdk_dynamodb::Client::new(config),
+            client: aws.dynamodb(),
             inventory_table: inventory_table.into(),
             ledger_table: ledger_table.into(),
             layouts: Mutex::new(HashMap::new()),

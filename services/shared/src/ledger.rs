@@ -142,8 +142,8 @@ pub struct DynamoLedger {
 }
 
 impl DynamoLedger {
-    pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
-        Self { client: aws_sdk_dynamodb::Client::new(config), table: table.into() }
+    pub fn new(aws: &impl crate::clients::ClientSource, table: impl Into<String>) -> Self {
+        Self { client: aws.dynamodb(), table: table.into() }
     }
 }
 

@@ -124,17 +124,17 @@ pub struct SandboxPayments {
 }
 
 impl SandboxPayments {
-    pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
-        Self { client: aws_sdk_dynamodb::Client::new(config), table: table.into(), fault_rate: 0.0, latency: std::time::Duration::ZERO, outage_file: None }
+    pub fn new(aws: &impl crate::clients::ClientSource, table: impl Into<String>) -> Self {
+        Self { client: aws.dynamodb(), table: table.into(), fault_rate: 0.0, latency: std::time::Duration::ZERO, outage_file: None }
     }
 
     /// With the simulated faults read from the environment.
-    pub fn from_env(config: &aws_config::SdkConfig, table: impl Into<String>) -> Result<Self, crate::config::ConfigError> {
+    pub fn from_env(aws: &impl crate::clients::ClientSource, table: impl Into<String>) -> Result<Self, crate::config::ConfigError> {
         Ok(Self {
             fault_rate: crate::config::number_or("SANDBOX_FAULT_RATE", 0.0)?,
             latency: std::time::Duration::from_millis(crate::config::number_or("SANDBOX_LATENCY_MS", 0)?),
             outage_file: std::env::var_os("SANDBOX_OUTAGE_FILE").filter(|v| !v.is_empty()).map(Into::into),
-            ..Self::new(config, table)
+            ..Self::new(aws, table)
         })
     }
 

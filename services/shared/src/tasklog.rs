@@ -215,8 +215,8 @@ pub struct S3TaskLogs {
 }
 
 impl S3TaskLogs {
-    pub fn new(config: &aws_config::SdkConfig, bucket: impl Into<String>) -> Self {
-        Self { client: aws_sdk_s3::Client::new(config), bucket: bucket.into() }
+    pub fn new(aws: &impl crate::clients::ClientSource, bucket: impl Into<String>) -> Self {
+        Self { client: aws.s3(), bucket: bucket.into() }
     }
 }
 

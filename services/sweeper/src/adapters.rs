@@ -18,8 +18,8 @@ pub struct DynamoInFlight {
 }
 
 impl DynamoInFlight {
-    pub fn new(config: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
-        Self { client: aws_sdk_dynamodb::Client::new(config), table: table.into() }
+    pub fn new(aws: &impl taskflow_shared::clients::ClientSource, table: impl Into<String>) -> Self {
+        Self { client: aws.dynamodb(), table: table.into() }
     }
 }
 
@@ -94,8 +94,8 @@ pub struct EventBridgeReports {
 }
 
 impl EventBridgeReports {
-    pub fn new(config: &aws_config::SdkConfig, bus: impl Into<String>) -> Self {
-        Self { client: aws_sdk_eventbridge::Client::new(config), bus: bus.into() }
+    pub fn new(aws: &impl taskflow_shared::clients::ClientSource, bus: impl Into<String>) -> Self {
+        Self { client: aws_sdk_eventbridge::Client::new(aws.sdk_config()), bus: bus.into() }
     }
 }
 

@@ -14,7 +14,7 @@ use tracing::{info, Instrument};
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     let telemetry = Arc::new(telemetry::init("sweeper"));
-    let aws = clients::load().await;
+    let aws = clients::shared().await;
     let task_table = config::required("TASK_TABLE")?;
     let ledger_table = config::required("LEDGER_TABLE")?;
     let refunds = Refunds {
