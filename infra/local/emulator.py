@@ -67,10 +67,12 @@ _ATOMIC = [
 ]
 
 
-def _atomic(method):
+def _under(lock, method):
+    """`method`, run holding `lock`."""
+
     @functools.wraps(method)
     def locked(*args, **kwargs):
-        with _LOCK:
+        with lock:
             return method(*args, **kwargs)
 
     return locked
@@ -78,7 +80,7 @@ def _atomic(method):
 
 for _name in _ATOMIC:
     if hasattr(DynamoDBBackend, _name):
-        setattr(DynamoDBBackend, _name, _atomic(getattr(DynamoDBBackend, _name)))
+        setattr(DynamoDBBackend, _name, _under(_LOCK, getattr(DynamoDBBackend, _name)))
 
 # EventBridge: moto's PutEvents walks a bus's rules while PutRule, PutTargets and the rest change
 # them, with no lock, so a PutEvents made while a rule is added failed mid-delivery with HTTP 500
@@ -93,18 +95,8 @@ _EVENTS_ATOMIC = [
     "describe_event_bus", "list_event_buses", "delete_event_bus", "put_permission", "remove_permission",
 ]
 
-
-def _events_atomic(method):
-    @functools.wraps(method)
-    def locked(*args, **kwargs):
-        with _EVENTS_LOCK:
-            return method(*args, **kwargs)
-
-    return locked
-
-
 for _name in _EVENTS_ATOMIC:
-    setattr(EventsBackend, _name, _events_atomic(getattr(EventsBackend, _name)))
+    setattr(EventsBackend, _name, _under(_EVENTS_LOCK, getattr(EventsBackend, _name)))
 
 
 # --- What AWS would bill -----------------------------------------------------------------------
