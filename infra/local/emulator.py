@@ -96,7 +96,8 @@ _EVENTS_ATOMIC = [
 ]
 
 for _name in _EVENTS_ATOMIC:
-    setattr(EventsBackend, _name, _under(_EVENTS_LOCK, getattr(EventsBackend, _name)))
+    if hasattr(EventsBackend, _name):
+        setattr(EventsBackend, _name, _under(_EVENTS_LOCK, getattr(EventsBackend, _name)))
 
 
 # --- What AWS would bill -----------------------------------------------------------------------
@@ -751,7 +752,9 @@ _sfn_environment.Environment.set_error = _set_error_unless_stopped
 # until HeartbeatSeconds ran out (States.HeartbeatTimeout on a task that succeeded); and a
 # SendTaskHeartbeat in that window was refused as InvalidToken. On AWS the token is good from
 # the moment the message is sent. Here a clock set up after the answer starts as notified, and a
-# heartbeat before the clock exists is accepted (there is nothing to reset yet).
+# heartbeat before the clock exists is accepted (there is nothing to reset yet), as is one for a
+# task without HeartbeatSeconds (moto said InvalidToken; AWS takes a heartbeat for any token of a
+# task still running).
 from moto.stepfunctions.parser.asl.eval.callback import callback as _sfn_callback  # noqa: E402
 
 _setup_heartbeat_endpoint = _sfn_callback.CallbackEndpoint.setup_heartbeat_endpoint
@@ -814,10 +817,12 @@ if os.environ.get("TASKFLOW_EMULATOR_ACCESS_LOG") != "1":
 # CPU (BENCH_ONLY=steady, 2026-11-30). Objects that survived a full collection are live; they
 # are frozen before the next request (`gc.freeze`: moved to the permanent generation, which later
 # collections ignore; Python docs, `gc` module), so the next full collection walks only what came
-# since: 7-14 ms in the same run. Frozen objects are still
-# freed by reference counting when dropped; a reference cycle among them that becomes garbage
-# later stays in memory (moto's state lives until the emulator stops anyway). What the emulator
-# answers is unchanged.
+# since: 7-14 ms in the same run. `gc.freeze` takes every tracked object, so the objects of
+# requests in flight on other threads at that moment are frozen too. Frozen objects are still
+# freed by reference counting when dropped; one caught in a reference cycle that becomes garbage
+# later (a request's exception with its traceback, say) stays in memory until the emulator stops:
+# at most what the requests in flight hold, once per full collection. What the emulator answers
+# is unchanged.
 import gc  # noqa: E402
 
 _FREEZE = {"pending": False}

@@ -5,7 +5,7 @@
 //!
 //! # One HTTP client, root certificates compiled in (a cold-start cost)
 //!
-//! Every SDK client a function makes (the purchase worker makes seven) used to cost a full TLS
+//! Every SDK client a function makes (the purchase worker made six) used to cost a full TLS
 //! set-up at init: the SDK's default HTTP client builds (and throws away) a connector, with a
 //! root store parsed from every root certificate, each time a client is constructed
 //! (`aws-smithy-http-client` 1.5, `HttpClient::validate_base_client_config`: "Initialize the TCP
@@ -52,7 +52,11 @@ use std::sync::OnceLock;
 /// client is an `Arc` around its configuration and runtime plugins, made to be cloned and used
 /// from any task. Each one built costs ~80 000 instructions at init (its configuration layers,
 /// runtime plugins and their validation: callgrind on the release purchase binary,
-/// 2026-11-30), and a function built up to five DynamoDB clients where one serves.
+/// 2026-11-30), and a function built up to seven DynamoDB clients (the sweeper) where one serves.
+/// Shared: DynamoDB, S3, Step Functions and SQS, the services a function has several adapters
+/// of; an adapter of another service builds its client from [`ClientSource::sdk_config`]. A
+/// client here has the configuration's settings only: an adapter that needs its own (S3
+/// path-style addressing, say) builds its client from `sdk_config()` too.
 pub trait ClientSource {
     /// The configuration clients are built from (for services without a method here).
     fn sdk_config(&self) -> &SdkConfig;
