@@ -30,6 +30,7 @@ Run as `python emulator.py -H 127.0.0.1 -p PORT`; the arguments are moto_server'
 import collections
 import copy
 import functools
+import gc
 import json
 import math
 import os
@@ -823,8 +824,6 @@ if os.environ.get("TASKFLOW_EMULATOR_ACCESS_LOG") != "1":
 # later (a request's exception with its traceback, say) stays in memory until the emulator stops:
 # at most what the requests in flight hold, once per full collection. What the emulator answers
 # is unchanged.
-import gc  # noqa: E402
-
 _FREEZE = {"pending": False}
 
 

@@ -74,10 +74,6 @@ pub const MAX_SKU_CHARS: usize = taskflow_contracts::limits::MAX_SKU_CHARS;
 /// The most items one sku's stock may be split over (`stockShards`).
 pub const MAX_STOCK_SHARDS: u32 = taskflow_contracts::limits::MAX_STOCK_SHARDS;
 
-/// Keys a single BatchGetItem may ask for ("as many as 100 items", DynamoDB API reference,
-/// BatchGetItem: https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_BatchGetItem.html).
-pub const BATCH_GET_MAX_KEYS: usize = crate::dynamo::BATCH_GET_MAX_KEYS;
-
 #[derive(Debug, Error)]
 pub enum CatalogueError {
     /// Transient: the catalogue could not be read now (the order is retried, not judged).

@@ -80,24 +80,6 @@ impl ClientSource for SdkConfig {
     }
 }
 
-impl<T: ClientSource + ?Sized> ClientSource for &T {
-    fn sdk_config(&self) -> &SdkConfig {
-        (**self).sdk_config()
-    }
-    fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
-        (**self).dynamodb()
-    }
-    fn s3(&self) -> aws_sdk_s3::Client {
-        (**self).s3()
-    }
-    fn sfn(&self) -> aws_sdk_sfn::Client {
-        (**self).sfn()
-    }
-    fn sqs(&self) -> aws_sdk_sqs::Client {
-        (**self).sqs()
-    }
-}
-
 /// One client per service, built at the first adapter that asks for it (at init), then cloned.
 #[derive(Debug)]
 pub struct SharedClients {
