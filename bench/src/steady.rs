@@ -27,6 +27,7 @@ pub async fn run(out: &Path, rate: f64, seconds: f64, burst_rate: f64, burst_ord
         let measured = async {
             let before = stack.emulator_pid().and_then(cpu_seconds);
             stack.usage(true).await?;
+            stack.emulator_cpu(true).await?;
             let burst = match burst {
                 true => Some(stack::load(&stack, burst_rate, burst_orders / burst_rate, "burst").await?),
                 false => None,
@@ -37,6 +38,17 @@ pub async fn run(out: &Path, rate: f64, seconds: f64, burst_rate: f64, burst_ord
                 let usage = stack.usage(false).await?;
                 let per_order: Vec<String> = usage.iter().filter(|(_, n)| **n > 0.0).map(|(k, n)| format!("{k} {:.2}", n / b.orders as f64)).collect();
                 println!("{name}: the emulator's counts over the burst, per order: {}", per_order.join("; "));
+                // Where its CPU went: each operation's requests and request-thread CPU per order,
+                // the costliest first.
+                let mut cpu: Vec<(String, (u64, u64))> = stack.emulator_cpu(false).await?.into_iter().collect();
+                cpu.sort_by_key(|(_, (_, us))| std::cmp::Reverse(*us));
+                let orders = b.orders as f64;
+                let total: u64 = cpu.iter().map(|(_, (_, us))| us).sum();
+                let per_op: Vec<String> = cpu
+                    .iter()
+                    .map(|(op, (n, us))| format!("{op} {:.2}×{:.2} ms = {:.1} ms", *n as f64 / orders, *us as f64 / 1000.0 / (*n).max(1) as f64, *us as f64 / 1000.0 / orders))
+                    .collect();
+                println!("{name}: the emulator's request CPU over the burst, {:.1} ms per order: {}", total as f64 / 1000.0 / orders, per_op.join("; "));
             }
             anyhow::Ok((burst, stack::load(&stack, rate, seconds, "load").await?))
         }

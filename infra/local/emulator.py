@@ -36,6 +36,7 @@ import math
 import os
 import sys
 import threading
+import time
 
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.utilities import bytesize
@@ -396,6 +397,63 @@ def _query_counted(counted, self, *args, **kwargs):
 
 DynamoDBBackend.query = _query_counted
 
+# --- DynamoDB attribute values, answered as they are stored -----------------------------------
+# moto answers every request through a serializer driven by the service's botocore model; for an
+# item it walks each attribute value's ten possible members (S, N, B, SS, NS, BS, M, L, NULL,
+# BOOL), looking each up under several spellings, recursively: a third of an UpdateItem that
+# returns a task (ALL_NEW), most of a GetItem, and most of a GetRecords of 25 records with their
+# old and new images (BENCH_ONLY=steady's CPU by operation, 2026-11-30). Attribute values reach
+# it already in their wire form ({"S": "…"}); `_wire` writes them out as that walk would, member
+# for member (strings `str()`ed, booleans as they are, maps and lists recursively), and hands
+# anything else (binary values, a value not of that form) to moto's walk. Same bytes out:
+# `test_emulator.py` serializes items of every type both ways and compares.
+from moto.core.serialize import BaseJSONSerializer  # noqa: E402
+
+
+class _NotWireForm(Exception):
+    pass
+
+
+def _wire(value):
+    """An attribute value in its JSON wire form, as moto's model-driven walk writes it out, or
+    `_NotWireForm` when the walk would do something else with it (binary values, more or other
+    members than one type, a string member that is None, {} or [], which moto keeps as it is)."""
+    if type(value) is not dict or len(value) != 1:
+        raise _NotWireForm()
+    ((kind, inner),) = value.items()
+    if kind == "S" or kind == "N":
+        if inner is None or inner == {} or inner == []:
+            raise _NotWireForm()
+        return {kind: str(inner)}
+    if kind == "M" and type(inner) is dict:
+        return {"M": {name: _wire(member) for name, member in inner.items()}}
+    if kind == "L" and type(inner) is list:
+        return {"L": [_wire(member) for member in inner]}
+    if (kind == "BOOL" or kind == "NULL") and inner is not None:
+        return {kind: inner}
+    if (kind == "SS" or kind == "NS") and type(inner) is list:
+        if any(member is None or member == {} or member == [] for member in inner):
+            raise _NotWireForm()
+        return {kind: [str(member) for member in inner]}
+    raise _NotWireForm()
+
+
+_serialize_structure = BaseJSONSerializer._serialize_type_structure
+
+
+@functools.wraps(_serialize_structure)
+def _serialize_structure_wire(self, serialized, value, shape, key):
+    if key and shape.name == "AttributeValue":
+        try:
+            serialized[self.get_serialized_name(shape, key)] = _wire(value)
+            return
+        except _NotWireForm:
+            pass
+    _serialize_structure(self, serialized, value, shape, key)
+
+
+BaseJSONSerializer._serialize_type_structure = _serialize_structure_wire
+
 # moto's TransactWriteItems backs up every table it touches, whole (a deep copy of each, items
 # and stream included), to put them back if it is cancelled: a cost that grows with the table
 # (the ledger has an entry per order), paid by every transaction, ~10 % of the server's CPU
@@ -651,6 +709,44 @@ def _otlp_authorise(environ, start_response):
     return iam.check(environ, start_response, allowed)
 
 
+# --- Where the emulator's CPU goes ------------------------------------------------------------
+# Every request's thread CPU (`time.thread_time_ns`: this request's own work, not the time it
+# waited for the GIL or a lock), summed per operation: `GET /taskflow/cpu` ({"SERVICE.Operation":
+# [requests, microseconds]}), `DELETE` to read and reset. Kept apart from `/taskflow/usage`, whose
+# counts stand still when nothing happens (polls cost CPU all the time). `BENCH_ONLY=steady`
+# prints it per order. The operation: the JSON protocols' `X-Amz-Target`, else the request
+# method; the service: the SigV4 credential scope's, else "unsigned". Work the Step Functions
+# engine does on its own threads (outside any request) is not in it.
+_CPU_LOCK = threading.Lock()
+_cpu = {}
+
+
+def _operation(environ):
+    target = environ.get("HTTP_X_AMZ_TARGET")
+    found = sigv4.scope(environ)
+    service = found[3] if found and len(found) > 3 else "unsigned"
+    return f"{service}.{target.rsplit('.', 1)[-1] if target else environ.get('REQUEST_METHOD')}"
+
+
+def _cpu_spent(environ, nanoseconds):
+    try:
+        operation = _operation(environ)
+    except Exception:
+        operation = "unknown"
+    with _CPU_LOCK:
+        spent = _cpu.setdefault(operation, [0, 0])
+        spent[0] += 1
+        spent[1] += nanoseconds // 1000
+
+
+def _cpu_by_operation(clear):
+    with _CPU_LOCK:
+        answer = {k: list(v) for k, v in _cpu.items()}
+        if clear:
+            _cpu.clear()
+    return answer
+
+
 def _dispatch_with_usage(self, environ, start_response):
     if _FREEZE["pending"]:
         _FREEZE["pending"] = False
@@ -668,8 +764,14 @@ def _dispatch_with_usage(self, environ, start_response):
         # signature is verified first, as X-Ray does (sigv4.py): unsigned, unknown key, wrong
         # secret or another body than the one signed is 403 and nothing is stored.
         return _otlp_authorise(environ, start_response)
+    if path == "/taskflow/cpu":
+        return _json_answer(start_response, _cpu_by_operation(clear=method == "DELETE"))
     if path != "/taskflow/usage":
-        return iam.check(environ, start_response, lambda e, s: _dispatch(self, e, s))
+        started = time.thread_time_ns()
+        try:
+            return iam.check(environ, start_response, lambda e, s: _dispatch(self, e, s))
+        finally:
+            _cpu_spent(environ, time.thread_time_ns() - started)
     with _USAGE_LOCK:
         body = json.dumps(dict(_usage), sort_keys=True).encode()
         if environ.get("REQUEST_METHOD") == "DELETE":

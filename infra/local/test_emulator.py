@@ -257,5 +257,78 @@ class TaskTokenAnsweredBeforeTheWait(unittest.TestCase):
         self.assertTrue(clock.clear_and_wait())
 
 
+class AttributeValuesAnswered(unittest.TestCase):
+    """emulator._wire writes attribute values out as moto's model-driven serializer does: the
+    same answer, byte for byte, for items of every type (and what it leaves to moto's walk)."""
+
+    ITEM = {
+        "taskId": {"S": "t-1"},
+        "empty": {"S": ""},
+        "unicode": {"S": "Zoë ✓ \u0000 \"quoted\""},
+        "amount": {"N": "3499"},
+        "fraction": {"N": "-0.125e3"},
+        "flag": {"BOOL": False},
+        "yes": {"BOOL": True},
+        "nothing": {"NULL": True},
+        "history": {"L": [{"M": {"status": {"S": "RECEIVED"}, "at": {"S": "2026-11-30T10:00:00Z"}}}, {"L": []}, {"M": {}}]},
+        "nested": {"M": {"a": {"M": {"b": {"L": [{"N": "1"}, {"SS": ["x", "y"]}, {"NULL": True}]}}}}},
+        "tags": {"SS": ["a", "b", ""]},
+        "numbers": {"NS": ["1", "2.5"]},
+        "blob": {"B": b"\x00\x01binary"},
+        "blobs": {"BS": [b"one", b"two"]},
+        "nestedBlob": {"M": {"inner": {"B": b"\xff"}}},
+    }
+
+    def answer(self, service, operation, result, wire):
+        from moto.core.serialize import BaseJSONSerializer, XFormedAttributePicker, get_serializer_class
+        from moto.core.utils import get_service_model
+
+        model = get_service_model(service)
+        serializer = get_serializer_class(model.service_name, model.metadata["protocol"])(
+            operation_model=model.operation_model(operation), pretty_print=False, value_picker=XFormedAttributePicker())
+        saved = BaseJSONSerializer._serialize_type_structure
+        if not wire:
+            BaseJSONSerializer._serialize_type_structure = emulator._serialize_structure
+        try:
+            return serializer.serialize(result)["body"]
+        finally:
+            BaseJSONSerializer._serialize_type_structure = saved
+
+    def assert_same(self, service, operation, result):
+        fast = self.answer(service, operation, result, wire=True)
+        self.assertEqual(fast, self.answer(service, operation, result, wire=False))
+        return json.loads(fast)
+
+    def test_get_item_answers_every_type_as_moto_would(self):
+        answer = self.assert_same("dynamodb", "GetItem", {"Item": self.ITEM})
+        # The fast path answered every value but the binary ones (not left to moto's walk).
+        for name, value in self.ITEM.items():
+            if "blob" not in name.lower():
+                self.assertEqual(emulator._wire(value), value, name)
+        self.assertEqual(answer["Item"]["history"]["L"][0]["M"]["status"], {"S": "RECEIVED"})
+        self.assertEqual(answer["Item"]["flag"], {"BOOL": False})
+
+    def test_update_and_batch_answers_as_moto_would(self):
+        self.assert_same("dynamodb", "UpdateItem", {"Attributes": self.ITEM, "ConsumedCapacity": {"TableName": "tasks", "CapacityUnits": 0.5}})
+        self.assert_same("dynamodb", "BatchGetItem", {"Responses": {"tasks": [self.ITEM, {"taskId": {"S": "t-2"}}]}, "UnprocessedKeys": {}})
+        self.assert_same("dynamodb", "Query", {"Items": [self.ITEM], "Count": 1, "ScannedCount": 1, "LastEvaluatedKey": {"taskId": {"S": "t-1"}}})
+
+    def test_stream_records_answer_as_moto_would(self):
+        import datetime
+
+        record = {"eventID": "1", "eventName": "MODIFY", "eventVersion": "1.1", "eventSource": "aws:dynamodb", "awsRegion": REGION,
+                  "dynamodb": {"ApproximateCreationDateTime": datetime.datetime(2026, 11, 30, 10, 0, 0), "Keys": {"taskId": {"S": "t-1"}},
+                               "NewImage": self.ITEM, "OldImage": {"taskId": {"S": "t-1"}, "amount": {"N": "1"}},
+                               "SequenceNumber": "100", "SizeBytes": 123, "StreamViewType": "NEW_AND_OLD_IMAGES"}}
+        self.assert_same("dynamodbstreams", "GetRecords", {"Records": [record, record], "NextShardIterator": "it"})
+
+    def test_what_is_not_wire_form_is_left_to_moto(self):
+        for value in [{"B": b"x"}, {"S": "a", "N": "1"}, {}, {"S": None}, {"S": []}, {"L": "not a list"}, {"SS": ["a", None]}, "plain", None]:
+            with self.assertRaises(emulator._NotWireForm, msg=repr(value)):
+                emulator._wire(value)
+        # ...and moto's walk then answers them as it always did.
+        self.assert_same("dynamodb", "GetItem", {"Item": {"odd": {"S": "a", "N": "1"}, "none": {"S": None}, "list": {"SS": ["a", None]}}})
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -274,6 +274,17 @@ impl LocalStack {
         serde_json::from_str(&body).context("reading the emulator's usage counts")
     }
 
+    /// Where the emulator's CPU went, per operation (`SERVICE.Operation`: requests and thread
+    /// CPU microseconds), since the last reset; `reset` reads and empties it (`infra/local/emulator.py`,
+    /// `/taskflow/cpu`).
+    pub async fn emulator_cpu(&self, reset: bool) -> Result<BTreeMap<String, (u64, u64)>> {
+        let (status, body) = crate::emulator::http(self.emulator.port, if reset { "DELETE" } else { "GET" }, "/taskflow/cpu", "").await?;
+        if status != 200 {
+            anyhow::bail!("the emulator did not give its CPU by operation: {status} {body}");
+        }
+        serde_json::from_str(&body).context("reading the emulator's CPU by operation")
+    }
+
     /// The calls the emulator refused (or, with `TASKFLOW_IAM=record`, would have refused) as
     /// not allowed by the caller's role, oldest first; `clear` empties the log. Each entry:
     /// `function` (or `stateMachine`, for a workflow's role) with the caller's name, `principal`
