@@ -405,11 +405,16 @@ def install(lock):
     execute = UpdateExpressionExecutor.execute
 
     @functools.wraps(execute)
-    def execute_limited(self, *args, **kwargs):
+    def execute_limited(self, node=None):
         # The update is applied to the stored item in place: keep the item as it was, and put it
-        # back when the result is too large (moto then answers ItemSizeToUpdateTooLarge).
+        # back when the result is too large (moto then answers ItemSizeToUpdateTooLarge). Once,
+        # around the whole update: moto's executor calls `execute` again for each node of the
+        # expression, and a check there put back only that node's action, leaving the actions
+        # before it applied to a refused update (AWS applies none of a refused update's actions).
+        if node is not None:
+            return execute(self, node)
         before = copy.deepcopy(dict(self.item.attrs))
-        result = execute(self, *args, **kwargs)
+        result = execute(self)
         if item_size(self.item.attrs) > DYNAMODB_ITEM_MAX_BYTES:
             self.item.attrs.clear()
             self.item.attrs.update(before)

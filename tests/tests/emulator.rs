@@ -347,6 +347,24 @@ async fn dynamodb_refuses_items_over_400_kb_counted_as_aws_counts_them() {
     assert_eq!(message(&err), "Item size to update has exceeded the maximum allowed size");
     let item = db.get_item().table_name(&name).key("id", s("c")).consistent_read(true).send().await.unwrap().item.unwrap();
     assert_eq!(item["l"].as_l().unwrap().len(), 100);
+    // None of a refused update's actions is applied, not even one before the action that grew
+    // the item too large (the emulator put back only that last action's change). 10 bytes free:
+    // `a` (1 + 4) fits, `b` (1 + 100) does not.
+    db.put_item().table_name(&name).item("id", s("d")).item("x", s(&"v".repeat(fill - 10))).send().await.unwrap();
+    let err = db
+        .update_item()
+        .table_name(&name)
+        .key("id", s("d"))
+        .update_expression("SET a = :small, b = :big")
+        .expression_attribute_values(":small", s("here"))
+        .expression_attribute_values(":big", s(&"v".repeat(100)))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert_eq!(message(&err), "Item size to update has exceeded the maximum allowed size");
+    let item = db.get_item().table_name(&name).key("id", s("d")).consistent_read(true).send().await.unwrap().item.unwrap();
+    assert!(!item.contains_key("a") && !item.contains_key("b"), "a refused update applied one of its actions: {:?}", item.keys());
     // Growing a map by a nested SET (moto did not check nested writes at all).
     db.put_item().table_name(&name).item("id", s("m")).item("m", AttributeValue::M(Default::default())).send().await.unwrap();
     let err = db
