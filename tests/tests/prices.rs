@@ -142,7 +142,11 @@ async fn the_catalogue_load_step_of_a_deployed_stack_sets_what_orders_are_charge
     let (ok, text) = taskflow(&["catalogue", "load", file.to_str().unwrap(), "--stock"]);
     assert!(ok && text.contains("1 catalogue entries") && text.contains("1 stock counts"), "{text}");
     let (ok, text) = taskflow(&["catalogue", "list", "--json"]);
-    assert!(ok && text.contains(&sku) && text.contains("777"), "{text}");
+    assert!(ok, "{text}");
+    // The sku's own entry carries the loaded price (not just any "777" in the text).
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&text[text.find('[').unwrap()..=text.rfind(']').unwrap()]).expect("catalogue list --json prints a JSON list");
+    let entry = listed.iter().find(|e| e["sku"] == sku.as_str()).unwrap_or_else(|| panic!("{sku} not listed: {text}"));
+    assert_eq!(entry["unitPrice"], 777, "{entry}");
 
     let id = order_id("loaded");
     run.submit(unpriced(&id, "lena", &[(&sku, 2)])).await;
