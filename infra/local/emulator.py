@@ -13,7 +13,8 @@ SQS requests, DynamoDB read/write request units, EventBridge events, S3 puts and
 and Step Functions API calls by throttling bucket (`states.StartExecution`, `states.SendTask*`).
 The counts are taken in moto's backends, so calls that Step Functions integrations and
 EventBridge targets make inside the emulator count as they do on AWS. `make bench` builds its
-cost model on them.
+cost model on them. Apart from them, `GET /taskflow/cpu` gives the emulator's own CPU per
+operation (each request's thread CPU), which `BENCH_ONLY=steady` prints per order.
 
 It checks every call a function or workflow makes against that caller's role, as AWS does
 (`iam.py`: identities registered by deploy.py at `POST /taskflow/iam/identities`, refusals at
