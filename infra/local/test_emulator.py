@@ -330,5 +330,28 @@ class AttributeValuesAnswered(unittest.TestCase):
         self.assert_same("dynamodb", "GetItem", {"Item": {"odd": {"S": "a", "N": "1"}, "none": {"S": None}, "list": {"SS": ["a", None]}}})
 
 
+class SurvivorsFrozenAfterAFullCollection(unittest.TestCase):
+    """What survives a full collection is frozen before the next request (emulator.py, `gc.freeze`),
+    so later full collections walk only what came since."""
+
+    def test_a_full_collection_freezes_its_survivors_at_the_next_request(self):
+        import gc
+
+        from werkzeug.test import Client
+
+        survivors = [[i] for i in range(1000)]  # (lists are always tracked; dicts of ints are not)
+        emulator._FREEZE["pending"] = False  # (importing the emulator ran a full collection)
+        gc.collect(0)
+        self.assertFalse(emulator._FREEZE["pending"], "a young collection freezes nothing")
+        gc.collect()
+        self.assertTrue(emulator._FREEZE["pending"], "a full collection marks its survivors to be frozen")
+        frozen = gc.get_freeze_count()
+        answer = Client(emulator.DomainDispatcherApplication(None)).get("/taskflow/usage")
+        self.assertEqual(answer.status_code, 200)
+        self.assertFalse(emulator._FREEZE["pending"])
+        self.assertGreaterEqual(gc.get_freeze_count(), frozen + len(survivors), "the survivors were frozen")
+        gc.unfreeze()
+
+
 if __name__ == "__main__":
     unittest.main()
