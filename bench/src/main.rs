@@ -5,9 +5,9 @@
 //! - Cold start: each function binary (release profile) spawned against a loopback Lambda
 //!   Runtime API; the time from spawn to its first `GET /invocation/next` is its init. Median of
 //!   `BENCH_SPAWNS` (100) spawns, next to the `hello` binary (lambda_runtime alone, same profile),
-//!   all spawned in turn. 100, not 20: a median of 20 moved by ±0.1× hello from run to run on a
-//!   shared machine (api ×2.02 in a `make bench` where 100 rounds gave ×1.8 minutes before); the
-//!   100 rounds of ten binaries take about ten seconds.
+//!   all spawned in turn. 100, not 20 (about ten seconds for the ten binaries): more samples
+//!   steady each median; hello's own median still moves between runs (1.46–1.77 ms on one
+//!   machine on one day), and every ratio with it.
 //! - Memory: each function's peak RSS over the load run below, next to hello's after init.
 //! - Size: each function's arm64 `bootstrap.zip` from `make package`, if it has been run.
 //! - Worker cost: CPU time per work message through the shared SQS task-token driver and the

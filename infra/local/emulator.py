@@ -407,7 +407,10 @@ DynamoDBBackend.query = _query_counted
 # it already in their wire form ({"S": "…"}); `_wire` writes them out as that walk would, member
 # for member (strings `str()`ed, booleans as they are, maps and lists recursively), and hands
 # anything else (binary values, a value not of that form) to moto's walk. Same bytes out:
-# `test_emulator.py` serializes items of every type both ways and compares.
+# `test_emulator.py` serializes items of every type both ways and compares. One difference: a
+# map key that is the empty string, which moto's walk mangles (it merges that member's value
+# into the map) and `_wire` writes as it was sent; a map that also holds a binary value still
+# goes through moto's walk whole, mangled as before.
 from moto.core.serialize import BaseJSONSerializer  # noqa: E402
 
 
@@ -442,9 +445,12 @@ def _wire(value):
 _serialize_structure = BaseJSONSerializer._serialize_type_structure
 
 
+_WIRE_SERVICES = ("dynamodb", "dynamodbstreams")  # (other models have an AttributeValue shape too)
+
+
 @functools.wraps(_serialize_structure)
 def _serialize_structure_wire(self, serialized, value, shape, key):
-    if key and shape.name == "AttributeValue":
+    if key and shape.name == "AttributeValue" and self.operation_model.service_model.service_name in _WIRE_SERVICES:
         try:
             serialized[self.get_serialized_name(shape, key)] = _wire(value)
             return

@@ -428,12 +428,15 @@ def install(lock):
     @functools.wraps(update_item)
     def update_item_limited(self, table_name, key, *args, **kwargs):
         # An UpdateItem of a new item that ends too large must leave no item behind (moto
-        # creates the key-only item before applying the update).
+        # creates the key-only item before applying the update), and nothing in the table's
+        # stream: moto's put of the key-only item and the delete here each add a record, for a
+        # write DynamoDB never made.
         with lock:
-            existed = True
+            existed, stream = True, None
             try:
                 table = self.get_table(table_name)
                 existed = table.get_item(*self.get_keys_value(table, key)) is not None
+                stream = len(table.stream_shard.items) if table.stream_shard is not None else None
             except Exception:
                 pass
             try:
@@ -444,6 +447,8 @@ def install(lock):
                         table = self.get_table(table_name)
                         hash_value, range_value = self.get_keys_value(table, key)
                         table.delete_item(hash_value, range_value)
+                        if stream is not None and table.stream_shard is not None:
+                            del table.stream_shard.items[stream:]
                     except Exception:
                         pass
                 raise

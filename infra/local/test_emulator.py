@@ -160,6 +160,18 @@ class TransactionRollback(unittest.TestCase):
         self.assertEqual((self.n("a"), self.n("b"), self.n("new"), self.n("other")), ("3", "0", "1", "7"))
         self.assertEqual(len(table.stream_shard.items), records + 3)
 
+    def test_an_update_refused_as_too_large_leaves_no_item_and_no_stream_record(self):
+        from moto.dynamodb.exceptions import MockValidationException
+
+        table = self.backend.get_table("stock")
+        records = len(table.stream_shard.items)
+        big = {":v": s("v" * 210 * 1024)}
+        with self.assertRaises(MockValidationException):
+            self.backend.update_item("stock", {"taskId": s("fresh")}, "SET a = :v, b = :v", {}, big)
+        self.assertIsNone(self.n("fresh"))
+        self.assertIsNone(self.backend.get_item("stock", {"taskId": s("fresh")}), "no key-only item left")
+        self.assertEqual(len(table.stream_shard.items), records, "no INSERT/REMOVE of a write DynamoDB never made")
+
 
 class EventBridgeRulesChangedDuringPutEvents(unittest.TestCase):
     """PutEvents while rules are added and removed: every call answers (moto alone failed with
