@@ -278,6 +278,17 @@ def normalise_number(text):
     return format(value, "f")
 
 
+# Numbers are stored in plain notation (above), so 1E+40 is stored with 41 digits, one of them
+# significant. moto's projection path (a GetItem or Query with a ProjectionExpression) converts
+# the item through boto3's TypeDeserializer, whose context (38 digits of precision) traps
+# `Rounded`: dropping those trailing zeros, exact, raised and the request failed with HTTP 500.
+# Only `Inexact` (a digit actually lost) is trapped here; the stored numbers never have more than
+# 38 significant digits, so no value changes.
+import boto3.dynamodb.types as _boto3_dynamodb_types  # noqa: E402
+from decimal import Rounded as _Rounded  # noqa: E402
+
+_boto3_dynamodb_types.DYNAMODB_CONTEXT.traps[_Rounded] = False
+
 _dynamo_type_init = DynamoType.__init__
 
 

@@ -160,6 +160,13 @@ class TransactionRollback(unittest.TestCase):
         self.assertEqual((self.n("a"), self.n("b"), self.n("new"), self.n("other")), ("3", "0", "1", "7"))
         self.assertEqual(len(table.stream_shard.items), records + 3)
 
+    def test_a_number_past_38_digits_in_plain_notation_reads_back_through_a_projection(self):
+        # 1E+40 is stored as 41 digits (one significant); a projection used to fail (HTTP 500).
+        self.backend.put_item("stock", {"taskId": s("big"), "n": {"N": "1E+40"}, "other": s("x")})
+        item = self.backend.get_item("stock", {"taskId": s("big")}, projection_expressions=[["n"]])
+        self.assertEqual(item.to_json()["Attributes"], {"n": {"N": "1" + "0" * 40}})
+        self.assertEqual(self.backend.get_item("stock", {"taskId": s("big")}, projection_expressions=[["other"]]).to_json()["Attributes"], {"other": s("x")})
+
     def test_an_update_refused_as_too_large_leaves_no_item_and_no_stream_record(self):
         from moto.dynamodb.exceptions import MockValidationException
 
