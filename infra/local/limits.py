@@ -336,6 +336,14 @@ def attribute_size(value):
     value = value if isinstance(value, DynamoType) else DynamoType(value)
     kind, v = value.type, value.value
     if kind == "S":
+        if not isinstance(v, str):
+            # A string member that is not a string (boto3 without parameter validation): refused
+            # as moto's own type check does further on, with a 400, not a crash here (HTTP 500).
+            from moto.dynamodb.exceptions import SerializationException
+
+            if isinstance(v, (bool, int, float)):
+                raise SerializationException("NUMBER_VALUE cannot be converted to String")
+            raise SerializationException("Start of structure or map found where not expected")
         return len(v.encode("utf-8", "surrogatepass"))
     if kind == "N":
         return _number_size(v)

@@ -167,6 +167,13 @@ class TransactionRollback(unittest.TestCase):
         self.assertEqual(item.to_json()["Attributes"], {"n": {"N": "1" + "0" * 40}})
         self.assertEqual(self.backend.get_item("stock", {"taskId": s("big")}, projection_expressions=[["other"]]).to_json()["Attributes"], {"other": s("x")})
 
+    def test_a_string_member_that_is_not_a_string_is_refused_not_a_crash(self):
+        from moto.dynamodb.exceptions import SerializationException
+
+        for value in [5, True, {"x": 1}]:
+            with self.assertRaises(SerializationException, msg=repr(value)):
+                self.backend.put_item("stock", {"taskId": s("odd"), "x": {"S": value}})
+
     def test_an_update_refused_as_too_large_leaves_no_item_and_no_stream_record(self):
         from moto.dynamodb.exceptions import MockValidationException
 
