@@ -40,7 +40,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
-use taskflow::local::{LocalStack, Options};
+use taskflow::local::LocalStack;
 use stack::BENCH_SKU;
 use taskflow_bench::{purchase_batches, purchase_driver};
 
@@ -123,7 +123,7 @@ async fn main() -> Result<()> {
     .map_err(|_| anyhow::anyhow!("the worker-cost thread panicked"))??;
 
     eprintln!("bench: the local stack: {burst_orders} purchases at {burst_rate}/s, {rate}/s for {seconds} s, {per_path} orders down each path…");
-    let ours = LocalStack::start(Options::new(out.join("stack-ours"))).await?;
+    let ours = LocalStack::start(stack::options(&out, false)).await?;
     let memory: BTreeMap<String, u64> = ours.functions.values().map(|f| (f.spec.binary.clone(), f.spec.memory_size)).collect();
     let measured = async {
         let burst = stack::load(&ours, burst_rate, burst_orders / burst_rate, "burst").await?;
@@ -136,11 +136,7 @@ async fn main() -> Result<()> {
     let (burst, load, paths) = measured?;
 
     eprintln!("bench: the same loads with null workers…");
-    let mut options = Options::new(out.join("stack-null"));
-    for worker in ["purchase", "refund", "notification"] {
-        options.stand_ins.insert(worker.into(), "null-worker".into());
-    }
-    let null = LocalStack::start(options).await?;
+    let null = LocalStack::start(stack::options(&out, true)).await?;
     let null_measured = async {
         let burst = stack::load(&null, burst_rate, burst_orders / burst_rate, "burst").await?;
         let load = stack::load(&null, rate, seconds, "load").await?;
@@ -159,13 +155,7 @@ async fn main() -> Result<()> {
         eprintln!("bench: throughput round {round} of {burst_rounds} (ours, then the null workers')…");
         let mut pair = Vec::new();
         for null in [false, true] {
-            let mut options = Options::new(out.join(if null { "stack-null" } else { "stack-ours" }));
-            if null {
-                for worker in ["purchase", "refund", "notification"] {
-                    options.stand_ins.insert(worker.into(), "null-worker".into());
-                }
-            }
-            let stack = LocalStack::start(options).await?;
+            let stack = LocalStack::start(stack::options(&out, null)).await?;
             let measured = stack::load(&stack, burst_rate, burst_orders / burst_rate, "burst").await;
             stack.stop().await;
             pair.push(measured?.throughput_per_s);

@@ -7,7 +7,7 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 use taskflow::client::Client;
-use taskflow::local::LocalStack;
+use taskflow::local::{LocalStack, Options};
 use taskflow_contracts::{OrderItem, OrderKind, OrderSubmitted, PaymentToken, TaskStatus};
 
 /// The sku every bench order buys, one unit of it (the capacity model's hot stock item).
@@ -100,6 +100,18 @@ impl PathUsage {
     pub fn get(&self, key: &str) -> f64 {
         self.usage.get(key).copied().unwrap_or(0.0)
     }
+}
+
+/// The options of the bench's local stack in `out`: ours (`stack-ours`), or with null workers
+/// standing in for the purchase, refund and notification workers (`stack-null`).
+pub fn options(out: &std::path::Path, null_workers: bool) -> Options {
+    let mut options = Options::new(out.join(if null_workers { "stack-null" } else { "stack-ours" }));
+    if null_workers {
+        for worker in ["purchase", "refund", "notification"] {
+            options.stand_ins.insert(worker.into(), "null-worker".into());
+        }
+    }
+    options
 }
 
 fn host_counts(stack: &LocalStack) -> BTreeMap<String, (u64, u64)> {

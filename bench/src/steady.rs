@@ -8,18 +8,13 @@ use crate::stack;
 use anyhow::Result;
 use serde_json::json;
 use std::path::Path;
-use taskflow::local::{LocalStack, Options};
+use taskflow::local::LocalStack;
 
 pub async fn run(out: &Path, rate: f64, seconds: f64, burst_rate: f64, burst_orders: f64) -> Result<()> {
     let burst = std::env::var("BENCH_STEADY_BURST").as_deref() != Ok("0");
     let mut results = Vec::new();
     for (name, null) in [("taskflow", false), ("null worker", true)] {
-        let mut options = Options::new(out.join(if null { "stack-null" } else { "stack-ours" }));
-        if null {
-            for worker in ["purchase", "refund", "notification"] {
-                options.stand_ins.insert(worker.into(), "null-worker".into());
-            }
-        }
+        let mut options = stack::options(out, null);
         if let Ok(exporter) = std::env::var("BENCH_STEADY_TRACE_EXPORTER") {
             options.extra_env.insert("TRACE_EXPORTER".into(), exporter);
         }

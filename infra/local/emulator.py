@@ -730,16 +730,13 @@ _cpu = {}
 
 def _operation(environ):
     target = environ.get("HTTP_X_AMZ_TARGET")
-    found = sigv4.scope(environ)
-    service = found[3] if found and len(found) > 3 else "unsigned"
+    found = sigv4.scope(environ)  # (access key, day, region, service)
+    service = found[3] if found else "unsigned"
     return f"{service}.{target.rsplit('.', 1)[-1] if target else environ.get('REQUEST_METHOD')}"
 
 
 def _cpu_spent(environ, nanoseconds):
-    try:
-        operation = _operation(environ)
-    except Exception:
-        operation = "unknown"
+    operation = _operation(environ)
     with _CPU_LOCK:
         spent = _cpu.setdefault(operation, [0, 0])
         spent[0] += 1

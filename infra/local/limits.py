@@ -27,7 +27,7 @@ import sys
 from decimal import Context, Decimal, InvalidOperation
 
 from moto.core.exceptions import JsonRESTError
-from moto.dynamodb.exceptions import ItemSizeTooLarge, MockValidationException
+from moto.dynamodb.exceptions import ItemSizeTooLarge, MockValidationException, SerializationException
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
 from moto.dynamodb.parsing.executors import UpdateExpressionExecutor
@@ -339,8 +339,6 @@ def attribute_size(value):
         if not isinstance(v, str):
             # A string member that is not a string (boto3 without parameter validation): refused
             # as moto's own type check does further on, with a 400, not a crash here (HTTP 500).
-            from moto.dynamodb.exceptions import SerializationException
-
             if isinstance(v, (bool, int, float)):
                 raise SerializationException("NUMBER_VALUE cannot be converted to String")
             raise SerializationException("Start of structure or map found where not expected")

@@ -267,9 +267,8 @@ pub fn http_client() -> SharedHttpClient {
 /// as an owned `Vec`, and the connector takes the context by value, so a context made here
 /// (at init) cost a copy of the PEM (178 673 bytes, 118 certificates) at init (~180 000
 /// instructions and 14–20 page faults: callgrind and `perf stat` on the release binaries,
-/// 2026-11-30) and a second copy
-/// (`context.clone()`) at each connector build. Now each connector build makes the one copy
-/// it made before, and init none. The roots are the same: what the connector trusts is
+/// 2026-11-30) and a second copy (`context.clone()`) at each connector build. Now each
+/// connector build makes the one copy it made before, and init none. The roots are the same: what the connector trusts is
 /// unchanged (the connection tests below build their connector this way).
 fn client_for(roots: Option<&'static Roots>) -> SharedHttpClient {
     let inner = aws_smithy_http_client::Builder::new().build_with_connector_fn(move |settings, components| {
