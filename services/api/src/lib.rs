@@ -29,6 +29,7 @@ pub mod attachments;
 pub mod bus;
 pub mod operators;
 pub mod cancel;
+pub mod on_first_use;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
