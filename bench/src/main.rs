@@ -7,7 +7,10 @@
 //!   `BENCH_SPAWNS` (100) spawns, next to the `hello` binary (lambda_runtime alone, same profile),
 //!   all spawned in turn. 100, not 20 (about ten seconds for the ten binaries): more samples
 //!   steady each median; hello's own median still moves between runs (1.46–1.77 ms on one
-//!   machine on one day), and every ratio with it.
+//!   machine on one day), and every ratio with it. Each binary is spawned from a copy the bench
+//!   writes first, in one sequential write (as a deployment's `bootstrap` is written when its zip
+//!   is unpacked), hello's too: the linker's own output file starts ~0.4 ms slower than a copy of
+//!   it (same bytes, same folder; see [`installed`]).
 //! - Memory: each function's peak RSS over the load run below, next to hello's after init.
 //! - Size: each function's arm64 `bootstrap.zip` from `make package`, if it has been run.
 //! - Worker cost: CPU time per work message through the shared SQS task-token driver and the
@@ -482,7 +485,7 @@ fn capacity_model(root: &Path, paths: &[stack::PathUsage]) -> Result<Value> {
 /// Cold start of the purchase function with each trace exporter, and one invocation's export
 /// cost with each (`traces.rs`), as rows and as JSON.
 async fn trace_export(bin_dir: &Path, spawns: usize, baseline: &ColdStart) -> Result<(Vec<Row>, Value)> {
-    let purchase = bin_dir.join("purchase");
+    let purchase = installed(&[bin_dir.join("purchase")])?.remove(0);
     // Alternating, one spawn of each at a time: on a shared machine, load that comes and goes
     // then falls on both alike.
     let (mut otlp, mut daemon) = (Vec::new(), Vec::new());
@@ -542,6 +545,7 @@ struct ColdStart {
 /// poll, in turn (one spawn of each per round): on a shared machine, load that comes and goes
 /// then falls on all of them alike. One [`ColdStart`] per binary, in order.
 async fn cold_starts(binaries: &[std::path::PathBuf], spawns: usize) -> Result<Vec<ColdStart>> {
+    let binaries = installed(binaries)?;
     let mut samples = vec![Vec::with_capacity(spawns); binaries.len()];
     let mut peak_rss = vec![0.0f64; binaries.len()];
     for _ in 0..spawns {
@@ -559,6 +563,44 @@ async fn cold_starts(binaries: &[std::path::PathBuf], spawns: usize) -> Result<V
             ColdStart { median_ms: s[s.len() / 2], peak_rss_mb }
         })
         .collect())
+}
+
+/// Copies of `binaries`, each written in one sequential write into its own folder under
+/// `target/bench/spawn/` (file names kept: a function's name is its binary's), to be spawned
+/// instead of the originals.
+///
+/// Why: the same bytes start slower from the file the linker wrote than from a copy of it. On
+/// this machine (Linux 6.18, ext4; 2026-11-30, `BENCH_ONLY=cold` with `BENCH_COLD_BEFORE` a
+/// folder of `cp` copies, 40 rounds): intake 2.95 ms from `target/release`, 2.50 from the copy;
+/// hello 1.50 and 1.43; the same with the copies in `target/` itself. Most likely the page
+/// cache: the linker writes its output piecemeal, and such a file is kept in small pages, where
+/// one written sequentially is kept in large folios that an `exec` maps with fewer, cheaper
+/// faults (perf: 385 → 359 page faults for intake; not traced further). The larger the binary,
+/// the larger the difference, so ratios to the small hello binary came out ~×0.3 worse. A deployed function's `bootstrap` is
+/// written as the copy is (unpacked from its zip, or read from its image), never by a linker.
+fn installed(binaries: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>> {
+    let root = binaries
+        .first()
+        .and_then(|b| b.ancestors().find(|p| p.join("Cargo.lock").is_file()))
+        .map(|root| root.join("target/bench/spawn"))
+        .unwrap_or_else(|| std::env::temp_dir().join("taskflow-bench-spawn"));
+    binaries
+        .iter()
+        .enumerate()
+        .map(|(i, binary)| {
+            if !binary.is_file() {
+                bail!("{} not built: `make bench` builds it (cargo build --release)", binary.display());
+            }
+            let dir = root.join(i.to_string());
+            std::fs::create_dir_all(&dir)?;
+            let copy = dir.join(binary.file_name().context("a binary has a file name")?);
+            let _ = std::fs::remove_file(&copy);
+            std::fs::write(&copy, std::fs::read(binary)?).with_context(|| format!("copying {} to {}", binary.display(), copy.display()))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755))?;
+            Ok(copy)
+        })
+        .collect()
 }
 
 /// `BENCH_ONLY=cold`: only the cold starts of hello and every function, spawned in turn. With
