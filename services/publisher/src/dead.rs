@@ -87,15 +87,17 @@ pub trait DeadLetters: Send + Sync {
 }
 
 /// The publisher's dead-letter queue (`PUBLISHER_DLQ_URL`; the same queue is the stream event
-/// source's on-failure destination). Calls `sqs:SendMessage` on it.
+/// source's on-failure destination). Calls `sqs:SendMessage` on it. Only a change that could not be
+/// published goes there, so its SQS client is built on the first one, not at init
+/// (`taskflow_shared::on_first_use`).
 pub struct SqsDeadLetters {
-    client: aws_sdk_sqs::Client,
+    client: taskflow_shared::on_first_use::OnFirstUse<aws_sdk_sqs::Client>,
     queue_url: String,
 }
 
 impl SqsDeadLetters {
     pub fn new(aws: &impl taskflow_shared::clients::ClientSource, queue_url: impl Into<String>) -> Self {
-        Self { client: aws.sqs(), queue_url: queue_url.into() }
+        Self { client: aws.sqs_on_first_use(), queue_url: queue_url.into() }
     }
 }
 
@@ -103,6 +105,7 @@ impl SqsDeadLetters {
 impl DeadLetters for SqsDeadLetters {
     async fn set_aside(&self, change: &UnpublishedChange) -> Result<(), DeadLetterError> {
         self.client
+            .get()
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(serde_json::to_string(change).expect("notes always serialise"))

@@ -72,6 +72,13 @@ pub trait ClientSource {
     fn sqs(&self) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::Client::new(self.sdk_config())
     }
+    /// An SQS client built on its first use ([`crate::on_first_use`]), for adapters only a
+    /// failure path calls (the workers' redelivery, the publisher's dead-letter queue): a cold
+    /// start that meets no failure never builds it. Its own client, from [`Self::sdk_config`].
+    fn sqs_on_first_use(&self) -> crate::on_first_use::OnFirstUse<aws_sdk_sqs::Client> {
+        let config = self.sdk_config().clone();
+        crate::on_first_use::OnFirstUse::new(move || aws_sdk_sqs::Client::new(&config))
+    }
 }
 
 impl ClientSource for SdkConfig {

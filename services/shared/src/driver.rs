@@ -121,14 +121,16 @@ pub trait Redelivery: Send + Sync {
     async fn delay(&self, receipt_handle: &str, seconds: u32) -> Result<(), String>;
 }
 
+/// `ChangeMessageVisibility` on the work queue. Only a failed or unreadable message calls it, so
+/// its SQS client is built on the first such call, not at init ([`crate::on_first_use`]).
 pub struct SqsRedelivery {
-    client: aws_sdk_sqs::Client,
+    client: crate::on_first_use::OnFirstUse<aws_sdk_sqs::Client>,
     queue_url: String,
 }
 
 impl SqsRedelivery {
     pub fn new(aws: &impl crate::clients::ClientSource, queue_url: impl Into<String>) -> Self {
-        Self { client: aws.sqs(), queue_url: queue_url.into() }
+        Self { client: aws.sqs_on_first_use(), queue_url: queue_url.into() }
     }
 }
 
@@ -136,6 +138,7 @@ impl SqsRedelivery {
 impl Redelivery for SqsRedelivery {
     async fn delay(&self, receipt_handle: &str, seconds: u32) -> Result<(), String> {
         self.client
+            .get()
             .change_message_visibility()
             .queue_url(&self.queue_url)
             .receipt_handle(receipt_handle)

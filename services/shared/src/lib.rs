@@ -15,9 +15,11 @@
 //! - [`approvals`]: pending refund approvals and their task tokens (the approval path only).
 //! - [`cancel`]: an owner's cancellation of a purchase not yet charged; [`executions`]: the
 //!   [`executions::Executions`] port (stop an execution, read its state).
+//! - [`on_first_use`]: adapters and clients built when first needed (paths some cold starts never take).
 //! - [`fakes`]: in-memory ports for unit tests.
 
 pub mod approvals;
+pub mod on_first_use;
 pub mod callback;
 pub mod cancel;
 pub mod catalogue;
