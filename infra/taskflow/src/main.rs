@@ -174,7 +174,8 @@ enum Command {
         json: bool,
     },
     /// Cancel an owner's purchase that has not been charged (publishes OrderCancelled), and show
-    /// what became of it.
+    /// what became of it. An order submitted a moment ago is waited for (up to 10 s) until
+    /// intake has recorded it.
     Cancel {
         order_id: String,
         #[arg(long)]
@@ -591,7 +592,10 @@ async fn submit(state_dir: &std::path::Path, order: SubmitOrder) -> Result<()> {
 async fn cancel(state_dir: &std::path::Path, owner: &str, order_id: &str) -> Result<()> {
     let stack = load_stack(state_dir).await?;
     let client = Client::connect(&stack).await?;
-    let Some(task) = client.find(Some(owner), order_id).await? else { bail!("OrderNotFound: {owner} has no order {order_id}") };
+    // `taskflow submit` returns before intake has recorded the order: give it a moment.
+    let Some(task) = client.find_recorded(owner, order_id, Duration::from_secs(10)).await? else {
+        bail!("OrderNotFound: {owner} has no order {order_id} (none recorded within 10 s)")
+    };
     taskflow::operations::request_cancel(&stack, owner, order_id).await?;
     // The cancel is decided by intake; wait a little for it to show.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
