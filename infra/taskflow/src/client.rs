@@ -261,6 +261,13 @@ where
     }
 }
 
+/// A task's amount as the CLI prints it, `"{amount} {currency}"` in minor units — or `None` when
+/// the task has no currency: an order REJECTED at intake was never priced, so its amount (0)
+/// says nothing, and it has no currency to print.
+pub fn amount_text(amount: taskflow_contracts::Money, currency: &str) -> Option<String> {
+    (!currency.is_empty()).then(|| format!("{amount} {currency}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,5 +293,12 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_millis(60));
         let err = until_found::<(), _, _>(Duration::from_secs(5), Duration::from_millis(5), || async { bail!("store down") }).await.unwrap_err();
         assert_eq!(err.to_string(), "store down", "an error is not waited out");
+    }
+
+    #[test]
+    fn an_unpriced_task_prints_no_amount_and_no_empty_currency() {
+        assert_eq!(amount_text(1250, "EUR").as_deref(), Some("1250 EUR"));
+        assert_eq!(amount_text(0, "EUR").as_deref(), Some("0 EUR"));
+        assert_eq!(amount_text(0, ""), None, "a task rejected at intake has no currency");
     }
 }

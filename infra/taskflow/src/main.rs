@@ -747,7 +747,7 @@ fn print_task_rows(tasks: &[serde_json::Value]) {
             s("kind"),
             s("status"),
             s("reason"),
-            format!("{} {}", t["amount"], s("currency")),
+            taskflow::client::amount_text(t["amount"].as_u64().unwrap_or(0), &s("currency")).unwrap_or_else(|| "-".into()),
             s("updatedAt")
         );
     }
@@ -827,7 +827,10 @@ async fn status(state_dir: &std::path::Path, owner: Option<&str>, order_id: &str
     if let Some(detail) = &task.reason_detail {
         println!("detail   {detail}");
     }
-    println!("amount   {} {} (minor units)", task.amount, task.currency);
+    // An order rejected at intake was never priced: no amount, no currency.
+    if let Some(amount) = taskflow::client::amount_text(task.amount, &task.currency) {
+        println!("amount   {amount} (minor units)");
+    }
     if let Some(charge) = &task.charge_id {
         println!("charge   {charge}");
     }
@@ -876,7 +879,7 @@ async fn tasks(state_dir: &std::path::Path, owner: &str, json: bool) -> Result<(
             t.kind.map_or("?", |k| k.as_str()),
             t.status.as_str(),
             t.reason.map_or("", |r| r.as_str()),
-            format!("{} {}", t.amount, t.currency),
+            taskflow::client::amount_text(t.amount, &t.currency).unwrap_or_else(|| "-".into()),
             t.created_at.format("%Y-%m-%d %H:%M:%S")
         );
     }
