@@ -1,7 +1,7 @@
 //! Every business path of the task domain, end to end on the real local stack: purchases with
 //! stock, compensation after a charge, refunds asked for (full, partial, too much, not yours,
-//! unknown, concurrent), receipts in S3. After each, the ledger and the payment provider agree and
-//! the stock adds up.
+//! unknown, concurrent, the rest beside a partial one), receipts in S3. After each, the ledger
+//! and the payment provider agree and the stock adds up.
 
 use taskflow_contracts::{Reason, TaskStatus};
 use taskflow_e2e::{order_id, purchase, refund, stack, statuses, Run};
@@ -195,5 +195,49 @@ async fn concurrent_refunds_never_exceed_the_order_total() {
     assert_eq!(entry.refunds.len(), 3);
     assert_eq!(run.available(&sku).await, 6, "refunds move money, not stock");
     run.assert_balanced(&original).await;
+    run.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refund_without_an_amount_beside_a_partial_one_refunds_what_is_left_and_never_more() {
+    let run = Run::new().await;
+    // Three orders, each with a partial refund (30.00) and a refund of the rest (no amount),
+    // published in one call so each pair is processed at the same moment.
+    let mut pairs = Vec::new();
+    for _ in 0..3 {
+        let (original, _) = completed_purchase(&run, "dora").await;
+        pairs.push((original, order_id("part"), order_id("rest")));
+    }
+    let entries = pairs.iter().flat_map(|(original, part, rest)| {
+        [refund(part, "dora", original, Some(3_000)), refund(rest, "dora", original, None)].map(|detail| {
+            aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+                .source("taskflow.orders")
+                .detail_type("OrderSubmitted")
+                .event_bus_name(stack().output("EventBusName").unwrap())
+                .detail(detail.to_string())
+                .build()
+        })
+    });
+    let out = aws_sdk_eventbridge::Client::new(&run.aws).put_events().set_entries(Some(entries.collect())).send().await.unwrap();
+    assert_eq!(out.failed_entry_count, 0);
+
+    let ids: Vec<String> = pairs.iter().flat_map(|(_, part, rest)| [part.clone(), rest.clone()]).collect();
+    let all = run.all_until_terminal(&ids).await;
+    for (original, part, rest) in &pairs {
+        // The rest is refunded whichever came first; the partial fits unless the rest took it all.
+        let rest_end = all[rest].last().unwrap().clone();
+        assert_eq!(rest_end.status, TaskStatus::Completed, "{rest}: {:?}", all[rest]);
+        let part_end = all[part].last().unwrap().clone();
+        let part_refunded = match (part_end.status, part_end.reason.as_deref()) {
+            (TaskStatus::Completed, _) => 3_000,
+            (TaskStatus::Rejected, Some("AMOUNT_EXCEEDS_REFUNDABLE")) => 0,
+            other => panic!("{part}: {other:?}"),
+        };
+        let task = run.task(rest).await;
+        assert_eq!((task.amount, task.refunded), (10_000 - part_refunded, 10_000 - part_refunded), "{rest}");
+        let entry = run.ledger(original).await.unwrap();
+        assert_eq!((entry.refunded, entry.refundable()), (10_000, 0), "never more than was charged");
+        run.assert_balanced(original).await;
+    }
     run.close().await;
 }

@@ -80,6 +80,14 @@ impl Client {
         }
     }
 
+    /// `owner`'s task of order `order_id`, waiting up to `wait` for it to be recorded: an order is
+    /// accepted asynchronously (the bus, then intake records its task), so one submitted a moment
+    /// ago may have no task yet. `None` if there is still none after `wait`; errors are the
+    /// task store's.
+    pub async fn find_recorded(&self, owner: &str, order_id: &str, wait: Duration) -> Result<Option<TaskRecord>> {
+        until_found(wait, Duration::from_millis(250), || self.find(Some(owner), order_id)).await
+    }
+
     /// [`Client::find`] without an owner: a task id, or an order id only one owner used.
     pub async fn task(&self, id: &str) -> Result<Option<TaskRecord>> {
         self.find(None, id).await
@@ -231,5 +239,66 @@ impl StatusFeed {
         let _ = self.events.remove_targets().rule(&self.name).event_bus_name(&self.bus).ids("feed").send().await;
         let _ = self.events.delete_rule().name(&self.name).event_bus_name(&self.bus).send().await;
         let _ = self.sqs.delete_queue().queue_url(&self.queue_url).send().await;
+    }
+}
+
+/// Calls `find` until it finds something, every `every`, for up to `wait` (at least once): the
+/// first `Some`, or `None` once `wait` has passed. The first error ends it.
+pub async fn until_found<T, F, Fut>(wait: Duration, every: Duration, mut find: F) -> Result<Option<T>>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        if let Some(found) = find().await? {
+            return Ok(Some(found));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok(None);
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// A task's amount as the CLI prints it, `"{amount} {currency}"` in minor units — or `None` when
+/// the task has no currency: an order REJECTED at intake was never priced, so its amount (0)
+/// says nothing, and it has no currency to print.
+pub fn amount_text(amount: taskflow_contracts::Money, currency: &str) -> Option<String> {
+    (!currency.is_empty()).then(|| format!("{amount} {currency}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[tokio::test]
+    async fn a_task_recorded_a_moment_later_is_found() {
+        let calls = AtomicU32::new(0);
+        let found = until_found(Duration::from_secs(5), Duration::from_millis(5), || async {
+            // Recorded on the third look, as an order intake has not taken yet.
+            Ok((calls.fetch_add(1, Ordering::SeqCst) >= 2).then_some("task"))
+        })
+        .await
+        .unwrap();
+        assert_eq!((found, calls.load(Ordering::SeqCst)), (Some("task"), 3));
+    }
+
+    #[tokio::test]
+    async fn a_task_never_recorded_is_none_once_the_wait_has_passed() {
+        let started = std::time::Instant::now();
+        let found: Option<()> = until_found(Duration::from_millis(60), Duration::from_millis(5), || async { Ok(None) }).await.unwrap();
+        assert_eq!(found, None);
+        assert!(started.elapsed() >= Duration::from_millis(60));
+        let err = until_found::<(), _, _>(Duration::from_secs(5), Duration::from_millis(5), || async { bail!("store down") }).await.unwrap_err();
+        assert_eq!(err.to_string(), "store down", "an error is not waited out");
+    }
+
+    #[test]
+    fn an_unpriced_task_prints_no_amount_and_no_empty_currency() {
+        assert_eq!(amount_text(1250, "EUR").as_deref(), Some("1250 EUR"));
+        assert_eq!(amount_text(0, "EUR").as_deref(), Some("0 EUR"));
+        assert_eq!(amount_text(0, ""), None, "a task rejected at intake has no currency");
     }
 }

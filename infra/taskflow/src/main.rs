@@ -174,7 +174,8 @@ enum Command {
         json: bool,
     },
     /// Cancel an owner's purchase that has not been charged (publishes OrderCancelled), and show
-    /// what became of it.
+    /// what became of it. An order submitted a moment ago is waited for (up to 10 s) until
+    /// intake has recorded it.
     Cancel {
         order_id: String,
         #[arg(long)]
@@ -591,7 +592,10 @@ async fn submit(state_dir: &std::path::Path, order: SubmitOrder) -> Result<()> {
 async fn cancel(state_dir: &std::path::Path, owner: &str, order_id: &str) -> Result<()> {
     let stack = load_stack(state_dir).await?;
     let client = Client::connect(&stack).await?;
-    let Some(task) = client.find(Some(owner), order_id).await? else { bail!("OrderNotFound: {owner} has no order {order_id}") };
+    // `taskflow submit` returns before intake has recorded the order: give it a moment.
+    let Some(task) = client.find_recorded(owner, order_id, Duration::from_secs(10)).await? else {
+        bail!("OrderNotFound: {owner} has no order {order_id} (none recorded within 10 s)")
+    };
     taskflow::operations::request_cancel(&stack, owner, order_id).await?;
     // The cancel is decided by intake; wait a little for it to show.
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -743,7 +747,7 @@ fn print_task_rows(tasks: &[serde_json::Value]) {
             s("kind"),
             s("status"),
             s("reason"),
-            format!("{} {}", t["amount"], s("currency")),
+            taskflow::client::amount_text(t["amount"].as_u64().unwrap_or(0), &s("currency")).unwrap_or_else(|| "-".into()),
             s("updatedAt")
         );
     }
@@ -823,7 +827,10 @@ async fn status(state_dir: &std::path::Path, owner: Option<&str>, order_id: &str
     if let Some(detail) = &task.reason_detail {
         println!("detail   {detail}");
     }
-    println!("amount   {} {} (minor units)", task.amount, task.currency);
+    // An order rejected at intake was never priced: no amount, no currency.
+    if let Some(amount) = taskflow::client::amount_text(task.amount, &task.currency) {
+        println!("amount   {amount} (minor units)");
+    }
     if let Some(charge) = &task.charge_id {
         println!("charge   {charge}");
     }
@@ -872,7 +879,7 @@ async fn tasks(state_dir: &std::path::Path, owner: &str, json: bool) -> Result<(
             t.kind.map_or("?", |k| k.as_str()),
             t.status.as_str(),
             t.reason.map_or("", |r| r.as_str()),
-            format!("{} {}", t.amount, t.currency),
+            taskflow::client::amount_text(t.amount, &t.currency).unwrap_or_else(|| "-".into()),
             t.created_at.format("%Y-%m-%d %H:%M:%S")
         );
     }

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | 200 `{"orderId","status":"CANCELLED","cancelled":true}` | cancelled now |
 //! | 200 `{…,"cancelled":false}` | it was cancelled already (idempotent) |
-//! | 404 `OrderNotFound` | no such order among the caller's (another owner's is the same 404) |
+//! | 404 `OrderNotFound` | no such order among the caller's (another owner's is the same 404), or not yet: an order `POST`ed a moment ago is recorded by intake asynchronously, so retry once its task can be read |
 //! | 409 `OrderAlreadyCharged` | the charge has begun or happened: ask for a refund |
 //! | 409 `NotCancellable` | the order ended without a charge, or is a refund |
 //! | 400 `InvalidOrderId` | the id breaks the order id rule |

@@ -10,12 +10,15 @@
 //!    (`AMOUNT_EXCEEDS_REFUNDABLE`), and have had fewer than
 //!    `limits::MAX_REFUNDS_PER_ORDER` refunds (`TOO_MANY_REFUNDS`: its ledger entry must stay
 //!    under DynamoDB's item limit). A failed check → REJECTED with that reason, answered as
-//!    `RefundRejected`. No amount means "all that is left".
+//!    `RefundRejected`. No amount means "all that is left" (nothing left: `NOT_REFUNDABLE`).
 //! 2. RECEIVED → REFUNDING; the amount is taken from the ledger entry by a conditional write, so
 //!    concurrent refunds of one order can never add up to more than it was charged (the loser is
-//!    REJECTED `AMOUNT_EXCEEDS_REFUNDABLE`).
+//!    REJECTED `AMOUNT_EXCEEDS_REFUNDABLE`). A refund without an amount takes what is left at
+//!    that write (`RefundAmount::Balance`), not what was left at the check: a refund applied in
+//!    between makes it smaller, never rejected (nothing left by then: `NOT_REFUNDABLE`). A
+//!    redelivery finds it applied and refunds the amount first applied.
 //! 3. The provider refunds the original charge, keyed by the refund's task id (once per refund).
-//! 4. REFUNDING → COMPLETED with the refund id.
+//! 4. REFUNDING → COMPLETED with the refund id and the amount refunded.
 //!
 //! **Above the approval threshold** (`approval_thresholds`, minor units per currency): a refund
 //! that passed its checks but has no operator's approval recorded on its task is not refunded:
@@ -36,7 +39,7 @@ use taskflow_contracts::{keys, errors, Decision, Money, OrderSubmitted, Reason, 
 use taskflow_shared::driver::{Attempt, StepError, TaskWorker};
 use taskflow_shared::idempotency::{once, Idempotency};
 use taskflow_shared::inventory::Inventory;
-use taskflow_shared::ledger::{Applied, EntryStatus, Ledger, LedgerEntry};
+use taskflow_shared::ledger::{Applied, EntryStatus, Ledger, LedgerEntry, RefundAmount};
 use taskflow_shared::payments::{persistently, PaymentError, PaymentProvider, RefundRequest};
 use taskflow_shared::tasks::{Change, TaskRecord, TaskStore, Transitioned};
 
@@ -92,7 +95,9 @@ fn retry(what: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StepError {
     move |e| StepError::retry(what, e.to_string())
 }
 
-/// Why a refund order may not go ahead, if it may not.
+/// Why a refund order may not go ahead, if it may not; else the amount it asks for now (all that
+/// is refundable on `original`, when the order names none — which the ledger write may still
+/// lower, see `RefundAmount::Balance`).
 pub fn check(order: &OrderSubmitted, original: Option<&LedgerEntry>, window: Duration, now: DateTime<Utc>) -> Result<Money, Reason> {
     let entry = original.ok_or(Reason::OrderNotFound)?;
     if entry.owner != order.owner {
@@ -210,13 +215,19 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
         };
         let entry = original.ok_or_else(|| StepError::failed(errors::TASK_STATE_CONFLICT, "original vanished"))?;
 
-        match self
+        // No amount: what is left when the ledger applies it, decided by that same write.
+        let asked = if order.amount.is_some() { RefundAmount::Exactly(amount) } else { RefundAmount::Balance };
+        let amount = match self
             .ledger
-            .apply_refund(&original_key, id, amount, EntryStatus::Completed, EntryStatus::Completed)
+            .apply_refund(&original_key, id, asked, EntryStatus::Completed, EntryStatus::Completed)
             .await
             .map_err(|e| retry("LedgerUnavailable")(&e))?
         {
-            Applied::Applied | Applied::AlreadyApplied => {}
+            Applied::Applied { amount } | Applied::AlreadyApplied { amount } => amount,
+            Applied::NothingRefundable => {
+                let detail = format!("nothing is left to refund on {original_id}");
+                return Err(self.reject(id, TaskStatus::Refunding, Reason::NotRefundable, detail).await);
+            }
             Applied::Exceeds { refundable } => {
                 let detail = format!("{amount} asked, {refundable} still refundable on {original_id}");
                 return Err(self.reject(id, TaskStatus::Refunding, Reason::AmountExceedsRefundable, detail).await);
@@ -226,10 +237,10 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
                 return Err(self.reject(id, TaskStatus::Refunding, Reason::TooManyRefunds, detail).await);
             }
             Applied::Missing => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, "original vanished")),
-        }
+        };
         let refund_id = self.pay_back(format!("{id}/refund"), &entry, amount).await?;
         let done = self
-            .step(id, &[TaskStatus::Refunding], Change::to(TaskStatus::Completed, Utc::now()).with_refund(&refund_id, amount))
+            .step(id, &[TaskStatus::Refunding], Change::to(TaskStatus::Completed, Utc::now()).with_refund(&refund_id, amount).with_amount(amount))
             .await?;
         Ok(result_of(&done))
     }
@@ -313,11 +324,11 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
         let allowed = if entry.status == EntryStatus::Completed { EntryStatus::Completed } else { EntryStatus::Charged };
         match self
             .ledger
-            .apply_refund(id, COMPENSATION, amount, allowed, EntryStatus::Compensated)
+            .apply_refund(id, COMPENSATION, RefundAmount::Exactly(amount), allowed, EntryStatus::Compensated)
             .await
             .map_err(|e| retry("LedgerUnavailable")(&e))?
         {
-            Applied::Applied | Applied::AlreadyApplied => {}
+            Applied::Applied { .. } | Applied::AlreadyApplied { .. } => {}
             other => return Err(StepError::failed(errors::TASK_STATE_CONFLICT, format!("cannot compensate: {other:?}"))),
         }
         let refund_id = self.pay_back(format!("{id}/{COMPENSATION}"), &entry, amount).await?;

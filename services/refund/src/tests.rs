@@ -392,8 +392,8 @@ async fn refunds_of_one_order_stop_at_the_bound_with_a_named_reason() {
 
     // The ledger holds the bound under concurrency too (check passed, then another refund won),
     // and never refuses a compensation for it.
-    assert_eq!(s.ledger.apply_refund(&tid("p-1"), "r-late", 1, EntryStatus::Completed, EntryStatus::Completed).await.unwrap(), Applied::TooManyRefunds);
-    assert_eq!(s.ledger.apply_refund(&tid("p-1"), COMPENSATION, 1, EntryStatus::Completed, EntryStatus::Compensated).await.unwrap(), Applied::Applied);
+    assert_eq!(s.ledger.apply_refund(&tid("p-1"), "r-late", RefundAmount::Exactly(1), EntryStatus::Completed, EntryStatus::Completed).await.unwrap(), Applied::TooManyRefunds);
+    assert_eq!(s.ledger.apply_refund(&tid("p-1"), COMPENSATION, RefundAmount::Exactly(1), EntryStatus::Completed, EntryStatus::Compensated).await.unwrap(), Applied::Applied { amount: 1 });
 }
 
 #[test]
@@ -457,4 +457,84 @@ async fn a_late_compensation_of_a_cancelled_purchase_has_nothing_to_undo() {
     assert_eq!(s.payments.issued("/compensation"), 0);
     assert_eq!(s.inventory.available("BOOK-1"), 10);
     assert_eq!(s.tasks.snapshot("p-cx").unwrap().status, TaskStatus::Cancelled, "stays CANCELLED");
+}
+
+/// The in-memory ledger, where a partial refund of the same order (`r-part`, applied straight to
+/// the ledger) lands right after the first read of the original's entry: a refund processed at
+/// the same moment as the one under test, between its check and its ledger write.
+struct RefundedMeanwhile {
+    inner: InMemoryLedger,
+    partial: std::sync::Mutex<Option<(String, Money)>>,
+}
+
+#[async_trait]
+impl Ledger for RefundedMeanwhile {
+    async fn get(&self, order_id: &str) -> Result<Option<LedgerEntry>, taskflow_shared::ledger::LedgerError> {
+        let entry = self.inner.get(order_id).await?;
+        let partial = self.partial.lock().unwrap().take_if(|(of, _)| of == order_id);
+        if let Some((of, amount)) = partial {
+            let applied = self.inner.apply_refund(&of, "r-part", RefundAmount::Exactly(amount), EntryStatus::Completed, EntryStatus::Completed).await?;
+            assert_eq!(applied, Applied::Applied { amount });
+        }
+        Ok(entry)
+    }
+    async fn record_charge(&self, entry: &LedgerEntry) -> Result<(), taskflow_shared::ledger::LedgerError> {
+        self.inner.record_charge(entry).await
+    }
+    async fn complete(&self, order_id: &str, at: DateTime<Utc>) -> Result<(), taskflow_shared::ledger::LedgerError> {
+        self.inner.complete(order_id, at).await
+    }
+    async fn apply_refund(&self, order_id: &str, refund_id: &str, amount: RefundAmount, allowed: EntryStatus, then: EntryStatus) -> Result<Applied, taskflow_shared::ledger::LedgerError> {
+        self.inner.apply_refund(order_id, refund_id, amount, allowed, then).await
+    }
+}
+
+/// `subject`, with a partial refund of `partial` landing on `p-1` between the check and the
+/// ledger write of the refund performed.
+fn with_partial_refund_meanwhile(s: Subject, partial: Money) -> Refunds<InMemoryTaskStore, InMemoryPayments, RefundedMeanwhile, InMemoryInventory> {
+    let Refunds { tasks, payments, ledger, inventory, window, once, approval_thresholds } = s;
+    let partial = std::sync::Mutex::new(Some((tid("p-1"), partial)));
+    Refunds { tasks, payments, ledger: RefundedMeanwhile { inner: ledger, partial }, inventory, window, once, approval_thresholds }
+}
+
+#[tokio::test]
+async fn a_refund_without_an_amount_takes_what_is_left_when_it_is_applied_not_when_it_was_checked() {
+    let all = refund_order("r-all", "alice", "p-1", None);
+    let s = with_partial_refund_meanwhile(subject(&[&all], vec![entry("p-1", "alice", EntryStatus::Completed, 1)]), 3_000);
+    let result = s.perform(&work(&all, RefundPurpose::Refund), FIRST).await.expect("what is left is refunded, not rejected");
+    assert_eq!(result.amount, 7_000);
+    let task = s.tasks.snapshot("r-all").unwrap();
+    assert_eq!((task.status, task.amount, task.refunded), (TaskStatus::Completed, 7_000, 7_000));
+    let e = s.ledger.inner.of("alice", "p-1").unwrap();
+    assert_eq!((e.refunded, e.refunds.get(&tid("r-all")).copied()), (10_000, Some(7_000)), "never more than was charged");
+    assert_eq!(s.payments.ledger.lock().unwrap()[&format!("{}/refund", tid("r-all"))].2, 7_000, "the provider refunds what the ledger applied");
+
+    // At-least-once: a redelivery refunds nothing more.
+    let again = s.perform(&work(&all, RefundPurpose::Refund), FIRST).await.unwrap();
+    assert_eq!(again, result);
+    assert_eq!(s.ledger.inner.of("alice", "p-1").unwrap().refunded, 10_000);
+    assert_eq!(s.payments.issued("/refund"), 1);
+}
+
+#[tokio::test]
+async fn a_refund_without_an_amount_that_finds_nothing_left_is_rejected_by_name_and_pays_nothing() {
+    let all = refund_order("r-all", "alice", "p-1", None);
+    let s = with_partial_refund_meanwhile(subject(&[&all], vec![entry("p-1", "alice", EntryStatus::Completed, 1)]), 10_000);
+    let err = s.perform(&work(&all, RefundPurpose::Refund), FIRST).await.unwrap_err();
+    assert!(matches!(err, StepError::Failed { ref error, .. } if error == errors::REFUND_REJECTED), "{err:?}");
+    let task = s.tasks.snapshot("r-all").unwrap();
+    assert_eq!((task.status, task.reason), (TaskStatus::Rejected, Some(Reason::NotRefundable)));
+    assert_eq!(s.ledger.inner.of("alice", "p-1").unwrap().refunded, 10_000);
+    assert_eq!(s.payments.issued("/refund"), 0);
+}
+
+#[tokio::test]
+async fn the_ledger_applies_a_balance_once_and_answers_a_repeat_with_the_amount_it_applied() {
+    let s = subject(&[], vec![entry("p-1", "alice", EntryStatus::Completed, 1)]);
+    let (completed, key) = (EntryStatus::Completed, tid("p-1"));
+    assert_eq!(s.ledger.apply_refund(&key, "r-part", RefundAmount::Exactly(2_500), completed, completed).await.unwrap(), Applied::Applied { amount: 2_500 });
+    assert_eq!(s.ledger.apply_refund(&key, "r-all", RefundAmount::Balance, completed, completed).await.unwrap(), Applied::Applied { amount: 7_500 });
+    assert_eq!(s.ledger.apply_refund(&key, "r-all", RefundAmount::Balance, completed, completed).await.unwrap(), Applied::AlreadyApplied { amount: 7_500 });
+    assert_eq!(s.ledger.apply_refund(&key, "r-more", RefundAmount::Balance, completed, completed).await.unwrap(), Applied::NothingRefundable);
+    assert_eq!(s.ledger.of("alice", "p-1").unwrap().refunded, 10_000);
 }

@@ -280,26 +280,34 @@ impl crate::ledger::Ledger for InMemoryLedger {
         &self,
         order_id: &str,
         refund_id: &str,
-        amount: taskflow_contracts::Money,
+        amount: crate::ledger::RefundAmount,
         allowed: crate::ledger::EntryStatus,
         then: crate::ledger::EntryStatus,
     ) -> Result<crate::ledger::Applied, crate::ledger::LedgerError> {
-        use crate::ledger::Applied;
+        use crate::ledger::{Applied, RefundAmount};
         let mut entries = self.entries.lock().unwrap();
         let Some(e) = entries.get_mut(order_id) else { return Ok(Applied::Missing) };
-        if e.refunds.contains_key(refund_id) {
-            return Ok(Applied::AlreadyApplied);
+        if let Some(&applied) = e.refunds.get(refund_id) {
+            return Ok(Applied::AlreadyApplied { amount: applied });
         }
         if then != crate::ledger::EntryStatus::Compensated && e.refunds.len() >= taskflow_contracts::limits::MAX_REFUNDS_PER_ORDER {
             return Ok(Applied::TooManyRefunds);
         }
-        if amount > e.refundable() || e.status != allowed {
+        if e.status != allowed {
+            return Ok(Applied::Exceeds { refundable: e.refundable() });
+        }
+        let amount = match amount {
+            RefundAmount::Exactly(amount) => amount,
+            RefundAmount::Balance if e.refundable() == 0 => return Ok(Applied::NothingRefundable),
+            RefundAmount::Balance => e.refundable(),
+        };
+        if amount > e.refundable() {
             return Ok(Applied::Exceeds { refundable: e.refundable() });
         }
         e.refunded += amount;
         e.refunds.insert(refund_id.to_string(), amount);
         e.status = then;
-        Ok(Applied::Applied)
+        Ok(Applied::Applied { amount })
     }
 }
 

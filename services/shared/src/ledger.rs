@@ -99,14 +99,29 @@ impl LedgerEntry {
     }
 }
 
+/// How much a refund takes from a ledger entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefundAmount {
+    /// This many minor units, or nothing (`Applied::Exceeds`) if less is refundable.
+    Exactly(Money),
+    /// All that is still refundable when the refund is applied — decided by the same conditional
+    /// write that applies it, so a refund applied just before it is never counted twice (a
+    /// refund order without an amount).
+    Balance,
+}
+
 /// What applying a refund did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Applied {
-    Applied,
-    /// This refund id was applied before (a retry): nothing changed.
-    AlreadyApplied,
-    /// It does not fit: only `refundable` is left.
+    /// Applied now: `amount` added to the refunded total.
+    Applied { amount: Money },
+    /// This refund id was applied before (a retry): nothing changed; `amount` is what it was
+    /// applied with.
+    AlreadyApplied { amount: Money },
+    /// It does not fit: only `refundable` is left (or the entry's status is not the one allowed).
     Exceeds { refundable: Money },
+    /// `RefundAmount::Balance` found nothing left to refund.
+    NothingRefundable,
     /// The entry has `limits::MAX_REFUNDS_PER_ORDER` refunds already (a refund, not a
     /// compensation, is refused for it: the entry must stay under DynamoDB's item limit).
     TooManyRefunds,
@@ -129,11 +144,14 @@ pub trait Ledger: Send + Sync {
     /// Marks the purchase completed (idempotent). A purchase does not call it: its reservation
     /// completes the entry in the reservation's own transaction (`Inventory::reserve`).
     async fn complete(&self, order_id: &str, at: DateTime<Utc>) -> Result<(), LedgerError>;
-    /// Adds `amount` to the refunded total under `refund_id`, unless that would exceed the charge
-    /// or the entry is not `allowed` (completed, for refunds; charged, for compensation), or —
-    /// for a refund (`then` is not `Compensated`) — the entry has `limits::MAX_REFUNDS_PER_ORDER`
-    /// refunds already (`TooManyRefunds`).
-    async fn apply_refund(&self, order_id: &str, refund_id: &str, amount: Money, allowed: EntryStatus, then: EntryStatus) -> Result<Applied, LedgerError>;
+    /// Adds `amount` (`Exactly` so much, or the `Balance` still refundable at that moment) to
+    /// the refunded total under `refund_id` and sets the entry's status to `then`, unless that
+    /// would exceed the charge or the entry is not `allowed` (completed, for refunds; charged,
+    /// for compensation) — `Exceeds` —, or — for a refund (`then` is not `Compensated`) — the
+    /// entry has `limits::MAX_REFUNDS_PER_ORDER` refunds already (`TooManyRefunds`), or a
+    /// `Balance` is 0 (`NothingRefundable`). Once per `refund_id`: a repeat answers
+    /// `AlreadyApplied` with the amount first applied. `Missing`: no entry.
+    async fn apply_refund(&self, order_id: &str, refund_id: &str, amount: RefundAmount, allowed: EntryStatus, then: EntryStatus) -> Result<Applied, LedgerError>;
 }
 
 pub struct DynamoLedger {
@@ -202,54 +220,79 @@ impl Ledger for DynamoLedger {
         }
     }
 
-    async fn apply_refund(&self, order_id: &str, refund_id: &str, amount: Money, allowed: EntryStatus, then: EntryStatus) -> Result<Applied, LedgerError> {
-        let Some(entry) = self.get(order_id).await? else { return Ok(Applied::Missing) };
-        if entry.refunds.contains_key(refund_id) {
-            return Ok(Applied::AlreadyApplied);
-        }
+    async fn apply_refund(&self, order_id: &str, refund_id: &str, amount: RefundAmount, allowed: EntryStatus, then: EntryStatus) -> Result<Applied, LedgerError> {
         // A compensation gives back what is owed whatever the count; only refunds are bounded.
         let bounded = then != EntryStatus::Compensated;
-        if bounded && entry.refunds.len() >= MAX_REFUNDS_PER_ORDER {
-            return Ok(Applied::TooManyRefunds);
-        }
-        if amount > entry.refundable() {
-            return Ok(Applied::Exceeds { refundable: entry.refundable() });
-        }
-        // The check above is advisory; this condition is what holds under concurrency:
-        // refunded may only grow while it stays within the charge.
-        let limit = entry.charged - amount;
-        let mut condition = "refunded <= :limit AND #status = :allowed AND attribute_not_exists(refunds.#id)".to_string();
-        if bounded {
-            condition.push_str(" AND size(refunds) < :maxRefunds");
-        }
-        let request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("taskId", AttributeValue::S(order_id.into()))
-            .update_expression("SET refunded = refunded + :amount, refunds.#id = :amount, #status = :then")
-            .condition_expression(condition)
-            .expression_attribute_names("#id", refund_id)
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":amount", attr(&amount))
-            .expression_attribute_values(":limit", attr(&limit))
-            .expression_attribute_values(":allowed", attr(&allowed))
-            .expression_attribute_values(":then", attr(&then));
-        let request = if bounded { request.expression_attribute_values(":maxRefunds", attr(&MAX_REFUNDS_PER_ORDER)) } else { request };
-        match request.send().await {
-            Ok(_) => Ok(Applied::Applied),
-            Err(e) if crate::dynamo::conditional_failed(&e) => {
-                // Someone else moved it: tell which way.
-                let now = self.get(order_id).await?.ok_or_else(|| LedgerError("entry vanished".into()))?;
-                if now.refunds.contains_key(refund_id) {
-                    Ok(Applied::AlreadyApplied)
-                } else if bounded && now.refunds.len() >= MAX_REFUNDS_PER_ORDER {
-                    Ok(Applied::TooManyRefunds)
-                } else {
-                    Ok(Applied::Exceeds { refundable: now.refundable() })
-                }
+        // A `Balance` is read, then written on condition that nothing was refunded meanwhile: a
+        // failed condition means another refund moved the entry, so read again. At most
+        // `MAX_REFUNDS_PER_ORDER` other refunds can do that.
+        for _ in 0..=MAX_REFUNDS_PER_ORDER + 1 {
+            let Some(entry) = self.get(order_id).await? else { return Ok(Applied::Missing) };
+            if let Some(&applied) = entry.refunds.get(refund_id) {
+                return Ok(Applied::AlreadyApplied { amount: applied });
             }
-            Err(e) => Err(unavailable(e)),
+            if bounded && entry.refunds.len() >= MAX_REFUNDS_PER_ORDER {
+                return Ok(Applied::TooManyRefunds);
+            }
+            if entry.status != allowed {
+                return Ok(Applied::Exceeds { refundable: entry.refundable() });
+            }
+            let take = match amount {
+                RefundAmount::Exactly(take) => take,
+                RefundAmount::Balance if entry.refundable() == 0 => return Ok(Applied::NothingRefundable),
+                RefundAmount::Balance => entry.refundable(),
+            };
+            if take > entry.refundable() {
+                return Ok(Applied::Exceeds { refundable: entry.refundable() });
+            }
+            // The checks above are advisory; this condition is what holds under concurrency:
+            // refunded may only grow while it stays within the charge (`Exactly`), or only from
+            // the total the balance was read at (`Balance`).
+            let mut condition = match amount {
+                RefundAmount::Exactly(_) => "refunded <= :limit",
+                RefundAmount::Balance => "refunded = :seen",
+            }
+            .to_string();
+            condition.push_str(" AND #status = :allowed AND attribute_not_exists(refunds.#id)");
+            if bounded {
+                condition.push_str(" AND size(refunds) < :maxRefunds");
+            }
+            let request = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key("taskId", AttributeValue::S(order_id.into()))
+                .update_expression("SET refunded = refunded + :amount, refunds.#id = :amount, #status = :then")
+                .condition_expression(condition)
+                .expression_attribute_names("#id", refund_id)
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":amount", attr(&take))
+                .expression_attribute_values(":allowed", attr(&allowed))
+                .expression_attribute_values(":then", attr(&then));
+            let request = match amount {
+                RefundAmount::Exactly(_) => request.expression_attribute_values(":limit", attr(&(entry.charged - take))),
+                RefundAmount::Balance => request.expression_attribute_values(":seen", attr(&entry.refunded)),
+            };
+            let request = if bounded { request.expression_attribute_values(":maxRefunds", attr(&MAX_REFUNDS_PER_ORDER)) } else { request };
+            match request.send().await {
+                Ok(_) => return Ok(Applied::Applied { amount: take }),
+                Err(e) if crate::dynamo::conditional_failed(&e) => {
+                    if let RefundAmount::Balance = amount {
+                        continue;
+                    }
+                    // Someone else moved it: tell which way.
+                    let now = self.get(order_id).await?.ok_or_else(|| LedgerError("entry vanished".into()))?;
+                    return Ok(if let Some(&applied) = now.refunds.get(refund_id) {
+                        Applied::AlreadyApplied { amount: applied }
+                    } else if bounded && now.refunds.len() >= MAX_REFUNDS_PER_ORDER {
+                        Applied::TooManyRefunds
+                    } else {
+                        Applied::Exceeds { refundable: now.refundable() }
+                    });
+                }
+                Err(e) => return Err(unavailable(e)),
+            }
         }
+        Err(LedgerError(format!("entry {order_id} kept changing while its balance was refunded")))
     }
 }
