@@ -86,13 +86,25 @@ pub fn status_badge(status: &str) -> String {
 }
 
 /// Minor units as `12.50 EUR` (two decimals: the currencies taskflow accepts all have two).
+/// `minor` units as `units.cents CURRENCY`; "–" for a task with no currency (an order rejected at
+/// intake was never priced: its 0 is not an amount).
 pub fn money(minor: u64, currency: &str) -> String {
+    if currency.is_empty() {
+        return "–".into();
+    }
     format!("{}.{:02} {}", minor / 100, minor % 100, esc(currency))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unpriced_task_shows_no_amount_and_a_priced_one_its_units() {
+        assert_eq!(money(0, ""), "–");
+        assert_eq!(money(1999, "EUR"), "19.99 EUR");
+        assert_eq!(money(5, "<b>"), "0.05 &lt;b&gt;");
+    }
 
     #[test]
     fn caller_text_cannot_make_markup_or_leave_its_url_segment() {
