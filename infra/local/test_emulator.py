@@ -187,6 +187,72 @@ class TransactionRollback(unittest.TestCase):
         self.assertEqual(len(table.stream_shard.items), records, "no INSERT/REMOVE of a write DynamoDB never made")
 
 
+class UpdateExpressionsParsedOnce(unittest.TestCase):
+    """moto's UpdateExpression trees are kept per text (emulator.py) and handed out as they are:
+    moto's validator fills a copy of the tree with an update's values, never the tree."""
+
+    def setUp(self):
+        self.backend = dynamodb_backends[ACCOUNT][REGION]
+        for name in list(self.backend.tables):
+            self.backend.delete_table(name)
+        self.backend.create_table(
+            "kept", schema=[{"AttributeName": "taskId", "KeyType": "HASH"}], throughput=None,
+            attr=[{"AttributeName": "taskId", "AttributeType": "S"}], global_indexes=[], indexes=[], streams=None,
+            billing_mode="PAY_PER_REQUEST", sse_specification=None, tags=[], deletion_protection_enabled=False, warm_throughput=None,
+        )
+
+    def test_the_same_text_with_other_values_applies_those_values(self):
+        expression = "SET #s = :s, history = list_append(if_not_exists(history, :none), :h), n = n + :one"
+        for key, status in [("a", "RECEIVED"), ("b", "CHARGING"), ("a", "COMPLETED")]:
+            values = {":s": s(status), ":none": {"L": []}, ":h": {"L": [s(status)]}, ":one": {"N": "1"}}
+            if self.backend.get_item("kept", {"taskId": s(key)}) is None:
+                self.backend.put_item("kept", {"taskId": s(key), "n": {"N": "0"}})
+            self.backend.update_item("kept", {"taskId": s(key)}, expression, {"#s": "status"}, values)
+        a = self.backend.get_item("kept", {"taskId": s("a")}).to_json()["Attributes"]
+        b = self.backend.get_item("kept", {"taskId": s("b")}).to_json()["Attributes"]
+        self.assertEqual(a["status"], s("COMPLETED"))
+        self.assertEqual(a["history"], {"L": [s("RECEIVED"), s("COMPLETED")]})
+        self.assertEqual(a["n"], {"N": "2"})
+        self.assertEqual((b["status"], b["history"], b["n"]), (s("CHARGING"), {"L": [s("CHARGING")]}, {"N": "1"}))
+        self.assertGreaterEqual(emulator._parsed_update_expression.cache_info().hits, 2, "the text was parsed once and kept")
+
+    def test_the_kept_tree_is_never_written_to(self):
+        from moto.dynamodb.parsing.ast_nodes import ExpressionAttributeValue
+        from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+        expression = "SET kept = :v, m = list_append(if_not_exists(m, :none), :v)"
+        def dump(node, seen=()):
+            # Type and contents, recursively (the nodes have no repr of their own; a node met
+            # again on the way down, a parent link, is named, not walked).
+            if id(node) in seen:
+                return "<cycle>"
+            if isinstance(node, (list, tuple)):
+                return [dump(n, seen) for n in node]
+            if hasattr(node, "__dict__"):
+                seen = seen + (id(node),)
+                return [type(node).__name__, {k: dump(v, seen) for k, v in sorted(vars(node).items())}]
+            return repr(node)
+
+        tree = UpdateExpressionParser.make(expression)
+        before = dump(tree)
+        placeholders = sorted(v.get_value_name() for v in tree.find_clauses([ExpressionAttributeValue]))
+        self.backend.put_item("kept", {"taskId": s("a")})
+        for value in ["x", "y"]:
+            self.backend.update_item("kept", {"taskId": s("a")}, expression, {}, {":v": {"L": [s(value)]}, ":none": {"L": []}})
+        self.assertIs(UpdateExpressionParser.make(expression), tree, "kept")
+        self.assertEqual(dump(tree), before, "an update wrote into the kept tree (moto's validator no longer copies it?)")
+        self.assertEqual(sorted(v.get_value_name() for v in tree.find_clauses([ExpressionAttributeValue])), placeholders)
+        self.assertEqual(self.backend.get_item("kept", {"taskId": s("a")}).to_json()["Attributes"]["m"], {"L": [s("x"), s("y")]})
+
+    def test_a_text_that_does_not_parse_is_refused_every_time(self):
+        from moto.dynamodb.exceptions import MockValidationException
+
+        self.backend.put_item("kept", {"taskId": s("a")})
+        for _ in range(2):
+            with self.assertRaises(MockValidationException):
+                self.backend.update_item("kept", {"taskId": s("a")}, "SET = :v", {}, {":v": s("x")})
+
+
 class EventBridgeRulesChangedDuringPutEvents(unittest.TestCase):
     """PutEvents while rules are added and removed: every call answers (moto alone failed with
     "OrderedDict mutated during iteration", and the caller's retry delivered the event twice)."""
