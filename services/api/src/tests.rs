@@ -37,6 +37,38 @@ async fn an_order_is_submitted_as_the_caller() {
 }
 
 #[tokio::test]
+async fn the_bus_and_the_log_store_are_built_by_the_first_request_that_needs_them() {
+    use crate::on_first_use::OnFirstUse;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (buses, stores) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (b, l) = (buses.clone(), stores.clone());
+    let api = Api {
+        tasks: InMemoryTaskStore::with([task("o-alice", "alice")]),
+        bus: OnFirstUse::new(move || {
+            b.fetch_add(1, Ordering::SeqCst);
+            Recorded::default()
+        }),
+        logs: OnFirstUse::new(move || {
+            l.fetch_add(1, Ordering::SeqCst);
+            InMemoryTaskLogs::default()
+        }),
+    };
+    assert_eq!(api.handle(Route::ReadTask("o-alice".into()), "alice", None).await.status, 200);
+    assert_eq!(api.handle(Route::ListTasks, "alice", None).await.status, 200);
+    assert_eq!((buses.load(Ordering::SeqCst), stores.load(Ordering::SeqCst)), (0, 0), "reads build neither");
+    for _ in 0..2 {
+        let answer = api.handle(Route::SubmitOrder, "alice", Some(r#"{"kind":"purchase","currency":"EUR","items":[]}"#)).await;
+        assert_eq!(answer.status, 202, "{answer:?}");
+    }
+    assert_eq!(buses.load(Ordering::SeqCst), 1, "built once, by the first submission");
+    assert_eq!(api.bus.get().0.lock().unwrap().len(), 2, "both orders reached the one bus");
+    assert_eq!(stores.load(Ordering::SeqCst), 0, "no log read yet");
+    api.handle(Route::ReadTaskLog("o-alice".into()), "alice", None).await;
+    assert_eq!(stores.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
 async fn nobody_submits_an_order_for_someone_else() {
     let api = api();
     let answer = api.handle(Route::SubmitOrder, "alice", Some(r#"{"owner":"bob","kind":"purchase"}"#)).await;
