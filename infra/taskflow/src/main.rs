@@ -437,6 +437,10 @@ async fn console(state_dir: &std::path::Path, port: u16) -> Result<()> {
 }
 
 async fn up(state_dir: PathBuf, faults: FaultArgs, console_port: u16) -> Result<()> {
+    // Listening from the start, so a Ctrl-C while the stack starts stops it too (the children
+    // lead their own process groups and do not get the terminal's SIGINT themselves).
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     eprintln!("starting the local stack (moto server, template, functions)…");
     let mut options = Options::new(&state_dir);
     faults.apply(&mut options);
@@ -444,7 +448,12 @@ async fn up(state_dir: PathBuf, faults: FaultArgs, console_port: u16) -> Result<
     if options.faults.any() {
         eprintln!("fault injection on: {:?}", options.faults);
     }
-    let stack = LocalStack::start(options).await?;
+    let stack = tokio::select! {
+        stack = LocalStack::start(options) => stack?,
+        // Dropping the start kills what it had started (`process::command`: kill on drop).
+        _ = interrupt.recv() => return stopped_while_starting(),
+        _ = terminate.recv() => return stopped_while_starting(),
+    };
     let feed = StatusFeed::open(&stack.info).await?;
     // The console: on its port, or on any free one if that is taken (another console running).
     let console = match taskflow::console::start_in(stack.info.clone(), console_port, &state_dir).await {
@@ -469,7 +478,6 @@ async fn up(state_dir: PathBuf, faults: FaultArgs, console_port: u16) -> Result<
     println!("  aws --endpoint-url \"$AWS_ENDPOINT_URL\" events put-events --entries file://contracts/examples/order-submitted.purchase.json");
     println!();
     println!("Status events (Ctrl-C to stop):");
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     loop {
         tokio::select! {
             events = feed.next(Duration::from_secs(1)) => {
@@ -477,7 +485,7 @@ async fn up(state_dir: PathBuf, faults: FaultArgs, console_port: u16) -> Result<
                     println!("{}", line(&event));
                 }
             }
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
         }
     }
@@ -488,6 +496,11 @@ async fn up(state_dir: PathBuf, faults: FaultArgs, console_port: u16) -> Result<
     feed.close().await;
     stack.stop().await;
     let _ = std::fs::remove_file(stack_file(&state_dir));
+    Ok(())
+}
+
+fn stopped_while_starting() -> Result<()> {
+    eprintln!("stopping… (interrupted while starting)");
     Ok(())
 }
 
