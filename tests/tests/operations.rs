@@ -97,6 +97,18 @@ async fn an_owner_cancels_a_purchase_before_its_charge_over_http() {
     assert_eq!(run.provider(&id).await, (0, 0, 0, 0), "nothing charged");
     assert!(run.ledger_of(&owner, &id).await.is_none(), "no ledger entry");
     assert_eq!(run.task_of(&owner, &id).await.unwrap().status, TaskStatus::Cancelled);
+    // Closed: its audit log is written (no receipt comes for a stopped workflow).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let log = loop {
+        let (status, answer) = http("GET", &format!("/tasks/{id}/log"), Some(&bearer), None).await;
+        if status == 200 {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "no log for the cancelled order: {status} {answer}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(log["lines"][0]["status"], "CANCELLED", "{log}");
+    assert_eq!(log["lines"][0]["reason"], "CANCELLED_BY_OWNER", "{log}");
 
     // Again: idempotent. Another owner: 404 like a missing order. An unknown id: 404.
     let (status, answer) = http("DELETE", &format!("/orders/{id}"), Some(&bearer), None).await;

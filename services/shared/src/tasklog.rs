@@ -112,13 +112,15 @@ fn terminal_receipt_key(task: &TaskRecord) -> Option<String> {
 
 /// True when `task` is closed for good and its log can be written: a terminal status, and, when
 /// a workflow ran for it (its first status is `RECEIVED`), the receipt of that status recorded
-/// (the notification step's last write). A task left `REFUNDING` (money owed) has no log yet.
+/// (the notification step's last write). A task left `REFUNDING` (money owed) has no log yet. A
+/// `CANCELLED` task is closed at once: its workflow is stopped before any notification step
+/// (`cancel`), so no receipt of that status ever comes.
 pub fn ready(task: &TaskRecord) -> bool {
     if !task.status.is_terminal() {
         return false;
     }
     let workflow_ran = task.history.first().is_some_and(|h| h.status == TaskStatus::Received);
-    if !workflow_ran {
+    if !workflow_ran || task.status == TaskStatus::Cancelled {
         return true;
     }
     terminal_receipt_key(task).is_some_and(|key| task.receipts.contains(&key))
@@ -331,6 +333,14 @@ mod tests {
         Change::to(TaskStatus::Charging, now).apply(&mut owed);
         Change::to(TaskStatus::Refunding, now).because(Reason::OutOfStock, None).apply(&mut owed);
         assert!(!ready(&owed));
+    }
+
+    #[test]
+    fn a_cancelled_purchase_is_logged_at_once_its_workflow_having_been_stopped() {
+        let now = Utc::now();
+        let mut t = purchase(now);
+        Change::to(TaskStatus::Cancelled, now + Duration::seconds(1)).because(Reason::CancelledByOwner, None).apply(&mut t);
+        assert!(ready(&t), "no notification step runs for it: no receipt will come");
     }
 
     #[test]
