@@ -73,6 +73,11 @@ async fn the_cli_cancels_an_order_it_submitted_a_moment_before() {
     // An order of this owner's that was never submitted is still not found (after the wait).
     let (ok, text) = taskflow_local(&["cancel", &order_id("never"), "--owner", &owner]);
     assert!(!ok && text.contains("OrderNotFound"), "{text}");
+    // An id or owner no order can have is refused by name, not waited for and not found.
+    let (ok, text) = taskflow_local(&["cancel", "../x", "--owner", &owner]);
+    assert!(!ok && text.contains("InvalidOrderId"), "{text}");
+    let (ok, text) = taskflow_local(&["cancel", &order_id("never"), "--owner", "b o b"]);
+    assert!(!ok && text.contains("InvalidOwner"), "{text}");
     run.close().await;
 }
 

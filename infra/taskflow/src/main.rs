@@ -64,7 +64,7 @@ enum Command {
         #[arg(long, required_unless_present = "status", conflicts_with = "status")]
         owner: Option<String>,
         /// Operators: tasks in this status (RECEIVED, CHARGING, REFUNDING, COMPLETED, FAILED,
-        /// REJECTED, AWAITING_APPROVAL), across owners, through the HTTP API's operator route.
+        /// REJECTED, CANCELLED, AWAITING_APPROVAL), across owners, through the HTTP API's operator route.
         #[arg(long, requires = "since")]
         status: Option<String>,
         /// Whose latest change is within this: 90s, 30m, 1h, 2d, or an RFC 3339 time.
@@ -603,6 +603,14 @@ async fn submit(state_dir: &std::path::Path, order: SubmitOrder) -> Result<()> {
 }
 
 async fn cancel(state_dir: &std::path::Path, owner: &str, order_id: &str) -> Result<()> {
+    // An owner or order id no order can have is refused at once, as the API refuses it (400),
+    // rather than waited for.
+    if let Err(e) = taskflow_contracts::OwnerId::parse(owner) {
+        bail!("InvalidOwner: {owner:?} is not an owner id: {e}");
+    }
+    if !taskflow_contracts::keys::order_id_ok(order_id) {
+        bail!("InvalidOrderId: {order_id:?}: an order id is 1-{} of [A-Za-z0-9_-]", taskflow_contracts::keys::MAX_ORDER_ID_CHARS);
+    }
     let stack = load_stack(state_dir).await?;
     let client = Client::connect(&stack).await?;
     // `taskflow submit` returns before intake has recorded the order: give it a moment.

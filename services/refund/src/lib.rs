@@ -147,8 +147,10 @@ impl<S: TaskStore, P: PaymentProvider, L: Ledger, I: Inventory> Refunds<S, P, L,
         }
     }
 
+    /// REJECTED with `reason`, before any money moved: the task's amount becomes 0 (it refunds
+    /// nothing; one rejected at the ledger's write showed the amount its check had found).
     async fn reject(&self, order_id: &str, from: TaskStatus, reason: Reason, detail: String) -> StepError {
-        let change = Change::to(TaskStatus::Rejected, Utc::now()).because(reason, Some(detail.clone()));
+        let change = Change::to(TaskStatus::Rejected, Utc::now()).because(reason, Some(detail.clone())).with_amount(0);
         match self.step(order_id, &[from], change).await {
             Ok(_) => StepError::failed(errors::REFUND_REJECTED, format!("{reason}: {detail}")),
             Err(e) => e,

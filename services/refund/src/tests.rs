@@ -524,6 +524,7 @@ async fn a_refund_without_an_amount_that_finds_nothing_left_is_rejected_by_name_
     assert!(matches!(err, StepError::Failed { ref error, .. } if error == errors::REFUND_REJECTED), "{err:?}");
     let task = s.tasks.snapshot("r-all").unwrap();
     assert_eq!((task.status, task.reason), (TaskStatus::Rejected, Some(Reason::NotRefundable)));
+    assert_eq!(task.amount, 0, "it refunds nothing; not the balance its check had found");
     assert_eq!(s.ledger.inner.of("alice", "p-1").unwrap().refunded, 10_000);
     assert_eq!(s.payments.issued("/refund"), 0);
 }
