@@ -284,26 +284,13 @@ impl crate::ledger::Ledger for InMemoryLedger {
         allowed: crate::ledger::EntryStatus,
         then: crate::ledger::EntryStatus,
     ) -> Result<crate::ledger::Applied, crate::ledger::LedgerError> {
-        use crate::ledger::{Applied, RefundAmount};
+        use crate::ledger::{refund_decision, Applied};
         let mut entries = self.entries.lock().unwrap();
         let Some(e) = entries.get_mut(order_id) else { return Ok(Applied::Missing) };
-        if let Some(&applied) = e.refunds.get(refund_id) {
-            return Ok(Applied::AlreadyApplied { amount: applied });
-        }
-        if then != crate::ledger::EntryStatus::Compensated && e.refunds.len() >= taskflow_contracts::limits::MAX_REFUNDS_PER_ORDER {
-            return Ok(Applied::TooManyRefunds);
-        }
-        if e.status != allowed {
-            return Ok(Applied::Exceeds { refundable: e.refundable() });
-        }
-        let amount = match amount {
-            RefundAmount::Exactly(amount) => amount,
-            RefundAmount::Balance if e.refundable() == 0 => return Ok(Applied::NothingRefundable),
-            RefundAmount::Balance => e.refundable(),
+        let amount = match refund_decision(e, refund_id, amount, allowed, then) {
+            Ok(amount) => amount,
+            Err(answer) => return Ok(answer),
         };
-        if amount > e.refundable() {
-            return Ok(Applied::Exceeds { refundable: e.refundable() });
-        }
         e.refunded += amount;
         e.refunds.insert(refund_id.to_string(), amount);
         e.status = then;

@@ -154,6 +154,33 @@ pub trait Ledger: Send + Sync {
     async fn apply_refund(&self, order_id: &str, refund_id: &str, amount: RefundAmount, allowed: EntryStatus, then: EntryStatus) -> Result<Applied, LedgerError>;
 }
 
+/// What a refund under `refund_id` may take from `entry` (`apply_refund`'s rule, as read): `Ok`
+/// the minor units to apply, or `Err` the answer without applying anything — `AlreadyApplied`
+/// (with the amount first applied), `TooManyRefunds` (a refund, not a compensation, past
+/// `MAX_REFUNDS_PER_ORDER`), `Exceeds` (more than is refundable, or the entry's status is not
+/// `allowed`), `NothingRefundable` (a `Balance` of 0). The DynamoDB ledger checks it before its
+/// conditional write, which is what holds under concurrency; the in-memory ledger applies it.
+pub fn refund_decision(entry: &LedgerEntry, refund_id: &str, amount: RefundAmount, allowed: EntryStatus, then: EntryStatus) -> Result<Money, Applied> {
+    if let Some(&applied) = entry.refunds.get(refund_id) {
+        return Err(Applied::AlreadyApplied { amount: applied });
+    }
+    if then != EntryStatus::Compensated && entry.refunds.len() >= MAX_REFUNDS_PER_ORDER {
+        return Err(Applied::TooManyRefunds);
+    }
+    if entry.status != allowed {
+        return Err(Applied::Exceeds { refundable: entry.refundable() });
+    }
+    let take = match amount {
+        RefundAmount::Exactly(take) => take,
+        RefundAmount::Balance if entry.refundable() == 0 => return Err(Applied::NothingRefundable),
+        RefundAmount::Balance => entry.refundable(),
+    };
+    if take > entry.refundable() {
+        return Err(Applied::Exceeds { refundable: entry.refundable() });
+    }
+    Ok(take)
+}
+
 pub struct DynamoLedger {
     client: aws_sdk_dynamodb::Client,
     table: String,
@@ -228,23 +255,10 @@ impl Ledger for DynamoLedger {
         // `MAX_REFUNDS_PER_ORDER` other refunds can do that.
         for _ in 0..=MAX_REFUNDS_PER_ORDER + 1 {
             let Some(entry) = self.get(order_id).await? else { return Ok(Applied::Missing) };
-            if let Some(&applied) = entry.refunds.get(refund_id) {
-                return Ok(Applied::AlreadyApplied { amount: applied });
-            }
-            if bounded && entry.refunds.len() >= MAX_REFUNDS_PER_ORDER {
-                return Ok(Applied::TooManyRefunds);
-            }
-            if entry.status != allowed {
-                return Ok(Applied::Exceeds { refundable: entry.refundable() });
-            }
-            let take = match amount {
-                RefundAmount::Exactly(take) => take,
-                RefundAmount::Balance if entry.refundable() == 0 => return Ok(Applied::NothingRefundable),
-                RefundAmount::Balance => entry.refundable(),
+            let take = match refund_decision(&entry, refund_id, amount, allowed, then) {
+                Ok(take) => take,
+                Err(answer) => return Ok(answer),
             };
-            if take > entry.refundable() {
-                return Ok(Applied::Exceeds { refundable: entry.refundable() });
-            }
             // The checks above are advisory; this condition is what holds under concurrency:
             // refunded may only grow while it stays within the charge (`Exactly`), or only from
             // the total the balance was read at (`Balance`).
