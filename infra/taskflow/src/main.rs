@@ -451,8 +451,8 @@ async fn up(state_dir: PathBuf, faults: FaultArgs, console_port: u16) -> Result<
     let stack = tokio::select! {
         stack = LocalStack::start(options) => stack?,
         // Dropping the start kills what it had started (`process::command`: kill on drop).
-        _ = interrupt.recv() => return stopped_while_starting(),
-        _ = terminate.recv() => return stopped_while_starting(),
+        _ = interrupt.recv() => return stopped_while_starting(&state_dir),
+        _ = terminate.recv() => return stopped_while_starting(&state_dir),
     };
     let feed = StatusFeed::open(&stack.info).await?;
     // The console: on its port, or on any free one if that is taken (another console running).
@@ -499,8 +499,11 @@ async fn up(state_dir: PathBuf, faults: FaultArgs, console_port: u16) -> Result<
     Ok(())
 }
 
-fn stopped_while_starting() -> Result<()> {
+/// Interrupted before the stack was up: what was started is killed with the start; the stack
+/// file, if the start had written it, would name an emulator that is gone.
+fn stopped_while_starting(state_dir: &std::path::Path) -> Result<()> {
     eprintln!("stopping… (interrupted while starting)");
+    let _ = std::fs::remove_file(stack_file(state_dir));
     Ok(())
 }
 
