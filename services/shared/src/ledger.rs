@@ -250,9 +250,9 @@ impl Ledger for DynamoLedger {
     async fn apply_refund(&self, order_id: &str, refund_id: &str, amount: RefundAmount, allowed: EntryStatus, then: EntryStatus) -> Result<Applied, LedgerError> {
         // A compensation gives back what is owed whatever the count; only refunds are bounded.
         let bounded = then != EntryStatus::Compensated;
-        // A `Balance` is read, then written on condition that nothing was refunded meanwhile: a
-        // failed condition means another refund moved the entry, so read again. At most
-        // `MAX_REFUNDS_PER_ORDER` other refunds can do that.
+        // The entry is read, then written on a condition (a `Balance`: that nothing was refunded
+        // meanwhile); a failed condition means another refund moved it, so it is read again. At
+        // most `MAX_REFUNDS_PER_ORDER` other refunds can do that.
         for _ in 0..=MAX_REFUNDS_PER_ORDER + 1 {
             let Some(entry) = self.get(order_id).await? else { return Ok(Applied::Missing) };
             let take = match refund_decision(&entry, refund_id, amount, allowed, then) {
@@ -290,23 +290,12 @@ impl Ledger for DynamoLedger {
             let request = if bounded { request.expression_attribute_values(":maxRefunds", attr(&MAX_REFUNDS_PER_ORDER)) } else { request };
             match request.send().await {
                 Ok(_) => return Ok(Applied::Applied { amount: take }),
-                Err(e) if crate::dynamo::conditional_failed(&e) => {
-                    if let RefundAmount::Balance = amount {
-                        continue;
-                    }
-                    // Someone else moved it: tell which way.
-                    let now = self.get(order_id).await?.ok_or_else(|| LedgerError("entry vanished".into()))?;
-                    return Ok(if let Some(&applied) = now.refunds.get(refund_id) {
-                        Applied::AlreadyApplied { amount: applied }
-                    } else if bounded && now.refunds.len() >= MAX_REFUNDS_PER_ORDER {
-                        Applied::TooManyRefunds
-                    } else {
-                        Applied::Exceeds { refundable: now.refundable() }
-                    });
-                }
+                // Someone else moved the entry: read it again, and `refund_decision` tells which
+                // way (this refund applied already, too many refunds, no longer fits).
+                Err(e) if crate::dynamo::conditional_failed(&e) => continue,
                 Err(e) => return Err(unavailable(e)),
             }
         }
-        Err(LedgerError(format!("entry {order_id} kept changing while its balance was refunded")))
+        Err(LedgerError(format!("entry {order_id} kept changing while refund {refund_id} was applied")))
     }
 }
