@@ -576,8 +576,9 @@ async fn cold_starts(binaries: &[std::path::PathBuf], spawns: usize) -> Result<V
 /// cache: the linker writes its output piecemeal, and such a file is kept in small pages, where
 /// one written sequentially is kept in large folios that an `exec` maps with fewer, cheaper
 /// faults (perf: 385 → 359 page faults for intake; not traced further). The larger the binary,
-/// the larger the difference, so ratios to the small hello binary came out ~×0.3 worse. A deployed function's `bootstrap` is
-/// written as the copy is (unpacked from its zip, or read from its image), never by a linker.
+/// the larger the difference, so ratios to the small hello binary came out ~×0.3 worse. A
+/// deployed function's `bootstrap` is written as the copy is (unpacked from its zip, or read
+/// from its image), never by a linker.
 fn installed(binaries: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>> {
     let root = binaries
         .first()
