@@ -913,26 +913,12 @@ from moto import backends as _moto_backends  # noqa: E402
 _MOTO_MODULES = tuple(_moto_backends.list_of_moto_modules())
 _moto_backends.list_of_moto_modules = lambda: _MOTO_MODULES
 
-# - moto parses an UpdateExpression twice per UpdateItem (its request handler, to find the names
-#   and values it uses; its backend, to run it), each time tokenizing and building the syntax tree
-#   from the text anew, though the workers send a few dozen distinct texts (the values are
-#   placeholders). The tree of a text is the same every time, so it is kept per text. Nothing
-#   writes to it: the handler only reads it (`find_clauses`), and moto's validator deep-copies
-#   the tree it is given before it fills in an update's values (`moto/dynamodb/parsing/
-#   validators.py`, `Validator.__init__`), which `test_emulator.py` checks stays so. A text that
-#   does not parse raises as before (errors are not kept). Measured in-process on the task
-#   transition's UpdateItem: ~5.7 → ~4.5 ms each, client included (noisy machine).
-from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # noqa: E402
+# - moto's UpdateExpression parser and validator: the tree kept per text, copied from its pickle,
+#   the checks fixed by the text not repeated, the traversal's class questions answered once
+#   (update_expressions.py, which says why none of it changes an answer).
+import update_expressions  # noqa: E402
 
-_parse_update_expression = UpdateExpressionParser.make.__func__
-
-
-@functools.lru_cache(maxsize=512)
-def _parsed_update_expression(cls, expression):
-    return _parse_update_expression(cls, expression)
-
-
-UpdateExpressionParser.make = classmethod(_parsed_update_expression)
+update_expressions.install()
 if os.environ.get("TASKFLOW_EMULATOR_ACCESS_LOG") != "1":
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 

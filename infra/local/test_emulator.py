@@ -214,24 +214,30 @@ class UpdateExpressionsParsedOnce(unittest.TestCase):
         self.assertEqual(a["history"], {"L": [s("RECEIVED"), s("COMPLETED")]})
         self.assertEqual(a["n"], {"N": "2"})
         self.assertEqual((b["status"], b["history"], b["n"]), (s("CHARGING"), {"L": [s("CHARGING")]}, {"N": "1"}))
-        self.assertGreaterEqual(emulator._parsed_update_expression.cache_info().hits, 2, "the text was parsed once and kept")
+        from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+        self.assertIs(UpdateExpressionParser.make(expression), UpdateExpressionParser.make(expression), "the text was parsed once and kept")
+
+    @staticmethod
+    def dump(node, seen=()):
+        """Type and contents, recursively (the nodes have no repr of their own; a node met again
+        on the way down, a parent link, is named, not walked)."""
+        dump = UpdateExpressionsParsedOnce.dump
+        if id(node) in seen:
+            return "<cycle>"
+        if isinstance(node, (list, tuple)):
+            return [dump(n, seen) for n in node]
+        if hasattr(node, "__dict__"):
+            seen = seen + (id(node),)
+            return [type(node).__name__, {k: dump(v, seen) for k, v in sorted(vars(node).items())}]
+        return repr(node)
 
     def test_the_kept_tree_is_never_written_to(self):
         from moto.dynamodb.parsing.ast_nodes import ExpressionAttributeValue
         from moto.dynamodb.parsing.expressions import UpdateExpressionParser
 
         expression = "SET kept = :v, m = list_append(if_not_exists(m, :none), :v)"
-        def dump(node, seen=()):
-            # Type and contents, recursively (the nodes have no repr of their own; a node met
-            # again on the way down, a parent link, is named, not walked).
-            if id(node) in seen:
-                return "<cycle>"
-            if isinstance(node, (list, tuple)):
-                return [dump(n, seen) for n in node]
-            if hasattr(node, "__dict__"):
-                seen = seen + (id(node),)
-                return [type(node).__name__, {k: dump(v, seen) for k, v in sorted(vars(node).items())}]
-            return repr(node)
+        dump = self.dump
 
         tree = UpdateExpressionParser.make(expression)
         before = dump(tree)
@@ -251,6 +257,100 @@ class UpdateExpressionsParsedOnce(unittest.TestCase):
         for _ in range(2):
             with self.assertRaises(MockValidationException):
                 self.backend.update_item("kept", {"taskId": s("a")}, "SET = :v", {}, {":v": s("x")})
+
+
+class UpdateExpressionsAsMotoShipsThem(unittest.TestCase):
+    """update_expressions.py changes how much moto's UpdateExpression validator costs, not what
+    it answers: each case runs twice through moto's code as shipped and twice through the
+    emulator's (the second run takes the kept tree and skipped checks), each on a fresh item; the
+    items and errors must be the same."""
+
+    CASES = [
+        ("SET #s = :s, history = list_append(if_not_exists(history, :none), :h), n = n + :one", {"#s": "status"},
+         {":s": s("CHARGING"), ":none": {"L": []}, ":h": {"L": [s("CHARGING")]}, ":one": {"N": "1"}}),
+        ("SET a = :v REMOVE b, c[1]", {}, {":v": s("x")}),
+        ("ADD tags :set, n :one DELETE spare :del", {}, {":set": {"SS": ["p", "q"]}, ":one": {"N": "2"}, ":del": {"SS": ["y"]}}),
+        ("SET x = if_not_exists(x, :v), c = list_append(:l, c), m.k = :v", {}, {":v": s("z"), ":l": {"L": [s("first")]}}),
+        ("SET a = :v, a = :w", {}, {":v": s("1"), ":w": s("2")}),
+        ("SET m.k = :v, m = :w", {}, {":v": s("1"), ":w": {"M": {}}}),
+        ("SET #a = :v, #b = :v", {"#a": "a", "#b": "a"}, {":v": s("1")}),
+        ("SET #a = :v, #b = :v", {"#a": "a", "#b": "b"}, {":v": s("1")}),
+        ("SET #k = :v", {"#k": "ok"}, {":v": s("1")}),
+        ("SET #k = :v", {"#k": "taskId"}, {":v": s("1")}),
+        ("SET taskId = :v", {}, {":v": s("1")}),
+        ("SET a = nothere + :one", {}, {":one": {"N": "1"}}),
+        ("SET nowhere.x.y = :v", {}, {":v": s("1")}),
+        ("SET n = n + :v", {}, {":v": s("text")}),
+        ("REMOVE a REMOVE b", {}, {}),
+        ("SET a = :v SET b = :v", {}, {":v": s("1")}),
+        ("SET c[5] = :v, n = n - :one", {}, {":v": s("end"), ":one": {"N": "1"}}),
+        ("SET a = :empty", {}, {":empty": s("")}),
+    ]
+
+    def setUp(self):
+        import update_expressions
+
+        self.update_expressions = update_expressions
+        self.backend = dynamodb_backends[ACCOUNT][REGION]
+        for name in list(self.backend.tables):
+            self.backend.delete_table(name)
+        self.backend.create_table(
+            "same", schema=[{"AttributeName": "taskId", "KeyType": "HASH"}, {"AttributeName": "ok", "KeyType": "RANGE"}],
+            throughput=None, attr=[{"AttributeName": "taskId", "AttributeType": "S"}, {"AttributeName": "ok", "AttributeType": "S"}],
+            global_indexes=[], indexes=[], streams=None, billing_mode="PAY_PER_REQUEST", sse_specification=None, tags=[],
+            deletion_protection_enabled=False, warm_throughput=None,
+        )
+        self.backend.create_table(
+            "other", schema=[{"AttributeName": "taskId", "KeyType": "HASH"}], throughput=None,
+            attr=[{"AttributeName": "taskId", "AttributeType": "S"}], global_indexes=[], indexes=[], streams=None,
+            billing_mode="PAY_PER_REQUEST", sse_specification=None, tags=[], deletion_protection_enabled=False, warm_throughput=None,
+        )
+        self.addCleanup(update_expressions.install)
+
+    def outcome(self, table, expression, names, values):
+        key = {"taskId": s("t")} | ({"ok": s("k")} if table == "same" else {})
+        self.backend.put_item(table, key | {
+            "status": s("RECEIVED"), "n": {"N": "5"}, "a": s("old"), "b": s("gone"),
+            "c": {"L": [s("0"), s("1"), s("2")]}, "m": {"M": {"k": s("v")}}, "spare": {"SS": ["x", "y"]},
+        })
+        try:
+            self.backend.update_item(table, key, expression, dict(names), json.loads(json.dumps(values)))
+        except Exception as error:  # the error is the outcome compared
+            return type(error).__name__, str(error)
+        return json.dumps(self.backend.get_item(table, key).to_json()["Attributes"], sort_keys=True)
+
+    def outcomes(self):
+        return [
+            [self.outcome(table, *case) for _ in range(2)]
+            for table in ("other", "same") for case in self.CASES
+        ]
+
+    def test_items_and_errors_are_moto_s_own(self):
+        self.update_expressions.uninstall()
+        shipped = self.outcomes()
+        self.update_expressions.install()
+        ours = self.outcomes()
+        for case, (a, b) in zip(self.CASES * 2, zip(shipped, ours)):
+            self.assertEqual(a, b, case[0])
+        errors = {o[0][0] for o in shipped if isinstance(o[0], tuple)}
+        # The set covers moto's refusals (each pass's), not only updates that apply.
+        self.assertTrue({"TooManyClauses", "DuplicateUpdateExpression", "UpdateHashRangeKeyException", "IncorrectOperandType", "InvalidUpdateExpressionInvalidDocumentPath"} <= errors, errors)
+        self.assertGreater(sum(isinstance(o[0], str) for o in shipped), 6, "and updates that apply")
+
+    def test_the_copy_is_the_deep_copy(self):
+        import copy
+        import pickle
+
+        from moto.dynamodb.parsing.expressions import UpdateExpressionParser
+
+        for expression, _, _ in self.CASES:
+            try:
+                tree = UpdateExpressionParser.make(expression)
+            except Exception:  # noqa: BLE001 - a text that does not parse has no tree to copy
+                continue
+            kept, pickled = self.update_expressions._pickles[id(tree)]
+            self.assertIs(kept, tree)
+            self.assertEqual(UpdateExpressionsParsedOnce.dump(pickle.loads(pickled)), UpdateExpressionsParsedOnce.dump(copy.deepcopy(tree)), expression)
 
 
 class EventBridgeRulesChangedDuringPutEvents(unittest.TestCase):
