@@ -915,10 +915,10 @@ _moto_backends.list_of_moto_modules = lambda: _MOTO_MODULES
 
 # - moto's UpdateExpression parser and validator: the tree kept per text, copied from its pickle,
 #   the checks fixed by the text not repeated, the traversal's class questions answered once
-#   (update_expressions.py, which says why none of it changes an answer).
-import update_expressions  # noqa: E402
+#   (dynamodb_expressions.py, which says why none of it changes an answer).
+import dynamodb_expressions  # noqa: E402
 
-update_expressions.install()
+dynamodb_expressions.install()
 if os.environ.get("TASKFLOW_EMULATOR_ACCESS_LOG") != "1":
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 

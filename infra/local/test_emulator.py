@@ -260,7 +260,7 @@ class UpdateExpressionsParsedOnce(unittest.TestCase):
 
 
 class UpdateExpressionsAsMotoShipsThem(unittest.TestCase):
-    """update_expressions.py changes how much moto's UpdateExpression validator costs, not what
+    """dynamodb_expressions.py changes how much moto's UpdateExpression validator costs, not what
     it answers: each case runs twice through moto's code as shipped and twice through the
     emulator's (the second run takes the kept tree and skipped checks), each on a fresh item; the
     items and errors must be the same."""
@@ -288,9 +288,9 @@ class UpdateExpressionsAsMotoShipsThem(unittest.TestCase):
     ]
 
     def setUp(self):
-        import update_expressions
+        import dynamodb_expressions
 
-        self.update_expressions = update_expressions
+        self.dynamodb_expressions = dynamodb_expressions
         self.backend = dynamodb_backends[ACCOUNT][REGION]
         for name in list(self.backend.tables):
             self.backend.delete_table(name)
@@ -305,7 +305,7 @@ class UpdateExpressionsAsMotoShipsThem(unittest.TestCase):
             attr=[{"AttributeName": "taskId", "AttributeType": "S"}], global_indexes=[], indexes=[], streams=None,
             billing_mode="PAY_PER_REQUEST", sse_specification=None, tags=[], deletion_protection_enabled=False, warm_throughput=None,
         )
-        self.addCleanup(update_expressions.install)
+        self.addCleanup(dynamodb_expressions.install)
 
     def outcome(self, table, expression, names, values):
         key = {"taskId": s("t")} | ({"ok": s("k")} if table == "same" else {})
@@ -326,9 +326,9 @@ class UpdateExpressionsAsMotoShipsThem(unittest.TestCase):
         ]
 
     def test_items_and_errors_are_moto_s_own(self):
-        self.update_expressions.uninstall()
+        self.dynamodb_expressions.uninstall()
         shipped = self.outcomes()
-        self.update_expressions.install()
+        self.dynamodb_expressions.install()
         ours = self.outcomes()
         for case, (a, b) in zip(self.CASES * 2, zip(shipped, ours)):
             self.assertEqual(a, b, case[0])
@@ -336,6 +336,55 @@ class UpdateExpressionsAsMotoShipsThem(unittest.TestCase):
         # The set covers moto's refusals (each pass's), not only updates that apply.
         self.assertTrue({"TooManyClauses", "DuplicateUpdateExpression", "UpdateHashRangeKeyException", "IncorrectOperandType", "InvalidUpdateExpressionInvalidDocumentPath"} <= errors, errors)
         self.assertGreater(sum(isinstance(o[0], str) for o in shipped), 6, "and updates that apply")
+
+    CONDITIONS = [
+        ("attribute_exists(taskId) AND #s IN (:a, :b) AND size(c) < :max", {"#s": "status"},
+         [{":a": s("RECEIVED"), ":b": s("X"), ":max": {"N": "10"}}, {":a": s("NO"), ":b": s("X"), ":max": {"N": "10"}},
+          {":a": s("RECEIVED"), ":b": s("X"), ":max": {"N": "2"}}, {":a": s("RECEIVED"), ":b": s("X"), ":max": {"N": "10"}}]),
+        ("attribute_not_exists(taskId)", {}, [{}, {}]),
+        ("n = :n OR contains(spare, :e)", {}, [{":n": {"N": "5"}}, {":n": {"N": "5.0"}, ":e": s("y")}, {":n": {"N": "4"}, ":e": s("q")}, {":n": {"N": "5"}, ":e": s("x")}]),
+        ("m.k = :v AND begins_with(a, :p)", {}, [{":v": s("v"), ":p": s("o")}, {":v": s("v"), ":p": s("x")}]),
+        ("#missing = :v", {}, [{":v": s("v")}]),
+        ("a = :absent", {}, [{":v": s("v")}, {":absent": s("old")}]),
+        ("size = :v", {}, [{":v": s("v")}]),
+        ("a BETWEEN :lo AND :hi", {}, [{":lo": s("a"), ":hi": s("z")}, {":lo": s("p"), ":hi": s("z")}]),
+    ]
+
+    def conditions(self):
+        from moto.dynamodb.comparisons import ConditionExpressionParser
+
+        item = self.backend.get_item("other", {"taskId": s("t")})
+        seen = []
+        for expression, names, runs in self.CONDITIONS:
+            for values in runs:
+                parser = ConditionExpressionParser(expression, dict(names), json.loads(json.dumps(values)))
+                try:
+                    op = parser.parse()
+                    seen.append((repr(op), op.expr(item), parser.expr_attr_names_found, parser.expr_attr_values_found))
+                except Exception as error:  # the error is the outcome compared
+                    seen.append((type(error).__name__, str(error)))
+        return seen
+
+    def test_conditions_are_moto_s_own(self):
+        self.outcome("other", "SET a = :v", {}, {":v": s("old")})
+        self.dynamodb_expressions.uninstall()
+        shipped = self.conditions()
+        self.dynamodb_expressions.install()
+        ours = [self.conditions(), self.conditions()]  # the second from what the first kept
+        self.assertEqual(shipped, ours[0])
+        self.assertEqual(shipped, ours[1])
+        self.assertEqual({o[1] for o in shipped if len(o) == 4}, {True, False}, "conditions that hold and that do not")
+        self.assertTrue(any(len(o) == 2 for o in shipped), "and refused ones")
+
+    def test_a_kept_condition_holds_no_value_a_request_owns(self):
+        from moto.dynamodb.comparisons import ConditionExpressionParser
+
+        values = {":l": {"L": [s("a")]}}
+        ConditionExpressionParser("c = :l", {}, values).parse()
+        values[":l"]["L"].append(s("b"))  # the request's own value, changed afterwards
+        item = self.backend.get_item("other", {"taskId": s("t")}) if self.outcome("other", "SET c = :v", {}, {":v": {"L": [s("a")]}}) else None
+        op = ConditionExpressionParser("c = :l", {}, {":l": {"L": [s("a")]}}).parse()
+        self.assertTrue(op.expr(item))
 
     def test_the_copy_is_the_deep_copy(self):
         import copy
@@ -348,7 +397,7 @@ class UpdateExpressionsAsMotoShipsThem(unittest.TestCase):
                 tree = UpdateExpressionParser.make(expression)
             except Exception:  # noqa: BLE001 - a text that does not parse has no tree to copy
                 continue
-            kept, pickled = self.update_expressions._pickles[id(tree)]
+            kept, pickled = self.dynamodb_expressions._pickles[id(tree)]
             self.assertIs(kept, tree)
             self.assertEqual(UpdateExpressionsParsedOnce.dump(pickle.loads(pickled)), UpdateExpressionsParsedOnce.dump(copy.deepcopy(tree)), expression)
 
