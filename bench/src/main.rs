@@ -18,8 +18,9 @@
 //! - Throughput and latency (`stack.rs`): a burst of purchases through the local stack (what it
 //!   can take), then a steady load well under that (p50/p95 from submission to the workflow's
 //!   end), each next to the same stack whose workers are null workers. The throughput ratio to
-//!   the null workers is the median of `BENCH_BURST_ROUNDS` (3) rounds, each a burst of ours then
-//!   one of theirs on fresh stacks (the first round is the run above).
+//!   the null workers is the median of `BENCH_BURST_ROUNDS` (5) rounds, each a burst of ours and
+//!   one of theirs on fresh stacks, which goes first alternating from round to round (the first
+//!   round is the run above, ours first).
 //! - Trace export (`traces.rs`): cold start and per-invocation cost of the OTLP exporter next to
 //!   the X-Ray daemon exporter. `BENCH_ONLY=traces` runs only these (and hello's cold start).
 //! - `BENCH_ONLY=cold` runs only the cold starts (hello and the nine functions, in turn), and
@@ -85,7 +86,7 @@ async fn main() -> Result<()> {
     // under it (queueing would measure the backlog, not the path).
     let burst_orders = env_number("BENCH_BURST_ORDERS", 200.0);
     let burst_rate = env_number("BENCH_BURST_RATE", 40.0);
-    let burst_rounds = env_number("BENCH_BURST_ROUNDS", 3.0).max(1.0) as usize;
+    let burst_rounds = env_number("BENCH_BURST_ROUNDS", 5.0).max(1.0) as usize;
     let rate = env_number("BENCH_LOAD_RATE", 3.0);
     let seconds = env_number("BENCH_LOAD_SECONDS", 20.0);
     let out = root.join("target/bench");
@@ -149,21 +150,25 @@ async fn main() -> Result<()> {
     null.stop().await;
     let (null_burst, null_load) = null_measured?;
 
-    // The throughput ratio, in rounds: one burst of our stack then one of the null workers', each
+    // The throughput ratio, in rounds: one burst of our stack and one of the null workers', each
     // on a fresh stack, the pair close in time, so that load that comes and goes on a shared
     // machine falls on both halves of a round alike (one pair moved from ×0.59 to ×0.80 between
-    // runs on 2026-11-30). The first round is the pair above; the figure is the median round's.
+    // runs on 2026-11-30, and the null stack alone from 11.9 to 15.7 orders/s within one run).
+    // Which stack goes first alternates, so that whatever the first or second burst of a pair
+    // meets (the machine settling after a stack's start or stop) falls on both alike. The first
+    // round is the pair above, ours first; the figure is the median round's.
     let mut rounds = vec![(burst.throughput_per_s, null_burst.throughput_per_s)];
     for round in 2..=burst_rounds {
-        eprintln!("bench: throughput round {round} of {burst_rounds} (ours, then the null workers')…");
-        let mut pair = Vec::new();
-        for null in [false, true] {
+        let order = if round % 2 == 0 { [true, false] } else { [false, true] };
+        eprintln!("bench: throughput round {round} of {burst_rounds} ({})…", if order[0] { "the null workers', then ours" } else { "ours, then the null workers'" });
+        let (mut ours, mut theirs) = (0.0, 0.0);
+        for null in order {
             let stack = LocalStack::start(stack::options(&out, null)).await?;
             let measured = stack::load(&stack, burst_rate, burst_orders / burst_rate, "burst").await;
             stack.stop().await;
-            pair.push(measured?.throughput_per_s);
+            *(if null { &mut theirs } else { &mut ours }) = measured?.throughput_per_s;
         }
-        rounds.push((pair[0], pair[1]));
+        rounds.push((ours, theirs));
     }
     let mut ratios: Vec<f64> = rounds.iter().map(|(ours, null)| ours / null).collect();
     ratios.sort_by(f64::total_cmp);
