@@ -31,6 +31,7 @@ from moto.dynamodb.exceptions import ItemSizeTooLarge, MockValidationException, 
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
 from moto.dynamodb.parsing.executors import UpdateExpressionExecutor
+from moto.dynamodb.responses import DynamoHandler
 from moto.events import models as events_models
 from moto.events.models import EventsBackend
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
@@ -362,6 +363,43 @@ def attribute_size(value):
     return len(str(v))
 
 
+def _not_a_string(value):
+    """SerializationException's message for a JSON value where a string belongs (as `attribute_size`
+    words it for a string member)."""
+    if isinstance(value, (bool, int, float)):
+        return "NUMBER_VALUE cannot be converted to String"
+    if isinstance(value, list):
+        return "Start of list found where not expected"
+    if value is None:
+        return "Unexpected null value where a String belongs"
+    return "Start of structure or map found where not expected"
+
+
+def check_attribute_names(params):
+    """Every `ExpressionAttributeNames` in a DynamoDB request (top level, or inside each action
+    of a transaction) is a map of strings to strings, as DynamoDB's JSON protocol requires (a
+    `SerializationException`, HTTP 400, otherwise: the Smithy model types it `map<String,
+    String>`, https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html).
+    moto takes any JSON there: a number as a name made its executor store an attribute named
+    by that number, which the item size check here then failed on, every later request on the
+    table answering HTTP 500 until the emulator restarted."""
+    if isinstance(params, list):
+        for value in params:
+            check_attribute_names(value)
+        return
+    if not isinstance(params, dict):
+        return
+    for key, value in params.items():
+        if key == "ExpressionAttributeNames":
+            if not isinstance(value, dict):
+                raise SerializationException(_not_a_string(value) if not isinstance(value, str) else "STRING_VALUE can not be converted to a Map")
+            for name in value.values():
+                if not isinstance(name, str):
+                    raise SerializationException(_not_a_string(name))
+        elif isinstance(value, (dict, list)):
+            check_attribute_names(value)
+
+
 def item_size(attrs):
     """The size of an item (attribute name → DynamoType or JSON form), by AWS's rules."""
     return sum(len(name.encode("utf-8", "surrogatepass")) + attribute_size(value) for name, value in attrs.items())
@@ -404,6 +442,29 @@ def install(lock):
     SQSBackend.send_message = _send_message_limited
     SQSBackend.send_message_batch = _send_message_batch_limited
 
+    call_action = DynamoHandler.call_action
+
+    @functools.wraps(call_action)
+    def call_action_checked(handler):
+        check_attribute_names(getattr(handler, "params", None))
+        return call_action(handler)
+
+    DynamoHandler.call_action = call_action_checked
+
+    # A request whose JSON does not have the operation's shapes (a list where a map belongs, a
+    # string where a structure does) is a SerializationException (HTTP 400) on DynamoDB; moto's
+    # parser fails on it with an AttributeError or TypeError, answered as HTTP 500.
+    parse_parameters = DynamoHandler.parse_parameters
+
+    @functools.wraps(parse_parameters)
+    def parse_parameters_checked(handler, request):
+        try:
+            return parse_parameters(handler, request)
+        except (AttributeError, TypeError) as error:
+            raise SerializationException("Unexpected value type in the request's JSON for its operation") from error
+
+    DynamoHandler.parse_parameters = parse_parameters_checked
+
     DynamoType.__init__ = _dynamo_type_init_normalised
     # moto's own size check (its own counting, a 405000-byte limit, top-level attributes only)
     # gives way to AWS's, applied to whole items below.
@@ -431,8 +492,16 @@ def install(lock):
         if node is not None:
             return execute(self, node)
         before = copy.deepcopy(dict(self.item.attrs))
-        result = execute(self)
-        if item_size(self.item.attrs) > DYNAMODB_ITEM_MAX_BYTES:
+        try:
+            result = execute(self)
+            too_large = item_size(self.item.attrs) > DYNAMODB_ITEM_MAX_BYTES
+        except BaseException:
+            # Whatever failed on the way (moto's own errors, or an item this check cannot size)
+            # leaves the item as it was: AWS applies none of a failed update's actions.
+            self.item.attrs.clear()
+            self.item.attrs.update(before)
+            raise
+        if too_large:
             self.item.attrs.clear()
             self.item.attrs.update(before)
             raise ItemSizeTooLarge()

@@ -402,6 +402,58 @@ class UpdateExpressionsAsMotoShipsThem(unittest.TestCase):
             self.assertEqual(UpdateExpressionsParsedOnce.dump(pickle.loads(pickled)), UpdateExpressionsParsedOnce.dump(copy.deepcopy(tree)), expression)
 
 
+class AttributeNamesThatAreNotStrings(unittest.TestCase):
+    """ExpressionAttributeNames is a map of strings (limits.py): anything else is a 400
+    SerializationException, and the table keeps answering. A number as a name used to be stored
+    as an attribute named by that number, after which every request on the table answered 500."""
+
+    AUTH = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261130/eu-west-1/dynamodb/aws4_request, SignedHeaders=host;x-amz-date, Signature=00"
+
+    def setUp(self):
+        import iam
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from werkzeug.test import Client
+
+        mode, iam.MODE = iam.MODE, "off"
+        self.addCleanup(setattr, iam, "MODE", mode)
+        self.client = Client(DomainDispatcherApplication(create_backend_app))
+        self.backend = dynamodb_backends[ACCOUNT][REGION]
+        for name in list(self.backend.tables):
+            self.backend.delete_table(name)
+        self.call("CreateTable", {"TableName": "named", "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                                  "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}], "BillingMode": "PAY_PER_REQUEST"})
+        self.call("PutItem", {"TableName": "named", "Item": {"pk": s("a"), "n": {"N": "1"}}})
+
+    def call(self, operation, body):
+        answer = self.client.post("/", data=json.dumps(body), headers={
+            "X-Amz-Target": f"DynamoDB_20120810.{operation}", "Content-Type": "application/x-amz-json-1.0",
+            "Authorization": self.AUTH, "X-Amz-Date": "20261130T120000Z", "Host": "dynamodb.eu-west-1.amazonaws.com"})
+        return answer.status_code, json.loads(answer.data or b"{}")
+
+    def update(self, names):
+        return {"TableName": "named", "Key": {"pk": s("a")}, "UpdateExpression": "SET #a = :v",
+                "ExpressionAttributeNames": names, "ExpressionAttributeValues": {":v": s("z")}}
+
+    def test_refused_by_name_and_the_table_still_answers(self):
+        for names in [{"#a": 1}, {"#a": True}, {"#a": ["x"]}, {"#a": {"x": "y"}}, {"#a": None}, ["#a"], "x"]:
+            status, body = self.call("UpdateItem", self.update(names))
+            self.assertEqual((status, body.get("__type")), (400, "SerializationException"), names)
+        status, body = self.call("TransactWriteItems", {"TransactItems": [{"Update": self.update({"#a": 2})}]})
+        self.assertEqual((status, body.get("__type")), (400, "SerializationException"))
+        self.assertEqual(self.call("GetItem", {"TableName": "named", "Key": {"pk": s("a")}}), (200, {"Item": {"pk": s("a"), "n": {"N": "1"}}}))
+        self.assertEqual(self.call("UpdateItem", self.update({"#a": "q"}))[0], 200)
+        status, body = self.call("Scan", {"TableName": "named"})
+        self.assertEqual((status, body["Items"]), (200, [{"pk": s("a"), "n": {"N": "1"}, "q": s("z")}]))
+
+    def test_an_update_that_fails_on_the_way_leaves_the_item_as_it_was(self):
+        # Past the request check (the backend called directly): the size check cannot size an
+        # attribute named by a number, and the update is undone, not left half applied.
+        with self.assertRaises(Exception):
+            self.backend.update_item("named", {"pk": s("a")}, "SET #a = :v, n = :n", {"#a": 1}, {":v": s("z"), ":n": {"N": "2"}})
+        self.assertEqual(self.backend.get_item("named", {"pk": s("a")}).to_json()["Attributes"], {"pk": s("a"), "n": {"N": "1"}})
+        self.assertEqual(self.call("Scan", {"TableName": "named"})[0], 200)
+
+
 class EventBridgeRulesChangedDuringPutEvents(unittest.TestCase):
     """PutEvents while rules are added and removed: every call answers (moto alone failed with
     "OrderedDict mutated during iteration", and the caller's retry delivered the event twice)."""
