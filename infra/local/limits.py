@@ -376,28 +376,31 @@ def _not_a_string(value):
 
 
 def check_attribute_names(params):
-    """Every `ExpressionAttributeNames` in a DynamoDB request (top level, or inside each action
-    of a transaction) is a map of strings to strings, as DynamoDB's JSON protocol requires (a
-    `SerializationException`, HTTP 400, otherwise: the Smithy model types it `map<String,
-    String>`, https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html).
+    """Every `ExpressionAttributeNames` in a DynamoDB request (top level; in each action of
+    TransactWriteItems and TransactGetItems; per table of BatchGetItem, the places the API has
+    one) is a map of strings to strings, as DynamoDB's JSON protocol requires (a
+    `SerializationException`, HTTP 400, otherwise: the API types it `map<String, String>`,
+    https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_UpdateItem.html).
     moto takes any JSON there: a number as a name made its executor store an attribute named
     by that number, which the item size check here then failed on, every later request on the
     table answering HTTP 500 until the emulator restarted."""
-    if isinstance(params, list):
-        for value in params:
-            check_attribute_names(value)
-        return
     if not isinstance(params, dict):
         return
-    for key, value in params.items():
-        if key == "ExpressionAttributeNames":
-            if not isinstance(value, dict):
-                raise SerializationException(_not_a_string(value) if not isinstance(value, str) else "STRING_VALUE can not be converted to a Map")
-            for name in value.values():
-                if not isinstance(name, str):
-                    raise SerializationException(_not_a_string(name))
-        elif isinstance(value, (dict, list)):
-            check_attribute_names(value)
+    places = [params]
+    for action in params.get("TransactItems") or []:
+        places.extend(v for v in (action.values() if isinstance(action, dict) else []) if isinstance(v, dict))
+    requests = params.get("RequestItems")
+    if isinstance(requests, dict):
+        places.extend(v for v in requests.values() if isinstance(v, dict))
+    for place in places:
+        if "ExpressionAttributeNames" not in place:
+            continue
+        names = place["ExpressionAttributeNames"]
+        if not isinstance(names, dict):
+            raise SerializationException(_not_a_string(names) if not isinstance(names, str) else "STRING_VALUE can not be converted to a Map")
+        for name in names.values():
+            if not isinstance(name, str):
+                raise SerializationException(_not_a_string(name))
 
 
 def item_size(attrs):

@@ -440,6 +440,8 @@ class AttributeNamesThatAreNotStrings(unittest.TestCase):
             self.assertEqual((status, body.get("__type")), (400, "SerializationException"), names)
         status, body = self.call("TransactWriteItems", {"TransactItems": [{"Update": self.update({"#a": 2})}]})
         self.assertEqual((status, body.get("__type")), (400, "SerializationException"))
+        status, body = self.call("BatchGetItem", {"RequestItems": {"named": {"Keys": [{"pk": s("a")}], "ProjectionExpression": "#a", "ExpressionAttributeNames": {"#a": 3}}}})
+        self.assertEqual((status, body.get("__type")), (400, "SerializationException"))
         self.assertEqual(self.call("GetItem", {"TableName": "named", "Key": {"pk": s("a")}}), (200, {"Item": {"pk": s("a"), "n": {"N": "1"}}}))
         self.assertEqual(self.call("UpdateItem", self.update({"#a": "q"}))[0], 200)
         status, body = self.call("Scan", {"TableName": "named"})
