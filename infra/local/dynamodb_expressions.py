@@ -206,25 +206,24 @@ def parse_condition(self):
     return op
 
 
+def _patches():
+    """(owner, attribute, this module's, moto's as shipped) for each change above."""
+    return [
+        (ConditionExpressionParser, "parse", parse_condition, _parse_condition),
+        (ConditionExpressionParser, "_lookup_expression_attribute_value", _looked_up, _lookup_value),
+        (UpdateExpressionParser, "make", classmethod(parsed), classmethod(_parse)),
+        (validators.Validator, "__init__", validator_init, _deepcopy_validator_init),
+        (validators.Validator, "validate", validate, _validate),
+        (ast_nodes.DepthFirstTraverser, "traverse_node_recursively", traverse_node_recursively, _traverse),
+    ]
+
+
 def install():
-    ConditionExpressionParser.parse = parse_condition
-    ConditionExpressionParser._lookup_expression_attribute_value = _looked_up
-    UpdateExpressionParser.make = classmethod(parsed)
-    validators.Validator.__init__ = validator_init
-    validators.Validator.validate = validate
-    ast_nodes.DepthFirstTraverser.traverse_node_recursively = traverse_node_recursively
+    for owner, name, ours, _ in _patches():
+        setattr(owner, name, ours)
 
 
 def uninstall():
     """moto as shipped (for the tests that compare the two)."""
-    ConditionExpressionParser.parse = _parse_condition
-    ConditionExpressionParser._lookup_expression_attribute_value = _lookup_value
-    UpdateExpressionParser.make = classmethod(_parse)
-    validators.Validator.__init__ = _deepcopy_validator_init
-    validators.Validator.validate = _validate
-    ast_nodes.DepthFirstTraverser.traverse_node_recursively = _traverse
-
-
-def kept_texts():
-    return len(_trees)
-
+    for owner, name, _, shipped in _patches():
+        setattr(owner, name, shipped)
