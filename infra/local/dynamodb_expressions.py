@@ -5,7 +5,8 @@ and validator (`moto/dynamodb/parsing/`): under the bench's load the three Updat
 purchase were the largest cost of the emulator that only taskflow's workers make and the null
 workers' stack does not (BENCH_ONLY=steady, 2026-11-30: 3 x 4.65 ms of request CPU an order).
 Measured in-process on the task transition's UpdateItem (request through moto's WSGI app, put of
-the item first): ~3.4 -> ~2.4 ms each. What changes, and why the answer cannot:
+the item first): put + update ~4.4 -> ~3.8 ms with 1.-4. (1. was there before), ~2.85 ms with 5.
+too; under the bench's load, UpdateItem 4.65 -> 2.70 ms. What changes, and why the answer cannot:
 
 1. The syntax tree is kept per text (`parsed`). moto parses an UpdateExpression twice per
    UpdateItem (its request handler, to find the names and values it uses; its backend, to run it),
