@@ -92,16 +92,21 @@ def parsed(cls, expression):
     return tree
 
 
+def _frozen(names):
+    """ExpressionAttributeNames as part of a key; None when a name cannot be one (not a string:
+    limits.py refuses those on a request; then nothing is kept)."""
+    try:
+        return frozenset((names or {}).items())
+    except TypeError:
+        return None
+
+
 def _checked_key(expression, names, table):
     kept = _pickles.get(id(expression))
     if kept is None or kept[0] is not expression:
         return None, None
-    try:
-        key = (id(expression), frozenset((names or {}).items()), tuple(table.table_key_attrs))
-        hash(key)
-    except TypeError:  # a name that is not a string: checked every time
-        return kept[1], None
-    return kept[1], key
+    frozen = _frozen(names)
+    return kept[1], (id(expression), frozen, tuple(table.table_key_attrs)) if frozen is not None else None
 
 
 def validator_init(self, expression, expression_attribute_names, expression_attribute_values, item, table):
@@ -179,14 +184,12 @@ def _looked_up(self, name):
 
 def parse_condition(self):
     """`ConditionExpressionParser.parse`, kept per text, names and looked-up values (5.)."""
-    try:
-        key = (self.condition_expression, frozenset((self.expression_attribute_names or {}).items()))
-        kept = _conditions.get(key)
-    except TypeError:  # a name that is not a string: parsed every time
-        return _parse_condition(self)
+    frozen = _frozen(self.expression_attribute_names)
     values = self.expression_attribute_values or {}
-    if not isinstance(values, dict):
+    if frozen is None or not isinstance(values, dict):
         return _parse_condition(self)
+    key = (self.condition_expression, frozen)
+    kept = _conditions.get(key)
     if kept is not None:
         op, names_found, values_found, used = kept
         if all(values.get(name, _MISSING) == value for name, value in used.items()):

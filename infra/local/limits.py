@@ -396,8 +396,8 @@ def check_attribute_names(params):
         if "ExpressionAttributeNames" not in place:
             continue
         names = place["ExpressionAttributeNames"]
-        if not isinstance(names, dict):
-            raise SerializationException(_not_a_string(names) if not isinstance(names, str) else "STRING_VALUE can not be converted to a Map")
+        if not isinstance(names, dict):  # (moto's parser refuses most of these first, see below)
+            raise SerializationException(_not_a_string(names))
         for name in names.values():
             if not isinstance(name, str):
                 raise SerializationException(_not_a_string(name))

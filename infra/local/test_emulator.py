@@ -382,7 +382,8 @@ class UpdateExpressionsAsMotoShipsThem(unittest.TestCase):
         values = {":l": {"L": [s("a")]}}
         ConditionExpressionParser("c = :l", {}, values).parse()
         values[":l"]["L"].append(s("b"))  # the request's own value, changed afterwards
-        item = self.backend.get_item("other", {"taskId": s("t")}) if self.outcome("other", "SET c = :v", {}, {":v": {"L": [s("a")]}}) else None
+        self.outcome("other", "SET c = :v", {}, {":v": {"L": [s("a")]}})
+        item = self.backend.get_item("other", {"taskId": s("t")})
         op = ConditionExpressionParser("c = :l", {}, {":l": {"L": [s("a")]}}).parse()
         self.assertTrue(op.expr(item))
 
