@@ -129,7 +129,7 @@ async fn usage(stack: &LocalStack, reset: bool) -> Result<BTreeMap<String, f64>>
 }
 
 /// Waits until nothing moves: no invocation and no billed request for `quiet` in a row.
-async fn settle(stack: &LocalStack, quiet: Duration, limit: Duration) -> Result<()> {
+pub async fn settle(stack: &LocalStack, quiet: Duration, limit: Duration) -> Result<()> {
     let deadline = Instant::now() + limit;
     let mut last = (host_counts(stack), usage(stack, false).await?);
     let mut still_since = Instant::now();
@@ -249,6 +249,17 @@ pub async fn measure_paths(stack: &LocalStack, per_path: usize) -> Result<Vec<Pa
         });
     }
     Ok(results)
+}
+
+/// A burst of `burst_orders` purchases at `burst_rate` a second (throughput: what the stack can
+/// take), then, once the stack is quiet again (the burst's last status events delivered), a
+/// steady load of `rate` a second for `seconds` (latency: well under what it can take). Without
+/// the wait, the first orders of the steady load met the burst's tail.
+pub async fn burst_then_steady(stack: &LocalStack, burst_rate: f64, burst_orders: f64, rate: f64, seconds: f64) -> Result<(Load, Load)> {
+    let burst = load(stack, burst_rate, burst_orders / burst_rate, "burst").await?;
+    settle(stack, Duration::from_secs(1), Duration::from_secs(60)).await?;
+    let steady = load(stack, rate, seconds, "load").await?;
+    Ok((burst, steady))
 }
 
 /// Orders per second and latency at a steady offered load.

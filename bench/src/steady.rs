@@ -45,6 +45,10 @@ pub async fn run(out: &Path, rate: f64, seconds: f64, burst_rate: f64, burst_ord
                     .collect();
                 println!("{name}: the emulator's request CPU over the burst, {:.1} ms per order: {}", total as f64 / 1000.0 / orders, per_op.join("; "));
             }
+            if burst.is_some() {
+                // As `make bench` does: the steady load starts once the burst's tail is through.
+                stack::settle(&stack, std::time::Duration::from_secs(1), std::time::Duration::from_secs(60)).await?;
+            }
             anyhow::Ok((burst, stack::load(&stack, rate, seconds, "load").await?))
         }
         .await;
