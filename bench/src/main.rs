@@ -149,8 +149,9 @@ async fn main() -> Result<()> {
     // load on our stack and the same on the null workers', each on a fresh stack, the pair close
     // in time, so that load that comes and goes on a shared machine falls on both halves of a
     // round alike (one pair moved from ×0.59 to ×0.80 between runs on 2026-11-30, and the null
-    // stack alone from 11.9 to 15.7 orders/s within one run; a slow spell of a few seconds in one
-    // 20 s steady load took ours' p95/p50 from 1.44 to 2.94, and the null workers' to 1.95).
+    // stack alone from 11.9 to 15.7 orders/s within one run; one 20 s steady window gave ours'
+    // p95/p50 2.94 where steady runs around it gave 1.19 and 1.44, and in the latter a slow
+    // spell of ~8 s took the null workers' to 1.95).
     // Which stack goes first alternates, so that whatever the first or second half of a pair
     // meets (the machine settling after a stack's start or stop) falls on both alike. The first
     // round is the pair above, ours first; each figure is the median round's.

@@ -253,8 +253,8 @@ pub async fn measure_paths(stack: &LocalStack, per_path: usize) -> Result<Vec<Pa
 
 /// A burst of `burst_orders` purchases at `burst_rate` a second (throughput: what the stack can
 /// take), then, once the stack is quiet again (the burst's last status events delivered), a
-/// steady load of `rate` a second for `seconds` (latency: well under what it can take). Without
-/// the wait, the first orders of the steady load met the burst's tail.
+/// steady load of `rate` a second for `seconds` (latency: well under what it can take). The wait
+/// is so that the first orders of the steady load cannot meet the burst's tail.
 pub async fn burst_then_steady(stack: &LocalStack, burst_rate: f64, burst_orders: f64, rate: f64, seconds: f64) -> Result<(Load, Load)> {
     let burst = load(stack, burst_rate, burst_orders / burst_rate, "burst").await?;
     settle(stack, Duration::from_secs(1), Duration::from_secs(60)).await?;
