@@ -129,7 +129,7 @@ async fn usage(stack: &LocalStack, reset: bool) -> Result<BTreeMap<String, f64>>
 }
 
 /// Waits until nothing moves: no invocation and no billed request for `quiet` in a row.
-pub async fn settle(stack: &LocalStack, quiet: Duration, limit: Duration) -> Result<()> {
+async fn settle(stack: &LocalStack, quiet: Duration, limit: Duration) -> Result<()> {
     let deadline = Instant::now() + limit;
     let mut last = (host_counts(stack), usage(stack, false).await?);
     let mut still_since = Instant::now();
@@ -257,9 +257,15 @@ pub async fn measure_paths(stack: &LocalStack, per_path: usize) -> Result<Vec<Pa
 /// is so that the first orders of the steady load cannot meet the burst's tail.
 pub async fn burst_then_steady(stack: &LocalStack, burst_rate: f64, burst_orders: f64, rate: f64, seconds: f64) -> Result<(Load, Load)> {
     let burst = load(stack, burst_rate, burst_orders / burst_rate, "burst").await?;
-    settle(stack, Duration::from_secs(1), Duration::from_secs(60)).await?;
+    quiet_after_burst(stack).await?;
     let steady = load(stack, rate, seconds, "load").await?;
     Ok((burst, steady))
+}
+
+/// Waits for the stack to be quiet after a burst (no invocation and no billed request for 1 s,
+/// at most 60 s), before a steady load.
+pub async fn quiet_after_burst(stack: &LocalStack) -> Result<()> {
+    settle(stack, Duration::from_secs(1), Duration::from_secs(60)).await
 }
 
 /// Orders per second and latency at a steady offered load.

@@ -47,7 +47,7 @@ pub async fn run(out: &Path, rate: f64, seconds: f64, burst_rate: f64, burst_ord
             }
             if burst.is_some() {
                 // As `make bench` does: the steady load starts once the burst's tail is through.
-                stack::settle(&stack, std::time::Duration::from_secs(1), std::time::Duration::from_secs(60)).await?;
+                stack::quiet_after_burst(&stack).await?;
             }
             anyhow::Ok((burst, stack::load(&stack, rate, seconds, "load").await?))
         }
