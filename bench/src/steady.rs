@@ -20,15 +20,23 @@ pub async fn run(out: &Path, rate: f64, seconds: f64, burst_rate: f64, burst_ord
         }
         let stack = LocalStack::start(options).await?;
         let measured = async {
-            let before = stack.emulator_pid().and_then(cpu_seconds);
+            // Each emulator process's CPU seconds (the main one first, then DynamoDB's).
+            let cpu_of = |stack: &LocalStack| -> Option<Vec<f64>> { stack.emulator_pids().into_iter().map(cpu_seconds).collect() };
+            let before = cpu_of(&stack);
             stack.usage(true).await?;
             stack.emulator_cpu(true).await?;
             let burst = match burst {
                 true => Some(stack::load(&stack, burst_rate, burst_orders / burst_rate, "burst").await?),
                 false => None,
             };
-            if let (Some(before), Some(after), Some(b)) = (before, stack.emulator_pid().and_then(cpu_seconds), &burst) {
-                println!("{name}: the emulator's CPU over the burst: {:.1} ms per order", (after - before) * 1000.0 / b.orders as f64);
+            if let (Some(before), Some(after), Some(b)) = (before, cpu_of(&stack), &burst) {
+                let per_order: Vec<f64> = after.iter().zip(&before).map(|(a, b0)| (a - b0) * 1000.0 / b.orders as f64).collect();
+                let each: Vec<String> = per_order.iter().map(|ms| format!("{ms:.1}")).collect();
+                println!(
+                    "{name}: the emulators' CPU over the burst: {:.1} ms per order ({} ms: the main process, DynamoDB's)",
+                    per_order.iter().sum::<f64>(),
+                    each.join(" + ")
+                );
                 // What the emulator served for it, per order (requests, and what it counts of them).
                 let usage = stack.usage(false).await?;
                 let per_order: Vec<String> = usage.iter().filter(|(_, n)| **n > 0.0).map(|(k, n)| format!("{k} {:.2}", n / b.orders as f64)).collect();

@@ -457,10 +457,26 @@ pub fn statuses(events: &[TaskStatusChanged]) -> Vec<taskflow_contracts::TaskSta
     events.iter().map(|e| e.status).collect()
 }
 
+/// The standard AWS environment that points a process (the aws CLI, `taskflow --stack NAME`)
+/// at the shared local stack, found as a deployed stack is: `AWS_ENDPOINT_URL`, the
+/// service-specific `AWS_ENDPOINT_URL_DYNAMODB` and `AWS_ENDPOINT_URL_DYNAMODB_STREAMS` (the
+/// second emulator process, see `taskflow::local`), the region and dummy credentials.
+pub fn aws_env() -> Vec<(&'static str, String)> {
+    let info = stack();
+    let endpoint = info.endpoint.clone().expect("a local stack has an endpoint");
+    let dynamodb = info.dynamodb_endpoint.clone().unwrap_or_else(|| endpoint.clone());
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb.clone()),
+        ("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", dynamodb),
+        ("AWS_REGION", info.region.clone()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+    ]
+}
+
 /// The emulator's IAM denial log (`infra/local/iam.py`): every call a function's (or workflow's)
 /// role did not allow, oldest first, each with `function`, `principal`, `action`, `resource`.
 pub async fn iam_denials() -> Vec<serde_json::Value> {
-    let endpoint = stack().endpoint.clone().expect("a local stack has an endpoint");
-    let port = endpoint.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).expect("endpoint with a port");
-    taskflow::local::iam_denials(port, false).await.unwrap()
+    taskflow::local::iam_denials(stack(), false).await.unwrap()
 }

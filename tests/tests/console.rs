@@ -48,10 +48,7 @@ async fn console() -> Console {
 async fn deployed_console() -> Console {
     let info = stack();
     let mut cmd = taskflow::process::command(&taskflow::paths::bin_dir().join("taskflow"));
-    cmd.env("AWS_ENDPOINT_URL", info.endpoint.as_deref().unwrap())
-        .env("AWS_REGION", &info.region)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
+    cmd.envs(taskflow_e2e::aws_env())
         .env("TASKFLOW_STATE_DIR", std::env::temp_dir().join("taskflow-no-local-stack"))
         .args(["--stack", &info.stack_name, "console", "--port", "0"]);
     serve(cmd).await

@@ -10,10 +10,7 @@ use taskflow_e2e::{order_id, purchase, stack, stack_state_dir, Run};
 fn taskflow(args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(taskflow::paths::bin_dir().join("taskflow"))
         .args(args)
-        .env("AWS_ENDPOINT_URL", stack().endpoint.as_deref().unwrap())
-        .env("AWS_REGION", &stack().region)
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .envs(taskflow_e2e::aws_env())
         // Nothing local to fall back on: the stack file is not where it would be looked for.
         .env("TASKFLOW_STATE_DIR", std::env::temp_dir().join("taskflow-no-local-stack"))
         .output()

@@ -114,12 +114,8 @@ async fn a_cancelled_transaction_never_undoes_concurrent_writes() {
 
 /// The emulator's count of one table's request units (what `make bench` prices).
 async fn units(table: &str) -> (f64, f64) {
-    let endpoint = taskflow_e2e::stack().endpoint.clone().unwrap();
-    let port = endpoint.rsplit(':').next().unwrap().parse().unwrap();
-    let (status, body) = taskflow::emulator::http(port, "GET", "/taskflow/usage", "").await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    let usage: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let of = |kind: &str| usage[format!("dynamodb.{kind}.{table}")].as_f64().unwrap_or(0.0);
+    let usage = taskflow::local::usage(taskflow_e2e::stack(), false).await.unwrap();
+    let of = |kind: &str| usage.get(&format!("dynamodb.{kind}.{table}")).copied().unwrap_or(0.0);
     (of("WriteRequestUnits"), of("ReadRequestUnits"))
 }
 

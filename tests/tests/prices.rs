@@ -121,10 +121,7 @@ async fn the_catalogue_load_step_of_a_deployed_stack_sets_what_orders_are_charge
         let out = std::process::Command::new(taskflow::paths::bin_dir().join("taskflow"))
             .args(["--stack", &stack().stack_name])
             .args(args)
-            .env("AWS_ENDPOINT_URL", stack().endpoint.as_deref().unwrap())
-            .env("AWS_REGION", &stack().region)
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .envs(taskflow_e2e::aws_env())
             .env("TASKFLOW_STATE_DIR", std::env::temp_dir().join("taskflow-no-local-stack"))
             .output()
             .expect("the taskflow binary runs (cargo build --workspace)");

@@ -10,18 +10,14 @@ use taskflow_e2e::{order_id, purchase, stack, Run};
 
 /// The emulator's write units per table since the last reset (`reset`: and reset them).
 async fn write_units(reset: bool) -> BTreeMap<String, f64> {
-    let endpoint = stack().endpoint.clone().unwrap();
-    let port = endpoint.rsplit(':').next().unwrap().parse().unwrap();
-    let (status, body) = taskflow::emulator::http(port, if reset { "DELETE" } else { "GET" }, "/taskflow/usage", "").await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    let usage: BTreeMap<String, serde_json::Value> = serde_json::from_str(&body).unwrap();
+    let usage = taskflow::local::usage(stack(), reset).await.unwrap();
     usage
         .into_iter()
         .filter_map(|(k, v)| {
             let table = k.strip_prefix("dynamodb.WriteRequestUnits.")?;
             // `taskflow-<stage>-tasks` → `tasks`.
             let short = table.strip_prefix("taskflow-").and_then(|rest| rest.split_once('-')).map_or(table, |(_, name)| name);
-            Some((short.to_string(), v.as_f64().unwrap()))
+            Some((short.to_string(), v))
         })
         .collect()
 }

@@ -1,4 +1,14 @@
 //! The local stack in one piece: emulator → template deployed → functions running and fed.
+//!
+//! Two emulator processes serve it, as two AWS services have two endpoints: one serves DynamoDB
+//! and DynamoDB Streams, the other everything else. moto serves a request on one core at a time
+//! (one Python process, its GIL), and an order's calls kept one core busy while the other
+//! idled (README, "Local throughput"); the template is deployed to both, so each has every
+//! table, role and identity, and each enforces IAM and AWS's limits on what it serves. The
+//! functions get `AWS_ENDPOINT_URL_DYNAMODB` and `AWS_ENDPOINT_URL_DYNAMODB_STREAMS`, and the
+//! CLI's, the tests' and the host's clients the same routing ([`StackInfo::sdk_config`]). What
+//! moto does across services inside one process stays in the other: S3's event notifications
+//! to SQS and EventBridge, Step Functions' SQS tasks.
 
 use crate::emulator::Emulator;
 use crate::host::{Function, HostConfig};
@@ -120,23 +130,31 @@ pub struct LocalStack {
     pub functions: HashMap<String, Arc<Function>>,
     pub started_in: std::time::Duration,
     emulator: Emulator,
+    /// The emulator process serving DynamoDB and DynamoDB Streams.
+    dynamodb: Emulator,
     shutdown: watch::Sender<bool>,
 }
 
 impl LocalStack {
-    /// The emulator's process id (for figures: its CPU time), while it runs.
-    pub fn emulator_pid(&self) -> Option<u32> {
-        self.emulator.pid()
+    /// The emulator processes' ids (for figures: their CPU time), while they run.
+    pub fn emulator_pids(&self) -> Vec<u32> {
+        [self.emulator.pid(), self.dynamodb.pid()].into_iter().flatten().collect()
     }
 
     pub async fn start(options: Options) -> Result<LocalStack> {
         let started = Instant::now();
         let logs = options.state_dir.join("logs");
         std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-        let emulator = Emulator::start(&options.root, &logs.join("moto.log")).await?;
+        // Either one failing drops (and so kills) the other.
+        let (main_log, dynamodb_log) = (logs.join("moto.log"), logs.join("moto-dynamodb.log"));
+        let (emulator, dynamodb) = tokio::try_join!(Emulator::start(&options.root, &main_log), Emulator::start(&options.root, &dynamodb_log))?;
         let mut parameters = options.parameters.clone();
         parameters.insert("Stage".into(), STAGE.into());
-        let plan = match plan::deploy(&options.root, &emulator.endpoint, REGION, STACK_NAME, &parameters, &options.remove_grants).await {
+        let deployed = tokio::try_join!(
+            plan::deploy(&options.root, &emulator.endpoint, REGION, STACK_NAME, &parameters, &options.remove_grants),
+            plan::deploy(&options.root, &dynamodb.endpoint, REGION, STACK_NAME, &parameters, &options.remove_grants),
+        );
+        let plan = match deployed.and_then(|(plan, on_dynamodb)| plan.with_streams_of(&on_dynamodb)) {
             Ok(plan) => plan,
             Err(e) => {
                 emulator.stop().await;
@@ -145,6 +163,7 @@ impl LocalStack {
         };
         let info = StackInfo {
             endpoint: Some(emulator.endpoint.clone()),
+            dynamodb_endpoint: Some(dynamodb.endpoint.clone()),
             region: REGION.into(),
             stack_name: plan.stack_name.clone(),
             outputs: plan.outputs.clone(),
@@ -196,6 +215,7 @@ impl LocalStack {
             log_dir: logs,
             region: REGION.into(),
             endpoint: emulator.endpoint.clone(),
+            dynamodb_endpoint: Some(dynamodb.endpoint.clone()),
             extra_env,
             kill_rate: faults.kill_rate,
             environments: options.environments,
@@ -253,7 +273,7 @@ impl LocalStack {
             let clients = Arc::new(Clients::of(&aws, &function.spec, REGION, faults.duplicate_deliveries));
             sources::start(mapping.clone(), function.clone(), clients, watcher.clone());
         }
-        Ok(LocalStack { info, plan, functions, started_in: started.elapsed(), emulator, shutdown })
+        Ok(LocalStack { info, plan, functions, started_in: started.elapsed(), emulator, dynamodb, shutdown })
     }
 
     /// Stops the functions, their feeds and the emulator.
@@ -262,53 +282,85 @@ impl LocalStack {
         // Give supervisors a moment to kill their processes before the emulator goes.
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         self.emulator.stop().await;
+        self.dynamodb.stop().await;
     }
 
-    /// What the emulator counted that AWS would bill for since the last reset (see
-    /// `infra/local/emulator.py`), by `service.Item`; `reset` starts a new count.
+    /// What the emulators counted that AWS would bill for since the last reset (see
+    /// `infra/local/emulator.py`), by `service.Item`, summed over both processes; `reset`
+    /// starts a new count.
     pub async fn usage(&self, reset: bool) -> Result<BTreeMap<String, f64>> {
-        let (status, body) = crate::emulator::http(self.emulator.port, if reset { "DELETE" } else { "GET" }, "/taskflow/usage", "").await?;
-        if status != 200 {
-            anyhow::bail!("the emulator did not give its usage counts: {status} {body}");
-        }
-        serde_json::from_str(&body).context("reading the emulator's usage counts")
+        usage(&self.info, reset).await
     }
 
-    /// Where the emulator's CPU went, per operation (`SERVICE.Operation`: requests and thread
-    /// CPU microseconds), since the last reset; `reset` reads and empties it (`infra/local/emulator.py`,
-    /// `/taskflow/cpu`).
+    /// Where the emulators' CPU went, per operation (`SERVICE.Operation`: requests and thread
+    /// CPU microseconds), since the last reset, summed over both processes; `reset` reads and
+    /// empties it (`infra/local/emulator.py`, `/taskflow/cpu`).
     pub async fn emulator_cpu(&self, reset: bool) -> Result<BTreeMap<String, (u64, u64)>> {
-        let (status, body) = crate::emulator::http(self.emulator.port, if reset { "DELETE" } else { "GET" }, "/taskflow/cpu", "").await?;
-        if status != 200 {
-            anyhow::bail!("the emulator did not give its CPU by operation: {status} {body}");
+        let mut total: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+        for port in self.info.emulator_ports() {
+            let (status, body) = crate::emulator::http(port, if reset { "DELETE" } else { "GET" }, "/taskflow/cpu", "").await?;
+            if status != 200 {
+                anyhow::bail!("the emulator did not give its CPU by operation: {status} {body}");
+            }
+            let cpu: BTreeMap<String, (u64, u64)> = serde_json::from_str(&body).context("reading the emulator's CPU by operation")?;
+            for (operation, (requests, micros)) in cpu {
+                let sum = total.entry(operation).or_default();
+                sum.0 += requests;
+                sum.1 += micros;
+            }
         }
-        serde_json::from_str(&body).context("reading the emulator's CPU by operation")
+        Ok(total)
     }
 
-    /// The calls the emulator refused (or, with `TASKFLOW_IAM=record`, would have refused) as
+    /// The calls the emulators refused (or, with `TASKFLOW_IAM=record`, would have refused) as
     /// not allowed by the caller's role, oldest first; `clear` empties the log. Each entry:
     /// `function` (or `stateMachine`, for a workflow's role) with the caller's name, `principal`
     /// (`arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`), `action`, `resource` (ARN), `at`
     /// (UTC, seconds) and `enforced` (false in `TASKFLOW_IAM=record` mode); see `infra/local/iam.py`.
     pub async fn iam_denials(&self, clear: bool) -> Result<Vec<serde_json::Value>> {
-        iam_denials(self.emulator.port, clear).await
+        iam_denials(&self.info, clear).await
     }
 
     /// How to point the aws CLI at this stack.
     pub fn cli_hint(&self) -> String {
         format!(
-            "export AWS_ENDPOINT_URL={} AWS_REGION={REGION} AWS_DEFAULT_REGION={REGION} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test",
-            self.info.endpoint.as_deref().unwrap_or_default()
+            "export AWS_ENDPOINT_URL={} AWS_ENDPOINT_URL_DYNAMODB={dynamodb} AWS_ENDPOINT_URL_DYNAMODB_STREAMS={dynamodb} AWS_REGION={REGION} AWS_DEFAULT_REGION={REGION} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test",
+            self.info.endpoint.as_deref().unwrap_or_default(),
+            dynamodb = self.info.dynamodb_endpoint.as_deref().unwrap_or_default()
         )
     }
 }
 
-/// The emulator's IAM denial log (see [`LocalStack::iam_denials`]), by the emulator's port.
-pub async fn iam_denials(port: u16, clear: bool) -> Result<Vec<serde_json::Value>> {
-    let (status, body) = crate::emulator::http(port, if clear { "DELETE" } else { "GET" }, "/taskflow/iam/denials", "").await?;
-    if status != 200 {
-        anyhow::bail!("the emulator did not give its IAM denials: {status} {body}");
+/// The local stack's IAM denial log (see [`LocalStack::iam_denials`]) from both emulator
+/// processes, oldest first.
+pub async fn iam_denials(info: &StackInfo, clear: bool) -> Result<Vec<serde_json::Value>> {
+    let mut all = Vec::new();
+    for port in info.emulator_ports() {
+        let (status, body) = crate::emulator::http(port, if clear { "DELETE" } else { "GET" }, "/taskflow/iam/denials", "").await?;
+        if status != 200 {
+            anyhow::bail!("the emulator did not give its IAM denials: {status} {body}");
+        }
+        let value: serde_json::Value = serde_json::from_str(&body).context("reading the emulator's IAM denials")?;
+        all.extend(value["denials"].as_array().cloned().unwrap_or_default());
     }
-    let value: serde_json::Value = serde_json::from_str(&body).context("reading the emulator's IAM denials")?;
-    Ok(value["denials"].as_array().cloned().unwrap_or_default())
+    // `at` is UTC to the second (`%Y-%m-%dT%H:%M:%SZ`): a stable sort keeps each process's order.
+    all.sort_by(|a, b| a["at"].as_str().cmp(&b["at"].as_str()));
+    Ok(all)
+}
+
+/// The local stack's usage counts (see [`LocalStack::usage`]), summed over both emulator
+/// processes.
+pub async fn usage(info: &StackInfo, reset: bool) -> Result<BTreeMap<String, f64>> {
+    let mut total: BTreeMap<String, f64> = BTreeMap::new();
+    for port in info.emulator_ports() {
+        let (status, body) = crate::emulator::http(port, if reset { "DELETE" } else { "GET" }, "/taskflow/usage", "").await?;
+        if status != 200 {
+            anyhow::bail!("the emulator did not give its usage counts: {status} {body}");
+        }
+        let counts: BTreeMap<String, f64> = serde_json::from_str(&body).context("reading the emulator's usage counts")?;
+        for (item, count) in counts {
+            *total.entry(item).or_default() += count;
+        }
+    }
+    Ok(total)
 }

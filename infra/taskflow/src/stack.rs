@@ -11,6 +11,10 @@ use std::path::Path;
 pub struct StackInfo {
     /// The emulator's endpoint; `None` for a stack on AWS.
     pub endpoint: Option<String>,
+    /// The local stack's second emulator process, which serves DynamoDB and DynamoDB Streams
+    /// (see [`crate::local`]); `None` for a stack on AWS, or when one process serves everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamodb_endpoint: Option<String>,
     pub region: String,
     pub stack_name: String,
     /// Every output of the stack (EventBusName, TaskTableName, queue URLs, ...).
@@ -58,7 +62,7 @@ impl StackInfo {
             .iter()
             .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
             .collect();
-        Ok(StackInfo { endpoint: None, region, stack_name: stack_name.to_string(), outputs })
+        Ok(StackInfo { endpoint: None, dynamodb_endpoint: None, region, stack_name: stack_name.to_string(), outputs })
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -70,17 +74,57 @@ impl StackInfo {
     }
 
     /// SDK configuration for this stack: the emulator with dummy credentials, or AWS with the
-    /// standard credential chain.
+    /// standard credential chain. Locally, DynamoDB and DynamoDB Streams clients built from it
+    /// go to [`StackInfo::dynamodb_endpoint`] and every other client to
+    /// [`StackInfo::endpoint`], as the SDK routes `AWS_ENDPOINT_URL_DYNAMODB` and
+    /// `AWS_ENDPOINT_URL` (service-specific endpoints: AWS SDKs and Tools Reference Guide,
+    /// "Service-specific endpoints").
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         let loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(self.region.clone()));
         match &self.endpoint {
-            Some(endpoint) => loader
-                .endpoint_url(endpoint)
-                .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "taskflow-local"))
-                .load()
-                .await,
+            Some(endpoint) => {
+                let config = loader
+                    .credentials_provider(aws_sdk_sqs::config::Credentials::new("test", "test", None, None, "taskflow-local"))
+                    .load()
+                    .await;
+                // Not `ConfigLoader::endpoint_url`: an endpoint set in code takes precedence over
+                // a service's own (each client's `From<&SdkConfig>`), so the URL is set on the
+                // built configuration, where the service's own still wins.
+                config
+                    .to_builder()
+                    .endpoint_url(endpoint)
+                    .service_config(LocalEndpoints { dynamodb: self.dynamodb_endpoint.clone() })
+                    .build()
+            }
             None => loader.load().await,
+        }
+    }
+
+    /// The loopback ports of the local stack's emulator processes (none for a stack on AWS).
+    pub fn emulator_ports(&self) -> Vec<u16> {
+        [&self.endpoint, &self.dynamodb_endpoint]
+            .into_iter()
+            .flatten()
+            .filter_map(|url| url.trim_end_matches('/').rsplit(':').next()?.parse().ok())
+            .collect()
+    }
+}
+
+/// The local stack's service-specific endpoints: DynamoDB and DynamoDB Streams (service ids
+/// `DynamoDB` and `DynamoDB Streams`) to the second emulator process, as
+/// `AWS_ENDPOINT_URL_DYNAMODB` and `AWS_ENDPOINT_URL_DYNAMODB_STREAMS` would; nothing else, so
+/// other clients take the configuration's endpoint URL.
+#[derive(Debug)]
+struct LocalEndpoints {
+    dynamodb: Option<String>,
+}
+
+impl aws_types::service_config::LoadServiceConfig for LocalEndpoints {
+    fn load_config(&self, key: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
+        match (key.service_id(), key.env()) {
+            ("DynamoDB" | "DynamoDB Streams", "AWS_ENDPOINT_URL") => self.dynamodb.clone(),
+            _ => None,
         }
     }
 }
