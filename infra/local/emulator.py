@@ -35,9 +35,11 @@ import gc
 import json
 import math
 import os
+import re
 import sys
 import threading
 import time
+from urllib.parse import parse_qs
 
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.utilities import bytesize
@@ -751,6 +753,64 @@ def _cpu_by_operation(clear):
     return answer
 
 
+# --- Which services this process serves ---------------------------------------------------------
+# The local stack runs two of these processes (infra/taskflow/src/local.rs): one for DynamoDB and
+# DynamoDB Streams, one for everything else, each deployed with the whole template. Once the
+# deploy is done the host tells each which services it serves (`POST /taskflow/services`,
+# {"only": [SERVICE, …]} or {"except": [SERVICE, …]}, by SigV4 signing name: DynamoDB Streams
+# signs as `dynamodb` too); a request signed for another service is then refused as AWS refuses
+# a request sent to another service's endpoint, with InvalidSignatureException "Credential should
+# be scoped to correct service" (HTTP 400), instead of being served from that process's unused
+# copy of the stack. moto's own in-process calls (CloudFormation, Step Functions' SQS and
+# EventBridge tasks, S3's notifications) do not come through here. Unsigned requests are the
+# emulator's own routes (`/moto-api/`, `/taskflow/`), left to the process that serves everything
+# else; on the DynamoDB process they are refused but for those routes.
+_SERVES = {"only": None, "except": frozenset()}
+# The service of an `Authorization` header's credential scope (KEY/DAY/REGION/SERVICE/aws4_request);
+# whether the signature is right is iam.py's and sigv4.py's business.
+_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/,\s]+/([^/,\s]+)/aws4_request")
+
+
+def _signed_service(environ):
+    """The SigV4 signing name of a request: from its `Authorization` header's credential scope, or a
+    presigned URL's `X-Amz-Credential` (KEY/DAY/REGION/SERVICE/aws4_request); None if unsigned."""
+    found = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
+    if found:
+        return found.group(1)
+    credential = parse_qs(environ.get("QUERY_STRING", "")).get("X-Amz-Credential", [""])[0].split("/")
+    return credential[3] if len(credential) == 5 else None
+
+
+def _serves(service, path):
+    only, excluded = _SERVES["only"], _SERVES["except"]
+    if service is None:
+        return only is None or path.startswith(("/moto-api/", "/taskflow/"))
+    return (only is None or service in only) and service not in excluded
+
+
+def _set_services(body):
+    wanted = json.loads(body or b"{}")
+    if set(wanted) - {"only", "except"} or not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in wanted.values()):
+        return {"error": 'expected {"only": [SERVICE, …]} or {"except": [SERVICE, …]}'}, "400 Bad Request"
+    _SERVES["only"] = frozenset(wanted["only"]) if "only" in wanted else None
+    _SERVES["except"] = frozenset(wanted.get("except", []))
+    return {"only": sorted(_SERVES["only"]) if _SERVES["only"] is not None else None, "except": sorted(_SERVES["except"])}, "200 OK"
+
+
+def _not_served(environ, start_response, service):
+    body = json.dumps({
+        "__type": "InvalidSignatureException",
+        "message": f"Credential should be scoped to correct service: this endpoint does not serve {service or 'unsigned requests'} "
+        "(the local stack serves DynamoDB and DynamoDB Streams from their own process: see `dynamodbEndpoint` in .taskflow/stack.json)",
+    }).encode()
+    start_response("400 Bad Request", [
+        ("Content-Type", "application/x-amz-json-1.0"),
+        ("x-amzn-ErrorType", "InvalidSignatureException"),
+        ("Content-Length", str(len(body))),
+    ])
+    return [body]
+
+
 def _dispatch_with_usage(self, environ, start_response):
     if _FREEZE["pending"]:
         _FREEZE["pending"] = False
@@ -896,6 +956,26 @@ limits.install(_LOCK)
 import presigned  # noqa: E402
 
 presigned.install(iam.secret_for)
+
+# Outermost, so that a request for a service this process does not serve meets none of the
+# checks above (see "Which services this process serves").
+_checked_dispatch = DomainDispatcherApplication.__call__
+
+
+@functools.wraps(_checked_dispatch)
+def _dispatch_if_served(self, environ, start_response):
+    path = environ.get("PATH_INFO") or ""
+    if path == "/taskflow/services" and environ.get("REQUEST_METHOD") == "POST":
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        answer, status = _set_services(environ["wsgi.input"].read(length))
+        return _json_answer(start_response, answer, status)
+    service = _signed_service(environ)
+    if not _serves(service, path):
+        return _not_served(environ, start_response, service)
+    return _checked_dispatch(self, environ, start_response)
+
+
+DomainDispatcherApplication.__call__ = _dispatch_if_served
 
 # Speed, no change in what is served (measured with py-spy under the bench's load: ~10 % of the
 # server's CPU each):

@@ -457,6 +457,75 @@ class AttributeNamesThatAreNotStrings(unittest.TestCase):
         self.assertEqual(self.call("Scan", {"TableName": "named"})[0], 200)
 
 
+class ServicesServed(unittest.TestCase):
+    """Each of the local stack's two processes serves its services only (`POST /taskflow/services`):
+    a request signed for another is refused as another service's endpoint refuses it
+    (InvalidSignatureException), not served from the process's unused copy of the stack."""
+
+    def setUp(self):
+        import iam
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from werkzeug.test import Client
+
+        mode, iam.MODE = iam.MODE, "off"
+        self.addCleanup(setattr, iam, "MODE", mode)
+        served = dict(emulator._SERVES)
+        self.addCleanup(emulator._SERVES.update, served)
+        self.client = Client(DomainDispatcherApplication(create_backend_app))
+
+    def serve(self, which):
+        answer = self.client.post("/taskflow/services", data=json.dumps(which))
+        return answer.status_code, json.loads(answer.data)
+
+    def auth(self, service):
+        return f"AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20261130/eu-west-1/{service}/aws4_request, SignedHeaders=host;x-amz-date, Signature=00"
+
+    def list_tables(self):
+        answer = self.client.post("/", data="{}", headers={
+            "X-Amz-Target": "DynamoDB_20120810.ListTables", "Content-Type": "application/x-amz-json-1.0",
+            "Authorization": self.auth("dynamodb"), "X-Amz-Date": "20261130T120000Z", "Host": "dynamodb.eu-west-1.amazonaws.com"})
+        return answer.status_code, json.loads(answer.data)
+
+    def list_queues(self):
+        answer = self.client.post("/", data="Action=ListQueues&Version=2012-11-05", headers={
+            "Content-Type": "application/x-www-form-urlencoded", "Authorization": self.auth("sqs"),
+            "X-Amz-Date": "20261130T120000Z", "Host": "sqs.eu-west-1.amazonaws.com"})
+        return answer.status_code, answer.data
+
+    def presigned_get(self, service):
+        credential = f"AKIAIOSFODNN7EXAMPLE%2F20261130%2Feu-west-1%2F{service}%2Faws4_request"
+        answer = self.client.get(f"/no-such-bucket/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={credential}&X-Amz-Signature=00")
+        return b"InvalidSignatureException" in answer.data
+
+    def test_the_dynamodb_process_refuses_other_services_and_unsigned_requests(self):
+        self.assertEqual(self.serve({"only": ["dynamodb"]}), (200, {"only": ["dynamodb"], "except": []}))
+        self.assertEqual(self.list_tables()[0], 200)
+        status, body = self.list_queues()
+        self.assertEqual(status, 400)
+        self.assertIn(b"InvalidSignatureException", body)
+        self.assertTrue(self.presigned_get("s3"), "a presigned S3 URL names its service in the query")
+        self.assertEqual(self.client.get("/no-such-bucket/k").status_code, 400, "unsigned")
+        self.assertEqual(self.client.get("/taskflow/usage").status_code, 200, "the emulator's own routes stay")
+
+    def test_the_main_process_refuses_dynamodb_and_serves_the_rest(self):
+        self.serve({"except": ["dynamodb"]})
+        status, body = self.list_tables()
+        self.assertEqual((status, body["__type"]), (400, "InvalidSignatureException"))
+        self.assertIn("dynamodbEndpoint", body["message"])
+        self.assertEqual(self.list_queues()[0], 200)
+        self.assertFalse(self.presigned_get("s3"), "served (S3 answers it: here, its presigned URL is incomplete)")
+
+    def test_a_process_serves_everything_until_told(self):
+        self.assertEqual(self.list_tables()[0], 200)
+        self.assertEqual(self.list_queues()[0], 200)
+
+    def test_a_malformed_choice_is_refused_and_changes_nothing(self):
+        self.serve({"only": ["dynamodb"]})
+        for bad in [{"only": "dynamodb"}, {"only": [1]}, {"serve": ["sqs"]}]:
+            self.assertEqual(self.serve(bad)[0], 400, bad)
+        self.assertEqual(self.list_queues()[0], 400, "still dynamodb only")
+
+
 class EventBridgeRulesChangedDuringPutEvents(unittest.TestCase):
     """PutEvents while rules are added and removed: every call answers (moto alone failed with
     "OrderedDict mutated during iteration", and the caller's retry delivered the event twice)."""

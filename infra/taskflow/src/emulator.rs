@@ -55,6 +55,18 @@ impl Emulator {
         Ok(emulator)
     }
 
+    /// From now on serve only requests signed for these services, or for all but these
+    /// (`{"only": [...]}` / `{"except": [...]}`, SigV4 signing names): a request for another is
+    /// refused as an AWS endpoint refuses one for another service (`infra/local/emulator.py`,
+    /// "Which services this process serves").
+    pub async fn serve(&self, which: &serde_json::Value) -> Result<()> {
+        let (status, body) = http(self.port, "POST", "/taskflow/services", &which.to_string()).await?;
+        if status != 200 {
+            bail!("the emulator refused {which} as the services it serves: {status} {body}");
+        }
+        Ok(())
+    }
+
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }

@@ -4,7 +4,8 @@
 //! and DynamoDB Streams, the other everything else. moto serves a request on one core at a time
 //! (one Python process, its GIL), and an order's calls kept one core busy while the other
 //! idled (README, "Local throughput"); the template is deployed to both, so each has every
-//! table, role and identity, and each enforces IAM and AWS's limits on what it serves. The
+//! table, role and identity, and each enforces IAM and AWS's limits on what it serves and
+//! refuses a request for another service, as another service's endpoint would. The
 //! functions get `AWS_ENDPOINT_URL_DYNAMODB` and `AWS_ENDPOINT_URL_DYNAMODB_STREAMS`, and the
 //! CLI's, the tests' and the host's clients the same routing ([`StackInfo::sdk_config`]). What
 //! moto does across services inside one process stays in the other: S3's event notifications
@@ -154,7 +155,14 @@ impl LocalStack {
             plan::deploy(&options.root, &emulator.endpoint, REGION, STACK_NAME, &parameters, &options.remove_grants),
             plan::deploy(&options.root, &dynamodb.endpoint, REGION, STACK_NAME, &parameters, &options.remove_grants),
         );
-        let plan = match deployed.and_then(|(plan, on_dynamodb)| plan.with_streams_of(&on_dynamodb)) {
+        // Each process then serves its services only (DynamoDB Streams signs as `dynamodb`).
+        let serving = async {
+            let plan = deployed.and_then(|(plan, on_dynamodb)| plan.with_streams_of(&on_dynamodb))?;
+            emulator.serve(&serde_json::json!({"except": ["dynamodb"]})).await?;
+            dynamodb.serve(&serde_json::json!({"only": ["dynamodb"]})).await?;
+            anyhow::Ok(plan)
+        };
+        let plan = match serving.await {
             Ok(plan) => plan,
             Err(e) => {
                 emulator.stop().await;
