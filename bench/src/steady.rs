@@ -33,7 +33,7 @@ pub async fn run(out: &Path, rate: f64, seconds: f64, burst_rate: f64, burst_ord
                 let per_order: Vec<f64> = after.iter().zip(&before).map(|(a, b0)| (a - b0) * 1000.0 / b.orders as f64).collect();
                 let each: Vec<String> = per_order.iter().map(|ms| format!("{ms:.1}")).collect();
                 println!(
-                    "{name}: the emulators' CPU over the burst: {:.1} ms per order ({} ms: the main process, DynamoDB's)",
+                    "{name}: the emulators' CPU over the burst: {:.1} ms per order ({} ms: the main process, the storage one's)",
                     per_order.iter().sum::<f64>(),
                     each.join(" + ")
                 );

@@ -754,18 +754,21 @@ def _cpu_by_operation(clear):
 
 
 # --- Which services this process serves ---------------------------------------------------------
-# The local stack runs two of these processes (infra/taskflow/src/local.rs): one for DynamoDB and
-# DynamoDB Streams, one for everything else, each deployed with the whole template. Once the
-# deploy is done the host tells each which services it serves (`POST /taskflow/services`,
-# {"only": [SERVICE, …]} or {"except": [SERVICE, …]}, by SigV4 signing name: DynamoDB Streams
-# signs as `dynamodb` too); a request signed for another service is then refused as AWS refuses
-# a request sent to another service's endpoint, with InvalidSignatureException "Credential should
-# be scoped to correct service" (HTTP 400), instead of being served from that process's unused
-# copy of the stack. moto's own in-process calls (CloudFormation, Step Functions' SQS and
-# EventBridge tasks, S3's notifications) do not come through here. Unsigned requests are the
-# emulator's own routes (`/moto-api/`, `/taskflow/`), left to the process that serves everything
-# else; on the DynamoDB process they are refused but for those routes.
-_SERVES = {"only": None, "except": frozenset()}
+# The local stack runs two of these processes (infra/taskflow/src/local.rs): one for the storage
+# services (DynamoDB, DynamoDB Streams, S3), one for everything else, each deployed with the whole
+# template. Once the deploy is done the host tells each which services it serves (`POST
+# /taskflow/services`, {"only": [SERVICE, …]} or {"except": [SERVICE, …]}, by SigV4 signing name:
+# DynamoDB Streams signs as `dynamodb` too); a request signed for another service is then refused
+# as AWS refuses a request sent to another service's endpoint, with InvalidSignatureException
+# "Credential should be scoped to correct service" (HTTP 400), instead of being served from that
+# process's unused copy of the stack. moto's own in-process calls (CloudFormation, Step Functions'
+# SQS and EventBridge tasks) do not come through here. An unsigned request names no service: it
+# goes on to IAM (iam.py), which refuses it as the service would (MissingAuthenticationToken, or
+# S3's 403 AccessDenied for a private bucket), or to the emulator's own routes. With
+# {"queueNotificationsTo": URL} as well, S3's event notifications to SQS queues go to that
+# process's queues (`POST /taskflow/s3-notifications`), where the queues are polled: moto sends
+# them in-process, to this process's unused copies.
+_SERVES = {"only": None, "except": frozenset(), "queue_notifications_to": None}
 # The service of an `Authorization` header's credential scope (KEY/DAY/REGION/SERVICE/aws4_request);
 # whether the signature is right is iam.py's and sigv4.py's business.
 _CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/,\s]+/([^/,\s]+)/aws4_request")
@@ -781,27 +784,70 @@ def _signed_service(environ):
     return credential[3] if len(credential) == 5 else None
 
 
-def _serves(service, path):
-    only, excluded = _SERVES["only"], _SERVES["except"]
+def _serves(service):
     if service is None:
-        return only is None or path.startswith(("/moto-api/", "/taskflow/"))
+        return True
+    only, excluded = _SERVES["only"], _SERVES["except"]
     return (only is None or service in only) and service not in excluded
 
 
 def _set_services(body):
     wanted = json.loads(body or b"{}")
-    if set(wanted) - {"only", "except"} or not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in wanted.values()):
-        return {"error": 'expected {"only": [SERVICE, …]} or {"except": [SERVICE, …]}'}, "400 Bad Request"
+    forward = wanted.pop("queueNotificationsTo", None)
+    if (
+        set(wanted) - {"only", "except"}
+        or not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in wanted.values())
+        or not (forward is None or (isinstance(forward, str) and forward.startswith("http://127.0.0.1:")))
+    ):
+        return {"error": 'expected {"only": [SERVICE, …]} or {"except": [SERVICE, …]}, and optionally "queueNotificationsTo": "http://127.0.0.1:PORT"'}, "400 Bad Request"
     _SERVES["only"] = frozenset(wanted["only"]) if "only" in wanted else None
     _SERVES["except"] = frozenset(wanted.get("except", []))
-    return {"only": sorted(_SERVES["only"]) if _SERVES["only"] is not None else None, "except": sorted(_SERVES["except"])}, "200 OK"
+    _SERVES["queue_notifications_to"] = forward
+    return {
+        "only": sorted(_SERVES["only"]) if _SERVES["only"] is not None else None,
+        "except": sorted(_SERVES["except"]),
+        "queueNotificationsTo": forward,
+    }, "200 OK"
+
+
+import moto.s3.notifications as _s3_notifications  # noqa: E402
+
+_send_sqs_notification = _s3_notifications._send_sqs_message
+
+
+def _send_sqs_notification_where_polled(account_id, event_body, queue_name, region_name):
+    """S3's notification to an SQS queue: to the process named by `queueNotificationsTo`, else
+    in-process as moto does. A notification that cannot be handed on is logged (on AWS delivery
+    is asynchronous and retried; here the emulator's log says what was lost and why)."""
+    forward = _SERVES["queue_notifications_to"]
+    if forward is None:
+        return _send_sqs_notification(account_id, event_body, queue_name, region_name)
+    import urllib.request
+
+    body = json.dumps({"account": account_id, "region": region_name, "queue": queue_name, "body": event_body}).encode()
+    request = urllib.request.Request(f"{forward}/taskflow/s3-notifications", data=body, headers={"Content-Type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            answer.read()
+    except Exception as e:  # noqa: BLE001 - any failure is reported, not raised into the PutObject
+        print(f"emulator: S3 notification to queue {queue_name} not delivered to {forward}: {e}", file=sys.stderr, flush=True)
+
+
+def _deliver_s3_notification(body):
+    """`POST /taskflow/s3-notifications` from the storage process: onto this process's queue."""
+    note = json.loads(body)
+    _send_sqs_notification(note["account"], note["body"], note["queue"], note["region"])
+    return {"delivered": note["queue"]}
+
+
+_s3_notifications._send_sqs_message = _send_sqs_notification_where_polled
 
 
 def _not_served(environ, start_response, service):
     body = json.dumps({
         "__type": "InvalidSignatureException",
         "message": f"Credential should be scoped to correct service: this endpoint does not serve {service or 'unsigned requests'} "
-        "(the local stack serves DynamoDB and DynamoDB Streams from their own process: see `dynamodbEndpoint` in .taskflow/stack.json)",
+        "(the local stack serves DynamoDB, DynamoDB Streams and S3 from their own process: see `storageEndpoint` in .taskflow/stack.json)",
     }).encode()
     start_response("400 Bad Request", [
         ("Content-Type", "application/x-amz-json-1.0"),
@@ -969,8 +1015,11 @@ def _dispatch_if_served(self, environ, start_response):
         length = int(environ.get("CONTENT_LENGTH") or 0)
         answer, status = _set_services(environ["wsgi.input"].read(length))
         return _json_answer(start_response, answer, status)
+    if path == "/taskflow/s3-notifications" and environ.get("REQUEST_METHOD") == "POST":
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        return _json_answer(start_response, _deliver_s3_notification(environ["wsgi.input"].read(length)))
     service = _signed_service(environ)
-    if not _serves(service, path):
+    if not _serves(service):
         return _not_served(environ, start_response, service)
     return _checked_dispatch(self, environ, start_response)
 

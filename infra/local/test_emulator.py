@@ -497,23 +497,54 @@ class ServicesServed(unittest.TestCase):
         answer = self.client.get(f"/no-such-bucket/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={credential}&X-Amz-Signature=00")
         return b"InvalidSignatureException" in answer.data
 
-    def test_the_dynamodb_process_refuses_other_services_and_unsigned_requests(self):
-        self.assertEqual(self.serve({"only": ["dynamodb"]}), (200, {"only": ["dynamodb"], "except": []}))
+    def test_the_dynamodb_process_refuses_other_services(self):
+        self.assertEqual(self.serve({"only": ["dynamodb"]}), (200, {"only": ["dynamodb"], "except": [], "queueNotificationsTo": None}))
         self.assertEqual(self.list_tables()[0], 200)
         status, body = self.list_queues()
         self.assertEqual(status, 400)
         self.assertIn(b"InvalidSignatureException", body)
         self.assertTrue(self.presigned_get("s3"), "a presigned S3 URL names its service in the query")
-        self.assertEqual(self.client.get("/no-such-bucket/k").status_code, 400, "unsigned")
+        self.assertNotIn(b"InvalidSignatureException", self.client.get("/no-such-bucket/k").data, "unsigned: IAM's to refuse")
         self.assertEqual(self.client.get("/taskflow/usage").status_code, 200, "the emulator's own routes stay")
 
     def test_the_main_process_refuses_dynamodb_and_serves_the_rest(self):
         self.serve({"except": ["dynamodb"]})
         status, body = self.list_tables()
         self.assertEqual((status, body["__type"]), (400, "InvalidSignatureException"))
-        self.assertIn("dynamodbEndpoint", body["message"])
+        self.assertIn("storageEndpoint", body["message"])
         self.assertEqual(self.list_queues()[0], 200)
         self.assertFalse(self.presigned_get("s3"), "served (S3 answers it: here, its presigned URL is incomplete)")
+
+    def test_the_storage_process_serves_s3_and_anonymous_requests_the_main_one_refuses_them(self):
+        self.serve({"only": ["dynamodb", "s3"]})
+        self.assertFalse(self.presigned_get("s3"))
+        self.assertEqual(self.list_queues()[0], 400)
+        self.serve({"except": ["dynamodb", "s3"]})
+        self.assertTrue(self.presigned_get("s3"))
+        self.assertEqual(self.client.get("/taskflow/usage").status_code, 200)
+        self.assertEqual(self.list_queues()[0], 200)
+
+    def test_s3_notifications_to_a_queue_go_to_the_process_named(self):
+        import threading
+
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+        from moto.sqs.models import sqs_backends
+        from werkzeug.serving import make_server
+
+        server = make_server("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app), threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.shutdown)
+        sqs = sqs_backends[ACCOUNT][REGION]
+        sqs.create_queue("attachments-test")
+        self.addCleanup(sqs.delete_queue, "attachments-test")
+        self.assertEqual(self.serve({"only": ["dynamodb", "s3"], "queueNotificationsTo": f"http://127.0.0.1:{server.server_port}"})[0], 200)
+        emulator._s3_notifications._send_sqs_message(ACCOUNT, {"Records": [{"s3": {"object": {"key": "k"}}}]}, "attachments-test", REGION)
+        messages = sqs.receive_message("attachments-test", 10, 0, 30)
+        self.assertEqual([json.loads(m.body) for m in messages], [{"Records": [{"s3": {"object": {"key": "k"}}}]}])
+        # Nowhere to go: reported, not raised into the PutObject that sent it.
+        self.serve({"only": ["dynamodb", "s3"], "queueNotificationsTo": "http://127.0.0.1:9"})
+        emulator._s3_notifications._send_sqs_message(ACCOUNT, {"Records": []}, "attachments-test", REGION)
+        self.assertEqual(self.serve({"queueNotificationsTo": "http://example.com"})[0], 400, "loopback only")
 
     def test_a_process_serves_everything_until_told(self):
         self.assertEqual(self.list_tables()[0], 200)

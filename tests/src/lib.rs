@@ -459,16 +459,17 @@ pub fn statuses(events: &[TaskStatusChanged]) -> Vec<taskflow_contracts::TaskSta
 
 /// The standard AWS environment that points a process (the aws CLI, `taskflow --stack NAME`)
 /// at the shared local stack, found as a deployed stack is: `AWS_ENDPOINT_URL`, the
-/// service-specific `AWS_ENDPOINT_URL_DYNAMODB` and `AWS_ENDPOINT_URL_DYNAMODB_STREAMS` (the
-/// second emulator process, see `taskflow::local`), the region and dummy credentials.
+/// service-specific `AWS_ENDPOINT_URL_DYNAMODB`, `_DYNAMODB_STREAMS` and `_S3` (the second
+/// emulator process, see `taskflow::local`), the region and dummy credentials.
 pub fn aws_env() -> Vec<(&'static str, String)> {
     let info = stack();
     let endpoint = info.endpoint.clone().expect("a local stack has an endpoint");
-    let dynamodb = info.dynamodb_endpoint.clone().unwrap_or_else(|| endpoint.clone());
+    let storage = info.storage_endpoint.clone().unwrap_or_else(|| endpoint.clone());
     vec![
         ("AWS_ENDPOINT_URL", endpoint),
-        ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb.clone()),
-        ("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", dynamodb),
+        ("AWS_ENDPOINT_URL_DYNAMODB", storage.clone()),
+        ("AWS_ENDPOINT_URL_DYNAMODB_STREAMS", storage.clone()),
+        ("AWS_ENDPOINT_URL_S3", storage),
         ("AWS_REGION", info.region.clone()),
         ("AWS_ACCESS_KEY_ID", "test".into()),
         ("AWS_SECRET_ACCESS_KEY", "test".into()),

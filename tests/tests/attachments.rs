@@ -188,7 +188,8 @@ async fn other_bytes_behind_a_recorded_attachment_are_deleted(run: &Run, owner: 
 /// (403 AccessDenied; the emulator in IAM enforce mode, iam.py): a PUT under `attachments/` and
 /// under `logs/`, and a listing of every owner's keys. Nothing is stored.
 async fn anonymous_requests_to_the_bucket_are_refused(run: &Run, owner: &str, order: &str) {
-    let endpoint = stack().endpoint.as_deref().unwrap().trim_end_matches('/').to_string();
+    // S3 is served by the local stack's storage process (`taskflow::local`).
+    let endpoint = stack().storage_endpoint.as_deref().unwrap().trim_end_matches('/').to_string();
     let bucket = stack().output("TaskBucketName").unwrap();
     let prefix = taskflow_contracts::keys::attachments_prefix(&taskflow_contracts::OwnerId::parse(owner).unwrap());
     let key = format!("{prefix}{order}/a-{}", "c".repeat(32));

@@ -97,9 +97,10 @@ pub struct HostConfig {
     pub log_dir: PathBuf,
     pub region: String,
     pub endpoint: String,
-    /// Where DynamoDB and DynamoDB Streams are served, when not at `endpoint`: the functions get
-    /// it as `AWS_ENDPOINT_URL_DYNAMODB` and `AWS_ENDPOINT_URL_DYNAMODB_STREAMS`.
-    pub dynamodb_endpoint: Option<String>,
+    /// Where DynamoDB, DynamoDB Streams and S3 are served, when not at `endpoint`: the functions
+    /// get it as `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_DYNAMODB_STREAMS` and
+    /// `AWS_ENDPOINT_URL_S3`.
+    pub storage_endpoint: Option<String>,
     /// Set on every function on top of the template's environment.
     pub extra_env: BTreeMap<String, String>,
     /// The chance that a process is killed in the middle of an invocation (fault injection).
@@ -145,9 +146,10 @@ impl Function {
         ] {
             env.insert(key.to_string(), value.to_string());
         }
-        if let Some(dynamodb) = &config.dynamodb_endpoint {
-            env.insert("AWS_ENDPOINT_URL_DYNAMODB".into(), dynamodb.clone());
-            env.insert("AWS_ENDPOINT_URL_DYNAMODB_STREAMS".into(), dynamodb.clone());
+        if let Some(storage) = &config.storage_endpoint {
+            for service in ["DYNAMODB", "DYNAMODB_STREAMS", "S3"] {
+                env.insert(format!("AWS_ENDPOINT_URL_{service}"), storage.clone());
+            }
         }
         env.insert("AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(), spec.memory_size.to_string());
         env.insert("AWS_LAMBDA_LOG_GROUP_NAME".into(), format!("/aws/lambda/{}", spec.name));

@@ -1,15 +1,16 @@
 //! The local stack in one piece: emulator → template deployed → functions running and fed.
 //!
-//! Two emulator processes serve it, as two AWS services have two endpoints: one serves DynamoDB
-//! and DynamoDB Streams, the other everything else. moto serves a request on one core at a time
-//! (one Python process, its GIL), and an order's calls kept one core busy while the other
-//! idled (README, "Local throughput"); the template is deployed to both, so each has every
-//! table, role and identity, and each enforces IAM and AWS's limits on what it serves and
-//! refuses a request for another service, as another service's endpoint would. The
-//! functions get `AWS_ENDPOINT_URL_DYNAMODB` and `AWS_ENDPOINT_URL_DYNAMODB_STREAMS`, and the
-//! CLI's, the tests' and the host's clients the same routing ([`StackInfo::sdk_config`]). What
-//! moto does across services inside one process stays in the other: S3's event notifications
-//! to SQS and EventBridge, Step Functions' SQS tasks.
+//! Two emulator processes serve it, as AWS serves each service at its own endpoint: one serves
+//! the storage services (DynamoDB, DynamoDB Streams, S3), the other everything else. moto serves
+//! a request on one core at a time (one Python process, its GIL), and an order's calls kept one
+//! core busy while the other idled (README, "Local throughput"). The template is deployed to
+//! both, so each has every table, bucket, role and identity; each enforces IAM and AWS's limits
+//! on what it serves and refuses a request for another service, as another service's endpoint
+//! would. The functions get `AWS_ENDPOINT_URL_DYNAMODB`, `_DYNAMODB_STREAMS` and `_S3`, and the
+//! CLI's, the tests' and the host's clients the same routing ([`StackInfo::sdk_config`]). S3's
+//! event notifications to SQS are handed on to the main process's queues; what else moto does
+//! across services inside one process stays in the main one (Step Functions' SQS and
+//! EventBridge tasks).
 
 use crate::emulator::Emulator;
 use crate::host::{Function, HostConfig};
@@ -25,6 +26,9 @@ use tokio::sync::watch;
 
 pub const REGION: &str = "us-east-1";
 pub const STAGE: &str = "local";
+/// The services the storage process serves, by SigV4 signing name (DynamoDB Streams signs as
+/// `dynamodb`).
+pub const STORAGE_SERVICES: [&str; 2] = ["dynamodb", "s3"];
 pub const STACK_NAME: &str = "taskflow-local";
 /// Where `taskflow up` keeps its token issuer's key (in the state directory).
 pub const TOKEN_ISSUER_FILE: &str = "token-issuer.json";
@@ -131,15 +135,15 @@ pub struct LocalStack {
     pub functions: HashMap<String, Arc<Function>>,
     pub started_in: std::time::Duration,
     emulator: Emulator,
-    /// The emulator process serving DynamoDB and DynamoDB Streams.
-    dynamodb: Emulator,
+    /// The emulator process serving the storage services: DynamoDB, DynamoDB Streams and S3.
+    storage: Emulator,
     shutdown: watch::Sender<bool>,
 }
 
 impl LocalStack {
     /// The emulator processes' ids (for figures: their CPU time), while they run.
     pub fn emulator_pids(&self) -> Vec<u32> {
-        [self.emulator.pid(), self.dynamodb.pid()].into_iter().flatten().collect()
+        [self.emulator.pid(), self.storage.pid()].into_iter().flatten().collect()
     }
 
     pub async fn start(options: Options) -> Result<LocalStack> {
@@ -147,19 +151,20 @@ impl LocalStack {
         let logs = options.state_dir.join("logs");
         std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
         // Either one failing drops (and so kills) the other.
-        let (main_log, dynamodb_log) = (logs.join("moto.log"), logs.join("moto-dynamodb.log"));
-        let (emulator, dynamodb) = tokio::try_join!(Emulator::start(&options.root, &main_log), Emulator::start(&options.root, &dynamodb_log))?;
+        let (main_log, storage_log) = (logs.join("moto.log"), logs.join("moto-storage.log"));
+        let (emulator, storage) = tokio::try_join!(Emulator::start(&options.root, &main_log), Emulator::start(&options.root, &storage_log))?;
         let mut parameters = options.parameters.clone();
         parameters.insert("Stage".into(), STAGE.into());
         let deployed = tokio::try_join!(
             plan::deploy(&options.root, &emulator.endpoint, REGION, STACK_NAME, &parameters, &options.remove_grants),
-            plan::deploy(&options.root, &dynamodb.endpoint, REGION, STACK_NAME, &parameters, &options.remove_grants),
+            plan::deploy(&options.root, &storage.endpoint, REGION, STACK_NAME, &parameters, &options.remove_grants),
         );
-        // Each process then serves its services only (DynamoDB Streams signs as `dynamodb`).
+        // Each process then serves its services only (SigV4 signing names: DynamoDB Streams signs
+        // as `dynamodb`); S3's event notifications to SQS go on to the main process's queues.
         let serving = async {
-            let plan = deployed.and_then(|(plan, on_dynamodb)| plan.with_streams_of(&on_dynamodb))?;
-            emulator.serve(&serde_json::json!({"except": ["dynamodb"]})).await?;
-            dynamodb.serve(&serde_json::json!({"only": ["dynamodb"]})).await?;
+            let plan = deployed.and_then(|(plan, on_storage)| plan.with_streams_of(&on_storage))?;
+            emulator.serve(&serde_json::json!({"except": STORAGE_SERVICES})).await?;
+            storage.serve(&serde_json::json!({"only": STORAGE_SERVICES, "queueNotificationsTo": emulator.endpoint})).await?;
             anyhow::Ok(plan)
         };
         let plan = match serving.await {
@@ -171,7 +176,7 @@ impl LocalStack {
         };
         let info = StackInfo {
             endpoint: Some(emulator.endpoint.clone()),
-            dynamodb_endpoint: Some(dynamodb.endpoint.clone()),
+            storage_endpoint: Some(storage.endpoint.clone()),
             region: REGION.into(),
             stack_name: plan.stack_name.clone(),
             outputs: plan.outputs.clone(),
@@ -223,7 +228,7 @@ impl LocalStack {
             log_dir: logs,
             region: REGION.into(),
             endpoint: emulator.endpoint.clone(),
-            dynamodb_endpoint: Some(dynamodb.endpoint.clone()),
+            storage_endpoint: Some(storage.endpoint.clone()),
             extra_env,
             kill_rate: faults.kill_rate,
             environments: options.environments,
@@ -281,7 +286,7 @@ impl LocalStack {
             let clients = Arc::new(Clients::of(&aws, &function.spec, REGION, faults.duplicate_deliveries));
             sources::start(mapping.clone(), function.clone(), clients, watcher.clone());
         }
-        Ok(LocalStack { info, plan, functions, started_in: started.elapsed(), emulator, dynamodb, shutdown })
+        Ok(LocalStack { info, plan, functions, started_in: started.elapsed(), emulator, storage, shutdown })
     }
 
     /// Stops the functions, their feeds and the emulator.
@@ -290,7 +295,7 @@ impl LocalStack {
         // Give supervisors a moment to kill their processes before the emulator goes.
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         self.emulator.stop().await;
-        self.dynamodb.stop().await;
+        self.storage.stop().await;
     }
 
     /// What the emulators counted that AWS would bill for since the last reset (see
@@ -332,9 +337,9 @@ impl LocalStack {
     /// How to point the aws CLI at this stack.
     pub fn cli_hint(&self) -> String {
         format!(
-            "export AWS_ENDPOINT_URL={} AWS_ENDPOINT_URL_DYNAMODB={dynamodb} AWS_ENDPOINT_URL_DYNAMODB_STREAMS={dynamodb} AWS_REGION={REGION} AWS_DEFAULT_REGION={REGION} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test",
+            "export AWS_ENDPOINT_URL={} AWS_ENDPOINT_URL_DYNAMODB={storage} AWS_ENDPOINT_URL_DYNAMODB_STREAMS={storage} AWS_ENDPOINT_URL_S3={storage} AWS_REGION={REGION} AWS_DEFAULT_REGION={REGION} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test",
             self.info.endpoint.as_deref().unwrap_or_default(),
-            dynamodb = self.info.dynamodb_endpoint.as_deref().unwrap_or_default()
+            storage = self.info.storage_endpoint.as_deref().unwrap_or_default()
         )
     }
 }

@@ -466,7 +466,7 @@ async fn up(state_dir: PathBuf, faults: FaultArgs, console_port: u16) -> Result<
     };
     println!("taskflow local stack is up ({:.1} s)", stack.started_in.as_secs_f64());
     println!("  endpoint  {}", stack.info.endpoint.as_deref().unwrap_or_default());
-    println!("  dynamodb  {}   (DynamoDB and DynamoDB Streams)", stack.info.dynamodb_endpoint.as_deref().unwrap_or_default());
+    println!("  storage   {}   (DynamoDB, DynamoDB Streams and S3)", stack.info.storage_endpoint.as_deref().unwrap_or_default());
     println!("  bus       {}   (publish OrderSubmitted here; TaskStatusChanged comes out here)", stack.info.output("EventBusName")?);
     println!("  stack     {}", stack_file(&state_dir).display());
     println!("  logs      {}", state_dir.join("logs").display());

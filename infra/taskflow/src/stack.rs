@@ -11,10 +11,11 @@ use std::path::Path;
 pub struct StackInfo {
     /// The emulator's endpoint; `None` for a stack on AWS.
     pub endpoint: Option<String>,
-    /// The local stack's second emulator process, which serves DynamoDB and DynamoDB Streams
-    /// (see [`crate::local`]); `None` for a stack on AWS, or when one process serves everything.
+    /// The local stack's second emulator process, which serves the storage services (DynamoDB,
+    /// DynamoDB Streams and S3; see [`crate::local`]); `None` for a stack on AWS, or when one
+    /// process serves everything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dynamodb_endpoint: Option<String>,
+    pub storage_endpoint: Option<String>,
     pub region: String,
     pub stack_name: String,
     /// Every output of the stack (EventBusName, TaskTableName, queue URLs, ...).
@@ -62,7 +63,7 @@ impl StackInfo {
             .iter()
             .filter_map(|o| Some((o.output_key()?.to_string(), o.output_value()?.to_string())))
             .collect();
-        Ok(StackInfo { endpoint: None, dynamodb_endpoint: None, region, stack_name: stack_name.to_string(), outputs })
+        Ok(StackInfo { endpoint: None, storage_endpoint: None, region, stack_name: stack_name.to_string(), outputs })
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -74,9 +75,9 @@ impl StackInfo {
     }
 
     /// SDK configuration for this stack: the emulator with dummy credentials, or AWS with the
-    /// standard credential chain. Locally, DynamoDB and DynamoDB Streams clients built from it
-    /// go to [`StackInfo::dynamodb_endpoint`] and every other client to
-    /// [`StackInfo::endpoint`], as the SDK routes `AWS_ENDPOINT_URL_DYNAMODB` and
+    /// standard credential chain. Locally, DynamoDB, DynamoDB Streams and S3 clients built from
+    /// it go to [`StackInfo::storage_endpoint`] and every other client to
+    /// [`StackInfo::endpoint`], as the SDK routes `AWS_ENDPOINT_URL_DYNAMODB` (and `_S3`) and
     /// `AWS_ENDPOINT_URL` (service-specific endpoints: AWS SDKs and Tools Reference Guide,
     /// "Service-specific endpoints").
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
@@ -94,7 +95,7 @@ impl StackInfo {
                 config
                     .to_builder()
                     .endpoint_url(endpoint)
-                    .service_config(LocalEndpoints { dynamodb: self.dynamodb_endpoint.clone() })
+                    .service_config(LocalEndpoints { storage: self.storage_endpoint.clone() })
                     .build()
             }
             None => loader.load().await,
@@ -103,7 +104,7 @@ impl StackInfo {
 
     /// The loopback ports of the local stack's emulator processes (none for a stack on AWS).
     pub fn emulator_ports(&self) -> Vec<u16> {
-        [&self.endpoint, &self.dynamodb_endpoint]
+        [&self.endpoint, &self.storage_endpoint]
             .into_iter()
             .flatten()
             .filter_map(|url| url.trim_end_matches('/').rsplit(':').next()?.parse().ok())
@@ -111,19 +112,19 @@ impl StackInfo {
     }
 }
 
-/// The local stack's service-specific endpoints: DynamoDB and DynamoDB Streams (service ids
-/// `DynamoDB` and `DynamoDB Streams`) to the second emulator process, as
-/// `AWS_ENDPOINT_URL_DYNAMODB` and `AWS_ENDPOINT_URL_DYNAMODB_STREAMS` would; nothing else, so
-/// other clients take the configuration's endpoint URL.
+/// The local stack's service-specific endpoints: DynamoDB, DynamoDB Streams and S3 (service ids
+/// `DynamoDB`, `DynamoDB Streams`, `S3`) to the second emulator process, as
+/// `AWS_ENDPOINT_URL_DYNAMODB`, `AWS_ENDPOINT_URL_DYNAMODB_STREAMS` and `AWS_ENDPOINT_URL_S3`
+/// would; nothing else, so other clients take the configuration's endpoint URL.
 #[derive(Debug)]
 struct LocalEndpoints {
-    dynamodb: Option<String>,
+    storage: Option<String>,
 }
 
 impl aws_types::service_config::LoadServiceConfig for LocalEndpoints {
     fn load_config(&self, key: aws_types::service_config::ServiceConfigKey<'_>) -> Option<String> {
         match (key.service_id(), key.env()) {
-            ("DynamoDB" | "DynamoDB Streams", "AWS_ENDPOINT_URL") => self.dynamodb.clone(),
+            ("DynamoDB" | "DynamoDB Streams" | "S3", "AWS_ENDPOINT_URL") => self.storage.clone(),
             _ => None,
         }
     }
