@@ -32,10 +32,10 @@ import collections
 import copy
 import functools
 import gc
+import html
 import json
 import math
 import os
-import re
 import sys
 import threading
 import time
@@ -45,6 +45,7 @@ from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.utilities import bytesize
 from moto.dynamodb.responses import DynamoHandler
 from moto.events.models import EventsBackend
+from moto.moto_server.werkzeug_app import SIGNING_ALIASES as _SIGNING_ALIASES
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 from moto.s3.models import S3Backend
 from moto.server import main
@@ -769,33 +770,45 @@ def _cpu_by_operation(clear):
 # process's queues (`POST /taskflow/s3-notifications`), where the queues are polled: moto sends
 # them in-process, to this process's unused copies.
 _SERVES = {"only": None, "except": frozenset(), "queue_notifications_to": None}
-# The service of an `Authorization` header's credential scope (KEY/DAY/REGION/SERVICE/aws4_request);
-# whether the signature is right is iam.py's and sigv4.py's business.
-_CREDENTIAL_SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/,\s]+/([^/,\s]+)/aws4_request")
+# An `Authorization` header moto cannot read a service from: refused by both processes.
+_MALFORMED = "(a malformed Authorization header)"
 
 
 def _signed_service(environ):
-    """The SigV4 signing name of a request: from its `Authorization` header's credential scope, or a
-    presigned URL's `X-Amz-Credential` (KEY/DAY/REGION/SERVICE/aws4_request); None if unsigned."""
-    found = _CREDENTIAL_SCOPE.search(environ.get("HTTP_AUTHORIZATION", ""))
-    if found:
-        return found.group(1)
+    """The SigV4 signing name of a request, read as moto reads it to choose the backend that serves
+    it (`DomainDispatcherApplication.infer_service_region_host`: the `Authorization` header's
+    credential scope KEY/DAY/REGION/SERVICE/aws4_request, aliases applied), so that what is
+    checked here is what moto then routes; or a presigned URL's `X-Amz-Credential`; None if
+    unsigned; `_MALFORMED` for a header moto cannot read."""
+    auth = environ.get("HTTP_AUTHORIZATION")
+    if auth:
+        try:
+            _, _, _, service, _ = auth.split(",")[0].split()[1].split("/")
+        except (ValueError, IndexError):
+            return _MALFORMED
+        return _SIGNING_ALIASES.get(service.lower(), service).lower()
     credential = parse_qs(environ.get("QUERY_STRING", "")).get("X-Amz-Credential", [""])[0].split("/")
-    return credential[3] if len(credential) == 5 else None
+    return credential[3].lower() if len(credential) == 5 else None
 
 
 def _serves(service):
     if service is None:
         return True
+    if service == _MALFORMED:
+        return False
     only, excluded = _SERVES["only"], _SERVES["except"]
     return (only is None or service in only) and service not in excluded
 
 
 def _set_services(body):
-    wanted = json.loads(body or b"{}")
-    forward = wanted.pop("queueNotificationsTo", None)
+    try:
+        wanted = json.loads(body or b"{}")
+    except ValueError:
+        wanted = None
+    forward = wanted.pop("queueNotificationsTo", None) if isinstance(wanted, dict) else None
     if (
-        set(wanted) - {"only", "except"}
+        not isinstance(wanted, dict)
+        or set(wanted) - {"only", "except"}
         or not all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in wanted.values())
         or not (forward is None or (isinstance(forward, str) and forward.startswith("http://127.0.0.1:")))
     ):
@@ -834,26 +847,50 @@ def _send_sqs_notification_where_polled(account_id, event_body, queue_name, regi
 
 
 def _deliver_s3_notification(body):
-    """`POST /taskflow/s3-notifications` from the storage process: onto this process's queue."""
-    note = json.loads(body)
-    _send_sqs_notification(note["account"], note["body"], note["queue"], note["region"])
-    return {"delivered": note["queue"]}
+    """`POST /taskflow/s3-notifications` from the storage process: onto this process's queue, if a
+    bucket here sends its notifications to that queue (the template's buckets are deployed to
+    both processes, with their notification configurations); anything else is refused (400)."""
+    from moto.s3.models import s3_backends
+
+    try:
+        note = json.loads(body)
+        account, region, queue = note["account"], note["region"], note["queue"]
+        event = note["body"]
+        targets = {
+            target.arn
+            for bucket in s3_backends[account]["aws"].buckets.values()
+            if bucket.notification_configuration is not None
+            for target in bucket.notification_configuration.queue
+        }
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {"error": 'expected {"account", "region", "queue", "body"}'}, "400 Bad Request"
+    if not any(arn.split(":")[3:4] == [region] and arn.split(":")[-1] == queue for arn in targets):
+        return {"error": f"no bucket here sends its notifications to queue {queue!r} in {region}"}, "400 Bad Request"
+    _send_sqs_notification(account, event, queue, region)
+    return {"delivered": queue}, "200 OK"
 
 
 _s3_notifications._send_sqs_message = _send_sqs_notification_where_polled
 
 
 def _not_served(environ, start_response, service):
-    body = json.dumps({
-        "__type": "InvalidSignatureException",
-        "message": f"Credential should be scoped to correct service: this endpoint does not serve {service or 'unsigned requests'} "
-        "(the local stack serves DynamoDB, DynamoDB Streams and S3 from their own process: see `storageEndpoint` in .taskflow/stack.json)",
-    }).encode()
-    start_response("400 Bad Request", [
-        ("Content-Type", "application/x-amz-json-1.0"),
-        ("x-amzn-ErrorType", "InvalidSignatureException"),
-        ("Content-Length", str(len(body))),
-    ])
+    if service == _MALFORMED:
+        why = "The authorization header is malformed: no credential scope KEY/DAY/REGION/SERVICE/aws4_request"
+    else:
+        # On the storage process the other services are at `endpoint`; on the main one, the
+        # storage services at `storageEndpoint` (.taskflow/stack.json).
+        elsewhere = "`endpoint`" if _SERVES["only"] is not None else "`storageEndpoint`"
+        why = (f"Credential should be scoped to correct service: this endpoint of the local stack does not serve {service}; "
+               f"it is served at {elsewhere} in .taskflow/stack.json")
+    if service == "s3":
+        # S3 clients read XML errors; S3's own for a credential scope that is not its own.
+        body = (f'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AuthorizationHeaderMalformed</Code>'
+                f"<Message>{html.escape(why)}</Message></Error>").encode()
+        headers = [("Content-Type", "application/xml")]
+    else:
+        body = json.dumps({"__type": "InvalidSignatureException", "message": why}).encode()
+        headers = [("Content-Type", "application/x-amz-json-1.0"), ("x-amzn-ErrorType", "InvalidSignatureException")]
+    start_response("400 Bad Request", headers + [("Content-Length", str(len(body)))])
     return [body]
 
 
@@ -1017,7 +1054,8 @@ def _dispatch_if_served(self, environ, start_response):
         return _json_answer(start_response, answer, status)
     if path == "/taskflow/s3-notifications" and environ.get("REQUEST_METHOD") == "POST":
         length = int(environ.get("CONTENT_LENGTH") or 0)
-        return _json_answer(start_response, _deliver_s3_notification(environ["wsgi.input"].read(length)))
+        answer, status = _deliver_s3_notification(environ["wsgi.input"].read(length))
+        return _json_answer(start_response, answer, status)
     service = _signed_service(environ)
     if not _serves(service):
         return _not_served(environ, start_response, service)

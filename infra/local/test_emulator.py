@@ -495,7 +495,7 @@ class ServicesServed(unittest.TestCase):
     def presigned_get(self, service):
         credential = f"AKIAIOSFODNN7EXAMPLE%2F20261130%2Feu-west-1%2F{service}%2Faws4_request"
         answer = self.client.get(f"/no-such-bucket/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential={credential}&X-Amz-Signature=00")
-        return b"InvalidSignatureException" in answer.data
+        return b"<Code>AuthorizationHeaderMalformed</Code>" in answer.data
 
     def test_the_dynamodb_process_refuses_other_services(self):
         self.assertEqual(self.serve({"only": ["dynamodb"]}), (200, {"only": ["dynamodb"], "except": [], "queueNotificationsTo": None}))
@@ -503,6 +503,7 @@ class ServicesServed(unittest.TestCase):
         status, body = self.list_queues()
         self.assertEqual(status, 400)
         self.assertIn(b"InvalidSignatureException", body)
+        self.assertIn(b"served at `endpoint`", body, "points at the process that serves it")
         self.assertTrue(self.presigned_get("s3"), "a presigned S3 URL names its service in the query")
         self.assertNotIn(b"InvalidSignatureException", self.client.get("/no-such-bucket/k").data, "unsigned: IAM's to refuse")
         self.assertEqual(self.client.get("/taskflow/usage").status_code, 200, "the emulator's own routes stay")
@@ -511,7 +512,7 @@ class ServicesServed(unittest.TestCase):
         self.serve({"except": ["dynamodb"]})
         status, body = self.list_tables()
         self.assertEqual((status, body["__type"]), (400, "InvalidSignatureException"))
-        self.assertIn("storageEndpoint", body["message"])
+        self.assertIn("`storageEndpoint`", body["message"])
         self.assertEqual(self.list_queues()[0], 200)
         self.assertFalse(self.presigned_get("s3"), "served (S3 answers it: here, its presigned URL is incomplete)")
 
@@ -534,9 +535,18 @@ class ServicesServed(unittest.TestCase):
         server = make_server("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app), threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self.addCleanup(server.shutdown)
+        from moto.s3.models import s3_backends
+
         sqs = sqs_backends[ACCOUNT][REGION]
         sqs.create_queue("attachments-test")
         self.addCleanup(sqs.delete_queue, "attachments-test")
+        s3 = s3_backends[ACCOUNT]["aws"]
+        s3.create_bucket("attachments-bucket-test", REGION)
+        self.addCleanup(s3.delete_bucket, "attachments-bucket-test")
+        s3.put_bucket_notification_configuration("attachments-bucket-test", {"QueueConfiguration": [
+            {"Queue": f"arn:aws:sqs:{REGION}:{ACCOUNT}:attachments-test", "Event": ["s3:ObjectCreated:*"]}]})
+        while sqs.receive_message("attachments-test", 10, 0, 30):  # moto's test event
+            pass
         self.assertEqual(self.serve({"only": ["dynamodb", "s3"], "queueNotificationsTo": f"http://127.0.0.1:{server.server_port}"})[0], 200)
         emulator._s3_notifications._send_sqs_message(ACCOUNT, {"Records": [{"s3": {"object": {"key": "k"}}}]}, "attachments-test", REGION)
         messages = sqs.receive_message("attachments-test", 10, 0, 30)
@@ -552,9 +562,53 @@ class ServicesServed(unittest.TestCase):
 
     def test_a_malformed_choice_is_refused_and_changes_nothing(self):
         self.serve({"only": ["dynamodb"]})
-        for bad in [{"only": "dynamodb"}, {"only": [1]}, {"serve": ["sqs"]}]:
+        for bad in [{"only": "dynamodb"}, {"only": [1]}, {"serve": ["sqs"]}, ["dynamodb"]]:
             self.assertEqual(self.serve(bad)[0], 400, bad)
+        self.assertEqual(self.client.post("/taskflow/services", data="garbage").status_code, 400)
         self.assertEqual(self.list_queues()[0], 400, "still dynamodb only")
+
+    def test_a_credential_scope_is_read_as_moto_reads_it_to_route(self):
+        # moto routes by the scope's fourth part whatever the date looks like; so does the check.
+        self.serve({"except": ["dynamodb", "s3"]})
+        for auth in ["AWS4-HMAC-SHA256 Credential=test/2026113/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00",
+                     "AWS4-HMAC-SHA256 Credential=test/20261130/us-east-1/s3/x, SignedHeaders=host, Signature=00"]:
+            answer = self.client.put("/bucket/k", data=b"x", headers={"Authorization": auth})
+            self.assertEqual(answer.status_code, 400, auth)
+            self.assertIn(b"<Code>AuthorizationHeaderMalformed</Code>", answer.data, "an S3 client reads XML")
+        answer = self.client.post("/", data="{}", headers={"Authorization": "AWS4-HMAC-SHA256 Credential=test/20261130/us-east-1/dynamodb/x",
+                                                           "X-Amz-Target": "DynamoDB_20120810.ListTables"})
+        self.assertEqual(json.loads(answer.data)["__type"], "InvalidSignatureException")
+        answer = self.client.put("/bucket/k", data=b"x", headers={"Authorization": "AWS4-HMAC-SHA256 nonsense"})
+        self.assertEqual(answer.status_code, 400, "a header moto cannot read a service from")
+        self.assertIn(b"malformed", answer.data)
+
+    def test_only_a_buckets_notification_queue_takes_a_handed_on_notification(self):
+        from moto.s3.models import s3_backends
+        from moto.sqs.models import sqs_backends
+
+        sqs = sqs_backends[ACCOUNT][REGION]
+        for name in ("uploads-test", "intake-test"):
+            sqs.create_queue(name)
+            self.addCleanup(sqs.delete_queue, name)
+        s3 = s3_backends[ACCOUNT]["aws"]
+        s3.create_bucket("notifying-test", REGION)
+        self.addCleanup(s3.delete_bucket, "notifying-test")
+        s3.put_bucket_notification_configuration("notifying-test", {"QueueConfiguration": [
+            {"Queue": f"arn:aws:sqs:{REGION}:{ACCOUNT}:uploads-test", "Event": ["s3:ObjectCreated:*"]}]})
+        while sqs.receive_message("uploads-test", 10, 0, 30):  # moto's test event
+            pass
+
+        def hand_on(note):
+            answer = self.client.post("/taskflow/s3-notifications", data=json.dumps(note))
+            return answer.status_code, json.loads(answer.data)
+
+        note = {"account": ACCOUNT, "region": REGION, "queue": "uploads-test", "body": {"Records": []}}
+        self.assertEqual(hand_on(note), (200, {"delivered": "uploads-test"}))
+        self.assertEqual(len(sqs.receive_message("uploads-test", 10, 0, 30)), 1)
+        self.assertEqual(hand_on({**note, "queue": "intake-test"})[0], 400, "not a notification target: refused")
+        self.assertEqual(sqs.receive_message("intake-test", 10, 0, 30), [])
+        self.assertEqual(hand_on({"queue": "uploads-test"})[0], 400)
+        self.assertEqual(self.client.post("/taskflow/s3-notifications", data="garbage").status_code, 400)
 
 
 class EventBridgeRulesChangedDuringPutEvents(unittest.TestCase):

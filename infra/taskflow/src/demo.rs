@@ -133,7 +133,7 @@ async fn decide_approvals(stack: &LocalStack, state_dir: &std::path::Path, refun
 /// Runs the demo; with `console`, then keeps the stack up and serves the console on it (its
 /// port, or any free one) until Ctrl-C, to look at the demo's orders in a browser.
 pub async fn run(state_dir: PathBuf, console: Option<u16>) -> Result<()> {
-    eprintln!("starting the local stack (moto server, template, functions)…");
+    eprintln!("starting the local stack (two moto servers, template, functions)…");
     let stack = LocalStack::start(Options::new(&state_dir)).await?;
     eprintln!("stack up in {:.1} s at {}", stack.started_in.as_secs_f64(), stack.info.endpoint.as_deref().unwrap_or_default());
     let result = drive(&stack, &state_dir).await;

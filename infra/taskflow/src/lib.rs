@@ -1,5 +1,5 @@
-//! The taskflow command line's library: the local stack (a moto server, the template deployed
-//! onto it, and a host that runs the real function binaries over the Lambda Runtime API) and the
+//! The taskflow command line's library: the local stack (two moto servers, the template deployed
+//! onto both, and a host that runs the real function binaries over the Lambda Runtime API) and the
 //! client operations the CLI and the end-to-end tests use against any stack.
 
 pub mod attach;

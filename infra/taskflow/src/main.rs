@@ -441,7 +441,7 @@ async fn up(state_dir: PathBuf, faults: FaultArgs, console_port: u16) -> Result<
     // lead their own process groups and do not get the terminal's SIGINT themselves).
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    eprintln!("starting the local stack (moto server, template, functions)…");
+    eprintln!("starting the local stack (two moto servers, template, functions)…");
     let mut options = Options::new(&state_dir);
     faults.apply(&mut options);
     options.notifier_from_env()?;
