@@ -473,6 +473,23 @@ class ServicesServed(unittest.TestCase):
         self.addCleanup(emulator._SERVES.update, served)
         self.client = Client(DomainDispatcherApplication(create_backend_app))
 
+    def bucket_notifying(self, bucket, queue):
+        """A bucket whose object-created notifications go to a new queue (both removed after the
+        test), with moto's test event already taken off the queue."""
+        from moto.s3.models import s3_backends
+        from moto.sqs.models import sqs_backends
+
+        sqs = sqs_backends[ACCOUNT][REGION]
+        sqs.create_queue(queue)
+        self.addCleanup(sqs.delete_queue, queue)
+        s3 = s3_backends[ACCOUNT]["aws"]
+        s3.create_bucket(bucket, REGION)
+        self.addCleanup(s3.delete_bucket, bucket)
+        s3.put_bucket_notification_configuration(bucket, {"QueueConfiguration": [
+            {"Queue": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue}", "Event": ["s3:ObjectCreated:*"]}]})
+        while sqs.receive_message(queue, 10, 0, 30):  # moto's test event
+            pass
+
     def serve(self, which):
         answer = self.client.post("/taskflow/services", data=json.dumps(which))
         return answer.status_code, json.loads(answer.data)
@@ -535,18 +552,8 @@ class ServicesServed(unittest.TestCase):
         server = make_server("127.0.0.1", 0, DomainDispatcherApplication(create_backend_app), threaded=True)
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self.addCleanup(server.shutdown)
-        from moto.s3.models import s3_backends
-
         sqs = sqs_backends[ACCOUNT][REGION]
-        sqs.create_queue("attachments-test")
-        self.addCleanup(sqs.delete_queue, "attachments-test")
-        s3 = s3_backends[ACCOUNT]["aws"]
-        s3.create_bucket("attachments-bucket-test", REGION)
-        self.addCleanup(s3.delete_bucket, "attachments-bucket-test")
-        s3.put_bucket_notification_configuration("attachments-bucket-test", {"QueueConfiguration": [
-            {"Queue": f"arn:aws:sqs:{REGION}:{ACCOUNT}:attachments-test", "Event": ["s3:ObjectCreated:*"]}]})
-        while sqs.receive_message("attachments-test", 10, 0, 30):  # moto's test event
-            pass
+        self.bucket_notifying("attachments-bucket-test", "attachments-test")
         self.assertEqual(self.serve({"only": ["dynamodb", "s3"], "queueNotificationsTo": f"http://127.0.0.1:{server.server_port}"})[0], 200)
         emulator._s3_notifications._send_sqs_message(ACCOUNT, {"Records": [{"s3": {"object": {"key": "k"}}}]}, "attachments-test", REGION)
         messages = sqs.receive_message("attachments-test", 10, 0, 30)
@@ -583,20 +590,12 @@ class ServicesServed(unittest.TestCase):
         self.assertIn(b"malformed", answer.data)
 
     def test_only_a_buckets_notification_queue_takes_a_handed_on_notification(self):
-        from moto.s3.models import s3_backends
         from moto.sqs.models import sqs_backends
 
         sqs = sqs_backends[ACCOUNT][REGION]
-        for name in ("uploads-test", "intake-test"):
-            sqs.create_queue(name)
-            self.addCleanup(sqs.delete_queue, name)
-        s3 = s3_backends[ACCOUNT]["aws"]
-        s3.create_bucket("notifying-test", REGION)
-        self.addCleanup(s3.delete_bucket, "notifying-test")
-        s3.put_bucket_notification_configuration("notifying-test", {"QueueConfiguration": [
-            {"Queue": f"arn:aws:sqs:{REGION}:{ACCOUNT}:uploads-test", "Event": ["s3:ObjectCreated:*"]}]})
-        while sqs.receive_message("uploads-test", 10, 0, 30):  # moto's test event
-            pass
+        self.bucket_notifying("notifying-test", "uploads-test")
+        sqs.create_queue("intake-test")
+        self.addCleanup(sqs.delete_queue, "intake-test")
 
         def hand_on(note):
             answer = self.client.post("/taskflow/s3-notifications", data=json.dumps(note))

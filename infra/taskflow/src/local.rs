@@ -310,12 +310,7 @@ impl LocalStack {
     /// empties it (`infra/local/emulator.py`, `/taskflow/cpu`).
     pub async fn emulator_cpu(&self, reset: bool) -> Result<BTreeMap<String, (u64, u64)>> {
         let mut total: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-        for port in self.info.emulator_ports() {
-            let (status, body) = crate::emulator::http(port, if reset { "DELETE" } else { "GET" }, "/taskflow/cpu", "").await?;
-            if status != 200 {
-                anyhow::bail!("the emulator did not give its CPU by operation: {status} {body}");
-            }
-            let cpu: BTreeMap<String, (u64, u64)> = serde_json::from_str(&body).context("reading the emulator's CPU by operation")?;
+        for cpu in from_each::<BTreeMap<String, (u64, u64)>>(&self.info, "/taskflow/cpu", reset, "CPU by operation").await? {
             for (operation, (requests, micros)) in cpu {
                 let sum = total.entry(operation).or_default();
                 sum.0 += requests;
@@ -348,12 +343,7 @@ impl LocalStack {
 /// processes, oldest first.
 pub async fn iam_denials(info: &StackInfo, clear: bool) -> Result<Vec<serde_json::Value>> {
     let mut all = Vec::new();
-    for port in info.emulator_ports() {
-        let (status, body) = crate::emulator::http(port, if clear { "DELETE" } else { "GET" }, "/taskflow/iam/denials", "").await?;
-        if status != 200 {
-            anyhow::bail!("the emulator did not give its IAM denials: {status} {body}");
-        }
-        let value: serde_json::Value = serde_json::from_str(&body).context("reading the emulator's IAM denials")?;
+    for value in from_each::<serde_json::Value>(info, "/taskflow/iam/denials", clear, "IAM denials").await? {
         all.extend(value["denials"].as_array().cloned().unwrap_or_default());
     }
     // `at` is UTC to the second (`%Y-%m-%dT%H:%M:%SZ`): a stable sort keeps each process's order.
@@ -365,15 +355,24 @@ pub async fn iam_denials(info: &StackInfo, clear: bool) -> Result<Vec<serde_json
 /// processes.
 pub async fn usage(info: &StackInfo, reset: bool) -> Result<BTreeMap<String, f64>> {
     let mut total: BTreeMap<String, f64> = BTreeMap::new();
-    for port in info.emulator_ports() {
-        let (status, body) = crate::emulator::http(port, if reset { "DELETE" } else { "GET" }, "/taskflow/usage", "").await?;
-        if status != 200 {
-            anyhow::bail!("the emulator did not give its usage counts: {status} {body}");
-        }
-        let counts: BTreeMap<String, f64> = serde_json::from_str(&body).context("reading the emulator's usage counts")?;
+    for counts in from_each::<BTreeMap<String, f64>>(info, "/taskflow/usage", reset, "usage counts").await? {
         for (item, count) in counts {
             *total.entry(item).or_default() += count;
         }
     }
     Ok(total)
+}
+
+/// Each emulator process's answer to `GET path` (`DELETE` with `clear`: read and empty it), read
+/// as JSON; `what` names it in errors.
+async fn from_each<T: serde::de::DeserializeOwned>(info: &StackInfo, path: &str, clear: bool, what: &str) -> Result<Vec<T>> {
+    let mut answers = Vec::new();
+    for port in info.emulator_ports() {
+        let (status, body) = crate::emulator::http(port, if clear { "DELETE" } else { "GET" }, path, "").await?;
+        if status != 200 {
+            anyhow::bail!("the emulator did not give its {what}: {status} {body}");
+        }
+        answers.push(serde_json::from_str(&body).with_context(|| format!("reading the emulator's {what}"))?);
+    }
+    Ok(answers)
 }
