@@ -20,7 +20,7 @@ pub async fn run(out: &Path, rate: f64, seconds: f64, burst_rate: f64, burst_ord
         }
         let stack = LocalStack::start(options).await?;
         let measured = async {
-            // Each emulator process's CPU seconds (the main one first, then DynamoDB's).
+            // Each emulator process's CPU seconds (the main one first, then the storage one's).
             let cpu_of = |stack: &LocalStack| -> Option<Vec<f64>> { stack.emulator_pids().into_iter().map(cpu_seconds).collect() };
             let before = cpu_of(&stack);
             stack.usage(true).await?;
